@@ -1,0 +1,11 @@
+"""Nadaraya-Watson kernel regression and classification as scikit-learn estimators."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+from sknw._classification import NadarayaWatsonClassifier
+from sknw._regression import NadarayaWatsonRegressor
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["NadarayaWatsonClassifier", "NadarayaWatsonRegressor", "__version__"]

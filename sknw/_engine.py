@@ -1,0 +1,267 @@
+"""Chunked torch computation of Nadaraya-Watson weights and predictions."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn import get_config
+from sklearn.utils import gen_batches
+
+from sknw._kernels import KERNELS
+
+# float32 exp is many times slower when its result is a denormal (arguments
+# below about -87); a weight that small relative to the largest one in its row
+# cannot change the row's normalised sum, so shifted log-weights are clamped.
+_FLOAT32_LOG_WEIGHT_FLOOR = -87.0
+
+# Blocks of (chunk_n_rows, n_keys) alive at once in the chunk loop: squared
+# distances transformed in place into weights, a kernel's output when it is
+# not computed in place, and one temporary of a compound kernel expression.
+_BLOCKS_PER_ROW = 3
+
+
+def resolve_device(device, *, fall_back=False):
+    """Turn a device string into an available ``torch.device``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        A torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``.
+    fall_back : bool, default=False
+        When the device is absent, warn and return the CPU instead of raising.
+
+    Returns
+    -------
+    device : torch.device
+    """
+    try:
+        resolved = torch.device(device)
+        torch.empty(0, device=resolved)
+    except Exception as exc:
+        message = f"device={device!r} is not available here ({exc})."
+        if not fall_back:
+            raise ValueError(message) from exc
+        warnings.warn(f"{message} Computing on the CPU instead.", UserWarning)
+        return torch.device("cpu")
+    return resolved
+
+
+def compute_dtype(*arrays):
+    """float32 when every array is float32, float64 otherwise."""
+    if all(array.dtype == np.float32 for array in arrays):
+        return torch.float32
+    return torch.float64
+
+
+class _Problem:
+    """Keys, bandwidth and kernel laid out for the chunk loop.
+
+    Keys and queries are centred on the keys' mean and scaled per feature by
+    ``reference / bandwidth`` (factors <= 1, so nothing overflows), where
+    ``reference`` is the smallest width. Centring keeps the squared distance
+    expansion |q|^2 - 2 q.k + |k|^2 accurate when the data sit far from the
+    origin; u^2 is then the squared distance times 1 / reference^2.
+    """
+
+    def __init__(self, keys, bandwidth, kernel, sample_weight, dtype, device):
+        n_keys, n_features = keys.shape
+        self.dtype = dtype
+        self.device = device
+        bandwidth = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
+        reference = bandwidth.min()
+        self.scale = reference / bandwidth
+        self.centre = np.asarray(keys, dtype=np.float64).mean(axis=0)
+        largest = float(torch.finfo(dtype).max)
+        with np.errstate(over="ignore", divide="ignore"):
+            self.inv_sq_bandwidth = min(float(np.float64(1.0) / reference**2), largest)
+
+        keys = self.to_tensor(self.transform(keys))
+        self.keys_t = keys.T.contiguous()
+        self.key_sq_norms = (keys * keys).sum(dim=1).unsqueeze(0)
+        if sample_weight is None:
+            sample_weight = np.ones(n_keys)
+        self.sample_weight = self.to_tensor(sample_weight)
+        if callable(kernel):
+            self.kernel = kernel
+            self.named = None
+        else:
+            self.kernel = None
+            self.named = KERNELS[kernel]
+        self.n_keys = n_keys
+
+    def transform(self, X):
+        return (np.asarray(X, dtype=np.float64) - self.centre) * self.scale
+
+    def to_tensor(self, array):
+        return torch.as_tensor(np.asarray(array), dtype=self.dtype, device=self.device)
+
+    def sq_distances(self, queries):
+        """Squared scaled distances, a (n_queries, n_keys) block."""
+        sq_dist = torch.addmm(self.key_sq_norms, queries, self.keys_t, alpha=-2.0)
+        sq_dist.add_((queries * queries).sum(dim=1, keepdim=True))
+        return sq_dist.clamp_(min=0)
+
+    def weights(self, queries):
+        """Kernel weights of a chunk of (transformed) queries, unnormalised.
+
+        The sample weights are not applied here. Rows whose total weight is
+        zero (a compact kernel with no key within one width, or log-weights
+        that all overflowed) are replaced by the nearest keys' indicator: the
+        limit the Gaussian reaches far from the data, ties kept together.
+        """
+        sq_u = self.sq_distances(queries).mul_(self.inv_sq_bandwidth)
+        if self.named is not None and self.named.log_weight is not None:
+            # Log domain with the row maximum subtracted, so a tiny bandwidth
+            # leaves the nearest key at weight 1 instead of giving 0 / 0.
+            log_weights = self.named.log_weight(sq_u)
+            row_max = log_weights.amax(dim=1, keepdim=True)
+            overflowed = ~torch.isfinite(row_max)
+            log_weights.sub_(row_max.masked_fill(overflowed, 0.0))
+            if self.dtype == torch.float32:
+                log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
+            weights = log_weights.exp_()
+            weights.masked_fill_(overflowed, 0.0)
+        else:
+            u = sq_u.sqrt_()
+            if self.named is not None:
+                weights = self.named.function(u)
+            else:
+                weights = self._call_kernel(u)
+        totals = weights @ self.sample_weight
+        empty = totals <= 0
+        if bool(empty.any()):
+            # Nearest keys by their exact squared distance, recomputed for
+            # these rows only.
+            sq_dist = self.sq_distances(queries[empty])
+            nearest = sq_dist <= sq_dist.amin(dim=1, keepdim=True)
+            weights[empty] = nearest.to(self.dtype)
+        return weights
+
+    def _call_kernel(self, u):
+        weights = np.asarray(self.kernel(u.cpu().numpy()))
+        check_kernel_output(weights, u.shape)
+        return self.to_tensor(weights)
+
+
+def check_kernel_output(weights, shape):
+    """Refuse a callable kernel's output that is not finite weights >= 0."""
+    if weights.shape != tuple(shape):
+        raise ValueError(
+            "The callable kernel must return an array of the same shape as its "
+            f"input; got shape {weights.shape} for input of shape {tuple(shape)}."
+        )
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(
+            f"The callable kernel must return real numbers; got dtype {weights.dtype}."
+        )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(
+            "The callable kernel must return finite weights >= 0; got values in "
+            f"[{np.nanmin(weights)}, {np.nanmax(weights)}]"
+            + (" and NaN." if np.isnan(weights).any() else ".")
+        )
+
+
+def _chunk_n_rows(n_keys, dtype):
+    itemsize = torch.finfo(dtype).bits // 8
+    budget = get_config()["working_memory"] * 2**20
+    return max(1, int(budget // (_BLOCKS_PER_ROW * n_keys * itemsize)))
+
+
+def _chunks(queries, keys, bandwidth, kernel, sample_weight, dtype, device):
+    """Yield (slice, weights block, problem) over chunks of the queries."""
+    device = resolve_device(device, fall_back=True)
+    problem = _Problem(keys, bandwidth, kernel, sample_weight, dtype, device)
+    queries = problem.transform(queries)
+    chunk_n_rows = _chunk_n_rows(problem.n_keys, dtype)
+    for batch in gen_batches(queries.shape[0], chunk_n_rows):
+        yield batch, problem.weights(problem.to_tensor(queries[batch])), problem
+
+
+def nadaraya_watson(
+    queries, keys, values, *, bandwidth, kernel, sample_weight=None, device="cpu"
+):
+    """Weighted averages of ``values`` with attention over ``keys``.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_features)
+        Points to predict at.
+    keys : ndarray of shape (n_keys, n_features)
+        Training inputs.
+    values : ndarray of shape (n_keys, n_values)
+        Training targets (one column per output or per class).
+    bandwidth : float or ndarray of shape (n_features,)
+        Width, isotropic or per feature.
+    kernel : str or callable
+        A name from ``KERNELS`` or a function of u on NumPy arrays.
+    sample_weight : ndarray of shape (n_keys,), default=None
+        Positive multipliers of each key's kernel weight.
+    device : str, default="cpu"
+        Torch device; an absent one falls back to the CPU with a warning.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_values)
+        Float32 when ``queries`` is float32, float64 otherwise.
+    """
+    dtype = compute_dtype(queries, keys)
+    keys, values, sample_weight, _ = _positive_weight_keys(keys, values, sample_weight)
+    predictions = np.empty((queries.shape[0], values.shape[1]), dtype=np.float64)
+    weighted_values = None
+    for batch, weights, problem in _chunks(
+        queries, keys, bandwidth, kernel, sample_weight, dtype, device
+    ):
+        if weighted_values is None:
+            # One GEMM gives the weighted sums and the totals together.
+            augmented = np.hstack([values, np.ones((values.shape[0], 1))])
+            weighted_values = problem.to_tensor(augmented) * problem.sample_weight[
+                :, None
+            ]
+        sums = weights @ weighted_values
+        predictions[batch] = (sums[:, :-1] / sums[:, -1:]).cpu().numpy()
+    return predictions.astype(_numpy_dtype(dtype), copy=False)
+
+
+def attention(queries, keys, *, bandwidth, kernel, sample_weight=None, device="cpu"):
+    """Normalised attention weights of each query over the keys.
+
+    Parameters
+    ----------
+    queries, keys, bandwidth, kernel, sample_weight, device
+        As in :func:`nadaraya_watson`.
+
+    Returns
+    -------
+    attention : ndarray of shape (n_queries, n_keys)
+        Rows are >= 0 and sum to 1.
+    """
+    dtype = compute_dtype(queries, keys)
+    result = np.zeros((queries.shape[0], keys.shape[0]), dtype=_numpy_dtype(dtype))
+    keys, _, sample_weight, kept = _positive_weight_keys(keys, None, sample_weight)
+    for batch, weights, problem in _chunks(
+        queries, keys, bandwidth, kernel, sample_weight, dtype, device
+    ):
+        weights.mul_(problem.sample_weight)
+        weights.div_(weights.sum(dim=1, keepdim=True))
+        if kept is None:
+            result[batch] = weights.cpu().numpy()
+        else:
+            result[batch, kept] = weights.cpu().numpy()
+    return result
+
+
+def _positive_weight_keys(keys, values, sample_weight):
+    """Drop keys of zero sample weight: they take no part, not even as nearest."""
+    if sample_weight is None or np.all(sample_weight > 0):
+        return keys, values, sample_weight, None
+    kept = np.flatnonzero(sample_weight > 0)
+    values = None if values is None else values[kept]
+    return keys[kept], values, sample_weight[kept], kept
+
+
+def _numpy_dtype(dtype):
+    return np.float32 if dtype == torch.float32 else np.float64

@@ -1,0 +1,112 @@
+"""Kernel functions of the scaled distance u, and the table of their names."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def gaussian(u):
+    """Gaussian kernel exp(-u**2 / 2)."""
+    return torch.exp(-0.5 * u * u)
+
+
+def tophat(u):
+    """Top-hat (boxcar, uniform) kernel 1[u < 1]."""
+    return (u < 1).to(u.dtype)
+
+
+def epanechnikov(u):
+    """Epanechnikov kernel (1 - u**2)+."""
+    return torch.clamp(1 - u * u, min=0)
+
+
+def linear(u):
+    """Linear (triangular) kernel (1 - u)+."""
+    return torch.clamp(1 - u, min=0)
+
+
+def biweight(u):
+    """Biweight (quartic) kernel ((1 - u**2)+)**2."""
+    return torch.clamp(1 - u * u, min=0) ** 2
+
+
+def triweight(u):
+    """Triweight kernel ((1 - u**2)+)**3."""
+    return torch.clamp(1 - u * u, min=0) ** 3
+
+
+def tricube(u):
+    """Tricube kernel ((1 - u**3)+)**3."""
+    return torch.clamp(1 - u * u * u, min=0) ** 3
+
+
+def cosine(u):
+    """Cosine kernel cos(pi u / 2) 1[u < 1]."""
+    return torch.where(u < 1, torch.cos(0.5 * math.pi * u), 0).to(u.dtype)
+
+
+def exponential(u):
+    """Exponential kernel exp(-u)."""
+    return torch.exp(-u)
+
+
+def constant(u):
+    """Constant kernel 1: every training sample gets the same weight."""
+    return torch.ones_like(u)
+
+
+def gaussian_log_weight(sq_u):
+    """Log of the Gaussian kernel as a function of u**2."""
+    return sq_u.mul_(-0.5)
+
+
+def exponential_log_weight(sq_u):
+    """Log of the exponential kernel as a function of u**2."""
+    return sq_u.sqrt_().neg_()
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A named kernel.
+
+    Attributes
+    ----------
+    function : callable
+        K(u) on a tensor of scaled distances u >= 0.
+    compact : bool
+        Whether K(u) = 0 for every u >= 1.
+    log_weight : callable or None
+        log K as an in-place function of u**2, for the kernels whose weights
+        are computed in the log domain (softmax); None for the others.
+    """
+
+    function: object
+    compact: bool
+    log_weight: object = None
+
+
+_GAUSSIAN = Kernel(gaussian, False, gaussian_log_weight)
+_TOPHAT = Kernel(tophat, True)
+_LINEAR = Kernel(linear, True)
+_BIWEIGHT = Kernel(biweight, True)
+
+KERNELS = {
+    "gaussian": _GAUSSIAN,
+    "tophat": _TOPHAT,
+    "boxcar": _TOPHAT,
+    "uniform": _TOPHAT,
+    "epanechnikov": Kernel(epanechnikov, True),
+    "linear": _LINEAR,
+    "triangular": _LINEAR,
+    "biweight": _BIWEIGHT,
+    "quartic": _BIWEIGHT,
+    "triweight": Kernel(triweight, True),
+    "tricube": Kernel(tricube, True),
+    "cosine": Kernel(cosine, True),
+    "exponential": Kernel(exponential, False, exponential_log_weight),
+    "constant": Kernel(constant, False),
+}

@@ -1,0 +1,165 @@
+"""Nadaraya-Watson kernel regression."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+from sklearn.base import RegressorMixin, _fit_context
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson
+
+
+class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
+    """Nadaraya-Watson kernel regression (attention pooling).
+
+    The prediction at a query q is the kernel-weighted average of the training
+    targets,
+
+        f(q) = sum_i K(u_i) s_i y_i / sum_i K(u_i) s_i,   u_i = ||(q - x_i) / h||,
+
+    where s_i is the sample weight of training sample i. With the Gaussian
+    kernel the weights are softmax(-u_i**2 / 2): the attention pooling of the
+    d2l textbook, with keys x_i, values y_i and the d2l weight w = 1 / h.
+
+    Read more in the README's section on the estimators.
+
+    Parameters
+    ----------
+    kernel : {"gaussian", "tophat", "boxcar", "uniform", "epanechnikov", \
+            "linear", "triangular", "biweight", "quartic", "triweight", \
+            "tricube", "cosine", "exponential", "constant"} or callable, \
+            default="gaussian"
+        The kernel K(u) of the scaled distance u. Aliases name the same
+        kernel: "boxcar" and "uniform" are "tophat", "triangular" is
+        "linear", "quartic" is "biweight". "constant" gives every sample the
+        same weight (average pooling). A callable takes a NumPy array of
+        u >= 0 and returns finite weights >= 0 of the same shape.
+        Normalising constants cancel and are not applied.
+
+    bandwidth : float, array-like of shape (n_features,), or \
+            {"scott", "silverman"}, default=1.0
+        The width h. A float is shared by all features; an array gives one
+        width per feature. The rules give one width per feature from the
+        training data: "scott" is sigma_j n**(-1/(d+4)) and "silverman"
+        sigma_j (4 / ((d + 2) n))**(1/(d+4)), with sigma_j the standard
+        deviation (ddof=0, weighted by ``sample_weight``) of feature j, n the
+        sum of the sample weights and d the number of features. A feature
+        with zero spread gets sigma_j = 1.
+
+    device : str or torch.device, default="cpu"
+        Where to compute: "cpu", "cuda", "cuda:1", ... Inputs and outputs
+        stay NumPy. ``fit`` refuses a device that is absent; a model whose
+        device is absent at prediction time (say, fitted on CUDA and loaded
+        on a machine without it) warns and computes on the CPU.
+
+    Attributes
+    ----------
+    bandwidth_ : float or ndarray of shape (n_features,)
+        The width in use after fit.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    NadarayaWatsonClassifier : The same weights averaging one-hot labels.
+    sklearn.neighbors.KNeighborsRegressor : Average over the k nearest samples.
+    sklearn.kernel_ridge.KernelRidge : Kernel ridge regression.
+    sklearn.neighbors.KernelDensity : Kernel density estimation.
+
+    Notes
+    -----
+    The Gaussian and exponential kernels are computed in the log domain with
+    the row maximum subtracted (a softmax), so any bandwidth gives finite
+    output: a tiny width gives the nearest training sample's target, a huge
+    one the weighted mean. A query with zero total weight, which a compact
+    kernel gives when no training sample lies within one width, gets the
+    weighted average of the targets of its nearest training samples (the
+    limit the Gaussian reaches far from the data).
+
+    Squared distances are computed as |q|^2 - 2 q.k + |k|^2 on data centred on
+    the training mean, so predictions do not change when X and the queries
+    are translated together. Queries are processed in chunks sized so that
+    the (chunk, n_samples) blocks fit in ``sklearn.get_config()
+    ["working_memory"]``. float32 input computes in float32 (and returns
+    float32); any other input in float64.
+
+    Training samples of zero ``sample_weight`` take no part in prediction.
+
+    References
+    ----------
+    .. [1] E. A. Nadaraya, "On estimating regression", Theory of Probability
+       and its Applications, 9(1), 141-142, 1964.
+    .. [2] G. S. Watson, "Smooth regression analysis", Sankhya A, 26(4),
+       359-372, 1964.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknw import NadarayaWatsonRegressor
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> y = np.array([0.0, 1.0, 4.0, 9.0])
+    >>> reg = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, y)
+    >>> reg.predict([[1.5]]).round(4)
+    array([2.536])
+    >>> reg.attention_weights([[1.5]]).round(4)
+    array([[0.009, 0.491, 0.491, 0.009]])
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Store the training data and resolve the bandwidth.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (the keys).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Training targets (the values).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative multipliers of each sample's kernel weight; an
+            integer weight is the same as repeating the row.
+
+        Returns
+        -------
+        self : NadarayaWatsonRegressor
+            The fitted estimator.
+        """
+        X, y = validate_data(
+            self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
+        )
+        sample_weight = self._check_fit_inputs(X, sample_weight)
+        self.bandwidth_ = self._resolve_bandwidth(X, sample_weight)
+        self._fit_X = X
+        self._fit_y = y
+        self._fit_sample_weight = sample_weight
+        return self
+
+    def predict(self, X):
+        """Attention-weighted average of the training targets at each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Predictions, shaped as the ``y`` given to ``fit``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        values = self._fit_y.reshape(self._fit_y.shape[0], -1)
+        y_pred = self._weighted_average(X, values)
+        if self._fit_y.ndim == 1:
+            y_pred = y_pred.ravel()
+        return y_pred

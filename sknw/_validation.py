@@ -1,0 +1,105 @@
+"""Checks of the parameters and inputs that no parameter constraint expresses."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import numpy as np
+
+from sknw._engine import check_kernel_output, resolve_device
+
+# Scaled distances at which a callable kernel is tried before any work.
+_PROBE_U = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 1e3])
+
+
+def check_bandwidth_array(bandwidth, n_features):
+    """Validate a bandwidth given as an array: one finite width > 0 per feature.
+
+    Parameters
+    ----------
+    bandwidth : array-like
+        The ``bandwidth`` parameter, already known not to be a float or a rule.
+    n_features : int
+        Number of features of the training data.
+
+    Returns
+    -------
+    bandwidth : float or ndarray of shape (n_features,)
+        A float for a 0-d array, otherwise a new float64 array.
+    """
+    try:
+        array = np.array(bandwidth, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "bandwidth must be a float > 0, 'scott', 'silverman' or an array of "
+            f"shape (n_features,) of floats > 0; got {bandwidth!r}."
+        ) from exc
+    if array.ndim != 0 and array.shape != (n_features,):
+        raise ValueError(
+            f"bandwidth as an array must have shape (n_features,) = ({n_features},); "
+            f"got shape {array.shape}."
+        )
+    if not np.all(np.isfinite(array)) or not np.all(array > 0):
+        raise ValueError(
+            f"bandwidth must hold finite values > 0 only; got {array.tolist()}."
+        )
+    return float(array) if array.ndim == 0 else array
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """Validate ``sample_weight``: shape (n_samples,), finite, >= 0, not all 0.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,) or None
+        The weights passed to ``fit``.
+    n_samples : int
+        Number of training samples.
+    dtype : numpy dtype
+        Floating dtype of the training data.
+
+    Returns
+    -------
+    sample_weight : ndarray of shape (n_samples,) or None
+        A new array; None stays None.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        sample_weight = np.array(sample_weight, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"sample_weight must be an array of numbers; got {sample_weight!r}."
+        ) from exc
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n_samples, sample_weight, dtype=dtype)
+    if sample_weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},); "
+            f"got shape {sample_weight.shape}."
+        )
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight must be finite; it contains NaN or inf.")
+    if np.any(sample_weight < 0):
+        raise ValueError("sample_weight must be >= 0; it has negative values.")
+    if not np.any(sample_weight > 0):
+        raise ValueError(
+            "sample_weight must have at least one positive value; all are zero."
+        )
+    return sample_weight
+
+
+def check_kernel_callable(kernel):
+    """Try a callable kernel on a range of u and refuse a bad output."""
+    try:
+        weights = np.asarray(kernel(_PROBE_U.copy()))
+    except Exception as exc:
+        raise ValueError(
+            "The callable kernel failed on a NumPy array of scaled distances: "
+            f"{exc!r}."
+        ) from exc
+    check_kernel_output(weights, _PROBE_U.shape)
+
+
+def check_device(device):
+    """Refuse an unknown or absent device before any work."""
+    return resolve_device(device)
