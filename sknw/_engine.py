@@ -70,7 +70,9 @@ class _Problem:
         n_keys, n_features = keys.shape
         self.dtype = dtype
         self.device = device
-        bandwidth = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
+        bandwidth = np.broadcast_to(
+            np.asarray(bandwidth, dtype=np.float64), (n_features,)
+        )
         reference = bandwidth.min()
         self.scale = reference / bandwidth
         self.centre = np.asarray(keys, dtype=np.float64).mean(axis=0)
@@ -218,9 +220,9 @@ def nadaraya_watson(
         if weighted_values is None:
             # One GEMM gives the weighted sums and the totals together.
             augmented = np.hstack([values, np.ones((values.shape[0], 1))])
-            weighted_values = problem.to_tensor(augmented) * problem.sample_weight[
-                :, None
-            ]
+            weighted_values = (
+                problem.to_tensor(augmented) * problem.sample_weight[:, None]
+            )
         sums = weights @ weighted_values
         predictions[batch] = (sums[:, :-1] / sums[:, -1:]).cpu().numpy()
     return predictions.astype(_numpy_dtype(dtype), copy=False)

@@ -94,8 +94,7 @@ def check_kernel_callable(kernel):
         weights = np.asarray(kernel(_PROBE_U.copy()))
     except Exception as exc:
         raise ValueError(
-            "The callable kernel failed on a NumPy array of scaled distances: "
-            f"{exc!r}."
+            f"The callable kernel failed on a NumPy array of scaled distances: {exc!r}."
         ) from exc
     check_kernel_output(weights, _PROBE_U.shape)
 

@@ -1,0 +1,59 @@
+"""A slow dense NumPy Nadaraya-Watson, written from the formulas, for tests."""
+
+import numpy as np
+from scipy.special import softmax
+
+# K(u) for u >= 0, straight from the definitions in DESIGN.md.
+KERNELS_NUMPY = {
+    "gaussian": lambda u: np.exp(-(u**2) / 2),
+    "tophat": lambda u: (u < 1).astype(float),
+    "epanechnikov": lambda u: np.maximum(1 - u**2, 0),
+    "linear": lambda u: np.maximum(1 - u, 0),
+    "biweight": lambda u: np.maximum(1 - u**2, 0) ** 2,
+    "triweight": lambda u: np.maximum(1 - u**2, 0) ** 3,
+    "tricube": lambda u: np.maximum(1 - u**3, 0) ** 3,
+    "cosine": lambda u: np.where(u < 1, np.cos(np.pi * u / 2), 0.0),
+    "exponential": lambda u: np.exp(-u),
+    "constant": lambda u: np.ones_like(u),
+}
+ALIASES = {
+    "boxcar": "tophat",
+    "uniform": "tophat",
+    "triangular": "linear",
+    "quartic": "biweight",
+}
+LOG_KERNELS = {
+    "gaussian": lambda u: -(u**2) / 2,
+    "exponential": lambda u: -u,
+}
+
+
+def attention_slow(queries, keys, bandwidth, kernel, sample_weight=None):
+    """Dense (n_queries, n_keys) attention from exact differences, float64.
+
+    Zero-weight rows take the nearest positive-weight keys, ties averaged.
+    """
+    queries = np.asarray(queries, dtype=np.float64)
+    keys = np.asarray(keys, dtype=np.float64)
+    if sample_weight is None:
+        sample_weight = np.ones(len(keys))
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    kernel = ALIASES.get(kernel, kernel)
+    diff = (queries[:, None, :] - keys[None, :, :]) / np.asarray(bandwidth)
+    u = np.sqrt((diff**2).sum(axis=-1))
+    active = sample_weight > 0
+    if kernel in LOG_KERNELS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_weights = LOG_KERNELS[kernel](u) + np.log(sample_weight)
+            weights = softmax(log_weights, axis=1)
+    else:
+        weights = KERNELS_NUMPY[kernel](u) * sample_weight
+    for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
+        distance = np.where(active, u[row], np.inf)
+        weights[row] = (distance == distance.min()) * sample_weight
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def nadaraya_watson_slow(queries, keys, values, bandwidth, kernel, sample_weight=None):
+    """Dense NumPy Nadaraya-Watson prediction of ``values`` at ``queries``."""
+    return attention_slow(queries, keys, bandwidth, kernel, sample_weight) @ values

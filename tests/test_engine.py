@@ -1,0 +1,346 @@
+"""The chunked torch engine against a dense NumPy reference, and its invariants."""
+
+import numpy as np
+import pytest
+import sklearn
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose, assert_array_equal
+
+from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
+from sknw._engine import attention, nadaraya_watson
+from sknw._kernels import KERNELS
+
+from ._reference import KERNELS_NUMPY, attention_slow, nadaraya_watson_slow
+
+ALL_KERNELS = sorted(KERNELS)
+COMPACT_KERNELS = sorted(name for name, kernel in KERNELS.items() if kernel.compact)
+
+
+def make_data(n_keys=60, n_queries=45, n_features=2, n_outputs=2, seed=0):
+    rng = np.random.default_rng(seed)
+    keys = rng.normal(size=(n_keys, n_features))
+    queries = rng.normal(scale=1.5, size=(n_queries, n_features))
+    values = rng.normal(size=(n_keys, n_outputs))
+    sample_weight = rng.uniform(0.2, 3.0, size=n_keys)
+    return queries, keys, values, sample_weight
+
+
+@pytest.mark.parametrize("kernel", ALL_KERNELS)
+@pytest.mark.parametrize("bandwidth", [0.4, np.array([0.7, 1.3])])
+def test_matches_numpy_reference(kernel, bandwidth):
+    queries, keys, values, sample_weight = make_data()
+    expected = nadaraya_watson_slow(
+        queries, keys, values, bandwidth, kernel, sample_weight
+    )
+    got = nadaraya_watson(
+        queries,
+        keys,
+        values,
+        bandwidth=bandwidth,
+        kernel=kernel,
+        sample_weight=sample_weight,
+    )
+    assert got.dtype == np.float64
+    assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+    expected_attention = attention_slow(queries, keys, bandwidth, kernel, sample_weight)
+    got_attention = attention(
+        queries, keys, bandwidth=bandwidth, kernel=kernel, sample_weight=sample_weight
+    )
+    assert_allclose(got_attention, expected_attention, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ALL_KERNELS)
+def test_float32_matches_reference(kernel):
+    queries, keys, values, sample_weight = make_data()
+    expected = nadaraya_watson_slow(queries, keys, values, 0.5, kernel, sample_weight)
+    got = nadaraya_watson(
+        queries.astype(np.float32),
+        keys.astype(np.float32),
+        values,
+        bandwidth=0.5,
+        kernel=kernel,
+        sample_weight=sample_weight,
+    )
+    assert got.dtype == np.float32
+    assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "exponential"])
+@pytest.mark.parametrize("working_memory", [0.001, 0.01, 0.1])
+def test_chunking_does_not_change_the_result(kernel, working_memory):
+    queries, keys, values, sample_weight = make_data(n_keys=300, n_queries=257)
+    kwargs = dict(bandwidth=0.3, kernel=kernel, sample_weight=sample_weight)
+    whole = nadaraya_watson(queries, keys, values, **kwargs)
+    whole_attention = attention(queries, keys, **kwargs)
+    # 0.001 MiB leaves room for a single row per chunk: 257 chunks.
+    with sklearn.config_context(working_memory=working_memory):
+        chunked = nadaraya_watson(queries, keys, values, **kwargs)
+        chunked_attention = attention(queries, keys, **kwargs)
+    assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
+    assert_allclose(chunked_attention, whole_attention, rtol=1e-12, atol=1e-12)
+    assert_allclose(
+        chunked,
+        nadaraya_watson_slow(queries, keys, values, 0.3, kernel, sample_weight),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_chunk_size_follows_working_memory(monkeypatch):
+    from sknw import _engine
+
+    seen = []
+    original = _engine._Problem.weights
+
+    def record(problem, queries):
+        seen.append(queries.shape[0])
+        return original(problem, queries)
+
+    monkeypatch.setattr(_engine._Problem, "weights", record)
+    queries, keys, values, _ = make_data(n_keys=1000, n_queries=500)
+    with sklearn.config_context(working_memory=1):
+        nadaraya_watson(queries, keys, values, bandwidth=1.0, kernel="gaussian")
+    # 1 MiB over three float64 blocks of 1000 keys: 43 rows a chunk.
+    assert max(seen) == 2**20 // (3 * 1000 * 8)
+    assert sum(seen) == 500
+
+
+@pytest.mark.parametrize("kernel", COMPACT_KERNELS)
+def test_query_outside_support_takes_nearest_samples(kernel):
+    keys = np.array([[0.0], [1.0], [3.0], [5.0], [5.0]])
+    values = np.array([[10.0], [20.0], [30.0], [40.0], [60.0]])
+    queries = np.array([[-10.0], [2.0], [100.0], [0.5]])
+    got = nadaraya_watson(queries, keys, values, bandwidth=0.4, kernel=kernel)
+    # -10 is nearest to 0; 2 is equidistant from 1 and 3 (ties averaged);
+    # 100 is nearest to the two samples at 5; 0.5 too.
+    assert_allclose(got[:, 0], [10.0, 25.0, 50.0, 15.0])
+    assert_allclose(got, nadaraya_watson_slow(queries, keys, values, 0.4, kernel))
+
+
+def test_nearest_fallback_respects_sample_weight():
+    keys = np.array([[0.0], [2.0], [2.0]])
+    values = np.array([[1.0], [3.0], [6.0]])
+    sample_weight = np.array([5.0, 1.0, 2.0])
+    got = nadaraya_watson(
+        np.array([[9.0]]),
+        keys,
+        values,
+        bandwidth=0.1,
+        kernel="tophat",
+        sample_weight=sample_weight,
+    )
+    assert_allclose(got, [[(3.0 * 1 + 6.0 * 2) / 3]])
+    # A zero-weight sample is never the nearest.
+    got = nadaraya_watson(
+        np.array([[9.0]]),
+        keys,
+        values,
+        bandwidth=0.1,
+        kernel="tophat",
+        sample_weight=np.array([1.0, 0.0, 0.0]),
+    )
+    assert_allclose(got, [[1.0]])
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_bandwidth_gives_nearest_sample(kernel, dtype):
+    queries, keys, values, _ = make_data(n_queries=30)
+    distance = np.linalg.norm(queries[:, None] - keys[None], axis=-1)
+    nearest = distance.argmin(axis=1)
+    for bandwidth in (1e-8, 1e-30, 1e-200):
+        got = nadaraya_watson(
+            queries.astype(dtype),
+            keys.astype(dtype),
+            values,
+            bandwidth=bandwidth,
+            kernel=kernel,
+        )
+        assert np.all(np.isfinite(got))
+        assert_allclose(got, values[nearest], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential", "epanechnikov"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_bandwidth_gives_weighted_mean(kernel, dtype):
+    queries, keys, values, sample_weight = make_data()
+    mean = np.average(values, axis=0, weights=sample_weight)
+    for bandwidth in (1e8, 1e30, 1e200):
+        got = nadaraya_watson(
+            queries.astype(dtype),
+            keys.astype(dtype),
+            values,
+            bandwidth=bandwidth,
+            kernel=kernel,
+            sample_weight=sample_weight,
+        )
+        assert_allclose(got, np.broadcast_to(mean, got.shape), rtol=1e-5)
+
+
+def test_constant_kernel_is_average_pooling():
+    queries, keys, values, sample_weight = make_data()
+    got = nadaraya_watson(
+        queries,
+        keys,
+        values,
+        bandwidth=1e-3,
+        kernel="constant",
+        sample_weight=sample_weight,
+    )
+    mean = np.average(values, axis=0, weights=sample_weight)
+    assert_allclose(got, np.broadcast_to(mean, got.shape), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["epanechnikov", "cosine", "gaussian", "tricube"])
+def test_callable_kernel_equals_named_kernel(name):
+    queries, keys, values, sample_weight = make_data()
+    kwargs = dict(bandwidth=0.8, sample_weight=sample_weight)
+    named = nadaraya_watson(queries, keys, values, kernel=name, **kwargs)
+    given_as_callable = nadaraya_watson(
+        queries, keys, values, kernel=KERNELS_NUMPY[name], **kwargs
+    )
+    assert_allclose(given_as_callable, named, rtol=1e-12, atol=1e-14)
+
+
+def test_callable_kernel_bad_output_during_predict_is_refused():
+    # Fine on the probe values at fit, negative at a distance seen later.
+    def odd_kernel(u):
+        return np.where((u > 20) & (u < 40), -1.0, 1.0)
+
+    X = np.array([[0.0], [1.0]])
+    model = NadarayaWatsonRegressor(kernel=odd_kernel).fit(X, [0.0, 1.0])
+    with pytest.raises(ValueError, match="finite weights >= 0"):
+        model.predict([[30.0]])
+
+
+def test_attention_scatters_zero_weight_samples():
+    queries, keys, _, sample_weight = make_data()
+    sample_weight[[3, 10]] = 0.0
+    got = attention(
+        queries, keys, bandwidth=0.5, kernel="gaussian", sample_weight=sample_weight
+    )
+    assert_array_equal(got[:, [3, 10]], 0.0)
+    assert_allclose(got.sum(axis=1), 1.0)
+    expected = attention_slow(queries, keys, 0.5, "gaussian", sample_weight)
+    assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
+
+
+# Property tests: invariants any correct Nadaraya-Watson obeys.
+
+finite_floats = st.floats(-10, 10, allow_nan=False, width=64)
+
+
+@st.composite
+def problems(draw, max_features=3):
+    n_samples = draw(st.integers(2, 25))
+    n_queries = draw(st.integers(1, 10))
+    n_features = draw(st.integers(1, max_features))
+    X = draw(arrays(np.float64, (n_samples, n_features), elements=finite_floats))
+    queries = draw(arrays(np.float64, (n_queries, n_features), elements=finite_floats))
+    y = draw(arrays(np.float64, n_samples, elements=finite_floats))
+    bandwidth = draw(st.floats(1e-3, 1e3))
+    kernel = draw(st.sampled_from(ALL_KERNELS))
+    return X, y, queries, bandwidth, kernel
+
+
+@given(problems())
+def test_attention_rows_are_distributions(problem):
+    X, y, queries, bandwidth, kernel = problem
+    model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth).fit(X, y)
+    weights = model.attention_weights(queries)
+    assert weights.shape == (len(queries), len(X))
+    assert np.all(weights >= 0)
+    assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-12)
+    assert_allclose(model.predict(queries), weights @ y, rtol=1e-9, atol=1e-9)
+
+
+@given(problems())
+def test_predictions_are_finite_and_within_target_range(problem):
+    X, y, queries, bandwidth, kernel = problem
+    y_pred = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth).fit(X, y)
+    y_pred = y_pred.predict(queries)
+    assert np.all(np.isfinite(y_pred))
+    slack = 1e-12 * max(1.0, np.abs(y).max())
+    assert np.all(y_pred >= y.min() - slack)
+    assert np.all(y_pred <= y.max() + slack)
+
+
+@given(problems(), st.randoms(use_true_random=False))
+def test_invariant_to_permuting_training_rows(problem, random):
+    X, y, queries, bandwidth, kernel = problem
+    order = list(range(len(X)))
+    random.shuffle(order)
+    model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
+    expected = model.fit(X, y).predict(queries)
+    got = model.fit(X[order], y[order]).predict(queries)
+    assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@given(problems(), st.floats(-1e4, 1e4))
+def test_invariant_to_translation(problem, shift):
+    X, y, queries, bandwidth, kernel = problem
+    # Points within rounding of a compact kernel's edge may fall either way.
+    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
+    assume(not np.any(np.abs(u - 1) < 1e-6))
+    model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
+    expected = model.fit(X, y).predict(queries)
+    got = model.fit(X + shift, y).predict(queries + shift)
+    assert_allclose(got, expected, rtol=1e-7, atol=1e-7)
+
+
+@given(problems(), st.floats(1e-3, 1e3))
+def test_invariant_to_scaling_data_and_bandwidth(problem, factor):
+    X, y, queries, bandwidth, kernel = problem
+    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
+    assume(not np.any(np.abs(u - 1) < 1e-6))
+    model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
+    expected = model.fit(X, y).predict(queries)
+    model.set_params(bandwidth=bandwidth * factor)
+    got = model.fit(X * factor, y).predict(queries * factor)
+    assert_allclose(got, expected, rtol=1e-7, atol=1e-7)
+
+
+@given(problems(max_features=2))
+def test_tiny_and_huge_bandwidth_limits(problem):
+    X, y, queries, _, kernel = problem
+    assume(kernel != "constant")
+    distance = np.linalg.norm(queries[:, None] - X[None], axis=-1)
+    nearest = distance <= distance.min(axis=1, keepdims=True) * (1 + 1e-9) + 1e-12
+    # Near ties would make the nearest sample ambiguous.
+    second = np.sort(distance, axis=1)[:, 1] if len(X) > 1 else np.inf
+    distinct = ~np.isclose(distance.min(axis=1), second, rtol=1e-3)
+    expected_nearest = (nearest * y).sum(axis=1) / nearest.sum(axis=1)
+    tiny = NadarayaWatsonRegressor(kernel=kernel, bandwidth=1e-8).fit(X, y)
+    got = tiny.predict(queries)
+    assert np.all(np.isfinite(got))
+    assert_allclose(got[distinct], expected_nearest[distinct], rtol=1e-9, atol=1e-9)
+
+    huge = NadarayaWatsonRegressor(kernel=kernel, bandwidth=1e8).fit(X, y)
+    assert_allclose(huge.predict(queries), y.mean(), rtol=1e-6, atol=1e-6)
+
+
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_integer_weights_equal_repeated_rows(problem, seed):
+    X, y, queries, bandwidth, kernel = problem
+    counts = np.random.default_rng(seed).integers(0, 4, size=len(X))
+    assume(counts.sum() > 0)
+    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
+    assume(not np.any(np.abs(u - 1) < 1e-6))
+    model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
+    weighted = model.fit(X, y, sample_weight=counts).predict(queries)
+    repeated = model.fit(np.repeat(X, counts, axis=0), np.repeat(y, counts))
+    assert_allclose(weighted, repeated.predict(queries), rtol=1e-9, atol=1e-9)
+
+
+@given(problems())
+def test_classifier_probabilities_are_distributions(problem):
+    X, y, queries, bandwidth, kernel = problem
+    labels = np.where(y > 0, "pos", "neg")
+    model = NadarayaWatsonClassifier(kernel=kernel, bandwidth=bandwidth)
+    proba = model.fit(X, labels).predict_proba(queries)
+    assert proba.shape == (len(queries), len(model.classes_))
+    assert np.all(proba >= 0)
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
