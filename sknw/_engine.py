@@ -10,17 +10,21 @@ import torch
 from sklearn import get_config
 from sklearn.utils import gen_batches
 
-from sknw._kernels import KERNELS
+from sknw._kernels import KERNELS, Kernel
 
 # float32 exp is many times slower when its result is a denormal (arguments
 # below about -87); a weight that small relative to the largest one in its row
 # cannot change the row's normalised sum, so shifted log-weights are clamped.
 _FLOAT32_LOG_WEIGHT_FLOOR = -87.0
 
-# Blocks of (chunk_n_rows, n_keys) alive at once in the chunk loop: squared
-# distances transformed in place into weights, a kernel's output when it is
-# not computed in place, and one temporary of a compound kernel expression.
+# Blocks of (chunk_n_rows, n_keys) alive at once in the chunk loop: distances
+# turned into weights in place, a kernel's output when it is not computed in
+# place, and one temporary of a compound kernel expression.
 _BLOCKS_PER_ROW = 3
+
+# Each pass over a block runs from cache when the block is a few MiB; larger
+# blocks make every elementwise pass a trip to main memory.
+_CACHE_BLOCK_BYTES = 4 * 2**20
 
 
 def resolve_device(device, *, fall_back=False):
@@ -59,91 +63,116 @@ def compute_dtype(*arrays):
 class _Problem:
     """Keys, bandwidth and kernel laid out for the chunk loop.
 
-    Keys and queries are centred on the keys' mean and scaled per feature by
-    ``reference / bandwidth`` (factors <= 1, so nothing overflows), where
-    ``reference`` is the smallest width. Centring keeps the squared distance
-    expansion |q|^2 - 2 q.k + |k|^2 accurate when the data sit far from the
-    origin; u^2 is then the squared distance times 1 / reference^2.
+    Keys and queries are scaled per feature by ``reference / bandwidth``
+    (factors <= 1, so nothing overflows), where ``reference`` is the smallest
+    width; u is the distance in that space over ``reference``. The Gaussian
+    takes squared distances from one matrix product, |q|^2 - 2 q.k + |k|^2,
+    on data centred on the middle of the keys' range (which keeps the
+    expansion accurate far from the origin and does not depend on the order
+    of the keys). Every other kernel takes u from coordinate differences.
     """
 
     def __init__(self, keys, bandwidth, kernel, sample_weight, dtype, device):
         n_keys, n_features = keys.shape
         self.dtype = dtype
         self.device = device
+        self.n_keys = n_keys
         bandwidth = np.broadcast_to(
             np.asarray(bandwidth, dtype=np.float64), (n_features,)
         )
-        reference = bandwidth.min()
-        self.scale = reference / bandwidth
-        self.centre = np.asarray(keys, dtype=np.float64).mean(axis=0)
+        self.reference = float(bandwidth.min())
         largest = float(torch.finfo(dtype).max)
         with np.errstate(over="ignore", divide="ignore"):
-            self.inv_sq_bandwidth = min(float(np.float64(1.0) / reference**2), largest)
-
-        keys = self.to_tensor(self.transform(keys))
-        self.keys_t = keys.T.contiguous()
-        self.key_sq_norms = (keys * keys).sum(dim=1).unsqueeze(0)
+            inv_sq_bandwidth = np.float64(1.0) / np.float64(self.reference) ** 2
+        self.inv_sq_bandwidth = min(float(inv_sq_bandwidth), largest)
+        self.scale = self.to_tensor(self.reference / bandwidth)
         if sample_weight is None:
             sample_weight = np.ones(n_keys)
         self.sample_weight = self.to_tensor(sample_weight)
         if callable(kernel):
-            self.kernel = kernel
-            self.named = None
+            self.user_kernel = kernel
+            self.kernel = Kernel(self._call_kernel, compact=False, exact_distances=True)
         else:
-            self.kernel = None
-            self.named = KERNELS[kernel]
-        self.n_keys = n_keys
+            self.kernel = KERNELS[kernel]
 
-    def transform(self, X):
-        return (np.asarray(X, dtype=np.float64) - self.centre) * self.scale
+        self.keys = self.to_tensor(keys)
+        if self.kernel.exact_distances:
+            self.scaled_keys = self.keys * self.scale
+        else:
+            lowest, highest = np.min(keys, axis=0), np.max(keys, axis=0)
+            self.centre = self.to_tensor((lowest / 2 + highest / 2))
+            scaled_keys = (self.keys - self.centre).mul_(self.scale)
+            self.scaled_keys_t = scaled_keys.T.contiguous()
+            self.key_sq_norms = (scaled_keys**2).sum(dim=1).unsqueeze(0)
 
     def to_tensor(self, array):
-        return torch.as_tensor(np.asarray(array), dtype=self.dtype, device=self.device)
-
-    def sq_distances(self, queries):
-        """Squared scaled distances, a (n_queries, n_keys) block."""
-        sq_dist = torch.addmm(self.key_sq_norms, queries, self.keys_t, alpha=-2.0)
-        sq_dist.add_((queries * queries).sum(dim=1, keepdim=True))
-        return sq_dist.clamp_(min=0)
+        array = np.ascontiguousarray(array)
+        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
     def weights(self, queries):
-        """Kernel weights of a chunk of (transformed) queries, unnormalised.
+        """Kernel weights of a chunk of queries, unnormalised.
 
         The sample weights are not applied here. Rows whose total weight is
         zero (a compact kernel with no key within one width, or log-weights
         that all overflowed) are replaced by the nearest keys' indicator: the
         limit the Gaussian reaches far from the data, ties kept together.
         """
-        sq_u = self.sq_distances(queries).mul_(self.inv_sq_bandwidth)
-        if self.named is not None and self.named.log_weight is not None:
-            # Log domain with the row maximum subtracted, so a tiny bandwidth
-            # leaves the nearest key at weight 1 instead of giving 0 / 0.
-            log_weights = self.named.log_weight(sq_u)
+        kernel = self.kernel
+        if kernel.exact_distances:
+            distances = torch.cdist(
+                queries * self.scale,
+                self.scaled_keys,
+                compute_mode="donot_use_mm_for_euclid_dist",
+            )
+            argument = distances.div_(self.reference)
+        else:
+            scaled = (queries - self.centre).mul_(self.scale)
+            argument = torch.addmm(
+                self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
+            )
+            if kernel.log_weight is None:
+                argument.add_((scaled**2).sum(dim=1, keepdim=True)).clamp_(min=0)
+            # else the log domain cancels any per-row constant, so |q|^2 is
+            # left out of the Gaussian's u^2.
+            argument.mul_(self.inv_sq_bandwidth)
+
+        if kernel.log_weight is not None:
+            # Subtracting the row maximum leaves the nearest key at weight 1
+            # at any bandwidth, so a tiny one does not give 0 / 0.
+            log_weights = kernel.log_weight(argument)
             row_max = log_weights.amax(dim=1, keepdim=True)
             overflowed = ~torch.isfinite(row_max)
-            log_weights.sub_(row_max.masked_fill(overflowed, 0.0))
+            log_weights.sub_(row_max.masked_fill_(overflowed, 0.0))
             if self.dtype == torch.float32:
                 log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
             weights = log_weights.exp_()
-            weights.masked_fill_(overflowed, 0.0)
+            if bool(overflowed.any()):
+                weights.masked_fill_(overflowed, 0.0)
         else:
-            u = sq_u.sqrt_()
-            if self.named is not None:
-                weights = self.named.function(u)
-            else:
-                weights = self._call_kernel(u)
-        totals = weights @ self.sample_weight
-        empty = totals <= 0
+            u = argument if kernel.exact_distances else argument.sqrt_()
+            weights = kernel.function(u)
+
+        empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
-            # Nearest keys by their exact squared distance, recomputed for
-            # these rows only.
-            sq_dist = self.sq_distances(queries[empty])
-            nearest = sq_dist <= sq_dist.amin(dim=1, keepdim=True)
-            weights[empty] = nearest.to(self.dtype)
+            weights[empty] = self.nearest(queries[empty]).to(self.dtype)
         return weights
 
+    def nearest(self, queries):
+        """Indicator of each query's nearest keys, ties included.
+
+        Distances come from coordinate differences of the data as given, so
+        keys at exactly the same distance stay tied.
+        """
+        sq_dist = torch.zeros(
+            (queries.shape[0], self.n_keys), dtype=self.dtype, device=self.device
+        )
+        for feature in range(queries.shape[1]):
+            diff = queries[:, feature, None] - self.keys[None, :, feature]
+            sq_dist.add_(diff.mul_(self.scale[feature]).square_())
+        return sq_dist <= sq_dist.amin(dim=1, keepdim=True)
+
     def _call_kernel(self, u):
-        weights = np.asarray(self.kernel(u.cpu().numpy()))
+        weights = np.asarray(self.user_kernel(u.cpu().numpy()))
         check_kernel_output(weights, u.shape)
         return self.to_tensor(weights)
 
@@ -169,15 +198,14 @@ def check_kernel_output(weights, shape):
 
 def _chunk_n_rows(n_keys, dtype):
     itemsize = torch.finfo(dtype).bits // 8
-    budget = get_config()["working_memory"] * 2**20
-    return max(1, int(budget // (_BLOCKS_PER_ROW * n_keys * itemsize)))
+    budget = get_config()["working_memory"] * 2**20 // _BLOCKS_PER_ROW
+    return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
 def _chunks(queries, keys, bandwidth, kernel, sample_weight, dtype, device):
     """Yield (slice, weights block, problem) over chunks of the queries."""
     device = resolve_device(device, fall_back=True)
     problem = _Problem(keys, bandwidth, kernel, sample_weight, dtype, device)
-    queries = problem.transform(queries)
     chunk_n_rows = _chunk_n_rows(problem.n_keys, dtype)
     for batch in gen_batches(queries.shape[0], chunk_n_rows):
         yield batch, problem.weights(problem.to_tensor(queries[batch])), problem

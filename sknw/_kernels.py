@@ -60,18 +60,18 @@ def constant(u):
 
 
 def gaussian_log_weight(sq_u):
-    """Log of the Gaussian kernel as a function of u**2."""
+    """Log of the Gaussian kernel as an in-place function of u**2."""
     return sq_u.mul_(-0.5)
 
 
-def exponential_log_weight(sq_u):
-    """Log of the exponential kernel as a function of u**2."""
-    return sq_u.sqrt_().neg_()
+def exponential_log_weight(u):
+    """Log of the exponential kernel as an in-place function of u."""
+    return u.neg_()
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A named kernel.
+    """A named kernel and how the engine evaluates it.
 
     Attributes
     ----------
@@ -79,34 +79,44 @@ class Kernel:
         K(u) on a tensor of scaled distances u >= 0.
     compact : bool
         Whether K(u) = 0 for every u >= 1.
+    exact_distances : bool
+        Whether u comes from coordinate differences rather than the matrix
+        product expansion |q|^2 - 2 q.k + |k|^2. The expansion is fast but
+        rounds: about 1e-8 in u at a training point, which a kink at u = 0
+        (linear, exponential) passes on to the weights, and enough to move a
+        point exactly one width away across a compact kernel's edge.
     log_weight : callable or None
-        log K as an in-place function of u**2, for the kernels whose weights
-        are computed in the log domain (softmax); None for the others.
+        log K, in place, of u**2 (or of u when ``exact_distances``), for the
+        kernels whose weights are computed in the log domain (a softmax);
+        None for the others.
     """
 
     function: object
     compact: bool
+    exact_distances: bool = False
     log_weight: object = None
 
 
-_GAUSSIAN = Kernel(gaussian, False, gaussian_log_weight)
-_TOPHAT = Kernel(tophat, True)
-_LINEAR = Kernel(linear, True)
-_BIWEIGHT = Kernel(biweight, True)
+_GAUSSIAN = Kernel(gaussian, False, log_weight=gaussian_log_weight)
+_TOPHAT = Kernel(tophat, True, exact_distances=True)
+_LINEAR = Kernel(linear, True, exact_distances=True)
+_BIWEIGHT = Kernel(biweight, True, exact_distances=True)
 
 KERNELS = {
     "gaussian": _GAUSSIAN,
     "tophat": _TOPHAT,
     "boxcar": _TOPHAT,
     "uniform": _TOPHAT,
-    "epanechnikov": Kernel(epanechnikov, True),
+    "epanechnikov": Kernel(epanechnikov, True, exact_distances=True),
     "linear": _LINEAR,
     "triangular": _LINEAR,
     "biweight": _BIWEIGHT,
     "quartic": _BIWEIGHT,
-    "triweight": Kernel(triweight, True),
-    "tricube": Kernel(tricube, True),
-    "cosine": Kernel(cosine, True),
-    "exponential": Kernel(exponential, False, exponential_log_weight),
+    "triweight": Kernel(triweight, True, exact_distances=True),
+    "tricube": Kernel(tricube, True, exact_distances=True),
+    "cosine": Kernel(cosine, True, exact_distances=True),
+    "exponential": Kernel(
+        exponential, False, exact_distances=True, log_weight=exponential_log_weight
+    ),
     "constant": Kernel(constant, False),
 }

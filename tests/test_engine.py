@@ -120,6 +120,18 @@ def test_query_outside_support_takes_nearest_samples(kernel):
     assert_allclose(got, nadaraya_watson_slow(queries, keys, values, 0.4, kernel))
 
 
+@pytest.mark.parametrize("kernel", COMPACT_KERNELS)
+def test_sample_exactly_one_width_away_gets_no_weight(kernel):
+    keys = np.array([[0.0], [1.05], [-1.5], [3.0]])
+    queries = np.array([[0.0], [1.5]])
+    got = attention(queries, keys, bandwidth=1.5, kernel=kernel)
+    # |0 - (-1.5)| = 1.5 and |1.5 - 3| = 1.5: u = 1 exactly, outside.
+    assert got[0, 2] == 0.0 and got[1, 3] == 0.0
+    assert_allclose(got, attention_slow(queries, keys, 1.5, kernel), atol=1e-15)
+    shuffled = attention(queries, keys[::-1], bandwidth=1.5, kernel=kernel)
+    assert_array_equal(shuffled[:, ::-1], got)
+
+
 def test_nearest_fallback_respects_sample_weight():
     keys = np.array([[0.0], [2.0], [2.0]])
     values = np.array([[1.0], [3.0], [6.0]])

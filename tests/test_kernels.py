@@ -36,9 +36,10 @@ def test_kernel_shape(name):
 @pytest.mark.parametrize("name", ["gaussian", "exponential"])
 def test_log_weight_is_log_of_kernel(name):
     kernel = KERNELS[name]
-    sq_u = torch.from_numpy(U[:-1] ** 2)
+    # The argument is u when distances are exact differences, u**2 otherwise.
+    argument = U[:-1].copy() if kernel.exact_distances else U[:-1] ** 2
     assert_allclose(
-        torch.exp(kernel.log_weight(sq_u.clone())).numpy(),
+        torch.exp(kernel.log_weight(torch.from_numpy(argument))).numpy(),
         kernel.function(torch.from_numpy(U[:-1])).numpy(),
         rtol=1e-14,
     )
