@@ -80,10 +80,11 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     weighted average of the targets of its nearest training samples (the
     limit the Gaussian reaches far from the data).
 
-    Squared distances are computed as |q|^2 - 2 q.k + |k|^2 on data centred on
-    the training mean, so predictions do not change when X and the queries
-    are translated together. Queries are processed in chunks sized so that
-    the (chunk, n_samples) blocks fit in ``sklearn.get_config()
+    The Gaussian's squared distances come from the expansion |q|^2 - 2 q.k +
+    |k|^2 on data centred on the middle of the training range, so predictions
+    do not change when X and the queries are translated together; the other
+    kernels use coordinate differences. Queries are processed in chunks sized
+    so that the (chunk, n_samples) blocks fit in ``sklearn.get_config()
     ["working_memory"]``. float32 input computes in float32 (and returns
     float32); any other input in float64.
 
