@@ -3,7 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -12,8 +12,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._bandwidth import BANDWIDTH_RULES
-from sknw._engine import attention, nadaraya_watson
+from sknw._engine import attention, nadaraya_watson, resolve_device
 from sknw._kernels import KERNELS
+from sknw._loo import LBFGS_MAX_SAMPLES, learn_bandwidth
 from sknw._validation import (
     check_bandwidth_array,
     check_device,
@@ -34,12 +35,45 @@ class _BaseNadarayaWatson(BaseEstimator):
             StrOptions(set(BANDWIDTH_RULES)),
             "array-like",
         ],
+        "learn_bandwidth": ["boolean"],
+        "solver": [StrOptions({"auto", "lbfgs", "sgd"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
         "device": [str, torch.device],
     }
 
-    def __init__(self, kernel="gaussian", bandwidth=1.0, *, device="cpu"):
+    def __init__(
+        self,
+        kernel="gaussian",
+        bandwidth=1.0,
+        *,
+        learn_bandwidth=False,
+        solver="auto",
+        learning_rate=0.5,
+        batch_size="auto",
+        max_iter=100,
+        tol=1e-4,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+    ):
         self.kernel = kernel
         self.bandwidth = bandwidth
+        self.learn_bandwidth = learn_bandwidth
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
         self.device = device
 
     def attention_weights(self, X):
@@ -72,9 +106,56 @@ class _BaseNadarayaWatson(BaseEstimator):
         """Checks at the top of ``fit`` that no constraint expresses."""
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if callable(self.kernel):
+            if self.learn_bandwidth:
+                raise ValueError(
+                    "learn_bandwidth=True needs a named kernel: the leave-one-out "
+                    "gradient is taken through torch, and a callable kernel works "
+                    "on NumPy arrays."
+                )
             check_kernel_callable(self.kernel)
+        if self.learn_bandwidth:
+            n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
+            if n_used < 2:
+                raise ValueError(
+                    "learn_bandwidth=True needs at least 2 samples of positive "
+                    f"weight to leave one out; got n_samples = {n_used}."
+                )
         check_device(self.device)
         return sample_weight
+
+    def _fit_bandwidth(self, X, values, sample_weight, loss):
+        """Resolve the bandwidth, then learn it when asked; sets fitted widths."""
+        bandwidth = self._resolve_bandwidth(X, sample_weight)
+        for attribute in ("loss_curve_", "n_iter_"):
+            self.__dict__.pop(attribute, None)
+        if not self.learn_bandwidth:
+            self.bandwidth_ = bandwidth
+            return
+        n_samples = X.shape[0]
+        solver = self.solver
+        if solver == "auto":
+            solver = "lbfgs" if n_samples <= LBFGS_MAX_SAMPLES else "sgd"
+        batch_size = (
+            min(200, n_samples) if self.batch_size == "auto" else self.batch_size
+        )
+        learned, self.loss_curve_, self.n_iter_ = learn_bandwidth(
+            X,
+            values,
+            np.atleast_1d(bandwidth),
+            kernel=self.kernel,
+            loss=loss,
+            sample_weight=sample_weight,
+            solver=solver,
+            learning_rate=self.learning_rate,
+            batch_size=min(batch_size, n_samples),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+            verbose=self.verbose,
+            device=resolve_device(self.device),
+            name=type(self).__name__,
+        )
+        self.bandwidth_ = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
 
     def _resolve_bandwidth(self, X, sample_weight):
         """The width in use: a float, or an ndarray of shape (n_features,)."""

@@ -114,8 +114,9 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
         check_classification_targets(y)
         sample_weight = self._check_fit_inputs(X, sample_weight)
-        self.bandwidth_ = self._resolve_bandwidth(X, sample_weight)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        one_hot = np.eye(len(self.classes_))[y_encoded]
+        self._fit_bandwidth(X, one_hot, sample_weight, loss="log_loss")
         self._fit_X = X
         self._fit_y = y_encoded
         self._fit_sample_weight = sample_weight

@@ -138,7 +138,8 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
             self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
         )
         sample_weight = self._check_fit_inputs(X, sample_weight)
-        self.bandwidth_ = self._resolve_bandwidth(X, sample_weight)
+        values = y.reshape(y.shape[0], -1)
+        self._fit_bandwidth(X, values, sample_weight, loss="squared_error")
         self._fit_X = X
         self._fit_y = y
         self._fit_sample_weight = sample_weight

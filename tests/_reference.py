@@ -57,3 +57,33 @@ def attention_slow(queries, keys, bandwidth, kernel, sample_weight=None):
 def nadaraya_watson_slow(queries, keys, values, bandwidth, kernel, sample_weight=None):
     """Dense NumPy Nadaraya-Watson prediction of ``values`` at ``queries``."""
     return attention_slow(queries, keys, bandwidth, kernel, sample_weight) @ values
+
+
+def loo_predictions_slow(X, values, bandwidth, kernel, sample_weight=None):
+    """Each row of ``values`` predicted from all the other rows, densely."""
+    X = np.asarray(X, dtype=np.float64)
+    n_samples = len(X)
+    if sample_weight is None:
+        sample_weight = np.ones(n_samples)
+    kernel = ALIASES.get(kernel, kernel)
+    diff = (X[:, None, :] - X[None, :, :]) / np.asarray(bandwidth)
+    u = np.sqrt((diff**2).sum(axis=-1))
+    np.fill_diagonal(u, np.inf)
+    if kernel in LOG_KERNELS:
+        log_weights = LOG_KERNELS[kernel](u) + np.log(sample_weight)
+        log_weights[~np.isfinite(u)] = -np.inf
+        weights = softmax(log_weights, axis=1)
+    else:
+        weights = KERNELS_NUMPY[kernel](u) * sample_weight
+        np.fill_diagonal(weights, 0.0)
+    for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
+        weights[row] = (u[row] == u[row].min()) * sample_weight
+    return weights @ values / weights.sum(axis=1, keepdims=True)
+
+
+def loo_squared_error_slow(X, y, bandwidth, kernel, sample_weight=None):
+    """Sample-weighted leave-one-out mean squared error."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)
+    predictions = loo_predictions_slow(X, y, bandwidth, kernel, sample_weight)
+    errors = ((predictions - y) ** 2).mean(axis=1)
+    return np.average(errors, weights=sample_weight)

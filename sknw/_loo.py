@@ -1,0 +1,241 @@
+"""Learning the bandwidth by minimising the leave-one-out loss."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import sys
+import time
+import warnings
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state, gen_batches
+
+from sknw._loo_objective import LeaveOneOutObjective
+
+# The L-BFGS solver goes up to this many training samples under
+# solver="auto"; each of its steps visits all n^2 pairs, a minibatch step of
+# the SGD solver batch_size * n.
+LBFGS_MAX_SAMPLES = 5000
+
+# SGD stops once this many epochs in a row improve the loss by less than tol.
+N_ITER_NO_CHANGE = 3
+
+# Widths stay within this factor of the data's spread, either way.
+_WIDTH_RANGE = 1e6
+
+
+def learn_bandwidth(
+    X,
+    values,
+    initial_bandwidth,
+    *,
+    kernel,
+    loss,
+    sample_weight,
+    solver,
+    learning_rate,
+    batch_size,
+    max_iter,
+    tol,
+    random_state,
+    verbose,
+    device,
+    name,
+):
+    """Minimise the leave-one-out loss over the log of the bandwidth.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training inputs; at least 2 samples of positive weight.
+    values : ndarray of shape (n_samples, n_values)
+        Targets, or one-hot labels for the log-loss.
+    initial_bandwidth : ndarray of shape (1,) or (n_features,)
+        Starting width(s): one shared width or one per feature.
+    kernel : str
+        Kernel name.
+    loss : {"squared_error", "log_loss"}
+        Loss of each left-out prediction.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Sample weights; zero-weight samples take no part.
+    solver : {"lbfgs", "sgd"}
+        Full-batch L-BFGS-B, or minibatch gradient descent over rows.
+    learning_rate : float
+        SGD step size on the log-width, for the loss relative to the loss of
+        the constant prediction (so its scale does not depend on y's).
+    batch_size : int
+        Rows per SGD step.
+    max_iter : int
+        L-BFGS iterations or SGD epochs.
+    tol : float
+        L-BFGS: gradient tolerance; SGD: the relative improvement of the
+        epoch loss under which an epoch counts as no change.
+    random_state : int, RandomState instance or None
+        Order of the SGD minibatches.
+    verbose : int
+        Print a progress table when > 0.
+    device : torch.device
+        Where to compute.
+    name : str
+        Estimator name for the progress lines.
+
+    Returns
+    -------
+    bandwidth : ndarray of the shape of ``initial_bandwidth``
+        The learned width(s).
+    loss_curve : list of float
+        Leave-one-out loss after each iteration (SGD: mean over each epoch).
+    n_iter : int
+        Iterations (L-BFGS) or epochs (SGD) run.
+    """
+    if sample_weight is not None:
+        kept = sample_weight > 0
+        X, values, sample_weight = X[kept], values[kept], sample_weight[kept]
+    objective = LeaveOneOutObjective(
+        X,
+        values,
+        kernel=kernel,
+        loss=loss,
+        sample_weight=sample_weight,
+        device=device,
+    )
+    baseline = _constant_prediction_loss(values, sample_weight, loss)
+    spread = np.std(X, axis=0)
+    spread = spread[spread > 0].max() if np.any(spread > 0) else 1.0
+    bounds = (np.log(spread / _WIDTH_RANGE), np.log(spread * _WIDTH_RANGE))
+    start = np.clip(np.log(initial_bandwidth), *bounds)
+    progress = _Progress(name, verbose)
+    progress.start(solver, initial_bandwidth.size, X.shape[0])
+
+    if solver == "lbfgs":
+        loss_curve = []
+
+        def relative(log_bandwidth):
+            value, gradient = objective(log_bandwidth)
+            return value / baseline, gradient / baseline
+
+        def record(intermediate_result):
+            loss_curve.append(intermediate_result.fun * baseline)
+            progress.row(len(loss_curve), loss_curve)
+
+        result = minimize(
+            relative,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[bounds] * start.size,
+            callback=record,
+            options={"maxiter": max_iter, "gtol": tol},
+        )
+        log_bandwidth = result.x
+        converged = result.status != 1
+    else:
+        log_bandwidth, loss_curve, converged = _sgd(
+            objective,
+            start,
+            bounds,
+            baseline=baseline,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+            progress=progress,
+        )
+    bandwidth = np.exp(log_bandwidth)
+    progress.finish(converged, len(loss_curve), bandwidth)
+    if not converged:
+        warnings.warn(
+            f"{name}: the leave-one-out learning of the bandwidth ({solver}) "
+            f"reached max_iter={max_iter} without converging. Increase max_iter.",
+            ConvergenceWarning,
+        )
+    return bandwidth, loss_curve, len(loss_curve)
+
+
+def _sgd(
+    objective,
+    log_bandwidth,
+    bounds,
+    *,
+    baseline,
+    learning_rate,
+    batch_size,
+    max_iter,
+    tol,
+    random_state,
+    progress,
+):
+    """Minibatch gradient descent: each step predicts a batch of rows."""
+    random_state = check_random_state(random_state)
+    n_samples = objective.n_samples
+    log_bandwidth = log_bandwidth.copy()
+    loss_curve = []
+    best = np.inf
+    no_change = 0
+    for _ in range(max_iter):
+        order = random_state.permutation(n_samples)
+        epoch_loss = 0.0
+        for batch in gen_batches(n_samples, batch_size):
+            rows = order[batch]
+            value, gradient = objective(log_bandwidth, rows)
+            log_bandwidth -= learning_rate * gradient / baseline
+            np.clip(log_bandwidth, *bounds, out=log_bandwidth)
+            epoch_loss += value * len(rows) / n_samples
+        loss_curve.append(epoch_loss)
+        progress.row(len(loss_curve), loss_curve)
+        if epoch_loss > best - tol * baseline:
+            no_change += 1
+        else:
+            no_change = 0
+        best = min(best, epoch_loss)
+        if no_change >= N_ITER_NO_CHANGE:
+            return log_bandwidth, loss_curve, True
+    return log_bandwidth, loss_curve, False
+
+
+def _constant_prediction_loss(values, sample_weight, loss):
+    """Loss of predicting the weighted mean everywhere: the loss's scale."""
+    mean = np.average(values, axis=0, weights=sample_weight)
+    if loss == "squared_error":
+        scale = np.average(((values - mean) ** 2).mean(axis=1), weights=sample_weight)
+    else:
+        present = mean[mean > 0]
+        scale = -(present * np.log(present)).sum()
+    return float(scale) if scale > 0 else 1.0
+
+
+class _Progress:
+    """Progress table of the learning, printed when verbose > 0."""
+
+    def __init__(self, name, verbose):
+        self.prefix = f"[{name}]"
+        self.verbose = verbose
+        self.started = time.perf_counter()
+
+    def _print(self, line):
+        if self.verbose > 0:
+            print(f"{self.prefix} {line}", flush=True, file=sys.stdout)
+
+    def start(self, solver, n_widths, n_samples):
+        widths = "1 width" if n_widths == 1 else f"{n_widths} widths"
+        self._print(
+            f"Learning the bandwidth by leave-one-out: {solver}, {widths}, "
+            f"{n_samples} samples"
+        )
+        self._print(f"{'iteration':>9} {'loss':>12} {'change':>11} {'seconds':>9}")
+
+    def row(self, iteration, loss_curve):
+        change = loss_curve[-1] - loss_curve[-2] if len(loss_curve) > 1 else np.nan
+        seconds = time.perf_counter() - self.started
+        self._print(
+            f"{iteration:>9d} {loss_curve[-1]:>12.6e} {change:>11.3e} {seconds:>9.2f}"
+        )
+
+    def finish(self, converged, n_iter, bandwidth):
+        seconds = time.perf_counter() - self.started
+        state = "Converged" if converged else "Stopped at max_iter"
+        widths = np.array2string(bandwidth, precision=4)
+        self._print(f"{state} after {n_iter} iterations in {seconds:.2f} s: {widths}")
