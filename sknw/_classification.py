@@ -39,6 +39,33 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
             {"scott", "silverman"}, default=1.0
         The width h, as in :class:`NadarayaWatsonRegressor`.
 
+    learn_bandwidth : bool, default=False
+        When True, ``fit`` starts from ``bandwidth`` and minimises the
+        leave-one-out log-loss over the log of the width (probabilities below
+        machine epsilon count as epsilon), as in
+        :class:`NadarayaWatsonRegressor`.
+
+    solver : {"auto", "lbfgs", "sgd"}, default="auto"
+        How the width is learned, as in :class:`NadarayaWatsonRegressor`.
+
+    learning_rate : float, default=0.5
+        SGD step on the log-width.
+
+    batch_size : int or "auto", default="auto"
+        Rows predicted per SGD step; "auto" is ``min(200, n_samples)``.
+
+    max_iter : int, default=100
+        L-BFGS iterations, or SGD epochs.
+
+    tol : float, default=1e-4
+        Tolerance of the solver, as in :class:`NadarayaWatsonRegressor`.
+
+    random_state : int, RandomState instance or None, default=None
+        Order of the SGD minibatches.
+
+    verbose : int, default=0
+        Print the learning's progress when > 0.
+
     device : str or torch.device, default="cpu"
         Where to compute, as in :class:`NadarayaWatsonRegressor`.
 
@@ -49,6 +76,13 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
 
     bandwidth_ : float or ndarray of shape (n_features,)
         The width in use after fit.
+
+    loss_curve_ : list of float
+        Leave-one-out log-loss after each iteration; only when
+        ``learn_bandwidth=True``.
+
+    n_iter_ : int
+        Iterations or epochs run; only when ``learn_bandwidth=True``.
 
     n_features_in_ : int
         Number of features seen during fit.

@@ -46,6 +46,37 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         sum of the sample weights and d the number of features. A feature
         with zero spread gets sigma_j = 1.
 
+    learn_bandwidth : bool, default=False
+        When True, ``fit`` starts from ``bandwidth`` and minimises the
+        leave-one-out mean squared error over the log of the width: one width
+        when ``bandwidth`` is a float, one per feature when it is an array or
+        a rule. Needs a named kernel.
+
+    solver : {"auto", "lbfgs", "sgd"}, default="auto"
+        How the width is learned: L-BFGS-B on the full leave-one-out loss, or
+        minibatch gradient descent over rows. "auto" takes "lbfgs" up to
+        5,000 samples and "sgd" above.
+
+    learning_rate : float, default=0.5
+        SGD step on the log-width, for the loss divided by the loss of
+        predicting the mean.
+
+    batch_size : int or "auto", default="auto"
+        Rows predicted per SGD step; "auto" is ``min(200, n_samples)``.
+
+    max_iter : int, default=100
+        L-BFGS iterations, or SGD epochs.
+
+    tol : float, default=1e-4
+        L-BFGS gradient tolerance; SGD stops once 3 epochs in a row improve
+        the relative loss by less than ``tol``.
+
+    random_state : int, RandomState instance or None, default=None
+        Order of the SGD minibatches.
+
+    verbose : int, default=0
+        Print the learning's progress when > 0.
+
     device : str or torch.device, default="cpu"
         Where to compute: "cpu", "cuda", "cuda:1", ... Inputs and outputs
         stay NumPy. ``fit`` refuses a device that is absent; a model whose
@@ -56,6 +87,14 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     ----------
     bandwidth_ : float or ndarray of shape (n_features,)
         The width in use after fit.
+
+    loss_curve_ : list of float
+        Leave-one-out loss after each iteration (the mean over each epoch for
+        SGD); only when ``learn_bandwidth=True``.
+
+    n_iter_ : int
+        Iterations (L-BFGS) or epochs (SGD) run; only when
+        ``learn_bandwidth=True``.
 
     n_features_in_ : int
         Number of features seen during fit.
