@@ -1,9 +1,10 @@
-"""Rules of thumb for the bandwidth, one width per feature."""
+"""Rules of thumb for the bandwidth, and local widths from neighbour distances."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
 
 def _spread_and_count(X, sample_weight):
@@ -86,3 +87,33 @@ def silverman_bandwidth(X, sample_weight=None):
 
 
 BANDWIDTH_RULES = {"scott": scott_bandwidth, "silverman": silverman_bandwidth}
+
+
+def nearest_neighbor_distances(X, n_neighbors, queries=None):
+    """Euclidean distance to the ``n_neighbors``-th nearest sample of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training data.
+    n_neighbors : int
+        Which neighbour: 1 is the nearest.
+    queries : ndarray of shape (n_queries, n_features), default=None
+        Points to measure from; None measures from each sample of ``X`` to
+        the others (a sample is not its own neighbour, its duplicates are).
+
+    Returns
+    -------
+    distances : ndarray of shape (n_samples,) or (n_queries,)
+        Distances, possibly 0 where duplicates are that many.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknw._bandwidth import nearest_neighbor_distances
+    >>> nearest_neighbor_distances(np.array([[0.0], [1.0], [3.0]]), 1)
+    array([1., 1., 2.])
+    """
+    neighbors = NearestNeighbors(n_neighbors=n_neighbors).fit(X)
+    distances, _ = neighbors.kneighbors(queries)
+    return distances[:, -1]

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sknw._bandwidth import BANDWIDTH_RULES
+from sknw._bandwidth import BANDWIDTH_RULES, nearest_neighbor_distances
 from sknw._engine import attention, nadaraya_watson, resolve_device
 from sknw._kernels import KERNELS
 from sknw._loo import LBFGS_MAX_SAMPLES, learn_bandwidth
@@ -35,6 +35,8 @@ class _BaseNadarayaWatson(BaseEstimator):
             StrOptions(set(BANDWIDTH_RULES)),
             "array-like",
         ],
+        "adaptive": [StrOptions({"sample", "query"}), None],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "learn_bandwidth": ["boolean"],
         "solver": [StrOptions({"auto", "lbfgs", "sgd"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -54,6 +56,8 @@ class _BaseNadarayaWatson(BaseEstimator):
         kernel="gaussian",
         bandwidth=1.0,
         *,
+        adaptive=None,
+        n_neighbors=10,
         learn_bandwidth=False,
         solver="auto",
         learning_rate=0.5,
@@ -66,6 +70,8 @@ class _BaseNadarayaWatson(BaseEstimator):
     ):
         self.kernel = kernel
         self.bandwidth = bandwidth
+        self.adaptive = adaptive
+        self.n_neighbors = n_neighbors
         self.learn_bandwidth = learn_bandwidth
         self.solver = solver
         self.learning_rate = learning_rate
@@ -93,14 +99,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        return attention(
-            X,
-            self._fit_X,
-            bandwidth=self.bandwidth_,
-            kernel=self.kernel,
-            sample_weight=self._fit_sample_weight,
-            device=self.device,
-        )
+        return attention(X, self._fit_X, **self._engine_settings(X))
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
@@ -113,8 +112,14 @@ class _BaseNadarayaWatson(BaseEstimator):
                     "on NumPy arrays."
                 )
             check_kernel_callable(self.kernel)
+        n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
+        if self.adaptive is not None and n_used <= self.n_neighbors:
+            raise ValueError(
+                f"adaptive={self.adaptive!r} with n_neighbors={self.n_neighbors} "
+                f"needs at least {self.n_neighbors + 1} samples of positive weight; "
+                f"got n_samples = {n_used}."
+            )
         if self.learn_bandwidth:
-            n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
             if n_used < 2:
                 raise ValueError(
                     "learn_bandwidth=True needs at least 2 samples of positive "
@@ -123,8 +128,11 @@ class _BaseNadarayaWatson(BaseEstimator):
         check_device(self.device)
         return sample_weight
 
-    def _fit_bandwidth(self, X, values, sample_weight, loss):
-        """Resolve the bandwidth, then learn it when asked; sets fitted widths."""
+    def _fit_widths(self, X, values, sample_weight, loss):
+        """Local widths, the bandwidth, and its learning when asked."""
+        self._fit_local_widths = None
+        if self.adaptive is not None:
+            self._fit_local_widths = self._local_widths(X, sample_weight)
         bandwidth = self._resolve_bandwidth(X, sample_weight)
         for attribute in ("loss_curve_", "n_iter_"):
             self.__dict__.pop(attribute, None)
@@ -145,6 +153,8 @@ class _BaseNadarayaWatson(BaseEstimator):
             kernel=self.kernel,
             loss=loss,
             sample_weight=sample_weight,
+            local_widths=self._fit_local_widths,
+            adaptive=self.adaptive,
             solver=solver,
             learning_rate=self.learning_rate,
             batch_size=min(batch_size, n_samples),
@@ -157,6 +167,21 @@ class _BaseNadarayaWatson(BaseEstimator):
         )
         self.bandwidth_ = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
 
+    def _local_widths(self, X, sample_weight):
+        """Each training sample's distance to its n_neighbors-th neighbour.
+
+        Samples of zero weight are not neighbours. A distance of 0 (more
+        duplicates than neighbours) is raised to the smallest positive one,
+        which also floors the queries' distances under adaptive="query".
+        """
+        self._neighbor_X = X if sample_weight is None else X[sample_weight > 0]
+        distances = np.zeros(X.shape[0])
+        used = slice(None) if sample_weight is None else sample_weight > 0
+        distances[used] = nearest_neighbor_distances(self._neighbor_X, self.n_neighbors)
+        positive = distances[distances > 0]
+        self._local_width_floor = positive.min() if positive.size else 1.0
+        return np.maximum(distances, self._local_width_floor)
+
     def _resolve_bandwidth(self, X, sample_weight):
         """The width in use: a float, or an ndarray of shape (n_features,)."""
         if isinstance(self.bandwidth, str):
@@ -167,12 +192,23 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _weighted_average(self, X, values):
         """Attention-weighted average of ``values`` at the queries ``X``."""
-        return nadaraya_watson(
-            X,
-            self._fit_X,
-            values,
+        return nadaraya_watson(X, self._fit_X, values, **self._engine_settings(X))
+
+    def _engine_settings(self, X):
+        """Keyword arguments of the engine for predicting at ``X``."""
+        query_widths = None
+        if self.adaptive == "query":
+            query_widths = np.maximum(
+                nearest_neighbor_distances(
+                    self._neighbor_X, self.n_neighbors, queries=X
+                ),
+                self._local_width_floor,
+            )
+        return dict(
             bandwidth=self.bandwidth_,
             kernel=self.kernel,
             sample_weight=self._fit_sample_weight,
+            key_widths=self._fit_local_widths if self.adaptive == "sample" else None,
+            query_widths=query_widths,
             device=self.device,
         )

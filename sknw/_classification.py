@@ -39,6 +39,13 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
             {"scott", "silverman"}, default=1.0
         The width h, as in :class:`NadarayaWatsonRegressor`.
 
+    adaptive : {"sample", "query"} or None, default=None
+        Local widths from neighbour distances, as in
+        :class:`NadarayaWatsonRegressor`.
+
+    n_neighbors : int, default=10
+        The k of ``adaptive``; ignored without it.
+
     learn_bandwidth : bool, default=False
         When True, ``fit`` starts from ``bandwidth`` and minimises the
         leave-one-out log-loss over the log of the width (probabilities below
@@ -150,7 +157,7 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
         sample_weight = self._check_fit_inputs(X, sample_weight)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         one_hot = np.eye(len(self.classes_))[y_encoded]
-        self._fit_bandwidth(X, one_hot, sample_weight, loss="log_loss")
+        self._fit_widths(X, one_hot, sample_weight, loss="log_loss")
         self._fit_X = X
         self._fit_y = y_encoded
         self._fit_sample_weight = sample_weight

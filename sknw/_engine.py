@@ -72,7 +72,9 @@ class _Problem:
     of the keys). Every other kernel takes u from coordinate differences.
     """
 
-    def __init__(self, keys, bandwidth, kernel, sample_weight, dtype, device):
+    def __init__(
+        self, keys, bandwidth, kernel, sample_weight, dtype, device, key_widths=None
+    ):
         n_keys, n_features = keys.shape
         self.dtype = dtype
         self.device = device
@@ -81,10 +83,14 @@ class _Problem:
             np.asarray(bandwidth, dtype=np.float64), (n_features,)
         )
         self.reference = float(bandwidth.min())
-        largest = float(torch.finfo(dtype).max)
-        with np.errstate(over="ignore", divide="ignore"):
-            inv_sq_bandwidth = np.float64(1.0) / np.float64(self.reference) ** 2
-        self.inv_sq_bandwidth = min(float(inv_sq_bandwidth), largest)
+        self.largest = float(torch.finfo(dtype).max)
+        # Factors turning distances into u, and squared distances into u^2:
+        # a number, or one per key (a row vector) for local widths.
+        inverse = np.float64(1.0) / self.reference
+        if key_widths is not None:
+            inverse = (inverse / np.asarray(key_widths, dtype=np.float64))[None, :]
+        self.u_factor = self._factor(inverse)
+        self.sq_u_factor = self._factor(inverse**2)
         self.scale = self.to_tensor(self.reference / bandwidth)
         if sample_weight is None:
             sample_weight = np.ones(n_keys)
@@ -109,7 +115,14 @@ class _Problem:
         array = np.ascontiguousarray(array)
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
-    def weights(self, queries):
+    def _factor(self, factor):
+        """A positive factor capped at the dtype's largest value, so that a
+        distance of 0 times it stays 0 instead of 0 * inf."""
+        with np.errstate(over="ignore", divide="ignore"):
+            factor = np.minimum(np.asarray(factor, dtype=np.float64), self.largest)
+        return float(factor) if factor.ndim == 0 else self.to_tensor(factor)
+
+    def weights(self, queries, query_widths=None):
         """Kernel weights of a chunk of queries, unnormalised.
 
         The sample weights are not applied here. Rows whose total weight is
@@ -118,23 +131,28 @@ class _Problem:
         limit the Gaussian reaches far from the data, ties kept together.
         """
         kernel = self.kernel
+        if query_widths is not None:
+            row_factor = 1.0 / query_widths[:, None]
         if kernel.exact_distances:
-            distances = torch.cdist(
+            argument = torch.cdist(
                 queries * self.scale,
                 self.scaled_keys,
                 compute_mode="donot_use_mm_for_euclid_dist",
-            )
-            argument = distances.div_(self.reference)
+            ).mul_(self.u_factor)
+            if query_widths is not None:
+                argument.mul_(row_factor.clamp_(max=self.largest))
         else:
             scaled = (queries - self.centre).mul_(self.scale)
             argument = torch.addmm(
                 self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
             )
-            if kernel.log_weight is None:
+            # The log domain cancels any per-row constant, so the Gaussian
+            # leaves |q|^2 out of u^2, unless each key has its own width.
+            if kernel.log_weight is None or not isinstance(self.sq_u_factor, float):
                 argument.add_((scaled**2).sum(dim=1, keepdim=True)).clamp_(min=0)
-            # else the log domain cancels any per-row constant, so |q|^2 is
-            # left out of the Gaussian's u^2.
-            argument.mul_(self.inv_sq_bandwidth)
+            argument.mul_(self.sq_u_factor)
+            if query_widths is not None:
+                argument.mul_(row_factor.square_().clamp_(max=self.largest))
 
         if kernel.log_weight is not None:
             # Subtracting the row maximum leaves the nearest key at weight 1
@@ -202,17 +220,39 @@ def _chunk_n_rows(n_keys, dtype):
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
-def _chunks(queries, keys, bandwidth, kernel, sample_weight, dtype, device):
+def _chunks(queries, keys, settings, dtype):
     """Yield (slice, weights block, problem) over chunks of the queries."""
-    device = resolve_device(device, fall_back=True)
-    problem = _Problem(keys, bandwidth, kernel, sample_weight, dtype, device)
+    device = resolve_device(settings["device"], fall_back=True)
+    problem = _Problem(
+        keys,
+        settings["bandwidth"],
+        settings["kernel"],
+        settings["sample_weight"],
+        dtype,
+        device,
+        key_widths=settings["key_widths"],
+    )
+    query_widths = settings["query_widths"]
     chunk_n_rows = _chunk_n_rows(problem.n_keys, dtype)
     for batch in gen_batches(queries.shape[0], chunk_n_rows):
-        yield batch, problem.weights(problem.to_tensor(queries[batch])), problem
+        chunk = problem.to_tensor(queries[batch])
+        widths = (
+            None if query_widths is None else problem.to_tensor(query_widths[batch])
+        )
+        yield batch, problem.weights(chunk, widths), problem
 
 
 def nadaraya_watson(
-    queries, keys, values, *, bandwidth, kernel, sample_weight=None, device="cpu"
+    queries,
+    keys,
+    values,
+    *,
+    bandwidth,
+    kernel,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+    device="cpu",
 ):
     """Weighted averages of ``values`` with attention over ``keys``.
 
@@ -229,22 +269,36 @@ def nadaraya_watson(
     kernel : str or callable
         A name from ``KERNELS`` or a function of u on NumPy arrays.
     sample_weight : ndarray of shape (n_keys,), default=None
-        Positive multipliers of each key's kernel weight.
+        Non-negative multipliers of each key's kernel weight.
+    key_widths : ndarray of shape (n_keys,), default=None
+        Positive local factors: key j's width is ``bandwidth * key_widths[j]``.
+    query_widths : ndarray of shape (n_queries,), default=None
+        Positive local factors: query i sees the width
+        ``bandwidth * query_widths[i]``.
     device : str, default="cpu"
         Torch device; an absent one falls back to the CPU with a warning.
 
     Returns
     -------
     predictions : ndarray of shape (n_queries, n_values)
-        Float32 when ``queries`` is float32, float64 otherwise.
+        Float32 when ``queries`` and ``keys`` are float32, float64 otherwise.
     """
     dtype = compute_dtype(queries, keys)
-    keys, values, sample_weight, _ = _positive_weight_keys(keys, values, sample_weight)
+    keys, values, settings, _ = _positive_weight_keys(
+        keys,
+        values,
+        dict(
+            bandwidth=bandwidth,
+            kernel=kernel,
+            sample_weight=sample_weight,
+            key_widths=key_widths,
+            query_widths=query_widths,
+            device=device,
+        ),
+    )
     predictions = np.empty((queries.shape[0], values.shape[1]), dtype=np.float64)
     weighted_values = None
-    for batch, weights, problem in _chunks(
-        queries, keys, bandwidth, kernel, sample_weight, dtype, device
-    ):
+    for batch, weights, problem in _chunks(queries, keys, settings, dtype):
         if weighted_values is None:
             # One GEMM gives the weighted sums and the totals together.
             augmented = np.hstack([values, np.ones((values.shape[0], 1))])
@@ -256,12 +310,23 @@ def nadaraya_watson(
     return predictions.astype(_numpy_dtype(dtype), copy=False)
 
 
-def attention(queries, keys, *, bandwidth, kernel, sample_weight=None, device="cpu"):
+def attention(
+    queries,
+    keys,
+    *,
+    bandwidth,
+    kernel,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+    device="cpu",
+):
     """Normalised attention weights of each query over the keys.
 
     Parameters
     ----------
-    queries, keys, bandwidth, kernel, sample_weight, device
+    queries, keys, bandwidth, kernel, sample_weight, key_widths, query_widths, \
+device
         As in :func:`nadaraya_watson`.
 
     Returns
@@ -271,10 +336,19 @@ def attention(queries, keys, *, bandwidth, kernel, sample_weight=None, device="c
     """
     dtype = compute_dtype(queries, keys)
     result = np.zeros((queries.shape[0], keys.shape[0]), dtype=_numpy_dtype(dtype))
-    keys, _, sample_weight, kept = _positive_weight_keys(keys, None, sample_weight)
-    for batch, weights, problem in _chunks(
-        queries, keys, bandwidth, kernel, sample_weight, dtype, device
-    ):
+    keys, _, settings, kept = _positive_weight_keys(
+        keys,
+        None,
+        dict(
+            bandwidth=bandwidth,
+            kernel=kernel,
+            sample_weight=sample_weight,
+            key_widths=key_widths,
+            query_widths=query_widths,
+            device=device,
+        ),
+    )
+    for batch, weights, problem in _chunks(queries, keys, settings, dtype):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
         if kept is None:
@@ -284,13 +358,17 @@ def attention(queries, keys, *, bandwidth, kernel, sample_weight=None, device="c
     return result
 
 
-def _positive_weight_keys(keys, values, sample_weight):
+def _positive_weight_keys(keys, values, settings):
     """Drop keys of zero sample weight: they take no part, not even as nearest."""
+    sample_weight = settings["sample_weight"]
     if sample_weight is None or np.all(sample_weight > 0):
-        return keys, values, sample_weight, None
+        return keys, values, settings, None
     kept = np.flatnonzero(sample_weight > 0)
+    settings = dict(settings, sample_weight=sample_weight[kept])
+    if settings["key_widths"] is not None:
+        settings["key_widths"] = settings["key_widths"][kept]
     values = None if values is None else values[kept]
-    return keys[kept], values, sample_weight[kept], kept
+    return keys[kept], values, settings, kept
 
 
 def _numpy_dtype(dtype):

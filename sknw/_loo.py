@@ -34,6 +34,8 @@ def learn_bandwidth(
     kernel,
     loss,
     sample_weight,
+    local_widths,
+    adaptive,
     solver,
     learning_rate,
     batch_size,
@@ -60,6 +62,12 @@ def learn_bandwidth(
         Loss of each left-out prediction.
     sample_weight : ndarray of shape (n_samples,) or None
         Sample weights; zero-weight samples take no part.
+    local_widths : ndarray of shape (n_samples,) or None
+        Each sample's distance to its k-th nearest neighbour, multiplying the
+        bandwidth: for the sample as a key (``adaptive="sample"``) or as the
+        left-out query (``adaptive="query"``).
+    adaptive : {"sample", "query"} or None
+        Which role the local widths take.
     solver : {"lbfgs", "sgd"}
         Full-batch L-BFGS-B, or minibatch gradient descent over rows.
     learning_rate : float
@@ -93,12 +101,16 @@ def learn_bandwidth(
     if sample_weight is not None:
         kept = sample_weight > 0
         X, values, sample_weight = X[kept], values[kept], sample_weight[kept]
+        if local_widths is not None:
+            local_widths = local_widths[kept]
     objective = LeaveOneOutObjective(
         X,
         values,
         kernel=kernel,
         loss=loss,
         sample_weight=sample_weight,
+        key_widths=local_widths if adaptive == "sample" else None,
+        query_widths=local_widths if adaptive == "query" else None,
         device=device,
     )
     baseline = _constant_prediction_loss(values, sample_weight, loss)

@@ -39,11 +39,26 @@ class LeaveOneOutObjective:
         The loss of each left-out prediction.
     sample_weight : ndarray of shape (n_samples,) or None
         Positive sample weights.
+    key_widths : ndarray of shape (n_samples,) or None
+        Local factors of each sample's width as a key.
+    query_widths : ndarray of shape (n_samples,) or None
+        Local factors of each sample's width as the left-out query.
     device : torch.device
         Where to compute; always in float64.
     """
 
-    def __init__(self, X, values, *, kernel, loss, sample_weight, device):
+    def __init__(
+        self,
+        X,
+        values,
+        *,
+        kernel,
+        loss,
+        sample_weight,
+        device,
+        key_widths=None,
+        query_widths=None,
+    ):
         self.dtype = torch.float64
         self.device = device
         self.kernel = KERNELS[kernel]
@@ -56,6 +71,14 @@ class LeaveOneOutObjective:
         if sample_weight is None:
             sample_weight = np.ones(self.n_samples)
         self.sample_weight = self._tensor(sample_weight)
+        # u^2 of each pair is divided by the key's and the query's local
+        # width squared.
+        self.key_factor = None
+        if key_widths is not None:
+            self.key_factor = self._tensor(1.0 / np.asarray(key_widths) ** 2)[None, :]
+        self.row_factor = None
+        if query_widths is not None:
+            self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
         itemsize = 8
         budget = get_config()["working_memory"] * 2**20
         self.chunk_n_rows = max(
@@ -111,6 +134,11 @@ class LeaveOneOutObjective:
             (keys * keys).sum(dim=1).unsqueeze(0), queries, keys.T, alpha=-2.0
         )
         sq_u = (sq_u + (queries * queries).sum(dim=1, keepdim=True)).clamp(min=0)
+        sq_dist = sq_u.detach()
+        if self.key_factor is not None:
+            sq_u = sq_u * self.key_factor
+        if self.row_factor is not None:
+            sq_u = sq_u * self.row_factor[rows, None]
         position = torch.arange(len(rows), device=self.device)
         if kernel.log_weight is not None:
             # u = sqrt(u^2) has an infinite slope at 0; the floor gives a zero
@@ -131,7 +159,7 @@ class LeaveOneOutObjective:
         predictions = (weights @ self.values) / torch.where(empty, 1.0, totals)
         if bool(empty.any()):
             predictions = torch.where(
-                empty, self._nearest_values(sq_u.detach(), rows, position), predictions
+                empty, self._nearest_values(sq_dist, rows, position), predictions
             )
         targets = self.values[rows]
         if self.loss == "squared_error":

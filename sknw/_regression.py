@@ -46,6 +46,18 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         sum of the sample weights and d the number of features. A feature
         with zero spread gets sigma_j = 1.
 
+    adaptive : {"sample", "query"} or None, default=None
+        Local widths. "sample": training sample j has the width
+        ``bandwidth * d_k(x_j)``, d_k(x_j) the Euclidean distance from x_j to
+        its k-th nearest other training sample (R np's adaptive_nn).
+        "query": query q sees the width ``bandwidth * d_k(q)``, the distance to
+        its k-th nearest training sample (R np's generalized_nn). A distance
+        of 0 is raised to the smallest positive one among the training
+        samples. None: fixed widths.
+
+    n_neighbors : int, default=10
+        The k of ``adaptive``; ignored without it.
+
     learn_bandwidth : bool, default=False
         When True, ``fit`` starts from ``bandwidth`` and minimises the
         leave-one-out mean squared error over the log of the width: one width
@@ -178,7 +190,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         )
         sample_weight = self._check_fit_inputs(X, sample_weight)
         values = y.reshape(y.shape[0], -1)
-        self._fit_bandwidth(X, values, sample_weight, loss="squared_error")
+        self._fit_widths(X, values, sample_weight, loss="squared_error")
         self._fit_X = X
         self._fit_y = y
         self._fit_sample_weight = sample_weight

@@ -28,10 +28,20 @@ LOG_KERNELS = {
 }
 
 
-def attention_slow(queries, keys, bandwidth, kernel, sample_weight=None):
+def attention_slow(
+    queries,
+    keys,
+    bandwidth,
+    kernel,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+):
     """Dense (n_queries, n_keys) attention from exact differences, float64.
 
-    Zero-weight rows take the nearest positive-weight keys, ties averaged.
+    Key j seen from query i has the width bandwidth * key_widths[j] *
+    query_widths[i]. Zero-weight rows take the nearest positive-weight keys,
+    ties averaged.
     """
     queries = np.asarray(queries, dtype=np.float64)
     keys = np.asarray(keys, dtype=np.float64)
@@ -40,7 +50,12 @@ def attention_slow(queries, keys, bandwidth, kernel, sample_weight=None):
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     kernel = ALIASES.get(kernel, kernel)
     diff = (queries[:, None, :] - keys[None, :, :]) / np.asarray(bandwidth)
-    u = np.sqrt((diff**2).sum(axis=-1))
+    distance = np.sqrt((diff**2).sum(axis=-1))
+    u = distance.copy()
+    if key_widths is not None:
+        u = u / np.asarray(key_widths)[None, :]
+    if query_widths is not None:
+        u = u / np.asarray(query_widths)[:, None]
     active = sample_weight > 0
     if kernel in LOG_KERNELS:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -49,17 +64,29 @@ def attention_slow(queries, keys, bandwidth, kernel, sample_weight=None):
     else:
         weights = KERNELS_NUMPY[kernel](u) * sample_weight
     for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
-        distance = np.where(active, u[row], np.inf)
-        weights[row] = (distance == distance.min()) * sample_weight
+        nearest = np.where(active, distance[row], np.inf)
+        weights[row] = (nearest == nearest.min()) * sample_weight
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def nadaraya_watson_slow(queries, keys, values, bandwidth, kernel, sample_weight=None):
+def nadaraya_watson_slow(queries, keys, values, bandwidth, kernel, *args, **kwargs):
     """Dense NumPy Nadaraya-Watson prediction of ``values`` at ``queries``."""
-    return attention_slow(queries, keys, bandwidth, kernel, sample_weight) @ values
+    return attention_slow(queries, keys, bandwidth, kernel, *args, **kwargs) @ values
 
 
-def loo_predictions_slow(X, values, bandwidth, kernel, sample_weight=None):
+def kth_neighbor_distance_slow(X, n_neighbors, queries=None):
+    """Distance to the k-th nearest sample of X, by sorting all distances."""
+    exclude_self = queries is None
+    queries = X if queries is None else queries
+    distance = np.sqrt(((queries[:, None, :] - X[None, :, :]) ** 2).sum(axis=-1))
+    if exclude_self:
+        np.fill_diagonal(distance, np.inf)
+    return np.sort(distance, axis=1)[:, n_neighbors - 1]
+
+
+def loo_predictions_slow(
+    X, values, bandwidth, kernel, sample_weight=None, key_widths=None, query_widths=None
+):
     """Each row of ``values`` predicted from all the other rows, densely."""
     X = np.asarray(X, dtype=np.float64)
     n_samples = len(X)
@@ -67,8 +94,13 @@ def loo_predictions_slow(X, values, bandwidth, kernel, sample_weight=None):
         sample_weight = np.ones(n_samples)
     kernel = ALIASES.get(kernel, kernel)
     diff = (X[:, None, :] - X[None, :, :]) / np.asarray(bandwidth)
-    u = np.sqrt((diff**2).sum(axis=-1))
-    np.fill_diagonal(u, np.inf)
+    distance = np.sqrt((diff**2).sum(axis=-1))
+    np.fill_diagonal(distance, np.inf)
+    u = distance.copy()
+    if key_widths is not None:
+        u = u / np.asarray(key_widths)[None, :]
+    if query_widths is not None:
+        u = u / np.asarray(query_widths)[:, None]
     if kernel in LOG_KERNELS:
         log_weights = LOG_KERNELS[kernel](u) + np.log(sample_weight)
         log_weights[~np.isfinite(u)] = -np.inf
@@ -77,13 +109,13 @@ def loo_predictions_slow(X, values, bandwidth, kernel, sample_weight=None):
         weights = KERNELS_NUMPY[kernel](u) * sample_weight
         np.fill_diagonal(weights, 0.0)
     for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
-        weights[row] = (u[row] == u[row].min()) * sample_weight
+        weights[row] = (distance[row] == distance[row].min()) * sample_weight
     return weights @ values / weights.sum(axis=1, keepdims=True)
 
 
-def loo_squared_error_slow(X, y, bandwidth, kernel, sample_weight=None):
+def loo_squared_error_slow(X, y, bandwidth, kernel, sample_weight=None, **widths):
     """Sample-weighted leave-one-out mean squared error."""
     y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)
-    predictions = loo_predictions_slow(X, y, bandwidth, kernel, sample_weight)
+    predictions = loo_predictions_slow(X, y, bandwidth, kernel, sample_weight, **widths)
     errors = ((predictions - y) ** 2).mean(axis=1)
     return np.average(errors, weights=sample_weight)

@@ -7,7 +7,17 @@ from scipy.stats import gaussian_kde
 from statsmodels.nonparametric.kernel_density import KDEMultivariate
 
 from sknw import NadarayaWatsonRegressor
-from sknw._bandwidth import scott_bandwidth, silverman_bandwidth
+from sknw._bandwidth import (
+    nearest_neighbor_distances,
+    scott_bandwidth,
+    silverman_bandwidth,
+)
+
+from ._reference import (
+    attention_slow,
+    kth_neighbor_distance_slow,
+    nadaraya_watson_slow,
+)
 
 
 def make_X(n_samples=200, n_features=3, seed=0):
@@ -76,3 +86,104 @@ def test_bandwidth_array_is_copied():
     model = NadarayaWatsonRegressor(bandwidth=bandwidth).fit(X, X[:, 0])
     model.bandwidth_[0] = 99.0
     assert bandwidth[0] == 1.0
+
+
+# Adaptive local widths: the distance to the k-th nearest neighbour.
+
+
+def test_nearest_neighbor_distances_match_sorting():
+    X = make_X(n_samples=60)
+    queries = make_X(n_samples=20, seed=9)
+    for n_neighbors in (1, 4, 10):
+        assert_allclose(
+            nearest_neighbor_distances(X, n_neighbors),
+            kth_neighbor_distance_slow(X, n_neighbors),
+        )
+        assert_allclose(
+            nearest_neighbor_distances(X, n_neighbors, queries=queries),
+            kth_neighbor_distance_slow(X, n_neighbors, queries=queries),
+        )
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "tricube", "linear"])
+@pytest.mark.parametrize("adaptive", ["sample", "query"])
+@pytest.mark.parametrize("bandwidth", [0.7, [0.5, 1.0, 2.0]])
+def test_adaptive_widths_match_numpy_reference(kernel, adaptive, bandwidth):
+    X = make_X(n_samples=80)
+    y = np.sin(X[:, 0]) + X[:, 1]
+    queries = make_X(n_samples=30, seed=3) * 1.3
+    model = NadarayaWatsonRegressor(
+        kernel=kernel, bandwidth=bandwidth, adaptive=adaptive, n_neighbors=7
+    ).fit(X, y)
+    if adaptive == "sample":
+        widths = {"key_widths": kth_neighbor_distance_slow(X, 7)}
+    else:
+        widths = {"query_widths": kth_neighbor_distance_slow(X, 7, queries=queries)}
+    expected = nadaraya_watson_slow(
+        queries, X, y, np.asarray(bandwidth), kernel, **widths
+    )
+    assert_allclose(model.predict(queries), expected, rtol=1e-10, atol=1e-12)
+    assert_allclose(
+        model.attention_weights(queries),
+        attention_slow(queries, X, np.asarray(bandwidth), kernel, **widths),
+        rtol=1e-10,
+        atol=1e-14,
+    )
+
+
+def test_duplicates_get_the_smallest_positive_width():
+    X = np.array([[0.0], [0.0], [0.0], [1.0], [3.0], [3.5]])
+    y = np.arange(6.0)
+    model = NadarayaWatsonRegressor(adaptive="sample", n_neighbors=2).fit(X, y)
+    # The three copies of 0 have their 2nd neighbour at distance 0: they take
+    # the smallest positive 2nd-neighbour distance instead.
+    distances = kth_neighbor_distance_slow(X, 2)
+    floor = distances[distances > 0].min()
+    expected = nadaraya_watson_slow(
+        X, X, y, 1.0, "gaussian", key_widths=np.maximum(distances, floor)
+    )
+    assert_allclose(model.predict(X), expected, rtol=1e-10)
+    assert np.all(np.isfinite(model.predict([[0.0], [100.0]])))
+
+
+def test_adaptive_query_widths_do_not_depend_on_other_queries():
+    X = make_X(n_samples=50)
+    y = X[:, 0]
+    queries = make_X(n_samples=20, seed=4)
+    model = NadarayaWatsonRegressor(adaptive="query", n_neighbors=5).fit(X, y)
+    together = model.predict(queries)
+    one_by_one = np.concatenate([model.predict(query[None]) for query in queries])
+    assert_allclose(together, one_by_one, rtol=1e-12)
+
+
+def test_adaptive_needs_enough_samples():
+    model = NadarayaWatsonRegressor(adaptive="sample", n_neighbors=5)
+    with pytest.raises(ValueError, match="n_neighbors=5 needs at least 6 samples"):
+        model.fit(np.arange(5.0)[:, None], np.arange(5.0))
+
+
+def test_adaptive_zero_weight_samples_are_not_neighbours():
+    X = make_X(n_samples=40)
+    y = X[:, 0]
+    sample_weight = np.ones(40)
+    sample_weight[::3] = 0
+    kept = sample_weight > 0
+    for adaptive in ("sample", "query"):
+        model = NadarayaWatsonRegressor(adaptive=adaptive, n_neighbors=4)
+        weighted = model.fit(X, y, sample_weight=sample_weight).predict(X)
+        removed = model.fit(X[kept], y[kept]).predict(X)
+        assert_allclose(weighted, removed, rtol=1e-10)
+
+
+def test_grid_search_over_neighbours():
+    from sklearn.model_selection import GridSearchCV
+
+    X = make_X(n_samples=120)
+    y = np.sin(X[:, 0]) + 0.1 * X[:, 1]
+    search = GridSearchCV(
+        NadarayaWatsonRegressor(adaptive="sample"),
+        {"n_neighbors": [2, 5, 20], "bandwidth": [0.5, 1.0]},
+        cv=3,
+    ).fit(X, y)
+    assert search.best_params_["n_neighbors"] in (2, 5, 20)
+    assert search.best_score_ > 0.5

@@ -24,6 +24,8 @@ ESTIMATORS = [
         {"kernel": "tricube", "bandwidth": "scott"},
         {"bandwidth": "silverman"},
         {"kernel": _epanechnikov},
+        {"adaptive": "sample", "n_neighbors": 3, "bandwidth": 0.5},
+        {"adaptive": "query", "n_neighbors": 3, "kernel": "epanechnikov"},
         {"learn_bandwidth": True},
         {"learn_bandwidth": True, "bandwidth": "scott", "kernel": "epanechnikov"},
         {"learn_bandwidth": True, "solver": "sgd", "tol": 1e-3, "random_state": 0},
@@ -32,23 +34,25 @@ ESTIMATORS = [
 
 
 def expected_failed_checks(estimator):
+    failures = {}
     if estimator.learn_bandwidth:
-        return {
-            "check_sample_weight_equivalence_on_dense_data": (
-                "leave-one-out is not invariant to repeating rows: leaving out one "
-                "copy of a repeated row leaves its other copies in, at distance 0, "
-                "while a sample of weight k is left out whole"
-            )
-        }
-    # As for Ridge, whose max_iter only concerns its iterative solvers:
-    # max_iter only concerns learn_bandwidth=True, and with a fixed bandwidth
-    # fit runs no iterations, so there is no n_iter_ to expose.
-    return {
-        "check_non_transformer_estimators_n_iter": (
+        failures["check_sample_weight_equivalence_on_dense_data"] = (
+            "leave-one-out is not invariant to repeating rows: leaving out one copy "
+            "of a repeated row leaves its other copies in, at distance 0, while a "
+            "sample of weight k is left out whole"
+        )
+    if estimator.adaptive is not None:
+        failures["check_sample_weight_equivalence_on_dense_data"] = (
+            "neighbour distances count rows: the copies of a repeated row are one "
+            "another's neighbours at distance 0, while a weight moves no distance"
+        )
+    if not estimator.learn_bandwidth:
+        # As for Ridge, whose max_iter only concerns its iterative solvers.
+        failures["check_non_transformer_estimators_n_iter"] = (
             "max_iter applies only with learn_bandwidth=True; a fixed bandwidth "
             "runs no iterations and sets no n_iter_"
         )
-    }
+    return failures
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)

@@ -95,9 +95,9 @@ def test_chunk_size_follows_working_memory(monkeypatch):
     seen = []
     original = _engine._Problem.weights
 
-    def record(problem, queries):
+    def record(problem, queries, query_widths=None):
         seen.append(queries.shape[0])
-        return original(problem, queries)
+        return original(problem, queries, query_widths)
 
     monkeypatch.setattr(_engine._Problem, "weights", record)
     queries, keys, values, _ = make_data(n_keys=1000, n_queries=500)

@@ -16,7 +16,11 @@ from statsmodels.nonparametric.kernel_regression import KernelReg
 from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
 from sknw._loo_objective import LeaveOneOutObjective
 
-from ._reference import loo_predictions_slow, loo_squared_error_slow
+from ._reference import (
+    kth_neighbor_distance_slow,
+    loo_predictions_slow,
+    loo_squared_error_slow,
+)
 
 
 def toy_1d(n_samples=200, seed=0):
@@ -328,3 +332,46 @@ def test_bad_learning_parameters(params, match):
     model = NadarayaWatsonRegressor(learn_bandwidth=True, **params)
     with pytest.raises(ValueError, match=match):
         model.fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("role", ["key_widths", "query_widths"])
+def test_adaptive_loss_and_gradient(role):
+    X, y = toy_4d(n_samples=70)
+    local = kth_neighbor_distance_slow(X, 5)
+    loo = LeaveOneOutObjective(
+        X,
+        y[:, None],
+        kernel="gaussian",
+        loss="squared_error",
+        sample_weight=None,
+        device=torch.device("cpu"),
+        **{role: local},
+    )
+    log_bandwidth = np.log([0.8, 1.2, 0.6, 1.5])
+    loss, gradient = loo(log_bandwidth)
+    expected = loo_squared_error_slow(
+        X, y, np.exp(log_bandwidth), "gaussian", **{role: local}
+    )
+    assert loss == pytest.approx(expected, rel=1e-10)
+    assert_allclose(
+        gradient,
+        central_difference(lambda x: loo(x)[0], log_bandwidth),
+        rtol=1e-5,
+        atol=1e-9,
+    )
+
+
+@pytest.mark.parametrize("adaptive", ["sample", "query"])
+def test_learning_with_adaptive_widths_reaches_the_grid_minimum(adaptive):
+    X, y = toy_1d(n_samples=150)
+    model = NadarayaWatsonRegressor(
+        adaptive=adaptive, n_neighbors=10, learn_bandwidth=True
+    ).fit(X, y)
+    role = "key_widths" if adaptive == "sample" else "query_widths"
+    widths = {role: kth_neighbor_distance_slow(X, 10)}
+    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian", **widths)
+    grid = min(
+        loo_squared_error_slow(X, y, width, "gaussian", **widths)
+        for width in np.geomspace(0.05, 20, 300)
+    )
+    assert learned <= 1.001 * grid
