@@ -131,6 +131,8 @@ class _Problem:
         limit the Gaussian reaches far from the data, ties kept together.
         """
         kernel = self.kernel
+        # The log-domain kernels fold their slope into the distance factors.
+        slope = 1.0 if kernel.log_slope is None else kernel.log_slope
         if query_widths is not None:
             row_factor = 1.0 / query_widths[:, None]
         if kernel.exact_distances:
@@ -138,34 +140,46 @@ class _Problem:
                 queries * self.scale,
                 self.scaled_keys,
                 compute_mode="donot_use_mm_for_euclid_dist",
-            ).mul_(self.u_factor)
+            ).mul_(self.u_factor * slope)
             if query_widths is not None:
                 argument.mul_(row_factor.clamp_(max=self.largest))
         else:
             scaled = (queries - self.centre).mul_(self.scale)
-            argument = torch.addmm(
-                self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
-            )
-            # The log domain cancels any per-row constant, so the Gaussian
-            # leaves |q|^2 out of u^2, unless each key has its own width.
-            if kernel.log_weight is None or not isinstance(self.sq_u_factor, float):
+            factor = self.sq_u_factor * slope
+            if kernel.log_slope is not None and isinstance(factor, float):
+                # The log domain cancels any per-row constant, so the
+                # Gaussian leaves |q|^2 out: slope * u^2 up to a row constant
+                # in one matrix product.
+                argument = torch.addmm(
+                    self.key_sq_norms,
+                    scaled,
+                    self.scaled_keys_t,
+                    beta=factor,
+                    alpha=-2.0 * factor,
+                )
+            else:
+                argument = torch.addmm(
+                    self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
+                )
                 argument.add_((scaled**2).sum(dim=1, keepdim=True)).clamp_(min=0)
-            argument.mul_(self.sq_u_factor)
+                argument.mul_(factor)
             if query_widths is not None:
                 argument.mul_(row_factor.square_().clamp_(max=self.largest))
 
-        if kernel.log_weight is not None:
+        if kernel.log_slope is not None:
             # Subtracting the row maximum leaves the nearest key at weight 1
             # at any bandwidth, so a tiny one does not give 0 / 0.
-            log_weights = kernel.log_weight(argument)
+            log_weights = argument
             row_max = log_weights.amax(dim=1, keepdim=True)
             overflowed = ~torch.isfinite(row_max)
             log_weights.sub_(row_max.masked_fill_(overflowed, 0.0))
             if self.dtype == torch.float32:
                 log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
             weights = log_weights.exp_()
-            if bool(overflowed.any()):
-                weights.masked_fill_(overflowed, 0.0)
+            if not bool(overflowed.any()):
+                # Every row holds a weight of 1 and sample weights are > 0.
+                return weights
+            weights.masked_fill_(overflowed, 0.0)
         else:
             u = argument if kernel.exact_distances else argument.sqrt_()
             weights = kernel.function(u)

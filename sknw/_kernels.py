@@ -59,16 +59,6 @@ def constant(u):
     return torch.ones_like(u)
 
 
-def gaussian_log_weight(sq_u):
-    """Log of the Gaussian kernel as an in-place function of u**2."""
-    return sq_u.mul_(-0.5)
-
-
-def exponential_log_weight(u):
-    """Log of the exponential kernel as an in-place function of u."""
-    return u.neg_()
-
-
 @dataclass(frozen=True)
 class Kernel:
     """A named kernel and how the engine evaluates it.
@@ -85,19 +75,19 @@ class Kernel:
         rounds: about 1e-8 in u at a training point, which a kink at u = 0
         (linear, exponential) passes on to the weights, and enough to move a
         point exactly one width away across a compact kernel's edge.
-    log_weight : callable or None
-        log K, in place, of u**2 (or of u when ``exact_distances``), for the
-        kernels whose weights are computed in the log domain (a softmax);
-        None for the others.
+    log_slope : float or None
+        For the kernels computed in the log domain (a softmax): log K is
+        ``log_slope`` times u**2, or times u when ``exact_distances``. None
+        for the others.
     """
 
     function: object
     compact: bool
     exact_distances: bool = False
-    log_weight: object = None
+    log_slope: float = None
 
 
-_GAUSSIAN = Kernel(gaussian, False, log_weight=gaussian_log_weight)
+_GAUSSIAN = Kernel(gaussian, False, log_slope=-0.5)
 _TOPHAT = Kernel(tophat, True, exact_distances=True)
 _LINEAR = Kernel(linear, True, exact_distances=True)
 _BIWEIGHT = Kernel(biweight, True, exact_distances=True)
@@ -115,8 +105,6 @@ KERNELS = {
     "triweight": Kernel(triweight, True, exact_distances=True),
     "tricube": Kernel(tricube, True, exact_distances=True),
     "cosine": Kernel(cosine, True, exact_distances=True),
-    "exponential": Kernel(
-        exponential, False, exact_distances=True, log_weight=exponential_log_weight
-    ),
+    "exponential": Kernel(exponential, False, exact_distances=True, log_slope=-1.0),
     "constant": Kernel(constant, False),
 }

@@ -140,11 +140,11 @@ class LeaveOneOutObjective:
         if self.row_factor is not None:
             sq_u = sq_u * self.row_factor[rows, None]
         position = torch.arange(len(rows), device=self.device)
-        if kernel.log_weight is not None:
+        if kernel.log_slope is not None:
             # u = sqrt(u^2) has an infinite slope at 0; the floor gives a zero
             # gradient there instead of 0 * inf.
             argument = sq_u if not kernel.exact_distances else _safe_sqrt(sq_u)
-            log_weights = kernel.log_weight(argument.clone())
+            log_weights = kernel.log_slope * argument
             # The left-out sample takes no part in its own prediction.
             log_weights = log_weights.index_put((position, rows), self._scalar(-np.inf))
             row_max = log_weights.detach().amax(dim=1, keepdim=True)
