@@ -375,3 +375,23 @@ def test_learning_with_adaptive_widths_reaches_the_grid_minimum(adaptive):
         for width in np.geomspace(0.05, 20, 300)
     )
     assert learned <= 1.001 * grid
+
+
+def test_learning_inside_grid_search_and_cross_validate():
+    from sklearn.model_selection import GridSearchCV, cross_validate
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler as Scaler
+
+    X, y = toy_4d(n_samples=120)
+    pipeline = make_pipeline(Scaler(), NadarayaWatsonRegressor(learn_bandwidth=True))
+    search = GridSearchCV(
+        pipeline,
+        {"nadarayawatsonregressor__kernel": ["gaussian", "epanechnikov"]},
+        cv=3,
+    ).fit(X, y)
+    assert search.best_score_ > 0.5
+    assert search.best_estimator_[-1].n_iter_ >= 1
+    scores = cross_validate(pipeline, X, y, cv=3, return_estimator=True)
+    widths = [model[-1].bandwidth_ for model in scores["estimator"]]
+    assert len(set(widths)) == 3, "each fold learns its own width"
+    assert np.all(scores["test_score"] > 0.5)
