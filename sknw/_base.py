@@ -103,7 +103,7 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], np.float64)
         if callable(self.kernel):
             if self.learn_bandwidth:
                 raise ValueError(
@@ -112,6 +112,8 @@ class _BaseNadarayaWatson(BaseEstimator):
                     "on NumPy arrays."
                 )
             check_kernel_callable(self.kernel)
+        if not isinstance(self.bandwidth, (str, Real)):
+            check_bandwidth_array(self.bandwidth, X.shape[1])
         n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
         if self.adaptive is not None and n_used <= self.n_neighbors:
             raise ValueError(
@@ -128,32 +130,81 @@ class _BaseNadarayaWatson(BaseEstimator):
         check_device(self.device)
         return sample_weight
 
-    def _fit_widths(self, X, values, sample_weight, loss):
-        """Local widths, the bandwidth, and its learning when asked."""
-        self._fit_local_widths = None
-        if self.adaptive is not None:
-            self._fit_local_widths = self._local_widths(X, sample_weight)
+    def _local_widths(self, X, sample_weight):
+        """Neighbour distances for ``adaptive``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Training inputs.
+        sample_weight : ndarray of shape (n_samples,) or None
+            Samples of zero weight are nobody's neighbour.
+
+        Returns
+        -------
+        local_widths : ndarray of shape (n_samples,) or None
+            Each sample's distance to its n_neighbors-th other sample, with
+            0 (more duplicates than neighbours) raised to the smallest positive
+            such distance; None without ``adaptive``.
+        neighbor_X : ndarray of shape (n_used, n_features) or None
+            The samples that are neighbours.
+        floor : float or None
+            The smallest positive distance, which also floors the queries'
+            distances under ``adaptive="query"``.
+        """
+        if self.adaptive is None:
+            return None, None, None
+        used = (
+            np.ones(X.shape[0], dtype=bool)
+            if sample_weight is None
+            else (sample_weight > 0)
+        )
+        neighbor_X = X[used]
+        distances = np.zeros(X.shape[0])
+        distances[used] = nearest_neighbor_distances(neighbor_X, self.n_neighbors)
+        positive = distances[distances > 0]
+        floor = float(positive.min()) if positive.size else 1.0
+        return np.maximum(distances, floor), neighbor_X, floor
+
+    def _fit_bandwidth(self, X, values, sample_weight, local_widths, loss):
+        """The bandwidth in use, learned when asked.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Training inputs.
+        values : ndarray of shape (n_samples, n_values)
+            Targets, or one-hot labels.
+        sample_weight : ndarray of shape (n_samples,) or None
+            Sample weights.
+        local_widths : ndarray of shape (n_samples,) or None
+            Neighbour distances for ``adaptive``.
+        loss : {"squared_error", "log_loss"}
+            The leave-one-out loss to minimise.
+
+        Returns
+        -------
+        bandwidth : float or ndarray of shape (n_features,)
+            The width in use.
+        learning : tuple (loss_curve, n_iter) or None
+            None when the width is not learned.
+        """
         bandwidth = self._resolve_bandwidth(X, sample_weight)
-        for attribute in ("loss_curve_", "n_iter_"):
-            self.__dict__.pop(attribute, None)
         if not self.learn_bandwidth:
-            self.bandwidth_ = bandwidth
-            return
+            return bandwidth, None
         n_samples = X.shape[0]
         solver = self.solver
         if solver == "auto":
             solver = "lbfgs" if n_samples <= LBFGS_MAX_SAMPLES else "sgd"
-        batch_size = (
-            min(200, n_samples) if self.batch_size == "auto" else self.batch_size
-        )
-        learned, self.loss_curve_, self.n_iter_ = learn_bandwidth(
+        batch_size = 200 if self.batch_size == "auto" else self.batch_size
+        learned, loss_curve, n_iter = learn_bandwidth(
             X,
             values,
             np.atleast_1d(bandwidth),
             kernel=self.kernel,
             loss=loss,
             sample_weight=sample_weight,
-            local_widths=self._fit_local_widths,
+            local_widths=local_widths,
             adaptive=self.adaptive,
             solver=solver,
             learning_rate=self.learning_rate,
@@ -165,22 +216,16 @@ class _BaseNadarayaWatson(BaseEstimator):
             device=resolve_device(self.device),
             name=type(self).__name__,
         )
-        self.bandwidth_ = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
+        bandwidth = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
+        return bandwidth, (loss_curve, n_iter)
 
-    def _local_widths(self, X, sample_weight):
-        """Each training sample's distance to its n_neighbors-th neighbour.
-
-        Samples of zero weight are not neighbours. A distance of 0 (more
-        duplicates than neighbours) is raised to the smallest positive one,
-        which also floors the queries' distances under adaptive="query".
-        """
-        self._neighbor_X = X if sample_weight is None else X[sample_weight > 0]
-        distances = np.zeros(X.shape[0])
-        used = slice(None) if sample_weight is None else sample_weight > 0
-        distances[used] = nearest_neighbor_distances(self._neighbor_X, self.n_neighbors)
-        positive = distances[distances > 0]
-        self._local_width_floor = positive.min() if positive.size else 1.0
-        return np.maximum(distances, self._local_width_floor)
+    def _store_learning(self, learning):
+        """Set ``loss_curve_`` and ``n_iter_`` when learned; drop stale ones."""
+        if learning is None:
+            for attribute in ("loss_curve_", "n_iter_"):
+                self.__dict__.pop(attribute, None)
+        else:
+            self.loss_curve_, self.n_iter_ = learning
 
     def _resolve_bandwidth(self, X, sample_weight):
         """The width in use: a float, or an ndarray of shape (n_features,)."""
@@ -199,16 +244,14 @@ class _BaseNadarayaWatson(BaseEstimator):
         query_widths = None
         if self.adaptive == "query":
             query_widths = np.maximum(
-                nearest_neighbor_distances(
-                    self._neighbor_X, self.n_neighbors, queries=X
-                ),
+                nearest_neighbor_distances(self._neighbor_X, self.n_neighbors, X),
                 self._local_width_floor,
             )
         return dict(
             bandwidth=self.bandwidth_,
             kernel=self.kernel,
             sample_weight=self._fit_sample_weight,
-            key_widths=self._fit_local_widths if self.adaptive == "sample" else None,
+            key_widths=self._local_widths_fit if self.adaptive == "sample" else None,
             query_widths=query_widths,
             device=self.device,
         )

@@ -157,10 +157,17 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
         sample_weight = self._check_fit_inputs(X, sample_weight)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         one_hot = np.eye(len(self.classes_))[y_encoded]
-        self._fit_widths(X, one_hot, sample_weight, loss="log_loss")
+        local_widths, neighbor_X, floor = self._local_widths(X, sample_weight)
+        self.bandwidth_, learning = self._fit_bandwidth(
+            X, one_hot, sample_weight, local_widths, loss="log_loss"
+        )
+        self._store_learning(learning)
         self._fit_X = X
         self._fit_y = y_encoded
         self._fit_sample_weight = sample_weight
+        self._local_widths_fit = local_widths
+        self._neighbor_X = neighbor_X
+        self._local_width_floor = floor
         return self
 
     def predict(self, X):

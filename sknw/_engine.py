@@ -65,11 +65,15 @@ class _Problem:
 
     Keys and queries are scaled per feature by ``reference / bandwidth``
     (factors <= 1, so nothing overflows), where ``reference`` is the smallest
-    width; u is the distance in that space over ``reference``. The Gaussian
-    takes squared distances from one matrix product, |q|^2 - 2 q.k + |k|^2,
-    on data centred on the middle of the keys' range (which keeps the
-    expansion accurate far from the origin and does not depend on the order
-    of the keys). Every other kernel takes u from coordinate differences.
+    width. Query i and key j are then at distance s_ij, and
+    u_ij = s_ij / (reference * key_widths[j] * query_widths[i]).
+
+    In float64 the Gaussian takes squared distances from one matrix product,
+    |q|^2 - 2 q.k + |k|^2, on data centred on the middle of the keys' range
+    (which keeps the expansion accurate far from the origin and does not
+    depend on the order of the keys). Every other kernel, and the Gaussian in
+    float32 (whose rounding would grow as (range / bandwidth)^2), takes s
+    from coordinate differences.
     """
 
     def __init__(
@@ -84,25 +88,28 @@ class _Problem:
         )
         self.reference = float(bandwidth.min())
         self.largest = float(torch.finfo(dtype).max)
-        # Factors turning distances into u, and squared distances into u^2:
-        # a number, or one per key (a row vector) for local widths.
-        inverse = np.float64(1.0) / self.reference
-        if key_widths is not None:
-            inverse = (inverse / np.asarray(key_widths, dtype=np.float64))[None, :]
-        self.u_factor = self._factor(inverse)
-        self.sq_u_factor = self._factor(inverse**2)
         self.scale = self.to_tensor(self.reference / bandwidth)
+        self.key_inverse = None
+        if key_widths is not None:
+            self.key_inverse = self.to_tensor(1.0 / np.asarray(key_widths))[None, :]
         if sample_weight is None:
             sample_weight = np.ones(n_keys)
-        self.sample_weight = self.to_tensor(sample_weight)
+        # Scaled to a largest weight of 1, which changes no average, so a
+        # float32 sum of weighted values cannot overflow.
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        self.sample_weight = self.to_tensor(sample_weight / sample_weight.max())
         if callable(kernel):
             self.user_kernel = kernel
             self.kernel = Kernel(self._call_kernel, compact=False, exact_distances=True)
         else:
             self.kernel = KERNELS[kernel]
+        self.power = 2 if self.kernel.log_slope is not None else 1
+        if self.kernel.log_slope is not None and self.kernel.exact_distances:
+            self.power = 1
 
         self.keys = self.to_tensor(keys)
-        if self.kernel.exact_distances:
+        self.exact = self.kernel.exact_distances or dtype == torch.float32
+        if self.exact:
             self.scaled_keys = self.keys * self.scale
         else:
             lowest, highest = np.min(keys, axis=0), np.max(keys, axis=0)
@@ -115,93 +122,90 @@ class _Problem:
         array = np.ascontiguousarray(array)
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
-    def _factor(self, factor):
-        """A positive factor capped at the dtype's largest value, so that a
-        distance of 0 times it stays 0 instead of 0 * inf."""
+    def _u_factor(self, query_widths, power):
+        """1 / (reference * query_widths)^power, per row or one number.
+
+        Computed in float64 and capped at the dtype's largest value, so a
+        distance of 0 times it stays 0 instead of 0 * inf.
+        """
         with np.errstate(over="ignore", divide="ignore"):
-            factor = np.minimum(np.asarray(factor, dtype=np.float64), self.largest)
-        return float(factor) if factor.ndim == 0 else self.to_tensor(factor)
+            factor = np.float64(1.0) / np.float64(self.reference) ** power
+        if query_widths is None:
+            return float(min(factor, self.largest))
+        factor = factor / query_widths.to(torch.float64)[:, None] ** power
+        return factor.clamp_(max=self.largest).to(self.dtype)
 
     def weights(self, queries, query_widths=None):
         """Kernel weights of a chunk of queries, unnormalised.
 
-        The sample weights are not applied here. Rows whose total weight is
-        zero (a compact kernel with no key within one width, or log-weights
-        that all overflowed) are replaced by the nearest keys' indicator: the
-        limit the Gaussian reaches far from the data, ties kept together.
+        Parameters
+        ----------
+        queries : tensor of shape (n_queries, n_features)
+            A chunk of queries, as given.
+        query_widths : tensor of shape (n_queries,), default=None
+            Their local width factors.
+
+        Returns
+        -------
+        weights : tensor of shape (n_queries, n_keys)
+            Kernel weights before the sample weights; every row has a positive
+            weight.
         """
         kernel = self.kernel
-        # The log-domain kernels fold their slope into the distance factors.
-        slope = 1.0 if kernel.log_slope is None else kernel.log_slope
-        if query_widths is not None:
-            row_factor = 1.0 / query_widths[:, None]
-        if kernel.exact_distances:
-            argument = torch.cdist(
+        if self.exact:
+            relative = torch.cdist(
                 queries * self.scale,
                 self.scaled_keys,
                 compute_mode="donot_use_mm_for_euclid_dist",
-            ).mul_(self.u_factor * slope)
-            if query_widths is not None:
-                argument.mul_(row_factor.clamp_(max=self.largest))
+            )
+            if self.key_inverse is not None:
+                relative.mul_(self.key_inverse)
+            if self.power == 2:
+                relative.square_()
         else:
             scaled = (queries - self.centre).mul_(self.scale)
-            factor = self.sq_u_factor * slope
-            if kernel.log_slope is not None and isinstance(factor, float):
-                # The log domain cancels any per-row constant, so the
-                # Gaussian leaves |q|^2 out: slope * u^2 up to a row constant
-                # in one matrix product.
-                argument = torch.addmm(
-                    self.key_sq_norms,
-                    scaled,
-                    self.scaled_keys_t,
-                    beta=factor,
-                    alpha=-2.0 * factor,
-                )
-            else:
-                argument = torch.addmm(
-                    self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
-                )
-                argument.add_((scaled**2).sum(dim=1, keepdim=True)).clamp_(min=0)
-                argument.mul_(factor)
-            if query_widths is not None:
-                argument.mul_(row_factor.square_().clamp_(max=self.largest))
+            relative = torch.addmm(
+                self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
+            )
+            if self.key_inverse is not None:
+                relative.add_((scaled**2).sum(dim=1, keepdim=True)).clamp_(min=0)
+                relative.mul_(self.key_inverse.square())
+            # else |q|^2 is left out: the log domain cancels a per-row constant.
 
         if kernel.log_slope is not None:
-            # Subtracting the row maximum leaves the nearest key at weight 1
-            # at any bandwidth, so a tiny one does not give 0 / 0.
-            log_weights = argument
-            row_max = log_weights.amax(dim=1, keepdim=True)
-            overflowed = ~torch.isfinite(row_max)
-            log_weights.sub_(row_max.masked_fill_(overflowed, 0.0))
+            # Shifted by the row minimum before the (possibly huge) factor:
+            # the nearest key gets log-weight 0, so weight 1, at any bandwidth
+            # and a tiny one does not give 0 / 0.
+            relative.sub_(relative.amin(dim=1, keepdim=True))
+            factor = self._u_factor(query_widths, self.power)
+            log_weights = relative.mul_(factor).mul_(kernel.log_slope)
             if self.dtype == torch.float32:
                 log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
-            weights = log_weights.exp_()
-            if not bool(overflowed.any()):
-                # Every row holds a weight of 1 and sample weights are > 0.
-                return weights
-            weights.masked_fill_(overflowed, 0.0)
-        else:
-            u = argument if kernel.exact_distances else argument.sqrt_()
-            weights = kernel.function(u)
+            return log_weights.exp_()
 
+        u = relative.mul_(self._u_factor(query_widths, 1))
+        weights = kernel.function(u)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
             weights[empty] = self.nearest(queries[empty]).to(self.dtype)
         return weights
 
     def nearest(self, queries):
-        """Indicator of each query's nearest keys, ties included.
+        """Indicator of each query's nearest keys in u, ties included.
 
-        Distances come from coordinate differences of the data as given, so
-        keys at exactly the same distance stay tied.
+        The limit the Gaussian reaches far from the data. Distances come from
+        coordinate differences of the data as given, so keys at exactly the
+        same distance stay tied.
         """
-        sq_dist = torch.zeros(
+        relative = torch.zeros(
             (queries.shape[0], self.n_keys), dtype=self.dtype, device=self.device
         )
         for feature in range(queries.shape[1]):
             diff = queries[:, feature, None] - self.keys[None, :, feature]
-            sq_dist.add_(diff.mul_(self.scale[feature]).square_())
-        return sq_dist <= sq_dist.amin(dim=1, keepdim=True)
+            relative.add_(diff.mul_(self.scale[feature]).square_())
+        if self.key_inverse is not None:
+            relative.mul_(self.key_inverse.square())
+        return relative <= relative.amin(dim=1, keepdim=True)
 
     def _call_kernel(self, u):
         weights = np.asarray(self.user_kernel(u.cpu().numpy()))

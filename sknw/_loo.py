@@ -114,10 +114,8 @@ def learn_bandwidth(
         device=device,
     )
     baseline = _constant_prediction_loss(values, sample_weight, loss)
-    spread = np.std(X, axis=0)
-    spread = spread[spread > 0].max() if np.any(spread > 0) else 1.0
-    bounds = (np.log(spread / _WIDTH_RANGE), np.log(spread * _WIDTH_RANGE))
-    start = np.clip(np.log(initial_bandwidth), *bounds)
+    lower, upper = _log_bounds(X, initial_bandwidth.size)
+    start = np.clip(np.log(initial_bandwidth), lower, upper)
     progress = _Progress(name, verbose)
     progress.start(solver, initial_bandwidth.size, X.shape[0])
 
@@ -137,17 +135,21 @@ def learn_bandwidth(
             start,
             jac=True,
             method="L-BFGS-B",
-            bounds=[bounds] * start.size,
+            bounds=list(zip(lower, upper)),
             callback=record,
             options={"maxiter": max_iter, "gtol": tol},
         )
         log_bandwidth = result.x
         converged = result.status != 1
+        if not loss_curve:
+            # Already optimal at the start: one evaluation, no step.
+            loss_curve.append(objective(log_bandwidth)[0])
+            progress.row(1, loss_curve)
     else:
         log_bandwidth, loss_curve, converged = _sgd(
             objective,
             start,
-            bounds,
+            (lower, upper),
             baseline=baseline,
             learning_rate=learning_rate,
             batch_size=batch_size,
@@ -206,6 +208,35 @@ def _sgd(
         if no_change >= N_ITER_NO_CHANGE:
             return log_bandwidth, loss_curve, True
     return log_bandwidth, loss_curve, False
+
+
+def _log_bounds(X, n_widths):
+    """Bounds of the log-widths: a factor _WIDTH_RANGE around each feature's
+    spread for per-feature widths, around the range of spreads for one width.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training inputs.
+    n_widths : int
+        1, or n_features.
+
+    Returns
+    -------
+    lower, upper : ndarray of shape (n_widths,)
+        Bounds of the log of each width.
+    """
+    spread = np.std(X, axis=0)
+    positive = spread[spread > 0]
+    if positive.size == 0:
+        positive = np.ones(1)
+    if n_widths == 1:
+        low, high = positive.min(), positive.max()
+    else:
+        low = high = np.where(spread > 0, spread, positive.min())
+    lower = np.log(np.atleast_1d(low / _WIDTH_RANGE))
+    upper = np.log(np.atleast_1d(high * _WIDTH_RANGE))
+    return lower, upper
 
 
 def _constant_prediction_loss(values, sample_weight, loss):

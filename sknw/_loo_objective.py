@@ -134,9 +134,10 @@ class LeaveOneOutObjective:
             (keys * keys).sum(dim=1).unsqueeze(0), queries, keys.T, alpha=-2.0
         )
         sq_u = (sq_u + (queries * queries).sum(dim=1, keepdim=True)).clamp(min=0)
-        sq_dist = sq_u.detach()
         if self.key_factor is not None:
             sq_u = sq_u * self.key_factor
+        # Nearest in u, whatever the bandwidth: the Gaussian's limit.
+        sq_relative = sq_u.detach()
         if self.row_factor is not None:
             sq_u = sq_u * self.row_factor[rows, None]
         position = torch.arange(len(rows), device=self.device)
@@ -159,7 +160,7 @@ class LeaveOneOutObjective:
         predictions = (weights @ self.values) / torch.where(empty, 1.0, totals)
         if bool(empty.any()):
             predictions = torch.where(
-                empty, self._nearest_values(sq_dist, rows, position), predictions
+                empty, self._nearest_values(sq_relative, rows, position), predictions
             )
         targets = self.values[rows]
         if self.loss == "squared_error":

@@ -190,10 +190,17 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         )
         sample_weight = self._check_fit_inputs(X, sample_weight)
         values = y.reshape(y.shape[0], -1)
-        self._fit_widths(X, values, sample_weight, loss="squared_error")
+        local_widths, neighbor_X, floor = self._local_widths(X, sample_weight)
+        self.bandwidth_, learning = self._fit_bandwidth(
+            X, values, sample_weight, local_widths, loss="squared_error"
+        )
+        self._store_learning(learning)
         self._fit_X = X
         self._fit_y = y
         self._fit_sample_weight = sample_weight
+        self._local_widths_fit = local_widths
+        self._neighbor_X = neighbor_X
+        self._local_width_floor = floor
         return self
 
     def predict(self, X):

@@ -63,8 +63,10 @@ def attention_slow(
             weights = softmax(log_weights, axis=1)
     else:
         weights = KERNELS_NUMPY[kernel](u) * sample_weight
+    # The Gaussian's limit: the keys of smallest u, whatever the bandwidth.
+    relative = distance if key_widths is None else distance / np.asarray(key_widths)
     for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
-        nearest = np.where(active, distance[row], np.inf)
+        nearest = np.where(active, relative[row], np.inf)
         weights[row] = (nearest == nearest.min()) * sample_weight
     return weights / weights.sum(axis=1, keepdims=True)
 
@@ -109,7 +111,10 @@ def loo_predictions_slow(
         weights = KERNELS_NUMPY[kernel](u) * sample_weight
         np.fill_diagonal(weights, 0.0)
     for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
-        weights[row] = (distance[row] == distance[row].min()) * sample_weight
+        relative = distance[row]
+        if key_widths is not None:
+            relative = relative / np.asarray(key_widths)
+        weights[row] = (relative == relative.min()) * sample_weight
     return weights @ values / weights.sum(axis=1, keepdims=True)
 
 
