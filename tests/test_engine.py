@@ -356,3 +356,68 @@ def test_classifier_probabilities_are_distributions(problem):
     assert proba.shape == (len(queries), len(model.classes_))
     assert np.all(proba >= 0)
     assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential", "epanechnikov"])
+def test_float32_stays_accurate_when_the_width_is_small_beside_the_range(kernel):
+    rng = np.random.default_rng(7)
+    keys = np.sort(rng.uniform(0, 1000, size=(2000, 1)), axis=0)
+    values = np.sin(keys / 50) + rng.normal(0, 0.1, size=keys.shape)
+    queries = rng.uniform(0, 1000, size=(300, 1))
+    keys32, queries32 = keys.astype(np.float32), queries.astype(np.float32)
+    # The oracle sees the same float32 data, in float64.
+    expected = nadaraya_watson_slow(
+        queries32.astype(np.float64), keys32.astype(np.float64), values, 0.3, kernel
+    )
+    got = nadaraya_watson(queries32, keys32, values, bandwidth=0.3, kernel=kernel)
+    assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nearest_sample_at_every_tiny_width(dtype):
+    rng = np.random.default_rng(8)
+    keys = rng.uniform(-5, 5, size=(40, 2))
+    values = np.arange(40.0)[:, None]
+    queries = rng.uniform(-5, 5, size=(60, 2))
+    distance = np.linalg.norm(queries[:, None] - keys[None], axis=-1)
+    nearest = values[distance.argmin(axis=1)]
+    tiniest = np.finfo(dtype).tiny
+    for bandwidth in np.geomspace(tiniest, 1e-6, 60):
+        got = nadaraya_watson(
+            queries.astype(dtype),
+            keys.astype(dtype),
+            values,
+            bandwidth=float(bandwidth),
+            kernel="gaussian",
+        )
+        assert_allclose(got, nearest, err_msg=f"bandwidth {bandwidth:.3g}")
+
+
+def test_large_sample_weights_stay_finite_in_float32():
+    queries, keys, values, sample_weight = make_data()
+    expected = nadaraya_watson(
+        queries, keys, values, bandwidth=0.5, kernel="gaussian",
+        sample_weight=sample_weight * 1e36,
+    )  # fmt: skip
+    got = nadaraya_watson(
+        queries.astype(np.float32), keys.astype(np.float32), values,
+        bandwidth=0.5, kernel="gaussian", sample_weight=sample_weight * 1e36,
+    )  # fmt: skip
+    assert np.all(np.isfinite(got))
+    assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+def test_adaptive_limit_is_the_same_at_every_tiny_width(kernel):
+    keys = np.array([[0.0], [1.0], [1.1], [6.0], [9.0]])
+    values = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    key_widths = np.array([0.5, 0.1, 0.1, 4.0, 3.0])
+    queries = np.array([[3.0], [7.5]])
+    # Nearest in u = distance / key width: 6.0 (u = 0.75) for 3.0, and for
+    # 7.5 the key at 6.0 (u = 0.375) rather than 9.0 (u = 0.5).
+    for bandwidth in (1e-2, 1e-20, 1e-150, 1e-300):
+        got = nadaraya_watson(
+            queries, keys, values, bandwidth=bandwidth, kernel=kernel,
+            key_widths=key_widths,
+        )  # fmt: skip
+        assert_allclose(got, [[4.0], [4.0]], err_msg=f"bandwidth {bandwidth}")

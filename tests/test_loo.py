@@ -395,3 +395,54 @@ def test_learning_inside_grid_search_and_cross_validate():
     widths = [model[-1].bandwidth_ for model in scores["estimator"]]
     assert len(set(widths)) == 3, "each fold learns its own width"
     assert np.all(scores["test_score"] > 0.5)
+
+
+def test_per_feature_learning_on_unscaled_features():
+    rng = np.random.default_rng(10)
+    X = np.column_stack([rng.normal(0, 1e3, 300), rng.normal(0, 1e-4, 300)])
+    y = np.sin(X[:, 1] * 2e4) + rng.normal(0, 0.05, 300)
+    model = NadarayaWatsonRegressor(bandwidth=[1e3, 3e-5], learn_bandwidth=True)
+    model.fit(X[:200], y[:200])
+    assert model.bandwidth_[1] < 1e-4
+    assert model.score(X[200:], y[200:]) > 0.9
+
+
+def test_sgd_is_reproducible_with_random_state():
+    X, y = toy_1d(n_samples=120)
+    params = dict(learn_bandwidth=True, solver="sgd", batch_size=30, random_state=3)
+    first = NadarayaWatsonRegressor(**params).fit(X, y)
+    second = NadarayaWatsonRegressor(**params).fit(X, y)
+    assert first.bandwidth_ == second.bandwidth_
+    assert first.loss_curve_ == second.loss_curve_
+
+
+def test_auto_solver_switches_to_sgd_above_the_limit(monkeypatch, capsys):
+    from sknw import _base
+
+    X, y = toy_1d(n_samples=80)
+    model = NadarayaWatsonRegressor(learn_bandwidth=True, verbose=1, random_state=0)
+    model.fit(X, y)
+    assert "lbfgs" in capsys.readouterr().out
+    monkeypatch.setattr(_base, "LBFGS_MAX_SAMPLES", 50)
+    model.fit(X, y)
+    assert "sgd" in capsys.readouterr().out
+
+
+def test_learning_with_float32_input():
+    X, y = toy_1d(n_samples=100)
+    learned32 = NadarayaWatsonRegressor(learn_bandwidth=True)
+    learned32.fit(X.astype(np.float32), y.astype(np.float32))
+    learned64 = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
+    assert isinstance(learned32.bandwidth_, float)
+    assert learned32.bandwidth_ == pytest.approx(learned64.bandwidth_, rel=1e-4)
+    assert learned32.predict(X.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_constant_target_still_counts_an_iteration(solver):
+    X = np.linspace(0, 1, 30)[:, None]
+    model = NadarayaWatsonRegressor(learn_bandwidth=True, solver=solver)
+    model.fit(X, np.full(30, 2.0))
+    assert model.n_iter_ >= 1
+    assert len(model.loss_curve_) == model.n_iter_
+    assert_allclose(model.predict(X), 2.0)

@@ -127,10 +127,6 @@ def test_grid_search_picks_bandwidth_and_kernel_and_refits():
     # A width of 20 standard deviations predicts the mean, 0.01 the nearest
     # neighbour of a noisy sine: the middle width wins.
     assert search.best_params_["nadarayawatsonregressor__bandwidth"] == 0.3
-    assert (
-        search.best_params_["nadarayawatsonregressor__kernel"]
-        in grid["nadarayawatsonregressor__kernel"]
-    )
     refitted = search.best_estimator_
     assert refitted[-1].bandwidth_ == 0.3
     expected = clone(refitted).fit(X, y).predict(X)
@@ -366,7 +362,6 @@ def test_bad_scalar_bandwidth_is_an_invalid_parameter(bandwidth):
     X, y = _data(n_features=3)
     with pytest.raises(InvalidParameterError, match="'bandwidth' parameter"):
         NadarayaWatsonRegressor(bandwidth=bandwidth).fit(X, y)
-    assert issubclass(InvalidParameterError, ValueError)
 
 
 @pytest.mark.parametrize(
