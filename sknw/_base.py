@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from sknw._bandwidth import BANDWIDTH_RULES, nearest_neighbor_distances
 from sknw._engine import attention, nadaraya_watson, resolve_device
 from sknw._kernels import KERNELS
-from sknw._loo import LBFGS_MAX_SAMPLES, learn_bandwidth
+from sknw._loo import LBFGS_MAX_SAMPLES, LEARNING_RATES, learn_bandwidth
 from sknw._validation import (
     check_bandwidth_array,
     check_device,
@@ -38,8 +38,11 @@ class _BaseNadarayaWatson(BaseEstimator):
         "adaptive": [StrOptions({"sample", "query"}), None],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "learn_bandwidth": ["boolean"],
-        "solver": [StrOptions({"auto", "lbfgs", "sgd"})],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "solver": [StrOptions({"auto", "lbfgs", "sgd", "adam"})],
+        "learning_rate": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "batch_size": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
@@ -60,7 +63,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         n_neighbors=10,
         learn_bandwidth=False,
         solver="auto",
-        learning_rate=0.5,
+        learning_rate="auto",
         batch_size="auto",
         max_iter=100,
         tol=1e-4,
@@ -195,7 +198,10 @@ class _BaseNadarayaWatson(BaseEstimator):
         n_samples = X.shape[0]
         solver = self.solver
         if solver == "auto":
-            solver = "lbfgs" if n_samples <= LBFGS_MAX_SAMPLES else "sgd"
+            solver = "lbfgs" if n_samples <= LBFGS_MAX_SAMPLES else "adam"
+        learning_rate = self.learning_rate
+        if learning_rate == "auto":
+            learning_rate = LEARNING_RATES[solver]
         batch_size = 200 if self.batch_size == "auto" else self.batch_size
         learned, loss_curve, n_iter = learn_bandwidth(
             X,
@@ -207,7 +213,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             local_widths=local_widths,
             adaptive=self.adaptive,
             solver=solver,
-            learning_rate=self.learning_rate,
+            learning_rate=learning_rate,
             batch_size=min(batch_size, n_samples),
             max_iter=self.max_iter,
             tol=self.tol,

@@ -52,23 +52,23 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
         machine epsilon count as epsilon), as in
         :class:`NadarayaWatsonRegressor`.
 
-    solver : {"auto", "lbfgs", "sgd"}, default="auto"
+    solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
         How the width is learned, as in :class:`NadarayaWatsonRegressor`.
 
-    learning_rate : float, default=0.5
-        SGD step on the log-width.
+    learning_rate : float or "auto", default="auto"
+        Step on the log-width, as in :class:`NadarayaWatsonRegressor`.
 
     batch_size : int or "auto", default="auto"
-        Rows predicted per SGD step; "auto" is ``min(200, n_samples)``.
+        Rows predicted per minibatch step; "auto" is ``min(200, n_samples)``.
 
     max_iter : int, default=100
-        L-BFGS iterations, or SGD epochs.
+        L-BFGS iterations, or epochs of "sgd" and "adam".
 
     tol : float, default=1e-4
         Tolerance of the solver, as in :class:`NadarayaWatsonRegressor`.
 
     random_state : int, RandomState instance or None, default=None
-        Order of the SGD minibatches.
+        Order of the minibatches.
 
     verbose : int, default=0
         Print the learning's progress when > 0.

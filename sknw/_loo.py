@@ -15,12 +15,25 @@ from sklearn.utils import check_random_state, gen_batches
 from sknw._loo_objective import LeaveOneOutObjective
 
 # The L-BFGS solver goes up to this many training samples under
-# solver="auto"; each of its steps visits all n^2 pairs, a minibatch step of
-# the SGD solver batch_size * n.
+# solver="auto", Adam above; each L-BFGS step visits all n^2 pairs, a
+# minibatch step batch_size * n.
 LBFGS_MAX_SAMPLES = 5000
 
-# SGD stops once this many epochs in a row improve the loss by less than tol.
+# learning_rate="auto": a step on the relative loss's gradient (sgd), or a
+# step of about this size in each log-width (adam). L-BFGS takes none.
+LEARNING_RATES = {"lbfgs": None, "sgd": 0.5, "adam": 0.05}
+
+# The minibatch solvers stop once this many epochs in a row improve the loss
+# by less than tol.
 N_ITER_NO_CHANGE = 3
+
+# L-BFGS stops when every gradient of the relative loss with respect to a
+# log-width is below tol times this: an irrelevant feature's width sits on a
+# plateau whose slope falls off slowly, and a looser stop leaves it short.
+_LBFGS_GTOL_FACTOR = 1e-2
+
+# Adam's decay rates of its running gradient moments.
+_ADAM_BETAS = (0.9, 0.999)
 
 # Widths stay within this factor of the data's spread, either way.
 _WIDTH_RANGE = 1e6
@@ -68,20 +81,23 @@ def learn_bandwidth(
         left-out query (``adaptive="query"``).
     adaptive : {"sample", "query"} or None
         Which role the local widths take.
-    solver : {"lbfgs", "sgd"}
-        Full-batch L-BFGS-B, or minibatch gradient descent over rows.
+    solver : {"lbfgs", "sgd", "adam"}
+        Full-batch L-BFGS-B, or minibatch gradient descent over rows with
+        plain or Adam steps.
     learning_rate : float
-        SGD step size on the log-width, for the loss relative to the loss of
-        the constant prediction (so its scale does not depend on y's).
+        Step size on the log-width, for the loss relative to the loss of the
+        constant prediction (so its scale does not depend on y's).
     batch_size : int
-        Rows per SGD step.
+        Rows per minibatch step.
     max_iter : int
-        L-BFGS iterations or SGD epochs.
+        L-BFGS iterations, or minibatch epochs.
     tol : float
-        L-BFGS: gradient tolerance; SGD: the relative improvement of the
-        epoch loss under which an epoch counts as no change.
+        L-BFGS: stop when the gradient of the relative loss with respect to
+        each log-width is below ``tol / 100``; minibatch solvers: the
+        relative improvement of the epoch loss under which an epoch counts as
+        no change.
     random_state : int, RandomState instance or None
-        Order of the SGD minibatches.
+        Order of the minibatches.
     verbose : int
         Print a progress table when > 0.
     device : torch.device
@@ -94,9 +110,10 @@ def learn_bandwidth(
     bandwidth : ndarray of the shape of ``initial_bandwidth``
         The learned width(s).
     loss_curve : list of float
-        Leave-one-out loss after each iteration (SGD: mean over each epoch).
+        Leave-one-out loss after each iteration (minibatch solvers: mean over
+        each epoch).
     n_iter : int
-        Iterations (L-BFGS) or epochs (SGD) run.
+        Iterations (L-BFGS) or epochs (minibatch solvers) run.
     """
     if sample_weight is not None:
         kept = sample_weight > 0
@@ -137,7 +154,7 @@ def learn_bandwidth(
             method="L-BFGS-B",
             bounds=list(zip(lower, upper)),
             callback=record,
-            options={"maxiter": max_iter, "gtol": tol},
+            options={"maxiter": max_iter, "gtol": tol * _LBFGS_GTOL_FACTOR},
         )
         log_bandwidth = result.x
         converged = result.status != 1
@@ -150,6 +167,7 @@ def learn_bandwidth(
             objective,
             start,
             (lower, upper),
+            method=solver,
             baseline=baseline,
             learning_rate=learning_rate,
             batch_size=batch_size,
@@ -174,6 +192,7 @@ def _sgd(
     log_bandwidth,
     bounds,
     *,
+    method,
     baseline,
     learning_rate,
     batch_size,
@@ -182,10 +201,41 @@ def _sgd(
     random_state,
     progress,
 ):
-    """Minibatch gradient descent: each step predicts a batch of rows."""
+    """Minibatch gradient descent: each step predicts a batch of rows.
+
+    Parameters
+    ----------
+    objective : LeaveOneOutObjective
+        Loss and gradient of a batch of rows.
+    log_bandwidth : ndarray of shape (n_widths,)
+        Start.
+    bounds : tuple of ndarray
+        Lower and upper bounds of the log-widths.
+    method : {"sgd", "adam"}
+        Plain steps against the gradient, or Adam's steps (Kingma and Ba,
+        2015), scaled per width by a running mean of its squared gradients.
+    baseline : float
+        Loss of the constant prediction: gradients are taken relative to it.
+    learning_rate, batch_size, max_iter, tol, random_state
+        As in :func:`learn_bandwidth`.
+    progress : _Progress
+        Where each epoch is reported.
+
+    Returns
+    -------
+    log_bandwidth : ndarray of shape (n_widths,)
+        The last iterate.
+    loss_curve : list of float
+        Mean batch loss over each epoch.
+    converged : bool
+        Whether ``tol`` stopped it before ``max_iter``.
+    """
     random_state = check_random_state(random_state)
     n_samples = objective.n_samples
     log_bandwidth = log_bandwidth.copy()
+    first_moment = np.zeros_like(log_bandwidth)
+    second_moment = np.zeros_like(log_bandwidth)
+    n_steps = 0
     loss_curve = []
     best = np.inf
     no_change = 0
@@ -195,7 +245,19 @@ def _sgd(
         for batch in gen_batches(n_samples, batch_size):
             rows = order[batch]
             value, gradient = objective(log_bandwidth, rows)
-            log_bandwidth -= learning_rate * gradient / baseline
+            gradient = gradient / baseline
+            if method == "adam":
+                n_steps += 1
+                first_moment = (
+                    _ADAM_BETAS[0] * first_moment + (1 - _ADAM_BETAS[0]) * gradient
+                )
+                second_moment = (
+                    _ADAM_BETAS[1] * second_moment + (1 - _ADAM_BETAS[1]) * gradient**2
+                )
+                mean = first_moment / (1 - _ADAM_BETAS[0] ** n_steps)
+                spread = np.sqrt(second_moment / (1 - _ADAM_BETAS[1] ** n_steps))
+                gradient = mean / (spread + 1e-8)
+            log_bandwidth -= learning_rate * gradient
             np.clip(log_bandwidth, *bounds, out=log_bandwidth)
             epoch_loss += value * len(rows) / n_samples
         loss_curve.append(epoch_loss)

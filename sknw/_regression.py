@@ -64,27 +64,31 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         when ``bandwidth`` is a float, one per feature when it is an array or
         a rule. Needs a named kernel.
 
-    solver : {"auto", "lbfgs", "sgd"}, default="auto"
+    solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
         How the width is learned: L-BFGS-B on the full leave-one-out loss, or
-        minibatch gradient descent over rows. "auto" takes "lbfgs" up to
-        5,000 samples and "sgd" above.
+        minibatch gradient descent over rows with plain ("sgd") or Adam
+        ("adam") steps. "auto" takes "lbfgs" up to 5,000 samples and "adam"
+        above.
 
-    learning_rate : float, default=0.5
-        SGD step on the log-width, for the loss divided by the loss of
-        predicting the mean.
+    learning_rate : float or "auto", default="auto"
+        Step on the log-width, for the loss divided by the loss of predicting
+        the mean: the gradient's multiplier for "sgd" ("auto": 0.5), about
+        the step's size for "adam" ("auto": 0.05). Unused by "lbfgs".
 
     batch_size : int or "auto", default="auto"
-        Rows predicted per SGD step; "auto" is ``min(200, n_samples)``.
+        Rows predicted per minibatch step; "auto" is ``min(200, n_samples)``.
 
     max_iter : int, default=100
-        L-BFGS iterations, or SGD epochs.
+        L-BFGS iterations, or epochs of "sgd" and "adam".
 
     tol : float, default=1e-4
-        L-BFGS gradient tolerance; SGD stops once 3 epochs in a row improve
-        the relative loss by less than ``tol``.
+        L-BFGS stops once the gradient of the relative loss (the loss divided
+        by the loss of predicting the mean) with respect to each log-width is
+        below ``tol / 100``; "sgd" and "adam" stop once 3 epochs in a row
+        improve the relative loss by less than ``tol``.
 
     random_state : int, RandomState instance or None, default=None
-        Order of the SGD minibatches.
+        Order of the minibatches.
 
     verbose : int, default=0
         Print the learning's progress when > 0.
@@ -102,10 +106,10 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
 
     loss_curve_ : list of float
         Leave-one-out loss after each iteration (the mean over each epoch for
-        SGD); only when ``learn_bandwidth=True``.
+        "sgd" and "adam"); only when ``learn_bandwidth=True``.
 
     n_iter_ : int
-        Iterations (L-BFGS) or epochs (SGD) run; only when
+        Iterations (L-BFGS) or epochs ("sgd", "adam") run; only when
         ``learn_bandwidth=True``.
 
     n_features_in_ : int
