@@ -233,13 +233,49 @@ def check_kernel_output(weights, shape):
 
 
 def _chunk_n_rows(n_keys, dtype):
+    """Queries per chunk.
+
+    Parameters
+    ----------
+    n_keys : int
+        Keys each query is compared with.
+    dtype : torch.dtype
+        Compute dtype.
+
+    Returns
+    -------
+    chunk_n_rows : int
+        At least 1; the chunk's blocks fit in ``working_memory`` and each
+        block in about ``_CACHE_BLOCK_BYTES``.
+    """
     itemsize = torch.finfo(dtype).bits // 8
     budget = get_config()["working_memory"] * 2**20 // _BLOCKS_PER_ROW
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
 def _chunks(queries, keys, settings, dtype):
-    """Yield (slice, weights block, problem) over chunks of the queries."""
+    """Weights of the queries, chunk by chunk.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_features)
+        Points to weigh the keys for.
+    keys : ndarray of shape (n_keys, n_features)
+        Keys of positive sample weight.
+    settings : dict
+        The engine's other arguments (see :func:`_settings`).
+    dtype : torch.dtype
+        Compute dtype.
+
+    Yields
+    ------
+    batch : slice
+        The chunk's rows of ``queries``.
+    weights : tensor of shape (chunk_n_rows, n_keys)
+        Unnormalised kernel weights of those rows.
+    problem : _Problem
+        The prepared keys, whose ``sample_weight`` the caller applies.
+    """
     device = resolve_device(settings["device"], fall_back=True)
     problem = _Problem(
         keys,
@@ -302,18 +338,10 @@ def nadaraya_watson(
         Float32 when ``queries`` and ``keys`` are float32, float64 otherwise.
     """
     dtype = compute_dtype(queries, keys)
-    keys, values, settings, _ = _positive_weight_keys(
-        keys,
-        values,
-        dict(
-            bandwidth=bandwidth,
-            kernel=kernel,
-            sample_weight=sample_weight,
-            key_widths=key_widths,
-            query_widths=query_widths,
-            device=device,
-        ),
+    settings = _settings(
+        bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
+    keys, values, settings, _ = _positive_weight_keys(keys, values, settings)
     predictions = np.empty((queries.shape[0], values.shape[1]), dtype=np.float64)
     weighted_values = None
     for batch, weights, problem in _chunks(queries, keys, settings, dtype):
@@ -354,18 +382,10 @@ device
     """
     dtype = compute_dtype(queries, keys)
     result = np.zeros((queries.shape[0], keys.shape[0]), dtype=_numpy_dtype(dtype))
-    keys, _, settings, kept = _positive_weight_keys(
-        keys,
-        None,
-        dict(
-            bandwidth=bandwidth,
-            kernel=kernel,
-            sample_weight=sample_weight,
-            key_widths=key_widths,
-            query_widths=query_widths,
-            device=device,
-        ),
+    settings = _settings(
+        bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
+    keys, _, settings, kept = _positive_weight_keys(keys, None, settings)
     for batch, weights, problem in _chunks(queries, keys, settings, dtype):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
@@ -376,8 +396,38 @@ device
     return result
 
 
+def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device):
+    """The engine's arguments besides the arrays, as one dictionary."""
+    return dict(
+        bandwidth=bandwidth,
+        kernel=kernel,
+        sample_weight=sample_weight,
+        key_widths=key_widths,
+        query_widths=query_widths,
+        device=device,
+    )
+
+
 def _positive_weight_keys(keys, values, settings):
-    """Drop keys of zero sample weight: they take no part, not even as nearest."""
+    """Drop keys of zero sample weight: they take no part, not even as nearest.
+
+    Parameters
+    ----------
+    keys : ndarray of shape (n_keys, n_features)
+        All keys.
+    values : ndarray of shape (n_keys, n_values) or None
+        Their values.
+    settings : dict
+        The engine's other arguments; ``sample_weight`` and ``key_widths``
+        are filtered with the keys.
+
+    Returns
+    -------
+    keys, values, settings
+        The same, for the keys of positive weight.
+    kept : ndarray of int or None
+        Indices of those keys; None when all are kept.
+    """
     sample_weight = settings["sample_weight"]
     if sample_weight is None or np.all(sample_weight > 0):
         return keys, values, settings, None
