@@ -17,6 +17,11 @@ from sknw._kernels import KERNELS, Kernel
 # cannot change the row's normalised sum, so shifted log-weights are clamped.
 _FLOAT32_LOG_WEIGHT_FLOOR = -87.0
 
+# Sample weights below this fraction of the largest take no part in float32:
+# with kernel weights floored at e^-87 (1.6e-38), a smaller one could be
+# outweighed by rounding.
+_FLOAT32_SAMPLE_WEIGHT_FLOOR = 1e-30
+
 # Blocks of (chunk_n_rows, n_keys) alive at once in the chunk loop: distances
 # turned into weights in place, a kernel's output when it is not computed in
 # place, and one temporary of a compound kernel expression.
@@ -94,10 +99,7 @@ class _Problem:
             self.key_inverse = self.to_tensor(1.0 / np.asarray(key_widths))[None, :]
         if sample_weight is None:
             sample_weight = np.ones(n_keys)
-        # Scaled to a largest weight of 1, which changes no average, so a
-        # float32 sum of weighted values cannot overflow.
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        self.sample_weight = self.to_tensor(sample_weight / sample_weight.max())
+        self.sample_weight = self.to_tensor(sample_weight)
         if callable(kernel):
             self.user_kernel = kernel
             self.kernel = Kernel(self._call_kernel, compact=False, exact_distances=True)
@@ -341,7 +343,7 @@ def nadaraya_watson(
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
-    keys, values, settings, _ = _positive_weight_keys(keys, values, settings)
+    keys, values, settings, _ = _positive_weight_keys(keys, values, settings, dtype)
     predictions = np.empty((queries.shape[0], values.shape[1]), dtype=np.float64)
     weighted_values = None
     for batch, weights, problem in _chunks(queries, keys, settings, dtype):
@@ -385,7 +387,7 @@ device
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
-    keys, _, settings, kept = _positive_weight_keys(keys, None, settings)
+    keys, _, settings, kept = _positive_weight_keys(keys, None, settings, dtype)
     for batch, weights, problem in _chunks(queries, keys, settings, dtype):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
@@ -408,8 +410,14 @@ def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
 
 
-def _positive_weight_keys(keys, values, settings):
-    """Drop keys of zero sample weight: they take no part, not even as nearest.
+def _positive_weight_keys(keys, values, settings, dtype):
+    """Scale the sample weights to a largest of 1 and drop the keys they zero.
+
+    Scaling changes no average, and keeps a float32 sum of weighted values
+    from overflowing. A key whose scaled weight is 0 in the compute dtype,
+    or in float32 below ``_FLOAT32_SAMPLE_WEIGHT_FLOOR``, takes no part, not
+    even as the nearest: float32 cannot hold the ratio (its kernel weights
+    stop at e^-87 of a row's largest).
 
     Parameters
     ----------
@@ -420,19 +428,27 @@ def _positive_weight_keys(keys, values, settings):
     settings : dict
         The engine's other arguments; ``sample_weight`` and ``key_widths``
         are filtered with the keys.
+    dtype : torch.dtype
+        Compute dtype.
 
     Returns
     -------
     keys, values, settings
-        The same, for the keys of positive weight.
+        The same, for the keys that take part, with scaled sample weights.
     kept : ndarray of int or None
         Indices of those keys; None when all are kept.
     """
     sample_weight = settings["sample_weight"]
-    if sample_weight is None or np.all(sample_weight > 0):
+    if sample_weight is None:
         return keys, values, settings, None
-    kept = np.flatnonzero(sample_weight > 0)
-    settings = dict(settings, sample_weight=sample_weight[kept])
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    sample_weight = sample_weight / sample_weight.max()
+    floor = _FLOAT32_SAMPLE_WEIGHT_FLOOR if dtype == torch.float32 else 0.0
+    settings = dict(settings, sample_weight=sample_weight)
+    if np.all(sample_weight > floor):
+        return keys, values, settings, None
+    kept = np.flatnonzero(sample_weight > floor)
+    settings["sample_weight"] = sample_weight[kept]
     if settings["key_widths"] is not None:
         settings["key_widths"] = settings["key_widths"][kept]
     values = None if values is None else values[kept]

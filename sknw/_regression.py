@@ -109,8 +109,8 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         "sgd" and "adam"); only when ``learn_bandwidth=True``.
 
     n_iter_ : int
-        Iterations (L-BFGS) or epochs ("sgd", "adam") run; only when
-        ``learn_bandwidth=True``.
+        Iterations (L-BFGS) or epochs ("sgd", "adam") run, and 1 when
+        L-BFGS starts at the optimum; only when ``learn_bandwidth=True``.
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -135,15 +135,17 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     weighted average of the targets of its nearest training samples (the
     limit the Gaussian reaches far from the data).
 
-    The Gaussian's squared distances come from the expansion |q|^2 - 2 q.k +
-    |k|^2 on data centred on the middle of the training range, so predictions
-    do not change when X and the queries are translated together; the other
-    kernels use coordinate differences. Queries are processed in chunks sized
-    so that the (chunk, n_samples) blocks fit in ``sklearn.get_config()
-    ["working_memory"]``. float32 input computes in float32 (and returns
+    In float64 the Gaussian's squared distances come from the expansion
+    |q|^2 - 2 q.k + |k|^2 on data centred on the middle of the training range,
+    so predictions do not change when X and the queries are translated
+    together; the other kernels, and the Gaussian in float32, use coordinate
+    differences. Queries are processed in chunks sized so that the (chunk,
+    n_samples) blocks fit in ``sklearn.get_config()["working_memory"]`` (and
+    about 4 MiB each). float32 input computes in float32 (and returns
     float32); any other input in float64.
 
-    Training samples of zero ``sample_weight`` take no part in prediction.
+    Training samples of zero ``sample_weight`` take no part in prediction,
+    nor, in float32, those below 1e-30 of the largest weight.
 
     References
     ----------

@@ -421,3 +421,32 @@ def test_adaptive_limit_is_the_same_at_every_tiny_width(kernel):
             key_widths=key_widths,
         )  # fmt: skip
         assert_allclose(got, [[4.0], [4.0]], err_msg=f"bandwidth {bandwidth}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["gaussian", "tophat", "epanechnikov"])
+def test_sample_weights_of_extreme_ratio_stay_finite(dtype, kernel):
+    keys = np.array([[0.0], [100.0]], dtype=dtype)
+    values = np.array([[1.0], [2.0]])
+    queries = np.array([[100.0], [0.0]], dtype=dtype)
+    for sample_weight in ([1e300, 1e-30], [1.0, 1e-46], [1e30, 1e-20], [1, 1e-37]):
+        sample_weight = np.array(sample_weight)
+        got = nadaraya_watson(
+            queries, keys, values, bandwidth=1.0, kernel=kernel,
+            sample_weight=sample_weight,
+        )  # fmt: skip
+        assert np.all(np.isfinite(got))
+        expected = nadaraya_watson_slow(
+            queries, keys, values, 1.0, kernel, sample_weight
+        )
+        ratio = sample_weight.min() / sample_weight.max()
+        if ratio > (1e-30 if dtype == np.float32 else 0.0):
+            assert_allclose(got, expected, rtol=1e-6)
+        else:
+            # The dtype cannot hold the ratio: the lighter sample takes no part.
+            assert_allclose(got, [[1.0], [1.0]])
+        weights = attention(
+            queries, keys, bandwidth=1.0, kernel=kernel, sample_weight=sample_weight
+        )
+        assert np.all(np.isfinite(weights))
+        assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
