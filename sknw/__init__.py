@@ -4,8 +4,16 @@
 # License: BSD 3 clause
 
 from sknw._classification import NadarayaWatsonClassifier
+from sknw._plot import AttentionWeightsDisplay, FittedCurveDisplay, LossCurveDisplay
 from sknw._regression import NadarayaWatsonRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["NadarayaWatsonClassifier", "NadarayaWatsonRegressor", "__version__"]
+__all__ = [
+    "AttentionWeightsDisplay",
+    "FittedCurveDisplay",
+    "LossCurveDisplay",
+    "NadarayaWatsonClassifier",
+    "NadarayaWatsonRegressor",
+    "__version__",
+]

@@ -1,0 +1,118 @@
+"""Displays draw what the estimators compute."""
+
+import builtins
+
+import matplotlib
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from sknw import (
+    AttentionWeightsDisplay,
+    FittedCurveDisplay,
+    LossCurveDisplay,
+    NadarayaWatsonClassifier,
+    NadarayaWatsonRegressor,
+)
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def toy(n_samples=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 5, size=(n_samples, 1))
+    y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.3, n_samples)
+    return X, y
+
+
+def test_heatmap_is_the_sorted_attention():
+    X, y = toy()
+    queries = np.linspace(5, 0, 25)[:, None]
+    model = NadarayaWatsonRegressor(bandwidth=0.4).fit(X, y)
+    display = AttentionWeightsDisplay.from_estimator(model, queries)
+    order_q = np.argsort(queries[:, 0])
+    order_k = np.argsort(X[:, 0])
+    expected = model.attention_weights(queries)[np.ix_(order_q, order_k)]
+    assert_allclose(display.image_.get_array(), expected)
+    assert_array_equal(display.sample_order, order_k)
+    assert display.ax_.get_xlabel() == "training samples (keys)"
+    assert display.figure_ is display.ax_.figure
+    # Sorted by x with a narrow width: each row peaks near the diagonal.
+    peaks = np.argmax(display.attention, axis=1) / X.shape[0]
+    assert np.all(np.diff(peaks) >= -0.2)
+
+
+def test_heatmap_unsorted_for_several_features():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 2))
+    model = NadarayaWatsonClassifier().fit(X, X[:, 0] > 0)
+    display = AttentionWeightsDisplay.from_estimator(model, X[:7])
+    assert_allclose(display.image_.get_array(), model.attention_weights(X[:7]))
+
+
+def test_heatmap_draws_on_given_axes():
+    X, y = toy()
+    model = NadarayaWatsonRegressor().fit(X, y)
+    _, ax = plt.subplots()
+    display = AttentionWeightsDisplay.from_estimator(model, X, ax=ax)
+    assert display.ax_ is ax
+
+
+def test_fitted_curve_is_the_prediction():
+    X, y = toy()
+    model = NadarayaWatsonRegressor(bandwidth=0.3).fit(X, y)
+
+    def truth(x):
+        return 2 * np.sin(x) + x**0.8
+
+    display = FittedCurveDisplay.from_estimator(model, X, y, truth=truth, n_points=60)
+    grid, line = display.line_.get_data()
+    assert_allclose(grid, np.linspace(X.min(), X.max(), 60))
+    assert_allclose(line, model.predict(grid[:, None]))
+    assert_allclose(display.truth_line_.get_data()[1], truth(grid))
+    assert_allclose(display.scatter_.get_offsets(), np.column_stack([X[:, 0], y]))
+
+
+def test_fitted_curve_needs_one_feature():
+    X = np.random.default_rng(2).normal(size=(20, 2))
+    model = NadarayaWatsonRegressor().fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="one feature"):
+        FittedCurveDisplay.from_estimator(model, X, X[:, 0])
+
+
+def test_loss_curve_is_the_learning_curve():
+    X, y = toy(n_samples=60)
+    model = NadarayaWatsonRegressor(bandwidth=2.0, learn_bandwidth=True).fit(X, y)
+    display = LossCurveDisplay.from_estimator(model)
+    iterations, losses = display.line_.get_data()
+    assert_allclose(losses, model.loss_curve_)
+    assert_array_equal(iterations, np.arange(1, model.n_iter_ + 1))
+
+
+def test_loss_curve_needs_learning():
+    X, y = toy()
+    model = NadarayaWatsonRegressor().fit(X, y)
+    with pytest.raises(ValueError, match="learn_bandwidth=True"):
+        LossCurveDisplay.from_estimator(model)
+
+
+def test_missing_matplotlib_says_how_to_install(monkeypatch):
+    X, y = toy()
+    model = NadarayaWatsonRegressor().fit(X, y)
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match=r"sknw\[plot\]"):
+        AttentionWeightsDisplay.from_estimator(model, X)
