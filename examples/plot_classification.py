@@ -1,7 +1,7 @@
 """
-=====================================
+===================================
 Decision boundary of the classifier
-=====================================
+===================================
 
 ``NadarayaWatsonClassifier`` on two iris features: ``predict_proba`` is the
 attention-weighted average of the one-hot labels, shaded here for each class

@@ -1,7 +1,7 @@
 """
-==========================
+===========================
 Kernels and widths compared
-==========================
+===========================
 
 The same 1-D data fitted with every named kernel at one width, and with the
 Gaussian at the widths 0.1, 0.2, 0.5 and 1: compact kernels give weight only

@@ -1,7 +1,7 @@
 """
-=======================================
+===================================
 Learning the width by leave-one-out
-=======================================
+===================================
 
 The d2l chapter's parametric attention pooling learns the weight w = 1/h by
 gradient descent. ``learn_bandwidth=True`` does this on the leave-one-out

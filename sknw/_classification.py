@@ -24,7 +24,7 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
     bandwidth this is the Parzen-window classifier: the class-conditional
     kernel density estimates times the class counts, normalised.
 
-    Read more in the README's section on the estimators.
+    Read more in the :ref:`User Guide <user_guide>`.
 
     Parameters
     ----------
@@ -94,7 +94,7 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also

@@ -21,7 +21,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     kernel the weights are softmax(-u_i**2 / 2): the attention pooling of the
     d2l textbook, with keys x_i, values y_i and the d2l weight w = 1 / h.
 
-    Read more in the README's section on the estimators.
+    Read more in the :ref:`User Guide <user_guide>`.
 
     Parameters
     ----------
@@ -115,7 +115,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also
@@ -136,7 +136,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     limit the Gaussian reaches far from the data).
 
     In float64 the Gaussian's squared distances come from the expansion
-    |q|^2 - 2 q.k + |k|^2 on data centred on the middle of the training range,
+    ``|q|^2 - 2 q.k + |k|^2`` on data centred on the middle of the training range,
     so predictions do not change when X and the queries are translated
     together; the other kernels, and the Gaussian in float32, use coordinate
     differences. Queries are processed in chunks sized so that the (chunk,
