@@ -13,7 +13,7 @@ answered with the library.
 3. With one shared width the classifier is the Parzen-window classifier: its
    probabilities are the class-conditional kernel density estimates of
    scikit-learn's ``KernelDensity`` times the class counts, normalised.
-4. On the unit sphere |q - k|^2 = 2 - 2 q.k, so Gaussian attention pooling is
+4. On the unit sphere ``|q - k|^2 = 2 - 2 q.k``, so Gaussian attention pooling is
    dot-product attention: softmax(q.k / h^2).
 """
 
