@@ -241,9 +241,11 @@ class _BaseNadarayaWatson(BaseEstimator):
             return float(self.bandwidth)
         return check_bandwidth_array(self.bandwidth, X.shape[1])
 
-    def _weighted_average(self, X, values):
-        """Attention-weighted average of ``values`` at the queries ``X``."""
-        return nadaraya_watson(X, self._fit_X, values, **self._engine_settings(X))
+    def _weighted_average(self, X):
+        """Attention-weighted average of the training values at the queries."""
+        return nadaraya_watson(
+            X, self._fit_X, self._fit_values, **self._engine_settings(X)
+        )
 
     def _engine_settings(self, X):
         """Keyword arguments of the engine for predicting at ``X``."""

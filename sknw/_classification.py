@@ -163,7 +163,7 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
         )
         self._store_learning(learning)
         self._fit_X = X
-        self._fit_y = y_encoded
+        self._fit_values = one_hot
         self._fit_sample_weight = sample_weight
         self._local_widths_fit = local_widths
         self._neighbor_X = neighbor_X
@@ -201,8 +201,7 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        one_hot = np.eye(len(self.classes_))[self._fit_y]
-        return self._weighted_average(X, one_hot)
+        return self._weighted_average(X)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`; ``-inf`` where it is 0.

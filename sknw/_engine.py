@@ -105,9 +105,10 @@ class _Problem:
             self.kernel = Kernel(self._call_kernel, compact=False, exact_distances=True)
         else:
             self.kernel = KERNELS[kernel]
-        self.power = 2 if self.kernel.log_slope is not None else 1
-        if self.kernel.log_slope is not None and self.kernel.exact_distances:
-            self.power = 1
+        # The log-domain kernel of u^2 (the Gaussian) works on squared
+        # distances; every other kernel on distances.
+        gaussian_like = self.kernel.log_slope is not None
+        self.power = 2 if gaussian_like and not self.kernel.exact_distances else 1
 
         self.keys = self.to_tensor(keys)
         self.exact = self.kernel.exact_distances or dtype == torch.float32

@@ -202,7 +202,8 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         )
         self._store_learning(learning)
         self._fit_X = X
-        self._fit_y = y
+        self._fit_values = values
+        self._fit_y_ndim = y.ndim
         self._fit_sample_weight = sample_weight
         self._local_widths_fit = local_widths
         self._neighbor_X = neighbor_X
@@ -224,8 +225,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        values = self._fit_y.reshape(self._fit_y.shape[0], -1)
-        y_pred = self._weighted_average(X, values)
-        if self._fit_y.ndim == 1:
+        y_pred = self._weighted_average(X)
+        if self._fit_y_ndim == 1:
             y_pred = y_pred.ravel()
         return y_pred

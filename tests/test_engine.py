@@ -258,6 +258,12 @@ def problems(draw, max_features=3):
     return X, y, queries, bandwidth, kernel
 
 
+def assume_off_compact_edges(X, queries, bandwidth):
+    """Points within rounding of a compact kernel's edge may fall either way."""
+    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
+    assume(not np.any(np.abs(u - 1) < 1e-6))
+
+
 @given(problems())
 def test_attention_rows_are_distributions(problem):
     X, y, queries, bandwidth, kernel = problem
@@ -294,9 +300,7 @@ def test_invariant_to_permuting_training_rows(problem, random):
 @given(problems(), st.floats(-1e4, 1e4))
 def test_invariant_to_translation(problem, shift):
     X, y, queries, bandwidth, kernel = problem
-    # Points within rounding of a compact kernel's edge may fall either way.
-    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
-    assume(not np.any(np.abs(u - 1) < 1e-6))
+    assume_off_compact_edges(X, queries, bandwidth)
     model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
     expected = model.fit(X, y).predict(queries)
     got = model.fit(X + shift, y).predict(queries + shift)
@@ -306,8 +310,7 @@ def test_invariant_to_translation(problem, shift):
 @given(problems(), st.floats(1e-3, 1e3))
 def test_invariant_to_scaling_data_and_bandwidth(problem, factor):
     X, y, queries, bandwidth, kernel = problem
-    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
-    assume(not np.any(np.abs(u - 1) < 1e-6))
+    assume_off_compact_edges(X, queries, bandwidth)
     model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
     expected = model.fit(X, y).predict(queries)
     model.set_params(bandwidth=bandwidth * factor)
@@ -339,8 +342,7 @@ def test_integer_weights_equal_repeated_rows(problem, seed):
     X, y, queries, bandwidth, kernel = problem
     counts = np.random.default_rng(seed).integers(0, 4, size=len(X))
     assume(counts.sum() > 0)
-    u = np.linalg.norm(queries[:, None] - X[None], axis=-1) / bandwidth
-    assume(not np.any(np.abs(u - 1) < 1e-6))
+    assume_off_compact_edges(X, queries, bandwidth)
     model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
     weighted = model.fit(X, y, sample_weight=counts).predict(queries)
     repeated = model.fit(np.repeat(X, counts, axis=0), np.repeat(y, counts))
