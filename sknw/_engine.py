@@ -4,6 +4,7 @@
 # License: BSD 3 clause
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -139,7 +140,7 @@ class _Problem:
         return factor.clamp_(max=self.largest).to(self.dtype)
 
     def weights(self, queries, query_widths=None):
-        """Kernel weights of a chunk of queries, unnormalised.
+        """Kernel weights of a chunk of queries, each row scaled by a factor.
 
         Parameters
         ----------
@@ -151,10 +152,20 @@ class _Problem:
         Returns
         -------
         weights : tensor of shape (n_queries, n_keys)
-            Kernel weights before the sample weights; every row has a positive
-            weight.
+            Kernel weights before the sample weights, divided by
+            ``exp(log_shift)`` row by row; a row whose kernel weights are all
+            0 (a compact kernel far from the keys) holds the indicator of the
+            nearest keys instead.
+        log_shift : ndarray of shape (n_queries,)
+            The log of each row's divisor: its largest log-weight for the
+            log-domain kernels, 0 for the others.
+        nearest : ndarray of shape (n_queries,)
+            The nearest key's squared scaled distance on the rows that hold
+            an indicator, inf on the others.
         """
         kernel = self.kernel
+        n_queries = queries.shape[0]
+        nearest = np.full(n_queries, np.inf)
         if self.exact:
             relative = torch.cdist(
                 queries * self.scale,
@@ -165,33 +176,56 @@ class _Problem:
                 relative.mul_(self.key_inverse)
             if self.power == 2:
                 relative.square_()
+            query_sq_norms = None
         else:
             scaled = (queries - self.centre).mul_(self.scale)
             relative = torch.addmm(
                 self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
             )
+            query_sq_norms = (scaled**2).sum(dim=1, keepdim=True)
             if self.key_inverse is not None:
-                relative.add_((scaled**2).sum(dim=1, keepdim=True)).clamp_(min=0)
+                relative.add_(query_sq_norms).clamp_(min=0)
                 relative.mul_(self.key_inverse.square())
+                query_sq_norms = None
             # else |q|^2 is left out: the log domain cancels a per-row constant.
 
         if kernel.log_slope is not None:
             # Shifted by the row minimum before the (possibly huge) factor:
             # the nearest key gets log-weight 0, so weight 1, at any bandwidth
             # and a tiny one does not give 0 / 0.
-            relative.sub_(relative.amin(dim=1, keepdim=True))
+            row_min = relative.amin(dim=1, keepdim=True)
+            relative.sub_(row_min)
             factor = self._u_factor(query_widths, self.power)
             log_weights = relative.mul_(factor).mul_(kernel.log_slope)
             if self.dtype == torch.float32:
                 log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
-            return log_weights.exp_()
+            log_shift = self._log_shift(row_min, query_sq_norms, query_widths)
+            return log_weights.exp_(), log_shift, nearest
 
         u = relative.mul_(self._u_factor(query_widths, 1))
         weights = kernel.function(u)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
-            weights[empty] = self.nearest(queries[empty]).to(self.dtype)
-        return weights
+            indicator, distance = self.nearest(queries[empty])
+            weights[empty] = indicator.to(self.dtype)
+            nearest[empty.cpu().numpy()] = distance.cpu().numpy()
+        return weights, np.zeros(n_queries), nearest
+
+    def _log_shift(self, row_min, query_sq_norms, query_widths):
+        """Largest log-weight of each row, in float64, from its smallest
+        squared (or plain) scaled distance."""
+        row_min = row_min.to(torch.float64)
+        if query_sq_norms is not None:
+            row_min = (row_min + query_sq_norms.to(torch.float64)).clamp_(min=0)
+        largest = float(np.finfo(np.float64).max)
+        with np.errstate(over="ignore", divide="ignore"):
+            factor = min(
+                np.float64(1.0) / np.float64(self.reference) ** self.power, largest
+            )
+        if query_widths is not None:
+            factor = factor / query_widths.to(torch.float64)[:, None] ** self.power
+            factor = factor.clamp_(max=largest)
+        return (row_min * factor * self.kernel.log_slope).ravel().cpu().numpy()
 
     def nearest(self, queries):
         """Indicator of each query's nearest keys in u, ties included.
@@ -199,6 +233,13 @@ class _Problem:
         The limit the Gaussian reaches far from the data. Distances come from
         coordinate differences of the data as given, so keys at exactly the
         same distance stay tied.
+
+        Returns
+        -------
+        indicator : tensor of bool of shape (n_queries, n_keys)
+            The nearest keys of each query.
+        distance : tensor of shape (n_queries,)
+            Their squared scaled distance.
         """
         relative = torch.zeros(
             (queries.shape[0], self.n_keys), dtype=self.dtype, device=self.device
@@ -208,7 +249,8 @@ class _Problem:
             relative.add_(diff.mul_(self.scale[feature]).square_())
         if self.key_inverse is not None:
             relative.mul_(self.key_inverse.square())
-        return relative <= relative.amin(dim=1, keepdim=True)
+        smallest = relative.amin(dim=1, keepdim=True)
+        return relative <= smallest, smallest.ravel()
 
     def _call_kernel(self, u):
         weights = np.asarray(self.user_kernel(u.cpu().numpy()))
@@ -274,8 +316,8 @@ def _chunks(queries, keys, settings, dtype):
     ------
     batch : slice
         The chunk's rows of ``queries``.
-    weights : tensor of shape (chunk_n_rows, n_keys)
-        Unnormalised kernel weights of those rows.
+    weights : tuple
+        What :meth:`_Problem.weights` returns for those rows.
     problem : _Problem
         The prepared keys, whose ``sample_weight`` the caller applies.
     """
@@ -299,7 +341,30 @@ def _chunks(queries, keys, settings, dtype):
         yield batch, problem.weights(chunk, widths), problem
 
 
-def nadaraya_watson(
+class PartialSums(NamedTuple):
+    """Nadaraya-Watson sums over some of the keys, to merge with others.
+
+    Attributes
+    ----------
+    log_shift : ndarray of shape (n_queries,)
+        Each row's sums are divided by ``exp(log_shift)`` (its largest
+        log-weight, plus the log of the largest sample weight).
+    sums : ndarray of shape (n_queries, n_values + 1)
+        Sums of weight times value, then the sum of weights.
+    nearest : ndarray of shape (n_queries,)
+        On rows of zero total weight, the nearest key's squared scaled
+        distance; inf on the others.
+    nearest_sums : ndarray of shape (n_queries, n_values + 1)
+        On those rows, the sums over the nearest keys (ties) with weight 1.
+    """
+
+    log_shift: np.ndarray
+    sums: np.ndarray
+    nearest: np.ndarray
+    nearest_sums: np.ndarray
+
+
+def partial_sums(
     queries,
     keys,
     values,
@@ -311,7 +376,7 @@ def nadaraya_watson(
     query_widths=None,
     device="cpu",
 ):
-    """Weighted averages of ``values`` with attention over ``keys``.
+    """Weighted sums of ``values`` over ``keys``, to merge with other keys'.
 
     Parameters
     ----------
@@ -337,25 +402,101 @@ def nadaraya_watson(
 
     Returns
     -------
-    predictions : ndarray of shape (n_queries, n_values)
-        Float32 when ``queries`` and ``keys`` are float32, float64 otherwise.
+    partial : PartialSums
+        Float64 arrays; :func:`merge_partial_sums` turns one or more, over
+        disjoint sets of keys, into the predictions over their union.
     """
     dtype = compute_dtype(queries, keys)
+    n_queries, n_values = queries.shape[0], values.shape[1]
+    partial = PartialSums(
+        log_shift=np.zeros(n_queries),
+        sums=np.zeros((n_queries, n_values + 1)),
+        nearest=np.full(n_queries, np.inf),
+        nearest_sums=np.zeros((n_queries, n_values + 1)),
+    )
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
+    if keys.shape[0] == 0 or _weight_scale(sample_weight) == 0:
+        partial.log_shift[:] = -np.inf
+        return partial
+    log_weight_scale = np.log(_weight_scale(sample_weight))
     keys, values, settings, _ = _positive_weight_keys(keys, values, settings, dtype)
-    predictions = np.empty((queries.shape[0], values.shape[1]), dtype=np.float64)
     weighted_values = None
-    for batch, weights, problem in _chunks(queries, keys, settings, dtype):
+    for batch, (weights, log_shift, nearest), problem in _chunks(
+        queries, keys, settings, dtype
+    ):
         if weighted_values is None:
             # One GEMM gives the weighted sums and the totals together.
             augmented = np.hstack([values, np.ones((values.shape[0], 1))])
             weighted_values = (
                 problem.to_tensor(augmented) * problem.sample_weight[:, None]
             )
-        sums = weights @ weighted_values
-        predictions[batch] = (sums[:, :-1] / sums[:, -1:]).cpu().numpy()
+        sums = (weights @ weighted_values).cpu().numpy()
+        empty = np.isfinite(nearest)
+        partial.nearest_sums[batch][empty] = sums[empty]
+        sums[empty] = 0.0
+        partial.sums[batch] = sums
+        partial.log_shift[batch] = log_shift + log_weight_scale
+        partial.nearest[batch] = nearest
+    return partial
+
+
+def merge_partial_sums(partials):
+    """Predictions from the partial sums over disjoint sets of keys.
+
+    The sums are brought to a common shift (log-sum-exp) and added; a row
+    of zero total weight takes the average over the nearest keys of all the
+    sets, ties included.
+
+    Parameters
+    ----------
+    partials : sequence of PartialSums
+        Over the same queries.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_values)
+        Float64.
+    """
+    log_shift = np.stack([partial.log_shift for partial in partials])
+    top = log_shift.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        relative = log_shift - top
+    # A row whose shifts are all -inf (a width so small that float64 cannot
+    # hold the log-weights) is merged unscaled.
+    relative[np.isnan(relative)] = 0.0
+    scales = np.exp(relative)
+    sums = sum(scale[:, None] * p.sums for scale, p in zip(scales, partials))
+    nearest = np.stack([partial.nearest for partial in partials])
+    closest = nearest.min(axis=0)
+    empty = ~(sums[:, -1] > 0)
+    if np.any(empty):
+        at_closest = nearest == closest
+        nearest_sums = sum(
+            tied[:, None] * p.nearest_sums for tied, p in zip(at_closest, partials)
+        )
+        sums[empty] = nearest_sums[empty]
+    return sums[:, :-1] / sums[:, -1:]
+
+
+def nadaraya_watson(queries, keys, values, **settings):
+    """Weighted averages of ``values`` with attention over ``keys``.
+
+    Parameters
+    ----------
+    queries, keys, values
+        As in :func:`partial_sums`.
+    **settings
+        The other arguments of :func:`partial_sums`.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_values)
+        Float32 when ``queries`` and ``keys`` are float32, float64 otherwise.
+    """
+    dtype = compute_dtype(queries, keys)
+    predictions = merge_partial_sums([partial_sums(queries, keys, values, **settings)])
     return predictions.astype(_numpy_dtype(dtype), copy=False)
 
 
@@ -389,7 +530,7 @@ device
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
     keys, _, settings, kept = _positive_weight_keys(keys, None, settings, dtype)
-    for batch, weights, problem in _chunks(queries, keys, settings, dtype):
+    for batch, (weights, _, _), problem in _chunks(queries, keys, settings, dtype):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
         if kept is None:
@@ -454,6 +595,14 @@ def _positive_weight_keys(keys, values, settings, dtype):
         settings["key_widths"] = settings["key_widths"][kept]
     values = None if values is None else values[kept]
     return keys[kept], values, settings, kept
+
+
+def _weight_scale(sample_weight):
+    """The largest sample weight, which :func:`_positive_weight_keys` divides
+    out; 1 without sample weights."""
+    if sample_weight is None:
+        return 1.0
+    return float(np.max(sample_weight))
 
 
 def _numpy_dtype(dtype):

@@ -9,7 +9,12 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
-from sknw._engine import attention, nadaraya_watson
+from sknw._engine import (
+    attention,
+    merge_partial_sums,
+    nadaraya_watson,
+    partial_sums,
+)
 from sknw._kernels import KERNELS
 
 from ._reference import KERNELS_NUMPY, attention_slow, nadaraya_watson_slow
@@ -452,3 +457,103 @@ def test_sample_weights_of_extreme_ratio_stay_finite(dtype, kernel):
         )
         assert np.all(np.isfinite(weights))
         assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def _split_and_merge(queries, keys, values, labels, n_parts, **settings):
+    sample_weight = settings.pop("sample_weight", None)
+    key_widths = settings.pop("key_widths", None)
+    partials = []
+    for part in range(n_parts):
+        rows = labels == part
+        partials.append(
+            partial_sums(
+                queries,
+                keys[rows],
+                values[rows],
+                sample_weight=None if sample_weight is None else sample_weight[rows],
+                key_widths=None if key_widths is None else key_widths[rows],
+                **settings,
+            )
+        )
+    return merge_partial_sums(partials)
+
+
+@given(
+    problems(),
+    st.integers(1, 4),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float64, np.float32]),
+)
+def test_merged_partial_sums_equal_the_whole(problem, n_parts, seed, dtype):
+    X, y, queries, bandwidth, kernel = problem
+    assume_off_compact_edges(X, queries, bandwidth)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_parts, size=len(X))
+    sample_weight = rng.choice([0.0, 1e-3, 0.5, 2.0, 1e3], size=len(X))
+    assume(np.any(sample_weight > 0))
+    X, queries = X.astype(dtype), queries.astype(dtype)
+    values = np.column_stack([y, rng.normal(size=len(X))])
+    settings = dict(bandwidth=bandwidth, kernel=kernel, sample_weight=sample_weight)
+    whole = nadaraya_watson(queries, X, values, **settings)
+    merged = _split_and_merge(queries, X, values, labels, n_parts, **settings)
+    tolerance = 1e-10 if dtype == np.float64 else 1e-5
+    assert_allclose(merged, whole, rtol=tolerance, atol=tolerance * np.abs(y).max())
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential", "epanechnikov"])
+def test_merged_partial_sums_with_local_widths(kernel):
+    queries, keys, values, sample_weight = make_data(n_keys=90, n_queries=30)
+    rng = np.random.default_rng(1)
+    settings = dict(
+        bandwidth=np.array([0.3, 0.6]),
+        kernel=kernel,
+        sample_weight=sample_weight,
+        key_widths=rng.uniform(0.5, 2.0, size=len(keys)),
+        query_widths=rng.uniform(0.5, 2.0, size=len(queries)),
+    )
+    labels = rng.integers(0, 3, size=len(keys))
+    whole = nadaraya_watson(queries, keys, values, **settings)
+    merged = _split_and_merge(queries, keys, values, labels, 3, **settings)
+    assert_allclose(merged, whole, rtol=1e-10, atol=1e-12)
+    assert_allclose(
+        whole,
+        nadaraya_watson_slow(
+            queries,
+            keys,
+            values,
+            settings["bandwidth"],
+            kernel,
+            sample_weight,
+            key_widths=settings["key_widths"],
+            query_widths=settings["query_widths"],
+        ),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_merged_partial_sums_take_the_nearest_key_of_any_part():
+    keys = np.array([[0.0], [5.0], [10.0], [-5.0]])
+    values = np.array([[1.0], [2.0], [3.0], [4.0]])
+    queries = np.array([[7.4], [7.5], [-20.0]])
+    labels = np.array([0, 1, 1, 0])
+    merged = _split_and_merge(
+        queries, keys, values, labels, 2, bandwidth=1.0, kernel="tophat"
+    )
+    # 7.4 is nearest 5, 7.5 is as near 5 as 10 (ties averaged), -20 is nearest -5.
+    assert_allclose(merged.ravel(), [2.0, 2.5, 4.0])
+
+
+def test_partial_sums_of_an_empty_part_change_nothing():
+    queries, keys, values, _ = make_data()
+    settings = dict(bandwidth=0.5, kernel="gaussian")
+    empty = partial_sums(queries, keys[:0], values[:0], **settings)
+    zero_weight = partial_sums(
+        queries, keys[:5], values[:5], sample_weight=np.zeros(5), **settings
+    )
+    full = partial_sums(queries, keys, values, **settings)
+    assert_allclose(
+        merge_partial_sums([empty, full, zero_weight]),
+        nadaraya_watson(queries, keys, values, **settings),
+        rtol=1e-14,
+    )
