@@ -420,7 +420,7 @@ def partial_sums(
     if keys.shape[0] == 0 or _weight_scale(sample_weight) == 0:
         partial.log_shift[:] = -np.inf
         return partial
-    log_weight_scale = np.log(_weight_scale(sample_weight))
+    weight_scale = _weight_scale(sample_weight)
     keys, values, settings, _ = _positive_weight_keys(keys, values, settings, dtype)
     weighted_values = None
     for batch, (weights, log_shift, nearest), problem in _chunks(
@@ -432,12 +432,12 @@ def partial_sums(
             weighted_values = (
                 problem.to_tensor(augmented) * problem.sample_weight[:, None]
             )
-        sums = (weights @ weighted_values).cpu().numpy()
+        sums = (weights @ weighted_values).cpu().numpy().astype(np.float64)
         empty = np.isfinite(nearest)
-        partial.nearest_sums[batch][empty] = sums[empty]
+        partial.nearest_sums[batch][empty] = sums[empty] * weight_scale
         sums[empty] = 0.0
         partial.sums[batch] = sums
-        partial.log_shift[batch] = log_shift + log_weight_scale
+        partial.log_shift[batch] = log_shift + np.log(weight_scale)
         partial.nearest[batch] = nearest
     return partial
 

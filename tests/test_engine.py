@@ -497,7 +497,9 @@ def test_merged_partial_sums_equal_the_whole(problem, n_parts, seed, dtype):
     whole = nadaraya_watson(queries, X, values, **settings)
     merged = _split_and_merge(queries, X, values, labels, n_parts, **settings)
     tolerance = 1e-10 if dtype == np.float64 else 1e-5
-    assert_allclose(merged, whole, rtol=tolerance, atol=tolerance * np.abs(y).max())
+    assert_allclose(
+        merged, whole, rtol=tolerance, atol=tolerance * np.abs(values).max()
+    )
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "exponential", "epanechnikov"])
