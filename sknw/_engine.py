@@ -28,6 +28,11 @@ _FLOAT32_SAMPLE_WEIGHT_FLOOR = 1e-30
 # place, and one temporary of a compound kernel expression.
 _BLOCKS_PER_ROW = 3
 
+# The shift of log-weights to a row maximum of 0 is fused into one pass,
+# slope * d - slope * min, while |slope * min| stays below this: its rounding
+# is then a few units of the precision, as in slope * (d - min).
+_FUSED_SHIFT_BOUND = 4.0
+
 # Each pass over a block runs from cache when the block is a few MiB; larger
 # blocks make every elementwise pass a trip to main memory.
 _CACHE_BLOCK_BYTES = 4 * 2**20
@@ -74,12 +79,14 @@ class _Problem:
     width. Query i and key j are then at distance s_ij, and
     u_ij = s_ij / (reference * key_widths[j] * query_widths[i]).
 
-    In float64 the Gaussian takes squared distances from one matrix product,
-    |q|^2 - 2 q.k + |k|^2, on data centred on the middle of the keys' range
-    (which keeps the expansion accurate far from the origin and does not
-    depend on the order of the keys). Every other kernel, and the Gaussian in
-    float32 (whose rounding would grow as (range / bandwidth)^2), takes s
-    from coordinate differences.
+    Squared distances are summed feature by feature from coordinate
+    differences, except for the Gaussian in float64 with two features or
+    more: there one matrix product of augmented vectors [q, 1, |q|^2] and
+    [-2 k, |k|^2, 1] gives them, on data centred on the middle of the keys'
+    range, which keeps the expansion accurate far from the origin and
+    independent of the order of the keys. In float32 that expansion would round by about
+    (range / bandwidth)^2 times the precision, so float32 always takes
+    differences.
     """
 
     def __init__(
@@ -108,19 +115,27 @@ class _Problem:
             self.kernel = KERNELS[kernel]
         # The log-domain kernel of u^2 (the Gaussian) works on squared
         # distances; every other kernel on distances.
-        gaussian_like = self.kernel.log_slope is not None
-        self.power = 2 if gaussian_like and not self.kernel.exact_distances else 1
+        log_domain = self.kernel.log_slope is not None
+        self.power = 2 if log_domain and not self.kernel.exact_distances else 1
 
         self.keys = self.to_tensor(keys)
-        self.exact = self.kernel.exact_distances or dtype == torch.float32
-        if self.exact:
-            self.scaled_keys = self.keys * self.scale
-        else:
+        # One contiguous row per feature, broadcast against a column of
+        # queries.
+        self.scaled_keys_t = (self.keys * self.scale).T.contiguous()
+        self.product = self.power == 2 and dtype == torch.float64 and n_features >= 2
+        if self.product:
             lowest, highest = np.min(keys, axis=0), np.max(keys, axis=0)
             self.centre = self.to_tensor((lowest / 2 + highest / 2))
-            scaled_keys = (self.keys - self.centre).mul_(self.scale)
-            self.scaled_keys_t = scaled_keys.T.contiguous()
-            self.key_sq_norms = (scaled_keys**2).sum(dim=1).unsqueeze(0)
+            centred_t = (self.keys - self.centre).mul_(self.scale).T
+            ones = torch.ones_like(centred_t[:1])
+            self.augmented_keys_t = torch.cat(
+                [-2 * centred_t, (centred_t**2).sum(dim=0, keepdim=True), ones]
+            ).contiguous()
+        # Along one feature, each query's nearest key comes from a binary
+        # search, which spares a pass over the block.
+        self.sorted_keys = None
+        if self.power == 2 and n_features == 1 and key_widths is None:
+            self.sorted_keys = self.scaled_keys_t[0].sort().values
 
     def to_tensor(self, array):
         array = np.ascontiguousarray(array)
@@ -155,7 +170,8 @@ class _Problem:
             Kernel weights before the sample weights, divided by
             ``exp(log_shift)`` row by row; a row whose kernel weights are all
             0 (a compact kernel far from the keys) holds the indicator of the
-            nearest keys instead.
+            nearest keys instead. It lives in memory that the next chunk
+            reuses.
         log_shift : ndarray of shape (n_queries,)
             The log of each row's divisor: its largest log-weight for the
             log-domain kernels, 0 for the others.
@@ -163,47 +179,19 @@ class _Problem:
             The nearest key's squared scaled distance on the rows that hold
             an indicator, inf on the others.
         """
-        kernel = self.kernel
         n_queries = queries.shape[0]
         nearest = np.full(n_queries, np.inf)
-        if self.exact:
-            relative = torch.cdist(
-                queries * self.scale,
-                self.scaled_keys,
-                compute_mode="donot_use_mm_for_euclid_dist",
-            )
-            if self.key_inverse is not None:
-                relative.mul_(self.key_inverse)
-            if self.power == 2:
-                relative.square_()
-            query_sq_norms = None
-        else:
-            scaled = (queries - self.centre).mul_(self.scale)
-            relative = torch.addmm(
-                self.key_sq_norms, scaled, self.scaled_keys_t, alpha=-2.0
-            )
-            query_sq_norms = (scaled**2).sum(dim=1, keepdim=True)
-            if self.key_inverse is not None:
-                relative.add_(query_sq_norms).clamp_(min=0)
-                relative.mul_(self.key_inverse.square())
-                query_sq_norms = None
-            # else |q|^2 is left out: the log domain cancels a per-row constant.
-
-        if kernel.log_slope is not None:
-            # Shifted by the row minimum before the (possibly huge) factor:
-            # the nearest key gets log-weight 0, so weight 1, at any bandwidth
-            # and a tiny one does not give 0 / 0.
-            row_min = relative.amin(dim=1, keepdim=True)
-            relative.sub_(row_min)
-            factor = self._u_factor(query_widths, self.power)
-            log_weights = relative.mul_(factor).mul_(kernel.log_slope)
+        if self.kernel.log_slope is not None:
+            log_weights, log_shift = self._log_weights(queries, query_widths)
             if self.dtype == torch.float32:
                 log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
-            log_shift = self._log_shift(row_min, query_sq_norms, query_widths)
             return log_weights.exp_(), log_shift, nearest
 
-        u = relative.mul_(self._u_factor(query_widths, 1))
-        weights = kernel.function(u)
+        u = self.squared_distances(queries * self.scale)
+        if self.key_inverse is not None:
+            u.mul_(self.key_inverse.square())
+        u.sqrt_().mul_(self._u_factor(query_widths, 1))
+        weights = self.kernel.function(u)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
             indicator, distance = self.nearest(queries[empty])
@@ -211,12 +199,131 @@ class _Problem:
             nearest[empty.cpu().numpy()] = distance.cpu().numpy()
         return weights, np.zeros(n_queries), nearest
 
-    def _log_shift(self, row_min, query_sq_norms, query_widths):
+    def _log_weights(self, queries, query_widths):
+        """Log-weights of a log-domain kernel, shifted to a row maximum of 0.
+
+        The shift is taken on distances, before the (possibly huge) factor
+        1 / bandwidth^2: the nearest key gets log-weight 0, so weight 1, at
+        any bandwidth, and a tiny one does not give 0 / 0.
+
+        Returns
+        -------
+        log_weights : tensor of shape (n_queries, n_keys)
+        log_shift : ndarray of shape (n_queries,)
+            The largest unshifted log-weight of each row, in float64.
+        """
+        slope = self._u_factor(query_widths, self.power) * self.kernel.log_slope
+        if self.sorted_keys is not None and query_widths is None:
+            scaled = queries * self.scale
+            row_min = self._nearest_1d(scaled)
+            relative = torch.sub(
+                scaled, self.scaled_keys_t, out=self.block(len(scaled))
+            )
+            if self._fused_shift_is_exact(row_min, slope):
+                log_weights = torch.addcmul(
+                    -slope * row_min, relative, relative, value=slope, out=relative
+                )
+            else:
+                log_weights = relative.square_().sub_(row_min).mul_(slope)
+            return log_weights, self._log_shift(row_min, query_widths)
+
+        if self.product:
+            centred = (queries - self.centre).mul_(self.scale)
+            ones = torch.ones_like(centred[:, :1])
+            augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
+            relative = torch.mm(
+                augmented, self.augmented_keys_t, out=self.block(len(queries))
+            )
+            if self.key_inverse is not None:
+                relative.clamp_(min=0)
+        else:
+            relative = self.squared_distances(queries * self.scale)
+        if self.key_inverse is not None:
+            relative.mul_(self.key_inverse.square())
+        if self.power == 1:
+            relative.sqrt_()
+        row_min = relative.amin(dim=1, keepdim=True)
+        if self._fused_shift_is_exact(row_min, slope):
+            log_weights = torch.addcmul(
+                -slope * row_min, relative, self._as_tensor(slope), out=relative
+            )
+        else:
+            log_weights = relative.sub_(row_min).mul_(slope)
+        return log_weights, self._log_shift(row_min, query_widths)
+
+    def _fused_shift_is_exact(self, row_min, slope):
+        """Whether slope * d - slope * min rounds as well as slope * (d - min).
+
+        The fused form, one pass over the block instead of two, rounds by the
+        precision times |slope * min|: negligible while the nearest key is
+        within about a width of every query of the chunk.
+        """
+        largest = float((row_min * slope).abs().max()) if row_min.numel() else 0.0
+        return largest <= _FUSED_SHIFT_BOUND
+
+    def _as_tensor(self, slope):
+        if isinstance(slope, torch.Tensor):
+            return slope
+        return torch.tensor(slope, dtype=self.dtype, device=self.device)
+
+    def _nearest_1d(self, scaled):
+        """Squared distance from each query to its nearest key, one feature.
+
+        Computed with the same operations as the block, so it equals the
+        block's row minimum.
+        """
+        keys = self.sorted_keys
+        right = torch.searchsorted(keys, scaled[:, 0]).clamp_(max=len(keys) - 1)
+        left = (right - 1).clamp_(min=0)
+        nearest = torch.minimum(
+            (scaled[:, 0] - keys[left]).square_(),
+            (scaled[:, 0] - keys[right]).square_(),
+        )
+        return nearest[:, None]
+
+    def block(self, n_rows, spare=False):
+        """A (n_rows, n_keys) block of memory reused from chunk to chunk.
+
+        A fresh block of a few MiB would be mapped from the system and
+        faulted in page by page at every chunk, which costs about as much as
+        computing the weights. The weights of a chunk live in the main block
+        until the next chunk is computed.
+        """
+        name = "_spare_block" if spare else "_main_block"
+        buffer = getattr(self, name, None)
+        if buffer is None or buffer.shape[0] < n_rows:
+            buffer = torch.empty(
+                (n_rows, self.n_keys), dtype=self.dtype, device=self.device
+            )
+            setattr(self, name, buffer)
+        return buffer[:n_rows]
+
+    def squared_distances(self, scaled_queries):
+        """Squared distances of scaled queries to the scaled keys.
+
+        Summed feature by feature from coordinate differences: two passes over
+        the block per feature, faster than ``torch.cdist`` at every number of
+        features measured (up to 32).
+        """
+        n_features = scaled_queries.shape[1]
+        keys_t = self.scaled_keys_t
+        block = self.block(scaled_queries.shape[0])
+        torch.sub(scaled_queries[:, :1], keys_t[:1], out=block).square_()
+        if n_features > 1:
+            difference = self.block(scaled_queries.shape[0], spare=True)
+            for feature in range(1, n_features):
+                torch.sub(
+                    scaled_queries[:, feature : feature + 1],
+                    keys_t[feature : feature + 1],
+                    out=difference,
+                )
+                block.addcmul_(difference, difference)
+        return block
+
+    def _log_shift(self, row_min, query_widths):
         """Largest log-weight of each row, in float64, from its smallest
         squared (or plain) scaled distance."""
         row_min = row_min.to(torch.float64)
-        if query_sq_norms is not None:
-            row_min = (row_min + query_sq_norms.to(torch.float64)).clamp_(min=0)
         largest = float(np.finfo(np.float64).max)
         with np.errstate(over="ignore", divide="ignore"):
             factor = min(
@@ -427,12 +534,14 @@ def partial_sums(
         queries, keys, settings, dtype
     ):
         if weighted_values is None:
-            # One GEMM gives the weighted sums and the totals together.
+            # One product gives the weighted sums and the totals together;
+            # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times
+            # faster than the other orientation for so few columns.
             augmented = np.hstack([values, np.ones((values.shape[0], 1))])
             weighted_values = (
-                problem.to_tensor(augmented) * problem.sample_weight[:, None]
-            )
-        sums = (weights @ weighted_values).cpu().numpy().astype(np.float64)
+                problem.to_tensor(augmented.T) * problem.sample_weight
+            ).contiguous()
+        sums = (weighted_values @ weights.T).T.cpu().numpy().astype(np.float64)
         empty = np.isfinite(nearest)
         partial.nearest_sums[batch][empty] = sums[empty] * weight_scale
         sums[empty] = 0.0
