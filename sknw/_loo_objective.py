@@ -3,11 +3,14 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn import get_config
 from sklearn.utils import gen_batches
 
+from sknw import _triton
 from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) that autograd keeps alive for one chunk:
@@ -44,7 +47,10 @@ class LeaveOneOutObjective:
     query_widths : ndarray of shape (n_samples,) or None
         Local factors of each sample's width as the left-out query.
     device : torch.device
-        Where to compute; always in float64.
+        Where to compute. On CUDA, without local widths, the left-out
+        predictions and their gradient come from fused float32 Triton
+        kernels that store no (n_samples, n_samples) block; elsewhere, or
+        when Triton is missing (with a warning), everything is in float64.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class LeaveOneOutObjective:
     ):
         self.dtype = torch.float64
         self.device = device
+        self.kernel_name = kernel
         self.kernel = KERNELS[kernel]
         self.loss = loss
         self.n_samples = X.shape[0]
@@ -84,6 +91,8 @@ class LeaveOneOutObjective:
         self.chunk_n_rows = max(
             1, int(budget // (_BLOCKS_PER_ROW * self.n_samples * itemsize))
         )
+        self.fused = self.key_factor is None and self.row_factor is None
+        self.fused = self.fused and _use_fused(device, kernel)
 
     def _tensor(self, array):
         array = np.ascontiguousarray(array, dtype=np.float64)
@@ -116,6 +125,11 @@ class LeaveOneOutObjective:
         rows_t = torch.as_tensor(rows, device=self.device)
         row_weight = self.sample_weight[rows_t]
         total_row_weight = float(row_weight.sum())
+        if self.fused:
+            losses = self._fused_row_losses(log_h, rows_t)
+            loss = (losses * row_weight).sum() / total_row_weight
+            loss.backward()
+            return float(loss.detach()), log_h.grad.cpu().numpy().copy()
         loss_sum = 0.0
         # Forward and backward chunk by chunk: only one chunk's graph, a few
         # (chunk, n_samples) blocks, is alive at a time.
@@ -162,6 +176,41 @@ class LeaveOneOutObjective:
             predictions = torch.where(
                 empty, self._nearest_values(sq_relative, rows, position), predictions
             )
+        return self._prediction_losses(predictions, rows)
+
+    def _fused_row_losses(self, log_h, rows):
+        predictions, empty = _triton.leave_one_out_predictions(
+            log_h,
+            self.X,
+            self.values,
+            self.sample_weight,
+            rows,
+            self.kernel_name,
+            centre=self.loss == "squared_error",
+        )
+        empty_rows = torch.nonzero(empty).flatten()
+        if len(empty_rows):
+            # Exact differences for the nearest others; in chunks, as their
+            # (n_empty, n_samples) block may be large.
+            nearest = torch.empty(
+                (len(empty_rows), self.values.shape[1]),
+                dtype=self.dtype,
+                device=self.device,
+            )
+            scaled = self.X.detach() / torch.exp(log_h.detach())
+            for batch in gen_batches(len(empty_rows), self.chunk_n_rows):
+                chunk_rows = rows[empty_rows[batch]]
+                sq_u = torch.cdist(
+                    scaled[chunk_rows],
+                    scaled,
+                    compute_mode="donot_use_mm_for_euclid_dist",
+                ).square_()
+                position = torch.arange(len(chunk_rows), device=self.device)
+                nearest[batch] = self._nearest_values(sq_u, chunk_rows, position)
+            predictions = predictions.index_put((empty_rows,), nearest)
+        return self._prediction_losses(predictions, rows)
+
+    def _prediction_losses(self, predictions, rows):
         targets = self.values[rows]
         if self.loss == "squared_error":
             return ((predictions - targets) ** 2).mean(dim=1)
@@ -173,6 +222,27 @@ class LeaveOneOutObjective:
         sq_u = sq_u.index_put((position, rows), self._scalar(np.inf))
         nearest = (sq_u <= sq_u.amin(dim=1, keepdim=True)) * self.sample_weight
         return (nearest @ self.values) / nearest.sum(dim=1, keepdim=True)
+
+
+def _use_fused(device, kernel):
+    """Whether the fused Triton kernels compute the objective on ``device``.
+
+    On CUDA they do whenever Triton runs; without it the float64 path runs,
+    with a warning that says why.
+    """
+    if not (device.type == "cuda" or _triton._FORCE):
+        return False
+    if not _triton.supports_kernel(kernel):
+        return False
+    available, reason = _triton.triton_available()
+    if not available and device.type == "cuda":
+        warnings.warn(
+            f"The fused GPU kernels cannot run: {reason}. The leave-one-out "
+            "loss is computed in float64 with torch instead, which stores "
+            "blocks of (rows, n_samples) and is slower.",
+            UserWarning,
+        )
+    return available
 
 
 def _safe_sqrt(sq):
