@@ -11,8 +11,7 @@ def _spread_and_count(X, sample_weight):
     """Weighted standard deviation per feature and the number of samples.
 
     The weights are frequency weights: an integer weight counts as that many
-    repeated rows. A feature with zero spread contributes nothing to any
-    distance, so its spread is taken as 1, the spread of standardised data.
+    repeated rows.
     """
     if sample_weight is None:
         sample_weight = np.ones(X.shape[0])
@@ -21,9 +20,37 @@ def _spread_and_count(X, sample_weight):
     X = np.asarray(X, dtype=np.float64)
     mean = sample_weight @ X / n_samples
     variance = sample_weight @ (X - mean) ** 2 / n_samples
+    return spread_from_variance(variance), n_samples
+
+
+def spread_from_variance(variance):
+    """Standard deviation per feature, 1 where the variance is 0.
+
+    A feature with zero spread contributes nothing to any distance, so its
+    spread is taken as 1, the spread of standardised data.
+
+    Parameters
+    ----------
+    variance : ndarray of shape (n_features,)
+        Weighted variance (ddof=0) of each feature.
+
+    Returns
+    -------
+    spread : ndarray of shape (n_features,)
+    """
     spread = np.sqrt(variance)
     spread[~(spread > 0)] = 1.0
-    return spread, n_samples
+    return spread
+
+
+def scott_factor(n_samples, n_features):
+    """Scott's factor n ** (-1 / (d + 4))."""
+    return n_samples ** (-1.0 / (n_features + 4))
+
+
+def silverman_factor(n_samples, n_features):
+    """Silverman's factor (4 / ((d + 2) n)) ** (1 / (d + 4))."""
+    return (4.0 / ((n_features + 2) * n_samples)) ** (1.0 / (n_features + 4))
 
 
 def scott_bandwidth(X, sample_weight=None):
@@ -50,8 +77,7 @@ def scott_bandwidth(X, sample_weight=None):
     array([0.847...])
     """
     spread, n_samples = _spread_and_count(X, sample_weight)
-    n_features = spread.shape[0]
-    return spread * n_samples ** (-1.0 / (n_features + 4))
+    return spread * scott_factor(n_samples, spread.shape[0])
 
 
 def silverman_bandwidth(X, sample_weight=None):
@@ -81,12 +107,13 @@ def silverman_bandwidth(X, sample_weight=None):
     array([0.897...])
     """
     spread, n_samples = _spread_and_count(X, sample_weight)
-    n_features = spread.shape[0]
-    factor = (4.0 / ((n_features + 2) * n_samples)) ** (1.0 / (n_features + 4))
-    return spread * factor
+    return spread * silverman_factor(n_samples, spread.shape[0])
 
 
 BANDWIDTH_RULES = {"scott": scott_bandwidth, "silverman": silverman_bandwidth}
+
+# The rules' factors of the spread, as functions of (n_samples, n_features).
+BANDWIDTH_FACTORS = {"scott": scott_factor, "silverman": silverman_factor}
 
 
 def nearest_neighbor_distances(X, n_neighbors, queries=None):
