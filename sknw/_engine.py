@@ -33,6 +33,13 @@ _BLOCKS_PER_ROW = 3
 # is then a few units of the precision, as in slope * (d - min).
 _FUSED_SHIFT_BOUND = 4.0
 
+# The fused kernel takes coordinates divided by the bandwidth in float32; up
+# to this size their squared differences stay finite.
+_FUSED_LARGEST_COORDINATE = 1e15
+
+# Whether the warning that the fused kernel cannot run was given.
+_FUSED_WARNED = False
+
 # Each pass over a block runs from cache when the block is a few MiB; larger
 # blocks make every elementwise pass a trip to main memory.
 _CACHE_BLOCK_BYTES = 4 * 2**20
@@ -529,6 +536,10 @@ def partial_sums(
         return partial
     weight_scale = _weight_scale(sample_weight)
     keys, values, settings, _ = _positive_weight_keys(keys, values, settings, dtype)
+    if _fused_route(queries, keys, settings, dtype):
+        return _fused_partial_sums(
+            queries, keys, values, settings, weight_scale, partial
+        )
     weighted_values = None
     for batch, (weights, log_shift, nearest), problem in _chunks(
         queries, keys, settings, dtype
@@ -548,6 +559,84 @@ def partial_sums(
         partial.sums[batch] = sums
         partial.log_shift[batch] = log_shift + np.log(weight_scale)
         partial.nearest[batch] = nearest
+    return partial
+
+
+def _fused_route(queries, keys, settings, dtype):
+    """Whether the fused Triton kernel computes these sums.
+
+    It does for float32 on CUDA with a named kernel and fixed widths, when
+    Triton runs there (a warning, once, says why not when it does not), and
+    the coordinates divided by the bandwidth stay far from float32's range.
+    """
+    from sknw import _triton
+
+    device = resolve_device(settings["device"], fall_back=True)
+    if not (device.type == "cuda" or _triton._FORCE) or dtype != torch.float32:
+        return False
+    if not _triton.supports_kernel(settings["kernel"]):
+        return False
+    if settings["key_widths"] is not None or settings["query_widths"] is not None:
+        return False
+    available, reason = _triton.triton_available()
+    if not available:
+        if device.type == "cuda" and not _FUSED_WARNED:
+            globals()["_FUSED_WARNED"] = True
+            warnings.warn(
+                f"The fused GPU kernel cannot run: {reason}. Predictions are "
+                "computed chunk by chunk with torch instead.",
+                UserWarning,
+            )
+        return False
+    largest = max(np.abs(queries).max(initial=0), np.abs(keys).max(initial=0))
+    return largest / np.min(settings["bandwidth"]) < _FUSED_LARGEST_COORDINATE
+
+
+def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
+    """:func:`partial_sums` by the fused Triton kernel, in float32."""
+    from sknw import _triton
+
+    device = resolve_device(settings["device"], fall_back=True)
+    n_features = keys.shape[1]
+    inverse = 1.0 / np.broadcast_to(
+        np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
+    )
+    sample_weight = settings["sample_weight"]
+    if sample_weight is None:
+        sample_weight = np.ones(keys.shape[0])
+    weighted = (
+        np.hstack([values, np.ones((values.shape[0], 1))]) * sample_weight[:, None]
+    )
+
+    def tensor(array):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        return torch.as_tensor(array, device=device)
+
+    row_max, sums, min_sq = _triton.fused_partial_sums(
+        tensor(queries * inverse),
+        tensor(keys * inverse),
+        tensor(weighted),
+        settings["kernel"],
+    )
+    sums = sums.cpu().numpy().astype(np.float64)
+    partial.log_shift[:] = row_max.cpu().numpy() + np.log(weight_scale)
+    empty = ~(sums[:, -1] > 0)
+    if np.any(empty):
+        problem = _Problem(
+            keys,
+            settings["bandwidth"],
+            settings["kernel"],
+            sample_weight,
+            torch.float32,
+            device,
+        )
+        indicator, distance = problem.nearest(problem.to_tensor(queries[empty]))
+        nearest_sums = indicator.to(torch.float32) @ tensor(weighted)
+        partial.nearest_sums[empty] = nearest_sums.cpu().numpy() * weight_scale
+        partial.nearest[empty] = distance.cpu().numpy()
+        sums[empty] = 0.0
+        partial.log_shift[empty] = np.log(weight_scale)
+    partial.sums[:] = sums
     return partial
 
 
