@@ -8,13 +8,26 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._bandwidth import BANDWIDTH_RULES, nearest_neighbor_distances
-from sknw._engine import attention, nadaraya_watson, resolve_device
+from sknw._engine import (
+    attention,
+    merge_partial_sums,
+    nadaraya_watson,
+    numpy_dtype,
+    resolve_device,
+)
 from sknw._kernels import KERNELS
 from sknw._loo import LBFGS_MAX_SAMPLES, LEARNING_RATES, learn_bandwidth
+from sknw._neighbors import (
+    build_tree,
+    neighbor_fraction,
+    tree_partial_sums,
+    truncation_radius,
+)
 from sknw._validation import (
     check_bandwidth_array,
     check_device,
@@ -23,6 +36,12 @@ from sknw._validation import (
 )
 
 FLOAT_DTYPES = (np.float64, np.float32)
+
+# algorithm="auto" takes the tree for a compact kernel from this many
+# training samples, when a sample of them reaches at most this fraction of
+# the others within one width.
+AUTO_TREE_MIN_SAMPLES = 2000
+AUTO_TREE_MAX_FRACTION = 0.05
 
 
 class _BaseNadarayaWatson(BaseEstimator):
@@ -51,6 +70,8 @@ class _BaseNadarayaWatson(BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "algorithm": [StrOptions({"auto", "dense", "tree"})],
+        "truncation": [Interval(Real, 0, 1, closed="neither"), None],
         "device": [str, torch.device],
     }
 
@@ -69,6 +90,8 @@ class _BaseNadarayaWatson(BaseEstimator):
         tol=1e-4,
         random_state=None,
         verbose=0,
+        algorithm="auto",
+        truncation=None,
         device="cpu",
     ):
         self.kernel = kernel
@@ -83,6 +106,8 @@ class _BaseNadarayaWatson(BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
+        self.algorithm = algorithm
+        self.truncation = truncation
         self.device = device
 
     def attention_weights(self, X):
@@ -130,8 +155,83 @@ class _BaseNadarayaWatson(BaseEstimator):
                     "learn_bandwidth=True needs at least 2 samples of positive "
                     f"weight to leave one out; got n_samples = {n_used}."
                 )
+        self._check_algorithm()
         check_device(self.device)
         return sample_weight
+
+    def _check_algorithm(self):
+        """Refuse an ``algorithm`` and ``truncation`` the kernel cannot use."""
+        if self.algorithm == "dense" and self.truncation is not None:
+            raise ValueError(
+                f"truncation={self.truncation!r} drops small weights on the tree "
+                "path; algorithm='dense' computes every weight. Use "
+                "algorithm='tree' or 'auto', or truncation=None."
+            )
+        if self.algorithm != "tree":
+            return
+        if callable(self.kernel) or KERNELS[self.kernel].function.__name__ == (
+            "constant"
+        ):
+            raise ValueError(
+                "algorithm='tree' needs a named kernel that gives no weight "
+                "beyond some distance, or the Gaussian or exponential with a "
+                f"truncation; got kernel={self.kernel!r}."
+            )
+        if KERNELS[self.kernel].log_slope is not None and self.truncation is None:
+            raise ValueError(
+                f"algorithm='tree' with kernel={self.kernel!r} needs a truncation "
+                "(a relative weight below which samples are dropped, such as "
+                "1e-8): this kernel gives every sample some weight."
+            )
+
+    def _fit_algorithm(self, X, sample_weight):
+        """The path prediction takes, and the tree it searches.
+
+        Returns
+        -------
+        method : {"dense", "tree"}
+        tree : KDTree, BallTree or None
+            Over the training samples divided by ``bandwidth_``; None on the
+            dense path, or when some sample weight is 0 (the tree is then
+            built over the others at prediction).
+        """
+        method = self.algorithm
+        if method == "auto":
+            method = self._auto_algorithm(X)
+        if method == "dense":
+            return "dense", None
+        if sample_weight is not None and np.any(sample_weight == 0):
+            return "tree", None
+        return "tree", build_tree(X, self.bandwidth_)
+
+    def _auto_algorithm(self, X):
+        """The tree when few samples are within reach of each other.
+
+        A compact kernel reaches one width; the Gaussian and the exponential
+        reach the radius of their ``truncation`` (and take the dense path
+        without one). Local widths, callables, the constant kernel and
+        devices other than the CPU take the dense path.
+        """
+        kernel = None if callable(self.kernel) else KERNELS[self.kernel]
+        if (
+            kernel is None
+            or kernel.function.__name__ == "constant"
+            or self.adaptive is not None
+            or resolve_device(self.device).type != "cpu"
+            or X.shape[0] < AUTO_TREE_MIN_SAMPLES
+        ):
+            return "dense"
+        radius = 1.0
+        if kernel.log_slope is not None:
+            if self.truncation is None:
+                return "dense"
+            radius = truncation_radius(kernel, self.truncation)
+        tree = build_tree(X, self.bandwidth_)
+        sample = check_random_state(0).choice(
+            X.shape[0], size=min(X.shape[0], 200), replace=False
+        )
+        fraction = neighbor_fraction(tree, X[sample], self.bandwidth_, radius)
+        return "tree" if fraction <= AUTO_TREE_MAX_FRACTION else "dense"
 
     def _local_widths(self, X, sample_weight):
         """Neighbour distances for ``adaptive``.
@@ -243,9 +343,20 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _weighted_average(self, X):
         """Attention-weighted average of the training values at the queries."""
-        return nadaraya_watson(
-            X, self._fit_X, self._fit_values, **self._engine_settings(X)
+        settings = self._engine_settings(X)
+        if self._fit_method == "dense":
+            return nadaraya_watson(X, self._fit_X, self._fit_values, **settings)
+        settings.pop("device")
+        partial = tree_partial_sums(
+            X,
+            self._fit_X,
+            self._fit_values,
+            truncation=self.truncation,
+            tree=self._tree,
+            **settings,
         )
+        predictions = merge_partial_sums([partial])
+        return predictions.astype(numpy_dtype(X, self._fit_X), copy=False)
 
     def _engine_settings(self, X):
         """Keyword arguments of the engine for predicting at ``X``."""

@@ -803,5 +803,10 @@ def _weight_scale(sample_weight):
     return float(np.max(sample_weight))
 
 
+def numpy_dtype(*arrays):
+    """The NumPy dtype of the results for these inputs (see compute_dtype)."""
+    return _numpy_dtype(compute_dtype(*arrays))
+
+
 def _numpy_dtype(dtype):
     return np.float32 if dtype == torch.float32 else np.float64

@@ -93,6 +93,29 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     verbose : int, default=0
         Print the learning's progress when > 0.
 
+    algorithm : {"auto", "dense", "tree"}, default="auto"
+        How predictions weigh the training samples. "dense" computes every
+        (query, sample) weight, in chunks, with torch. "tree" searches a
+        KDTree (a BallTree above 15 features) of the training samples divided
+        by the width for those within reach of each query, and computes
+        their weights exactly, on the CPU: a compact kernel reaches one
+        width, so its predictions equal the dense ones up to rounding; the
+        Gaussian and the exponential need a ``truncation``. "auto" takes the
+        tree from 2,000 training samples when a sample of 200 of them
+        reaches at most 5% of the others (for the Gaussian and the
+        exponential, only with a ``truncation``), and the dense path with
+        local widths, a callable or constant kernel, or a device other than
+        the CPU. ``attention_weights`` always computes the dense matrix.
+
+    truncation : float in (0, 1) or None, default=None
+        On the tree path, the Gaussian and the exponential drop the samples
+        whose kernel weight is below ``truncation`` times the largest in the
+        query's row. With weights D dropped and W kept, a prediction moves by
+        D / (W + D) times the distance from it to the dropped samples'
+        average, and D / W <= truncation * sum(sample_weight) /
+        min(sample_weight): with unit weights, at most ``truncation *
+        n_samples * (max(y) - min(y))``. Ignored by the compact kernels.
+
     device : str or torch.device, default="cpu"
         Where to compute: "cpu", "cuda", "cuda:1", ... Inputs and outputs
         stay NumPy. ``fit`` refuses a device that is absent; a model whose
@@ -201,6 +224,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
             X, values, sample_weight, local_widths, loss="squared_error"
         )
         self._store_learning(learning)
+        self._fit_method, self._tree = self._fit_algorithm(X, sample_weight)
         self._fit_X = X
         self._fit_values = values
         self._fit_y_ndim = y.ndim

@@ -29,6 +29,8 @@ ESTIMATORS = [
         {"learn_bandwidth": True},
         {"learn_bandwidth": True, "bandwidth": "scott", "kernel": "epanechnikov"},
         {"learn_bandwidth": True, "solver": "sgd", "tol": 1e-3, "random_state": 0},
+        {"kernel": "biweight", "algorithm": "tree"},
+        {"algorithm": "tree", "truncation": 1e-10},
     )
 ]
 

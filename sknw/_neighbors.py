@@ -1,0 +1,257 @@
+"""Nadaraya-Watson sums over each query's neighbours found in a tree."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import numpy as np
+from sklearn import get_config
+from sklearn.neighbors import BallTree, KDTree
+from sklearn.utils import gen_batches
+
+from sknw._engine import PartialSums, _positive_weight_keys, _settings, _weight_scale
+from sknw._kernels import KERNELS
+
+# KDTree up to this many features, BallTree above (as KNeighborsRegressor's
+# "auto" leans to ball trees as the dimension grows).
+KD_TREE_MAX_FEATURES = 15
+
+# A key whose distance the tree computes within this relative margin of the
+# radius is kept, and its weight computed exactly below: the tree's rounding
+# must not drop a key that the dense path weighs.
+_RADIUS_MARGIN = 1e-9
+
+# Bytes per (query, neighbour) pair held at once: indices, differences and
+# weights, a few float64 each.
+_BYTES_PER_PAIR = 64
+
+
+def build_tree(keys, bandwidth):
+    """A tree over the keys divided by the bandwidth of each feature."""
+    scaled = keys / np.asarray(bandwidth, dtype=np.float64)
+    if keys.shape[1] <= KD_TREE_MAX_FEATURES:
+        return KDTree(scaled)
+    return BallTree(scaled)
+
+
+def neighbor_fraction(tree, queries, bandwidth, radius):
+    """Mean fraction of the keys within ``radius`` of the queries.
+
+    Parameters
+    ----------
+    tree : KDTree or BallTree
+        From :func:`build_tree`.
+    queries : ndarray of shape (n_queries, n_features)
+        Points to count from.
+    bandwidth : float or ndarray of shape (n_features,)
+        The width the tree was built with.
+    radius : float
+        In units of the width.
+
+    Returns
+    -------
+    fraction : float
+    """
+    scaled = queries / np.asarray(bandwidth, dtype=np.float64)
+    counts = tree.query_radius(scaled, radius * (1 + _RADIUS_MARGIN), count_only=True)
+    return float(np.mean(counts)) / tree.data.shape[0]
+
+
+def tree_partial_sums(
+    queries,
+    keys,
+    values,
+    *,
+    bandwidth,
+    kernel,
+    truncation=None,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+    tree=None,
+):
+    """:func:`sknw._engine.partial_sums` over the neighbours of each query.
+
+    A compact kernel weighs only the keys within one width: a radius query
+    finds them, and the weights are computed exactly from their coordinate
+    differences, so the sums equal the dense path's up to rounding. The
+    Gaussian and the exponential, with a ``truncation`` t in (0, 1), keep
+    the keys whose weight is at least t times the largest weight of the row
+    (computed in the log domain from the nearest key's distance).
+
+    Parameters
+    ----------
+    queries, keys, values, bandwidth, kernel, sample_weight, key_widths, \
+query_widths
+        As in :func:`sknw._engine.partial_sums`; ``kernel`` is a name.
+    truncation : float, default=None
+        The relative weight below which the Gaussian and the exponential drop
+        a key; needed for them, ignored for the compact kernels.
+    tree : KDTree or BallTree, default=None
+        A tree from :func:`build_tree` over these keys and this bandwidth;
+        built here when None.
+
+    Returns
+    -------
+    partial : PartialSums
+        Float64 arrays, as :func:`sknw._engine.partial_sums` returns.
+    """
+    kernel_spec = KERNELS[kernel]
+    n_queries, n_values = queries.shape[0], values.shape[1]
+    partial = PartialSums(
+        log_shift=np.zeros(n_queries),
+        sums=np.zeros((n_queries, n_values + 1)),
+        nearest=np.full(n_queries, np.inf),
+        nearest_sums=np.zeros((n_queries, n_values + 1)),
+    )
+    if keys.shape[0] == 0 or _weight_scale(sample_weight) == 0:
+        partial.log_shift[:] = -np.inf
+        return partial
+    weight_scale = _weight_scale(sample_weight)
+    settings = _settings(
+        bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
+    )
+    kept_keys, values, settings, kept = _positive_weight_keys(
+        keys, values, settings, np.float64
+    )
+    if kept is not None:
+        # The tree was built over all the keys; rebuild over those that
+        # take part.
+        tree = None
+    keys = kept_keys
+    bandwidth = np.broadcast_to(
+        np.asarray(bandwidth, dtype=np.float64), (keys.shape[1],)
+    )
+    if tree is None:
+        tree = build_tree(keys, bandwidth)
+    sample_weight = settings["sample_weight"]
+    if sample_weight is None:
+        sample_weight = np.ones(keys.shape[0])
+    weighted = (
+        np.hstack([values, np.ones((values.shape[0], 1))]) * sample_weight[:, None]
+    )
+    key_widths = settings["key_widths"]
+    largest_key_width = 1.0 if key_widths is None else float(np.max(key_widths))
+    width_ratio = 1.0 if key_widths is None else largest_key_width / np.min(key_widths)
+    scaled_keys = keys / bandwidth
+    log_domain = kernel_spec.log_slope is not None
+
+    budget = get_config()["working_memory"] * 2**20 // _BYTES_PER_PAIR
+    for batch in _query_batches(n_queries, keys.shape[0], budget):
+        scaled = queries[batch] / bandwidth
+        widths = None if query_widths is None else query_widths[batch]
+        # A key j is within reach of query i when u_ij = s_ij / (w_j v_i) < 1.
+        reach = largest_key_width * (1.0 if widths is None else widths)
+        if log_domain:
+            nearest_distance, _ = tree.query(scaled, k=1)
+            radius = _truncation_radius(
+                nearest_distance[:, 0] * width_ratio, reach, kernel_spec, truncation
+            )
+        else:
+            radius = reach * np.ones(len(scaled))
+        rows, cols = _pairs(tree, scaled, radius * (1 + _RADIUS_MARGIN))
+        sq = ((scaled[rows] - scaled_keys[cols]) ** 2).sum(axis=1)
+        if key_widths is not None:
+            sq = sq * (1.0 / key_widths[cols]) ** 2
+        if widths is not None:
+            sq = sq * (1.0 / widths[rows]) ** 2
+        u = np.sqrt(sq)
+        if log_domain:
+            argument = u if kernel_spec.exact_distances else sq
+            log_weights = kernel_spec.log_slope * argument
+            row_max = np.full(len(scaled), -np.inf)
+            np.maximum.at(row_max, rows, log_weights)
+            weights = np.exp(log_weights - row_max[rows])
+            partial.log_shift[batch] = row_max + np.log(weight_scale)
+        else:
+            weights = _numpy_kernel(kernel_spec, u)
+            partial.log_shift[batch] = np.log(weight_scale)
+        sums = np.zeros((len(scaled), n_values + 1))
+        for column in range(n_values + 1):
+            sums[:, column] = np.bincount(
+                rows, weights * weighted[cols, column], minlength=len(scaled)
+            )
+        empty = ~(sums[:, -1] > 0)
+        if np.any(empty):
+            positions = np.flatnonzero(empty)
+            nearest, nearest_sums = _nearest(
+                tree, queries[batch][positions], keys, bandwidth, key_widths, weighted
+            )
+            partial.nearest[batch][positions] = nearest
+            partial.nearest_sums[batch][positions] = nearest_sums * weight_scale
+            sums[empty] = 0.0
+        partial.sums[batch] = sums
+    return partial
+
+
+def truncation_radius(kernel_spec, truncation):
+    """The u beyond which a log-domain kernel's weight is below ``truncation``
+    times its weight at u = 0."""
+    drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
+    return drop if kernel_spec.exact_distances else float(np.sqrt(drop))
+
+
+def _query_batches(n_queries, n_keys, budget):
+    """Query slices whose worst case (every key a neighbour) fits ``budget``."""
+    return gen_batches(n_queries, max(1, int(budget // max(n_keys, 1))))
+
+
+def _truncation_radius(nearest_distance, reach, kernel_spec, truncation):
+    """Radius beyond which a log-domain weight is below ``truncation`` times
+    the row's largest.
+
+    The largest weight is the nearest key's (in u); the kernel's log falls by
+    log(1 / truncation) at u^2 = u_min^2 + 2 log(1 / truncation) for the
+    Gaussian and at u = u_min + log(1 / truncation) for the exponential.
+    ``nearest_distance`` bounds u_min times the nearest key's width factor
+    from above, and ``reach`` (the largest factor between a distance and u)
+    turns the fall in u into a distance.
+    """
+    drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
+    if kernel_spec.exact_distances:
+        return nearest_distance + reach * drop
+    return np.sqrt(nearest_distance**2 + reach**2 * drop)
+
+
+def _pairs(tree, scaled, radius):
+    """(query, key) index pairs within ``radius`` of each query."""
+    neighbors = tree.query_radius(scaled, radius)
+    counts = np.fromiter((len(found) for found in neighbors), dtype=np.intp)
+    rows = np.repeat(np.arange(len(scaled)), counts)
+    cols = np.concatenate(neighbors) if len(neighbors) else np.zeros(0, np.intp)
+    return rows, cols.astype(np.intp, copy=False)
+
+
+def _numpy_kernel(kernel_spec, u):
+    import torch
+
+    return kernel_spec.function(torch.as_tensor(u)).numpy()
+
+
+def _nearest(tree, queries, keys, bandwidth, key_widths, weighted):
+    """Nearest keys of queries that reach none, ties included.
+
+    Distances are compared as the dense path compares them: squared
+    coordinate differences of the data as given, times the scale
+    ``reference / bandwidth``, divided by the key's width squared.
+    """
+    reference = bandwidth.min()
+    scale = reference / bandwidth
+    scaled = queries / bandwidth
+    largest_key_width = 1.0 if key_widths is None else float(np.max(key_widths))
+    smallest_key_width = 1.0 if key_widths is None else float(np.min(key_widths))
+    distance, _ = tree.query(scaled, k=1)
+    # Any key nearer in u than the tree's nearest lies within this radius.
+    radius = distance[:, 0] * largest_key_width / smallest_key_width
+    rows, cols = _pairs(tree, scaled, radius * (1 + _RADIUS_MARGIN) + 1e-300)
+    sq = (((queries[rows] - keys[cols]) * scale) ** 2).sum(axis=1)
+    if key_widths is not None:
+        sq = sq * (1.0 / key_widths[cols]) ** 2
+    smallest = np.full(len(queries), np.inf)
+    np.minimum.at(smallest, rows, sq)
+    tied = sq <= smallest[rows]
+    sums = np.zeros((len(queries), weighted.shape[1]))
+    for column in range(weighted.shape[1]):
+        sums[:, column] = np.bincount(
+            rows[tied], weighted[cols[tied], column], minlength=len(queries)
+        )
+    return smallest, sums
