@@ -194,11 +194,15 @@ class _Problem:
                 log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
             return log_weights.exp_(), log_shift, nearest
 
-        u = self.squared_distances(queries * self.scale)
+        sq = self.squared_distances(queries * self.scale)
         if self.key_inverse is not None:
-            u.mul_(self.key_inverse.square())
-        u.sqrt_().mul_(self._u_factor(query_widths, 1))
-        weights = self.kernel.function(u)
+            sq.mul_(self.key_inverse.square())
+        kernel = self.kernel
+        if kernel.of_squared:
+            weights = kernel.in_place(sq.mul_(self._u_factor(query_widths, 2)))
+        else:
+            u = sq.sqrt_().mul_(self._u_factor(query_widths, 1))
+            weights = (kernel.in_place or kernel.function)(u)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
             indicator, distance = self.nearest(queries[empty])
@@ -640,12 +644,48 @@ def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
     return partial
 
 
+def combine_partial_sums(partials):
+    """The partial sums over the union of disjoint sets of keys.
+
+    Each row's sums are brought to the largest of its shifts (a running
+    log-sum-exp) and added; the nearest-key sums of the sets at the smallest
+    nearest distance, ties included, are added likewise.
+
+    Parameters
+    ----------
+    partials : sequence of PartialSums
+        Over the same queries.
+
+    Returns
+    -------
+    combined : PartialSums
+    """
+    log_shift = np.stack([partial.log_shift for partial in partials])
+    top = log_shift.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        relative = log_shift - top
+    # A row whose shifts are all -inf (sets of zero weight, or a width so
+    # small that float64 cannot hold the log-weights) is added unscaled.
+    relative[np.isnan(relative)] = 0.0
+    scales = np.exp(relative)
+    nearest = np.stack([partial.nearest for partial in partials])
+    closest = nearest.min(axis=0)
+    return PartialSums(
+        log_shift=top,
+        sums=sum(scale[:, None] * p.sums for scale, p in zip(scales, partials)),
+        nearest=closest,
+        nearest_sums=sum(
+            tied[:, None] * p.nearest_sums
+            for tied, p in zip(nearest == closest, partials)
+        ),
+    )
+
+
 def merge_partial_sums(partials):
     """Predictions from the partial sums over disjoint sets of keys.
 
-    The sums are brought to a common shift (log-sum-exp) and added; a row
-    of zero total weight takes the average over the nearest keys of all the
-    sets, ties included.
+    A row of zero total weight takes the average over the nearest keys of
+    all the sets, ties included.
 
     Parameters
     ----------
@@ -657,24 +697,10 @@ def merge_partial_sums(partials):
     predictions : ndarray of shape (n_queries, n_values)
         Float64.
     """
-    log_shift = np.stack([partial.log_shift for partial in partials])
-    top = log_shift.max(axis=0)
-    with np.errstate(invalid="ignore"):
-        relative = log_shift - top
-    # A row whose shifts are all -inf (a width so small that float64 cannot
-    # hold the log-weights) is merged unscaled.
-    relative[np.isnan(relative)] = 0.0
-    scales = np.exp(relative)
-    sums = sum(scale[:, None] * p.sums for scale, p in zip(scales, partials))
-    nearest = np.stack([partial.nearest for partial in partials])
-    closest = nearest.min(axis=0)
+    combined = combine_partial_sums(partials)
+    sums = combined.sums.copy()
     empty = ~(sums[:, -1] > 0)
-    if np.any(empty):
-        at_closest = nearest == closest
-        nearest_sums = sum(
-            tied[:, None] * p.nearest_sums for tied, p in zip(at_closest, partials)
-        )
-        sums[empty] = nearest_sums[empty]
+    sums[empty] = combined.nearest_sums[empty]
     return sums[:, :-1] / sums[:, -1:]
 
 

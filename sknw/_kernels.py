@@ -59,6 +59,40 @@ def constant(u):
     return torch.ones_like(u)
 
 
+# The same kernels computed in place on a block the engine no longer needs:
+# no temporary blocks. The first three take u**2, the others u.
+
+
+def _epanechnikov_of_squared(sq):
+    return sq.neg_().add_(1).clamp_(min=0)
+
+
+def _biweight_of_squared(sq):
+    return _epanechnikov_of_squared(sq).square_()
+
+
+def _triweight_of_squared(sq):
+    return _epanechnikov_of_squared(sq).pow_(3)
+
+
+def _tophat_of_squared(sq):
+    # sign(1 - u**2)+ is 1 below the edge and 0 on and beyond it.
+    return sq.neg_().add_(1).sign_().clamp_(min=0)
+
+
+def _linear_in_place(u):
+    return u.neg_().add_(1).clamp_(min=0)
+
+
+def _tricube_in_place(u):
+    return u.pow_(3).neg_().add_(1).clamp_(min=0).pow_(3)
+
+
+def _cosine_in_place(u):
+    # sin(pi (1 - u) / 2) equals cos(pi u / 2), and is exactly 0 from u = 1.
+    return u.neg_().add_(1).clamp_(min=0).mul_(0.5 * math.pi).sin_()
+
+
 @dataclass(frozen=True)
 class Kernel:
     """A named kernel and how the engine evaluates it.
@@ -79,32 +113,41 @@ class Kernel:
         For the kernels computed in the log domain (a softmax): log K is
         ``log_slope`` times u**2, or times u when ``exact_distances``. None
         for the others.
+    in_place : callable or None
+        K computed in place on a tensor that may be overwritten, of u**2
+        when ``of_squared``, else of u.
+    of_squared : bool
+        Whether ``in_place`` takes u**2.
     """
 
     function: object
     compact: bool
     exact_distances: bool = False
     log_slope: float = None
+    in_place: object = None
+    of_squared: bool = False
 
 
 _GAUSSIAN = Kernel(gaussian, False, log_slope=-0.5)
-_TOPHAT = Kernel(tophat, True, exact_distances=True)
-_LINEAR = Kernel(linear, True, exact_distances=True)
-_BIWEIGHT = Kernel(biweight, True, exact_distances=True)
+_TOPHAT = Kernel(tophat, True, True, None, _tophat_of_squared, True)
+_LINEAR = Kernel(linear, True, True, None, _linear_in_place)
+_BIWEIGHT = Kernel(biweight, True, True, None, _biweight_of_squared, True)
 
 KERNELS = {
     "gaussian": _GAUSSIAN,
     "tophat": _TOPHAT,
     "boxcar": _TOPHAT,
     "uniform": _TOPHAT,
-    "epanechnikov": Kernel(epanechnikov, True, exact_distances=True),
+    "epanechnikov": Kernel(
+        epanechnikov, True, True, None, _epanechnikov_of_squared, True
+    ),
     "linear": _LINEAR,
     "triangular": _LINEAR,
     "biweight": _BIWEIGHT,
     "quartic": _BIWEIGHT,
-    "triweight": Kernel(triweight, True, exact_distances=True),
-    "tricube": Kernel(tricube, True, exact_distances=True),
-    "cosine": Kernel(cosine, True, exact_distances=True),
+    "triweight": Kernel(triweight, True, True, None, _triweight_of_squared, True),
+    "tricube": Kernel(tricube, True, True, None, _tricube_in_place),
+    "cosine": Kernel(cosine, True, True, None, _cosine_in_place),
     "exponential": Kernel(exponential, False, exact_distances=True, log_slope=-1.0),
     "constant": Kernel(constant, False),
 }

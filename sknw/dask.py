@@ -19,7 +19,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from sknw._bandwidth import BANDWIDTH_FACTORS, spread_from_variance
 from sknw._classification import NadarayaWatsonClassifier
-from sknw._engine import PartialSums, merge_partial_sums, partial_sums
+from sknw._engine import (
+    PartialSums,
+    combine_partial_sums,
+    merge_partial_sums,
+    partial_sums,
+)
 from sknw._regression import NadarayaWatsonRegressor
 from sknw._validation import check_bandwidth_array, check_kernel_callable
 
@@ -502,35 +507,9 @@ def _keep(packed, axis=None, keepdims=None):
 
 
 def _combine_packed(packed, axis=None, keepdims=None):
-    """Partial sums over the union of the partitions along axis 1.
-
-    As :func:`sknw._engine.merge_partial_sums` merges them, but kept as
-    sums: each row is brought to the largest of its shifts (a running
-    log-sum-exp), and on rows of zero total weight the nearest partitions'
-    sums are kept with their distance, so the fallback finds the nearest
-    sample of any partition.
-    """
+    """Partial sums over the union of the partitions along axis 1."""
     partials = [_unpack(packed[:, part]) for part in range(packed.shape[1])]
-    log_shift = np.stack([partial.log_shift for partial in partials])
-    top = log_shift.max(axis=0)
-    with np.errstate(invalid="ignore"):
-        relative = log_shift - top
-    # Rows whose shifts are all -inf (parts of zero weight, or log-weights
-    # beyond float64) are added unscaled, as merge_partial_sums adds them.
-    relative[np.isnan(relative)] = 0.0
-    scales = np.exp(relative)
-    nearest = np.stack([partial.nearest for partial in partials])
-    closest = nearest.min(axis=0)
-    combined = PartialSums(
-        log_shift=top,
-        sums=sum(scale[:, None] * p.sums for scale, p in zip(scales, partials)),
-        nearest=closest,
-        nearest_sums=sum(
-            tied[:, None] * p.nearest_sums
-            for tied, p in zip(nearest == closest, partials)
-        ),
-    )
-    return _pack(combined)[:, None, :]
+    return _pack(combine_partial_sums(partials))[:, None, :]
 
 
 def _merge_packed(packed):
