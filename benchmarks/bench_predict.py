@@ -367,14 +367,16 @@ def exp_rate(dtype_name, repeats=30):
     return 10 * x.numel() / best
 
 
-def _exp_rates():
-    with ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        return {
-            name: pool.submit(exp_rate, name).result()
-            for name in ("float32", "float64")
-        }
+def _exp_rates(n_runs=3):
+    """The best exp rate of each dtype over a few fresh processes."""
+    rates = {"float32": 0.0, "float64": 0.0}
+    for _ in range(n_runs):
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            for name in rates:
+                rates[name] = max(rates[name], pool.submit(exp_rate, name).result())
+    return rates
 
 
 def run_in_fresh_process(*args):

@@ -13,15 +13,16 @@ from sklearn.utils import gen_batches
 
 from sknw._kernels import KERNELS, Kernel
 
-# float32 exp is many times slower when its result is a denormal (arguments
-# below about -87); a weight that small relative to the largest one in its row
-# cannot change the row's normalised sum, so shifted log-weights are clamped.
-_FLOAT32_LOG_WEIGHT_FLOOR = -87.0
+# exp is many times slower when its result is a denormal (arguments below
+# about -87 in float32, -708 in float64); a weight that small relative to the
+# largest one in its row cannot change the row's normalised sum, so shifted
+# log-weights are clamped there.
+_LOG_WEIGHT_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
 
-# Sample weights below this fraction of the largest take no part in float32:
-# with kernel weights floored at e^-87 (1.6e-38), a smaller one could be
-# outweighed by rounding.
-_FLOAT32_SAMPLE_WEIGHT_FLOOR = 1e-30
+# Sample weights below this fraction of the largest take no part: with kernel
+# weights floored at e^-87 (1.6e-38) in float32 and e^-708 (3.3e-308) in
+# float64, a smaller one could be outweighed by the floor of a far sample.
+_SAMPLE_WEIGHT_FLOOR = {torch.float32: 1e-30, torch.float64: 1e-290}
 
 # Blocks of (chunk_n_rows, n_keys) alive at once in the chunk loop: distances
 # turned into weights in place, a kernel's output when it is not computed in
@@ -190,8 +191,7 @@ class _Problem:
         nearest = np.full(n_queries, np.inf)
         if self.kernel.log_slope is not None:
             log_weights, log_shift = self._log_weights(queries, query_widths)
-            if self.dtype == torch.float32:
-                log_weights.clamp_(min=_FLOAT32_LOG_WEIGHT_FLOOR)
+            log_weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype])
             return log_weights.exp_(), log_shift, nearest
 
         sq = self.squared_distances(queries * self.scale)
@@ -255,9 +255,15 @@ class _Problem:
             relative.sqrt_()
         row_min = relative.amin(dim=1, keepdim=True)
         if self._fused_shift_is_exact(row_min, slope):
-            log_weights = torch.addcmul(
-                -slope * row_min, relative, self._as_tensor(slope), out=relative
-            )
+            if isinstance(slope, torch.Tensor):
+                log_weights = torch.addcmul(
+                    -slope * row_min, relative, slope, out=relative
+                )
+            else:
+                # Several times faster than addcmul with a 0-d tensor.
+                log_weights = torch.add(
+                    -slope * row_min, relative, alpha=slope, out=relative
+                )
         else:
             log_weights = relative.sub_(row_min).mul_(slope)
         return log_weights, self._log_shift(row_min, query_widths)
@@ -271,11 +277,6 @@ class _Problem:
         """
         largest = float((row_min * slope).abs().max()) if row_min.numel() else 0.0
         return largest <= _FUSED_SHIFT_BOUND
-
-    def _as_tensor(self, slope):
-        if isinstance(slope, torch.Tensor):
-            return slope
-        return torch.tensor(slope, dtype=self.dtype, device=self.device)
 
     def _nearest_1d(self, scaled):
         """Squared distance from each query to its nearest key, one feature.
@@ -780,10 +781,10 @@ def _positive_weight_keys(keys, values, settings, dtype):
     """Scale the sample weights to a largest of 1 and drop the keys they zero.
 
     Scaling changes no average, and keeps a float32 sum of weighted values
-    from overflowing. A key whose scaled weight is 0 in the compute dtype,
-    or in float32 below ``_FLOAT32_SAMPLE_WEIGHT_FLOOR``, takes no part, not
-    even as the nearest: float32 cannot hold the ratio (its kernel weights
-    stop at e^-87 of a row's largest).
+    from overflowing. A key whose scaled weight is below
+    ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in float64) takes no
+    part, not even as the nearest: the kernel weights stop at e^-87 (e^-708)
+    of a row's largest, so the dtype cannot hold the ratio.
 
     Parameters
     ----------
@@ -809,7 +810,7 @@ def _positive_weight_keys(keys, values, settings, dtype):
         return keys, values, settings, None
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     sample_weight = sample_weight / sample_weight.max()
-    floor = _FLOAT32_SAMPLE_WEIGHT_FLOOR if dtype == torch.float32 else 0.0
+    floor = _SAMPLE_WEIGHT_FLOOR[dtype]
     settings = dict(settings, sample_weight=sample_weight)
     if np.all(sample_weight > floor):
         return keys, values, settings, None

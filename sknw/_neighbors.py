@@ -4,6 +4,7 @@
 # License: BSD 3 clause
 
 import numpy as np
+import torch
 from sklearn import get_config
 from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import gen_batches
@@ -111,7 +112,7 @@ query_widths
         bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
     )
     kept_keys, values, settings, kept = _positive_weight_keys(
-        keys, values, settings, np.float64
+        keys, values, settings, torch.float64
     )
     if kept is not None:
         # The tree was built over all the keys; rebuild over those that
@@ -236,8 +237,6 @@ def _pairs(tree, scaled, radius):
 
 
 def _numpy_kernel(kernel_spec, u):
-    import torch
-
     return kernel_spec.function(torch.as_tensor(u)).numpy()
 
 

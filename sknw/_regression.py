@@ -168,7 +168,8 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     float32); any other input in float64.
 
     Training samples of zero ``sample_weight`` take no part in prediction,
-    nor, in float32, those below 1e-30 of the largest weight.
+    nor those below 1e-30 (float32) or 1e-290 (float64) of the largest
+    weight.
 
     References
     ----------
