@@ -239,7 +239,7 @@ def main(argv=None):
         )
         + ".",
         "",
-        "| n | contender | predict s | M pairs/s | fit s | peak RSS +MiB | "
+        "| n | contender | predict s | pairs/s (n²/s) | fit s | peak RSS +MiB | "
         "max abs diff vs dense | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
