@@ -15,9 +15,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from sknw._bandwidth import BANDWIDTH_RULES, nearest_neighbor_distances
 from sknw._engine import (
     attention,
+    compute_dtype,
     merge_partial_sums,
     nadaraya_watson,
     numpy_dtype,
+    positive_weight_keys,
     resolve_device,
 )
 from sknw._kernels import KERNELS
@@ -30,6 +32,7 @@ from sknw._neighbors import (
 )
 from sknw._validation import (
     check_bandwidth_array,
+    check_coordinates,
     check_device,
     check_kernel_callable,
     check_sample_weight,
@@ -131,6 +134,7 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
+        check_coordinates(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], np.float64)
         if callable(self.kernel):
             if self.learn_bandwidth:
@@ -191,18 +195,20 @@ class _BaseNadarayaWatson(BaseEstimator):
         -------
         method : {"dense", "tree"}
         tree : KDTree, BallTree or None
-            Over the training samples divided by ``bandwidth_``; None on the
-            dense path, or when some sample weight is 0 (the tree is then
-            built over the others at prediction).
+            Over the training samples scaled by the width; None on the dense
+            path, or when some samples take no part (the tree is then built
+            over the others at prediction).
         """
-        method = self.algorithm
+        method, tree = self.algorithm, None
         if method == "auto":
-            method = self._auto_algorithm(X)
+            method, tree = self._auto_algorithm(X)
         if method == "dense":
             return "dense", None
-        if sample_weight is not None and np.any(sample_weight == 0):
-            return "tree", None
-        return "tree", build_tree(X, self.bandwidth_)
+        if sample_weight is not None:
+            settings = dict(sample_weight=sample_weight, key_widths=None)
+            if positive_weight_keys(X, None, settings, compute_dtype(X))[3] is not None:
+                return "tree", None
+        return "tree", tree or build_tree(X, self.bandwidth_)
 
     def _auto_algorithm(self, X):
         """The tree when few samples are within reach of each other.
@@ -211,6 +217,12 @@ class _BaseNadarayaWatson(BaseEstimator):
         reach the radius of their ``truncation`` (and take the dense path
         without one). Local widths, callables, the constant kernel and
         devices other than the CPU take the dense path.
+
+        Returns
+        -------
+        method : {"dense", "tree"}
+        tree : KDTree, BallTree or None
+            The tree it built to decide, if any.
         """
         kernel = None if callable(self.kernel) else KERNELS[self.kernel]
         if (
@@ -220,18 +232,20 @@ class _BaseNadarayaWatson(BaseEstimator):
             or resolve_device(self.device).type != "cpu"
             or X.shape[0] < AUTO_TREE_MIN_SAMPLES
         ):
-            return "dense"
+            return "dense", None
         radius = 1.0
         if kernel.log_slope is not None:
             if self.truncation is None:
-                return "dense"
+                return "dense", None
             radius = truncation_radius(kernel, self.truncation)
         tree = build_tree(X, self.bandwidth_)
         sample = check_random_state(0).choice(
             X.shape[0], size=min(X.shape[0], 200), replace=False
         )
         fraction = neighbor_fraction(tree, X[sample], self.bandwidth_, radius)
-        return "tree" if fraction <= AUTO_TREE_MAX_FRACTION else "dense"
+        if fraction > AUTO_TREE_MAX_FRACTION:
+            return "dense", None
+        return "tree", tree
 
     def _local_widths(self, X, sample_weight):
         """Neighbour distances for ``adaptive``.
@@ -360,6 +374,7 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _engine_settings(self, X):
         """Keyword arguments of the engine for predicting at ``X``."""
+        check_coordinates(X)
         query_widths = None
         if self.adaptive == "query":
             query_widths = np.maximum(

@@ -29,6 +29,11 @@ _SAMPLE_WEIGHT_FLOOR = {torch.float32: 1e-30, torch.float64: 1e-290}
 # place, and one temporary of a compound kernel expression.
 _BLOCKS_PER_ROW = 3
 
+# The float64 Gaussian takes squared distances from a matrix product while
+# the centred data lie within this many widths of the centre: the product
+# rounds the log-weights by about 2e-16 times this squared.
+_PRODUCT_MAX_RADIUS = 1e3
+
 # The shift of log-weights to a row maximum of 0 is fused into one pass,
 # slope * d - slope * min, while |slope * min| stays below this: its rounding
 # is then a few units of the precision, as in slope * (d - min).
@@ -139,11 +144,21 @@ class _Problem:
             self.augmented_keys_t = torch.cat(
                 [-2 * centred_t, (centred_t**2).sum(dim=0, keepdim=True), ones]
             ).contiguous()
+            # The expansion rounds by the precision times (radius / width)^2.
+            self.product = self._within_product_radius(centred_t.T)
         # Along one feature, each query's nearest key comes from a binary
         # search, which spares a pass over the block.
         self.sorted_keys = None
         if self.power == 2 and n_features == 1 and key_widths is None:
             self.sorted_keys = self.scaled_keys_t[0].sort().values
+
+    def _within_product_radius(self, centred):
+        """Whether centred scaled points are few enough widths from the centre
+        for the product's rounding to stay below about 1e-10."""
+        if centred.numel() == 0:
+            return True
+        radius = float(centred.abs().max()) / self.reference
+        return radius <= _PRODUCT_MAX_RADIUS
 
     def to_tensor(self, array):
         array = np.ascontiguousarray(array)
@@ -190,8 +205,17 @@ class _Problem:
         n_queries = queries.shape[0]
         nearest = np.full(n_queries, np.inf)
         if self.kernel.log_slope is not None:
-            log_weights, log_shift = self._log_weights(queries, query_widths)
+            log_weights, log_shift, row_min = self._log_weights(queries, query_widths)
             log_weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype])
+            # A row whose largest log-weight is beyond float64 (a width so
+            # small that even the nearest key's weight underflows) holds the
+            # indicator of its nearest keys; it is reported as such, so that
+            # sums over other keys merge with it by distance.
+            beyond = ~np.isfinite(log_shift)
+            if np.any(beyond):
+                row_min = row_min.to(torch.float64).ravel().cpu().numpy()
+                nearest[beyond] = row_min[beyond] ** (3 - self.power)
+                log_shift[beyond] = 0.0
             return log_weights.exp_(), log_shift, nearest
 
         sq = self.squared_distances(queries * self.scale)
@@ -222,6 +246,9 @@ class _Problem:
         log_weights : tensor of shape (n_queries, n_keys)
         log_shift : ndarray of shape (n_queries,)
             The largest unshifted log-weight of each row, in float64.
+        row_min : tensor of shape (n_queries, 1)
+            Each row's smallest squared distance (distance, for the
+            exponential), scaled as the keys are.
         """
         slope = self._u_factor(query_widths, self.power) * self.kernel.log_slope
         if self.sorted_keys is not None and query_widths is None:
@@ -236,10 +263,12 @@ class _Problem:
                 )
             else:
                 log_weights = relative.square_().sub_(row_min).mul_(slope)
-            return log_weights, self._log_shift(row_min, query_widths)
+            return log_weights, self._log_shift(row_min, query_widths), row_min
 
+        centred = None
         if self.product:
             centred = (queries - self.centre).mul_(self.scale)
+        if centred is not None and self._within_product_radius(centred):
             ones = torch.ones_like(centred[:, :1])
             augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
             relative = torch.mm(
@@ -266,7 +295,7 @@ class _Problem:
                 )
         else:
             log_weights = relative.sub_(row_min).mul_(slope)
-        return log_weights, self._log_shift(row_min, query_widths)
+        return log_weights, self._log_shift(row_min, query_widths), row_min
 
     def _fused_shift_is_exact(self, row_min, slope):
         """Whether slope * d - slope * min rounds as well as slope * (d - min).
@@ -334,17 +363,20 @@ class _Problem:
 
     def _log_shift(self, row_min, query_widths):
         """Largest log-weight of each row, in float64, from its smallest
-        squared (or plain) scaled distance."""
-        row_min = row_min.to(torch.float64)
-        largest = float(np.finfo(np.float64).max)
-        with np.errstate(over="ignore", divide="ignore"):
-            factor = min(
-                np.float64(1.0) / np.float64(self.reference) ** self.power, largest
-            )
-        if query_widths is not None:
-            factor = factor / query_widths.to(torch.float64)[:, None] ** self.power
-            factor = factor.clamp_(max=largest)
-        return (row_min * factor * self.kernel.log_slope).ravel().cpu().numpy()
+        squared (or plain) scaled distance.
+
+        -inf where it is beyond float64 (never capped: rows whose shifts
+        were capped alike would merge as equals), and 0 where the nearest
+        key is at distance 0.
+        """
+        row_min = row_min.to(torch.float64).ravel().cpu().numpy()
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            factor = np.float64(1.0) / np.float64(self.reference) ** self.power
+            if query_widths is not None:
+                widths = query_widths.to(torch.float64).cpu().numpy()
+                factor = factor / widths**self.power
+            log_shift = row_min * factor * self.kernel.log_slope
+        return np.where(row_min == 0, 0.0, log_shift)
 
     def nearest(self, queries):
         """Indicator of each query's nearest keys in u, ties included.
@@ -540,7 +572,7 @@ def partial_sums(
         partial.log_shift[:] = -np.inf
         return partial
     weight_scale = _weight_scale(sample_weight)
-    keys, values, settings, _ = _positive_weight_keys(keys, values, settings, dtype)
+    keys, values, settings, _ = positive_weight_keys(keys, values, settings, dtype)
     if _fused_route(queries, keys, settings, dtype):
         return _fused_partial_sums(
             queries, keys, values, settings, weight_scale, partial
@@ -754,7 +786,7 @@ device
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
-    keys, _, settings, kept = _positive_weight_keys(keys, None, settings, dtype)
+    keys, _, settings, kept = positive_weight_keys(keys, None, settings, dtype)
     for batch, (weights, _, _), problem in _chunks(queries, keys, settings, dtype):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
@@ -777,7 +809,7 @@ def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
 
 
-def _positive_weight_keys(keys, values, settings, dtype):
+def positive_weight_keys(keys, values, settings, dtype):
     """Scale the sample weights to a largest of 1 and drop the keys they zero.
 
     Scaling changes no average, and keeps a float32 sum of weighted values
@@ -823,7 +855,7 @@ def _positive_weight_keys(keys, values, settings, dtype):
 
 
 def _weight_scale(sample_weight):
-    """The largest sample weight, which :func:`_positive_weight_keys` divides
+    """The largest sample weight, which :func:`positive_weight_keys` divides
     out; 1 without sample weights."""
     if sample_weight is None:
         return 1.0

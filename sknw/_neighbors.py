@@ -9,7 +9,13 @@ from sklearn import get_config
 from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import gen_batches
 
-from sknw._engine import PartialSums, _positive_weight_keys, _settings, _weight_scale
+from sknw._engine import (
+    PartialSums,
+    _settings,
+    _weight_scale,
+    numpy_dtype,
+    positive_weight_keys,
+)
 from sknw._kernels import KERNELS
 
 # KDTree up to this many features, BallTree above (as KNeighborsRegressor's
@@ -21,14 +27,26 @@ KD_TREE_MAX_FEATURES = 15
 # must not drop a key that the dense path weighs.
 _RADIUS_MARGIN = 1e-9
 
-# Bytes per (query, neighbour) pair held at once: indices, differences and
-# weights, a few float64 each.
-_BYTES_PER_PAIR = 64
+
+def _pair_bytes(n_features):
+    """Bytes held per (query, neighbour) pair: indices, three arrays of
+    coordinate differences and a few of distances, weights and products,
+    float64 or int64 each."""
+    return 8 * (3 * n_features + 6)
+
+
+def _scale(bandwidth, n_features):
+    """``reference / bandwidth`` per feature, and the reference (the
+    smallest width): the tree's units are the reference width, so no
+    coordinate grows, however small the width."""
+    bandwidth = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
+    reference = float(bandwidth.min())
+    return reference / bandwidth, reference
 
 
 def build_tree(keys, bandwidth):
-    """A tree over the keys divided by the bandwidth of each feature."""
-    scaled = keys / np.asarray(bandwidth, dtype=np.float64)
+    """A tree over the keys scaled by ``reference / bandwidth`` per feature."""
+    scaled = keys * _scale(bandwidth, keys.shape[1])[0]
     if keys.shape[1] <= KD_TREE_MAX_FEATURES:
         return KDTree(scaled)
     return BallTree(scaled)
@@ -52,8 +70,9 @@ def neighbor_fraction(tree, queries, bandwidth, radius):
     -------
     fraction : float
     """
-    scaled = queries / np.asarray(bandwidth, dtype=np.float64)
-    counts = tree.query_radius(scaled, radius * (1 + _RADIUS_MARGIN), count_only=True)
+    scale, reference = _scale(bandwidth, queries.shape[1])
+    radius = radius * reference * (1 + _RADIUS_MARGIN)
+    counts = tree.query_radius(queries * scale, radius, count_only=True)
     return float(np.mean(counts)) / tree.data.shape[0]
 
 
@@ -111,17 +130,16 @@ query_widths
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
     )
-    kept_keys, values, settings, kept = _positive_weight_keys(
-        keys, values, settings, torch.float64
+    dtype = torch.float32 if numpy_dtype(queries, keys) == np.float32 else None
+    kept_keys, values, settings, kept = positive_weight_keys(
+        keys, values, settings, dtype or torch.float64
     )
     if kept is not None:
         # The tree was built over all the keys; rebuild over those that
         # take part.
         tree = None
     keys = kept_keys
-    bandwidth = np.broadcast_to(
-        np.asarray(bandwidth, dtype=np.float64), (keys.shape[1],)
-    )
+    scale, reference = _scale(bandwidth, keys.shape[1])
     if tree is None:
         tree = build_tree(keys, bandwidth)
     sample_weight = settings["sample_weight"]
@@ -133,15 +151,23 @@ query_widths
     key_widths = settings["key_widths"]
     largest_key_width = 1.0 if key_widths is None else float(np.max(key_widths))
     width_ratio = 1.0 if key_widths is None else largest_key_width / np.min(key_widths)
-    scaled_keys = keys / bandwidth
+    scaled_keys = keys * scale
     log_domain = kernel_spec.log_slope is not None
+    power = 1 if kernel_spec.exact_distances else 2
+    largest = np.finfo(np.float64).max
+    with np.errstate(over="ignore", divide="ignore"):
+        # u = distance / reference (the tree's units), as a factor capped at
+        # the largest float so that 0 times it stays 0.
+        u_factor = min(np.float64(1.0) / reference, largest)
+        log_factor = min(np.float64(1.0) / np.float64(reference) ** power, largest)
+        log_factor *= kernel_spec.log_slope or 0.0
 
     def radii(batch):
-        """Each query's search radius, in units of the width."""
-        scaled = queries[batch] / bandwidth
+        """Each query's search radius, in the tree's units."""
+        scaled = queries[batch] * scale
         widths = None if query_widths is None else query_widths[batch]
         # A key j is within reach of query i when u_ij = s_ij / (w_j v_i) < 1.
-        reach = largest_key_width * (1.0 if widths is None else widths)
+        reach = reference * largest_key_width * (1.0 if widths is None else widths)
         if log_domain:
             nearest_distance, _ = tree.query(scaled, k=1)
             radius = _truncation_radius(
@@ -151,7 +177,7 @@ query_widths
             radius = reach * np.ones(len(scaled))
         return scaled, widths, radius * (1 + _RADIUS_MARGIN)
 
-    budget = get_config()["working_memory"] * 2**20 // _BYTES_PER_PAIR
+    budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
     for batch in _query_batches(tree, n_queries, budget, radii):
         scaled, widths, radius = radii(batch)
         rows, cols = _pairs(tree, scaled, radius)
@@ -160,15 +186,25 @@ query_widths
             sq = sq * (1.0 / key_widths[cols]) ** 2
         if widths is not None:
             sq = sq * (1.0 / widths[rows]) ** 2
-        u = np.sqrt(sq)
+        beyond = np.zeros(len(scaled), dtype=bool)
         if log_domain:
-            argument = u if kernel_spec.exact_distances else sq
-            log_weights = kernel_spec.log_slope * argument
-            row_max = np.full(len(scaled), -np.inf)
-            np.maximum.at(row_max, rows, log_weights)
-            weights = np.exp(log_weights - row_max[rows])
-            partial.log_shift[batch] = row_max + np.log(weight_scale)
+            argument = np.sqrt(sq) if power == 1 else sq
+            row_min = np.full(len(scaled), np.inf)
+            np.minimum.at(row_min, rows, argument)
+            # Shifted by the row's smallest argument before the factor, as
+            # the dense path does: the nearest key gets weight 1 at any width.
+            with np.errstate(over="ignore", invalid="ignore"):
+                weights = np.exp((argument - row_min[rows]) * log_factor)
+                log_shift = row_min * log_factor
+            weights[np.isnan(weights)] = 0.0
+            # A row whose nearest weight is beyond float64 is reported as its
+            # nearest keys, as on the dense path.
+            beyond = ~np.isfinite(log_shift)
+            partial.log_shift[batch] = np.where(beyond, 0.0, log_shift)
+            partial.log_shift[batch] += np.log(weight_scale)
         else:
+            with np.errstate(over="ignore"):
+                u = np.sqrt(sq) * u_factor
             weights = _numpy_kernel(kernel_spec, u)
             partial.log_shift[batch] = np.log(weight_scale)
         sums = np.zeros((len(scaled), n_values + 1))
@@ -176,11 +212,11 @@ query_widths
             sums[:, column] = np.bincount(
                 rows, weights * weighted[cols, column], minlength=len(scaled)
             )
-        empty = ~(sums[:, -1] > 0)
+        empty = ~(sums[:, -1] > 0) | beyond
         if np.any(empty):
             positions = np.flatnonzero(empty)
             nearest, nearest_sums = _nearest(
-                tree, queries[batch][positions], keys, bandwidth, key_widths, weighted
+                tree, queries[batch][positions], keys, scale, key_widths, weighted
             )
             partial.nearest[batch][positions] = nearest
             partial.nearest_sums[batch][positions] = nearest_sums * weight_scale
@@ -240,16 +276,14 @@ def _numpy_kernel(kernel_spec, u):
     return kernel_spec.function(torch.as_tensor(u)).numpy()
 
 
-def _nearest(tree, queries, keys, bandwidth, key_widths, weighted):
+def _nearest(tree, queries, keys, scale, key_widths, weighted):
     """Nearest keys of queries that reach none, ties included.
 
     Distances are compared as the dense path compares them: squared
     coordinate differences of the data as given, times the scale
     ``reference / bandwidth``, divided by the key's width squared.
     """
-    reference = bandwidth.min()
-    scale = reference / bandwidth
-    scaled = queries / bandwidth
+    scaled = queries * scale
     largest_key_width = 1.0 if key_widths is None else float(np.max(key_widths))
     smallest_key_width = 1.0 if key_widths is None else float(np.min(key_widths))
     distance, _ = tree.query(scaled, k=1)

@@ -102,3 +102,33 @@ def check_kernel_callable(kernel):
 def check_device(device):
     """Refuse an unknown or absent device before any work."""
     return resolve_device(device)
+
+
+def largest_coordinate(dtype):
+    """The largest magnitude of a coordinate whose squared distances to
+    others stay finite in ``dtype`` (float32, or float64 for any other)."""
+    return 1e18 if np.dtype(dtype) == np.float32 else 1e150
+
+
+def check_coordinates(X, name="X", largest=None):
+    """Refuse coordinates so large that squared distances would overflow.
+
+    Parameters
+    ----------
+    X : ndarray
+        Validated, finite data.
+    name : str, default="X"
+        Its name in the message.
+    largest : float, default=None
+        The largest magnitude in ``X`` when already known.
+    """
+    limit = largest_coordinate(X.dtype)
+    if largest is None:
+        largest = float(np.abs(X).max(initial=0))
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g} in magnitude; in "
+            f"{np.dtype(X.dtype).name} sknw takes values up to {limit:g}, beyond "
+            "which squared distances overflow. Rescale the data (and the "
+            "bandwidth) first."
+        )

@@ -26,7 +26,11 @@ from sknw._engine import (
     partial_sums,
 )
 from sknw._regression import NadarayaWatsonRegressor
-from sknw._validation import check_bandwidth_array, check_kernel_callable
+from sknw._validation import (
+    check_bandwidth_array,
+    check_coordinates,
+    check_kernel_callable,
+)
 
 __all__ = ["predict_blockwise", "predict_partitioned"]
 
@@ -381,11 +385,15 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
     checks, negative, positive, classes, variance, n_samples = dask.compute(
         checks, negative, positive, classes, variance, n_samples
     )
-    for name, (has_nan, has_inf) in checks.items():
+    for name, (has_nan, has_inf, largest) in checks.items():
         if has_nan:
             raise ValueError(f"Input {name} contains NaN.")
         if has_inf:
             raise ValueError(f"Input {name} contains infinity.")
+        if name in ("X_train", "X"):
+            both_float32 = X_train.dtype == np.float32 and X.dtype == np.float32
+            dtype = np.float32 if both_float32 else np.float64
+            check_coordinates(np.empty(0, dtype=dtype), name, float(largest))
     if negative:
         raise ValueError("sample_weight must be >= 0; it has negative values.")
     if not positive:
@@ -403,8 +411,9 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
 
 
 def _non_finite(array):
-    """Lazy flags: does the array hold NaN, does it hold inf."""
-    return da.isnan(array).any(), da.isinf(array).any()
+    """Lazy flags: does the array hold NaN, does it hold inf; its largest
+    magnitude."""
+    return da.isnan(array).any(), da.isinf(array).any(), abs(array).max()
 
 
 def _weighted_variance(X, sample_weight):

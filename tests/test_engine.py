@@ -559,3 +559,56 @@ def test_partial_sums_of_an_empty_part_change_nothing():
         nadaraya_watson(queries, keys, values, **settings),
         rtol=1e-14,
     )
+
+
+@pytest.mark.parametrize("n_features", [1, 2])
+@pytest.mark.parametrize("bandwidth", [1e-155, 1e-300])
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential"])
+def test_merge_at_widths_beyond_float64_takes_the_nearest_keys(
+    n_features, bandwidth, kernel
+):
+    keys = np.repeat(np.array([[0.0], [3.0], [8.0], [10.0], [12.0]]), n_features, 1)
+    values = np.array([[0.0], [1.0], [2.0], [5.0], [3.0]])
+    queries = np.repeat(np.array([[5.0], [9.0], [-1.0]]), n_features, 1)
+    labels = np.array([0, 0, 1, 1, 1])
+    settings = dict(bandwidth=bandwidth, kernel=kernel)
+    whole = nadaraya_watson(queries, keys, values, **settings)
+    merged = _split_and_merge(queries, keys, values, labels, 2, **settings)
+    # 5 is nearest 3 (in the first part); 9 is as near 8 as 10 (both in the
+    # second part, tied); -1 is nearest 0. The other keys' weights are
+    # floored at e^-708 of the nearest's.
+    expected = [[1.0], [3.5], [0.0]]
+    assert_allclose(whole, expected, atol=1e-300)
+    assert_allclose(merged, expected, atol=1e-300)
+
+
+def test_merge_of_tied_keys_across_parts_at_a_tiny_width():
+    keys = np.array([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0], [40.0, -30.0, 7.0]])
+    values = np.array([[1.0], [3.0], [9.0]])
+    queries = np.array([[2.0, 2.0, 2.0]])
+    labels = np.array([0, 1, 1])
+    for bandwidth in (1e-6, 1e-7, 1e-200):
+        settings = dict(bandwidth=bandwidth, kernel="gaussian")
+        whole = nadaraya_watson(queries, keys, values, **settings)
+        merged = _split_and_merge(queries, keys, values, labels, 2, **settings)
+        assert_allclose(whole, [[2.0]])
+        assert_allclose(merged, [[2.0]])
+
+
+@pytest.mark.parametrize("bandwidth", [1e-3, 1e-5, 1e-7])
+def test_float64_gaussian_accurate_when_the_width_is_tiny_beside_the_range(
+    bandwidth,
+):
+    rng = np.random.default_rng(8)
+    centre = np.array([50.0, -20.0, 70.0])
+    keys = np.vstack(
+        [
+            rng.uniform(-100, 100, size=(50, 3)),
+            centre + rng.normal(size=(100, 3)) * bandwidth,
+        ]
+    )
+    values = rng.normal(size=(150, 2))
+    queries = centre + rng.normal(size=(20, 3)) * bandwidth
+    got = nadaraya_watson(queries, keys, values, bandwidth=bandwidth, kernel="gaussian")
+    expected = nadaraya_watson_slow(queries, keys, values, bandwidth, "gaussian")
+    assert_allclose(got, expected, rtol=1e-10, atol=1e-12)

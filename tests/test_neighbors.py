@@ -148,10 +148,13 @@ def test_tree_equals_dense_on_generated_data(problem):
 
 
 @pytest.mark.parametrize("kernel", LOG_KERNELS)
-@pytest.mark.parametrize("truncation", [1e-2, 1e-4, 1e-8])
-def test_truncation_stays_within_its_bound(kernel, truncation):
+@pytest.mark.parametrize("truncation", [1e-4, 1e-6, 1e-8])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_truncation_stays_within_its_bound(kernel, truncation, weighted):
     X, y, queries, sample_weight = make_data(n_samples=400, seed=2)
     y = y[:, 0]
+    if not weighted:
+        sample_weight = np.ones(len(X))
     dense = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.1).fit(
         X, y, sample_weight
     )
@@ -159,12 +162,11 @@ def test_truncation_stays_within_its_bound(kernel, truncation):
         kernel=kernel, bandwidth=0.1, algorithm="tree", truncation=truncation
     ).fit(X, y, sample_weight)
     error = np.abs(tree.predict(queries) - dense.predict(queries))
-    positive = sample_weight[sample_weight > 0]
-    bound = truncation * positive.sum() / positive.min() * np.ptp(y)
+    bound = truncation * sample_weight.sum() / sample_weight.min() * np.ptp(y)
+    assert bound < np.ptp(y)  # the bound says something
     assert np.all(error <= bound)
-    if truncation == 1e-2:
-        # The truncation does drop weight: the bound is not met trivially.
-        assert error.max() > 0
+    # The truncation does drop weight.
+    assert error.max() > 0
 
 
 @pytest.mark.parametrize("kernel", LOG_KERNELS)
@@ -249,3 +251,29 @@ def test_tree_model_pickles_and_tunes():
     assert search.best_estimator_._fit_method == "tree"
     restored = pickle.loads(pickle.dumps(search.best_estimator_))
     assert_allclose(restored.predict(queries), search.predict(queries), rtol=1e-15)
+
+
+def test_tiny_width_on_large_coordinates_equals_the_dense_path():
+    X, y, queries, _ = make_data(seed=6)
+    X, queries = X * 1e10, queries * 1e10
+    for kernel, truncation in (("epanechnikov", None), ("gaussian", 1e-8)):
+        dense, tree = fit_both(kernel, X, y, bandwidth=1e-300, truncation=truncation)
+        got = tree.predict(queries)
+        nearest = np.linalg.norm(queries[:, None] - X[None], axis=-1).argmin(axis=1)
+        assert_allclose(got, dense.predict(queries), rtol=1e-12)
+        # X[0] and X[1] are duplicates: their average is the nearest's value.
+        expected = y[nearest]
+        expected[nearest <= 1] = y[:2].mean(axis=0)
+        assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_float32_sample_weight_floor_matches_the_dense_path():
+    X = np.array([[0.0], [5.0], [10.0]], dtype=np.float32)
+    y = np.array([1.0, 2.0, 3.0])
+    sample_weight = np.array([1.0, 1.0, 1e-35])
+    dense, tree = fit_both("epanechnikov", X, y, sample_weight, bandwidth=1.0)
+    query = np.array([[20.0]], dtype=np.float32)
+    # 1e-35 of the largest weight is below float32's floor: the sample at 10
+    # takes no part, so the nearest is the one at 5.
+    assert_allclose(tree.predict(query), [2.0])
+    assert_allclose(dense.predict(query), [2.0])

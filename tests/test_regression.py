@@ -623,3 +623,18 @@ def test_far_query_between_two_nearest_gets_their_mean(X):
     assert_array_equal(reg.attention_weights(X_query), [[0.5, 0.5, 0.0]])
     gaussian = NadarayaWatsonRegressor(bandwidth=1e-3).fit(X, y)
     assert_allclose(gaussian.predict(X_query), [0.5], atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype, value", [(np.float64, 1e160), (np.float32, 1e20)])
+def test_coordinates_whose_squares_overflow_are_refused(dtype, value):
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], dtype=dtype)
+    y = np.array([0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="squared distances overflow"):
+        far = np.vstack([X, [[value, 0.0]]]).astype(dtype)
+        NadarayaWatsonRegressor().fit(far, [*y, 3.0])
+    model = NadarayaWatsonRegressor().fit(X, y)
+    with pytest.raises(ValueError, match="squared distances overflow"):
+        model.predict(np.array([[value, 0.0]], dtype=dtype))
+    # Just below the limit, predictions stay finite: the nearest sample's.
+    limit = 1e150 if dtype == np.float64 else 1e18
+    assert np.isfinite(model.predict(np.array([[limit, 0.0]], dtype=dtype))).all()
