@@ -159,6 +159,14 @@ class _BaseNadarayaWatson(BaseEstimator):
                     "learn_bandwidth=True needs at least 2 samples of positive "
                     f"weight to leave one out; got n_samples = {n_used}."
                 )
+            name = KERNELS[self.kernel].function.__name__
+            if name in ("tophat", "constant"):
+                raise ValueError(
+                    f"learn_bandwidth=True cannot learn the width of the {name} "
+                    "kernel: its leave-one-out loss is piecewise constant in the "
+                    "width, so its gradient is 0. Tune the width with "
+                    "GridSearchCV instead."
+                )
         self._check_algorithm()
         check_device(self.device)
         return sample_weight

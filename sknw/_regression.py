@@ -62,7 +62,10 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
         When True, ``fit`` starts from ``bandwidth`` and minimises the
         leave-one-out mean squared error over the log of the width: one width
         when ``bandwidth`` is a float, one per feature when it is an array or
-        a rule. Needs a named kernel.
+        a rule. Needs a named kernel whose weights change with the width
+        (not "tophat" or "constant", whose leave-one-out loss is piecewise
+        constant in it). On CUDA the loss and its gradient come from fused
+        float32 Triton kernels when Triton is installed.
 
     solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
         How the width is learned: L-BFGS-B on the full leave-one-out loss, or

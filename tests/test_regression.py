@@ -638,3 +638,10 @@ def test_coordinates_whose_squares_overflow_are_refused(dtype, value):
     # Just below the limit, predictions stay finite: the nearest sample's.
     limit = 1e150 if dtype == np.float64 else 1e18
     assert np.isfinite(model.predict(np.array([[limit, 0.0]], dtype=dtype))).all()
+
+
+@pytest.mark.parametrize("kernel", ["tophat", "boxcar", "constant"])
+def test_learning_a_flat_kernel_is_refused(kernel):
+    X = np.linspace(0, 1, 20)[:, None]
+    with pytest.raises(ValueError, match="piecewise constant in the width"):
+        NadarayaWatsonRegressor(kernel=kernel, learn_bandwidth=True).fit(X, X[:, 0])
