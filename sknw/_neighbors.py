@@ -177,10 +177,8 @@ query_widths
             radius = reach * np.ones(len(scaled))
         return scaled, widths, radius * (1 + _RADIUS_MARGIN)
 
-    budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
-    for batch in _query_batches(tree, n_queries, budget, radii):
-        scaled, widths, radius = radii(batch)
-        rows, cols = _pairs(tree, scaled, radius)
+    def _sums_over_pairs(rows, cols, scaled, widths, batch):
+        """The partial sums of the queries ``batch`` from their pairs."""
         sq = ((scaled[rows] - scaled_keys[cols]) ** 2).sum(axis=1)
         if key_widths is not None:
             sq = sq * (1.0 / key_widths[cols]) ** 2
@@ -222,6 +220,19 @@ query_widths
             partial.nearest_sums[batch][positions] = nearest_sums * weight_scale
             sums[empty] = 0.0
         partial.sums[batch] = sums
+
+    budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
+    for outer in _query_batches(tree, n_queries, budget, radii):
+        scaled_outer, widths_outer, radius = radii(outer)
+        neighbors = tree.query_radius(scaled_outer, radius)
+        counts = np.fromiter((len(found) for found in neighbors), dtype=np.intp)
+        for inner in _pair_batches(counts, budget):
+            batch = slice(outer.start + inner.start, outer.start + inner.stop)
+            scaled = scaled_outer[inner]
+            widths = None if widths_outer is None else widths_outer[inner]
+            rows = np.repeat(np.arange(len(scaled)), counts[inner])
+            cols = np.concatenate(neighbors[inner]).astype(np.intp, copy=False)
+            _sums_over_pairs(rows, cols, scaled, widths, batch)
     return partial
 
 
@@ -232,12 +243,27 @@ def truncation_radius(kernel_spec, truncation):
     return drop if kernel_spec.exact_distances else float(np.sqrt(drop))
 
 
+def _pair_batches(counts, budget):
+    """Slices of consecutive queries whose pairs number at most ``budget``
+    (or one query, when it alone has more)."""
+    ends = np.cumsum(counts)
+    start = 0
+    while start < len(counts):
+        base = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, base + budget, side="right")), start + 1)
+        yield slice(start, stop)
+        start = stop
+
+
 def _query_batches(tree, n_queries, budget, radii):
     """Query slices of about ``budget`` (query, neighbour) pairs each.
 
     The number of neighbours per query is estimated from a sample of up to
-    256 queries (its 99th percentile, doubled), so the pairs of a slice stay
-    near the budget without counting every query's neighbours first.
+    256 queries (its 99th percentile, doubled), so that a slice's neighbour
+    indices (8 bytes a pair, a few percent of the budget's bytes) stay near
+    the budget without counting every query's neighbours first; the pairs
+    are then processed in slices of at most ``budget`` by
+    :func:`_pair_batches`.
     """
     sample = np.unique(np.linspace(0, n_queries - 1, min(n_queries, 256)).astype(int))
     scaled, _, radius = radii(sample)
