@@ -608,8 +608,11 @@ def _fused_route(queries, keys, settings, dtype):
     """
     from sknw import _triton
 
-    device = resolve_device(settings["device"], fall_back=True)
-    if not (device.type == "cuda" or _triton._FORCE) or dtype != torch.float32:
+    # An absent CUDA device is left to the chunk loop, which warns once and
+    # computes on the CPU.
+    device = torch.device(settings["device"])
+    on_cuda = device.type == "cuda" and torch.cuda.is_available()
+    if not (on_cuda or _triton._FORCE) or dtype != torch.float32:
         return False
     if not _triton.supports_kernel(settings["kernel"]):
         return False

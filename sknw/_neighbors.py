@@ -316,7 +316,12 @@ def _nearest(tree, queries, keys, scale, key_widths, weighted):
     # Any key nearer in u than the tree's nearest lies within this radius.
     radius = distance[:, 0] * largest_key_width / smallest_key_width
     rows, cols = _pairs(tree, scaled, radius * (1 + _RADIUS_MARGIN) + 1e-300)
-    sq = (((queries[rows] - keys[cols]) * scale) ** 2).sum(axis=1)
+    # Summed feature after feature, in the dense path's order, so that keys
+    # tied there are tied here.
+    sq = np.zeros(len(rows))
+    for feature in range(keys.shape[1]):
+        difference = queries[rows, feature] - keys[cols, feature]
+        sq += (difference * scale[feature]) ** 2
     if key_widths is not None:
         sq = sq * (1.0 / key_widths[cols]) ** 2
     smallest = np.full(len(queries), np.inf)

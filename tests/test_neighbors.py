@@ -277,3 +277,16 @@ def test_float32_sample_weight_floor_matches_the_dense_path():
     # takes no part, so the nearest is the one at 5.
     assert_allclose(tree.predict(query), [2.0])
     assert_allclose(dense.predict(query), [2.0])
+
+
+def test_nearest_ties_agree_with_the_dense_path_in_many_features():
+    rng = np.random.default_rng(9)
+    query = rng.normal(size=(1, 12)) * 10
+    offset = rng.normal(size=12)
+    # Two keys mirrored about the query, both far beyond one width, and
+    # others farther still.
+    keys = np.vstack([query + offset, query - offset, query + 3 * offset])
+    keys = np.vstack([keys, rng.normal(size=(40, 12)) * 100])
+    y = rng.normal(size=len(keys))
+    dense, tree = fit_both("epanechnikov", keys, y, bandwidth=0.1)
+    assert_allclose(tree.predict(query), dense.predict(query), rtol=1e-15)
