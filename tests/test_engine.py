@@ -612,3 +612,54 @@ def test_float64_gaussian_accurate_when_the_width_is_tiny_beside_the_range(
     got = nadaraya_watson(queries, keys, values, bandwidth=bandwidth, kernel="gaussian")
     expected = nadaraya_watson_slow(queries, keys, values, bandwidth, "gaussian")
     assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+grid_or_finite = st.sampled_from(
+    [finite_floats, st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 3.0])]
+)
+
+
+@given(
+    st.data(),
+    st.sampled_from(ALL_KERNELS),
+    st.sampled_from([0.0005, 0.01, 1024]),
+    st.sampled_from([np.float64, np.float32]),
+)
+def test_every_path_matches_the_reference_under_any_chunking(
+    data, kernel, working_memory, dtype
+):
+    n_features = data.draw(st.integers(1, 3))
+    elements = data.draw(grid_or_finite)
+    keys = data.draw(
+        arrays(
+            np.float64, (data.draw(st.integers(1, 40)), n_features), elements=elements
+        )
+    )
+    queries = data.draw(
+        arrays(
+            np.float64, (data.draw(st.integers(1, 30)), n_features), elements=elements
+        )
+    )
+    values = data.draw(arrays(np.float64, (len(keys), 2), elements=finite_floats))
+    bandwidth = data.draw(st.sampled_from([0.5, 1.0]) | st.floats(0.05, 20.0))
+    u = np.linalg.norm(queries[:, None] - keys[None], axis=-1) / bandwidth
+    # Within rounding of a compact kernel's edge either side is right;
+    # exactly on it (the dyadic grid) every path agrees.
+    assume(not np.any((np.abs(u - 1) < 1e-6) & (u != 1)))
+    expected = nadaraya_watson_slow(queries, keys, values, bandwidth, kernel)
+    with sklearn.config_context(working_memory=working_memory):
+        got = nadaraya_watson(
+            queries.astype(dtype),
+            keys.astype(dtype),
+            values,
+            bandwidth=bandwidth,
+            kernel=kernel,
+        )
+    scale = max(np.abs(values).max(), 1.0)
+    tolerance = 1e-10 if dtype == np.float64 else 1e-4
+    if dtype == np.float32:
+        # float32 rounds the data itself: compare with the reference on it.
+        expected = nadaraya_watson_slow(
+            queries.astype(dtype), keys.astype(dtype), values, bandwidth, kernel
+        )
+    assert_allclose(got, expected, rtol=tolerance, atol=tolerance * scale)
