@@ -115,7 +115,6 @@ query_widths
     partial : PartialSums
         Float64 arrays, as :func:`sknw._engine.partial_sums` returns.
     """
-    kernel_spec = KERNELS[kernel]
     n_queries, n_values = queries.shape[0], values.shape[1]
     partial = PartialSums(
         log_shift=np.zeros(n_queries),
@@ -131,109 +130,143 @@ query_widths
         bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
     )
     dtype = torch.float32 if numpy_dtype(queries, keys) == np.float32 else None
-    kept_keys, values, settings, kept = positive_weight_keys(
+    keys, values, settings, kept = positive_weight_keys(
         keys, values, settings, dtype or torch.float64
     )
     if kept is not None:
         # The tree was built over all the keys; rebuild over those that
         # take part.
         tree = None
-    keys = kept_keys
-    scale, reference = _scale(bandwidth, keys.shape[1])
-    if tree is None:
-        tree = build_tree(keys, bandwidth)
-    sample_weight = settings["sample_weight"]
-    if sample_weight is None:
-        sample_weight = np.ones(keys.shape[0])
-    weighted = (
-        np.hstack([values, np.ones((values.shape[0], 1))]) * sample_weight[:, None]
-    )
-    key_widths = settings["key_widths"]
-    largest_key_width = 1.0 if key_widths is None else float(np.max(key_widths))
-    width_ratio = 1.0 if key_widths is None else largest_key_width / np.min(key_widths)
-    scaled_keys = keys * scale
-    log_domain = kernel_spec.log_slope is not None
-    power = 1 if kernel_spec.exact_distances else 2
-    largest = np.finfo(np.float64).max
-    with np.errstate(over="ignore", divide="ignore"):
-        # u = distance / reference (the tree's units), as a factor capped at
-        # the largest float so that 0 times it stays 0.
-        u_factor = min(np.float64(1.0) / reference, largest)
-        log_factor = min(np.float64(1.0) / np.float64(reference) ** power, largest)
-        log_factor *= kernel_spec.log_slope or 0.0
+    search = _TreeSearch(keys, values, settings, truncation, tree)
+    budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
+    for outer in _query_batches(search, queries, query_widths, budget):
+        scaled, widths, radius = search.radii(queries[outer], query_widths, outer)
+        neighbors = search.tree.query_radius(scaled, radius)
+        counts = np.fromiter((len(found) for found in neighbors), dtype=np.intp)
+        for inner in _pair_batches(counts, budget):
+            batch = slice(outer.start + inner.start, outer.start + inner.stop)
+            rows = np.repeat(np.arange(inner.stop - inner.start), counts[inner])
+            cols = np.concatenate(neighbors[inner]).astype(np.intp, copy=False)
+            search.sums(
+                partial,
+                batch,
+                queries[batch],
+                scaled[inner],
+                None if widths is None else widths[inner],
+                rows,
+                cols,
+            )
+    partial.log_shift[:] += np.log(weight_scale)
+    partial.nearest_sums[:] *= weight_scale
+    return partial
 
-    def radii(batch):
-        """Each query's search radius, in the tree's units."""
-        scaled = queries[batch] * scale
+
+class _TreeSearch:
+    """Keys, their tree and the kernel, laid out for the batches of queries.
+
+    Coordinates are scaled by ``reference / bandwidth`` (the tree's units
+    are the smallest width), so none grows however small the width.
+    """
+
+    def __init__(self, keys, values, settings, truncation, tree):
+        self.kernel = KERNELS[settings["kernel"]]
+        self.truncation = truncation
+        self.keys = keys
+        self.scale, self.reference = _scale(settings["bandwidth"], keys.shape[1])
+        self.tree = build_tree(keys, settings["bandwidth"]) if tree is None else tree
+        self.scaled_keys = keys * self.scale
+        sample_weight = settings["sample_weight"]
+        if sample_weight is None:
+            sample_weight = np.ones(keys.shape[0])
+        self.weighted = (
+            np.hstack([values, np.ones((values.shape[0], 1))]) * sample_weight[:, None]
+        )
+        self.key_widths = settings["key_widths"]
+        key_widths = np.ones(1) if self.key_widths is None else self.key_widths
+        self.largest_key_width = float(np.max(key_widths))
+        self.width_ratio = self.largest_key_width / float(np.min(key_widths))
+        self.log_domain = self.kernel.log_slope is not None
+        self.power = 1 if self.kernel.exact_distances else 2
+        largest = np.finfo(np.float64).max
+        with np.errstate(over="ignore", divide="ignore"):
+            # u = distance / reference, as factors capped at the largest
+            # float so that 0 times them stays 0.
+            one = np.float64(1.0)
+            self.u_factor = min(one / self.reference, largest)
+            self.log_factor = min(
+                one / np.float64(self.reference) ** self.power, largest
+            )
+            self.log_factor *= self.kernel.log_slope or 0.0
+
+    def radii(self, queries, query_widths, batch):
+        """Scaled queries, their local widths and search radii (tree units)."""
+        scaled = queries * self.scale
         widths = None if query_widths is None else query_widths[batch]
-        # A key j is within reach of query i when u_ij = s_ij / (w_j v_i) < 1.
-        reach = reference * largest_key_width * (1.0 if widths is None else widths)
-        if log_domain:
-            nearest_distance, _ = tree.query(scaled, k=1)
+        # Key j is within reach of query i when u_ij = s_ij / (w_j v_i) < 1.
+        reach = self.reference * self.largest_key_width
+        reach = reach * (1.0 if widths is None else widths)
+        if self.log_domain:
+            nearest_distance, _ = self.tree.query(scaled, k=1)
             radius = _truncation_radius(
-                nearest_distance[:, 0] * width_ratio, reach, kernel_spec, truncation
+                nearest_distance[:, 0] * self.width_ratio,
+                reach,
+                self.kernel,
+                self.truncation,
             )
         else:
             radius = reach * np.ones(len(scaled))
         return scaled, widths, radius * (1 + _RADIUS_MARGIN)
 
-    def _sums_over_pairs(rows, cols, scaled, widths, batch):
-        """The partial sums of the queries ``batch`` from their pairs."""
-        sq = ((scaled[rows] - scaled_keys[cols]) ** 2).sum(axis=1)
-        if key_widths is not None:
-            sq = sq * (1.0 / key_widths[cols]) ** 2
+    def sums(self, partial, batch, queries, scaled, widths, rows, cols):
+        """Fill ``partial`` on the rows ``batch`` from their (row, key) pairs.
+
+        Log-shifts and nearest sums are left for the caller to scale by the
+        largest sample weight.
+        """
+        sq = ((scaled[rows] - self.scaled_keys[cols]) ** 2).sum(axis=1)
+        if self.key_widths is not None:
+            sq = sq * (1.0 / self.key_widths[cols]) ** 2
         if widths is not None:
             sq = sq * (1.0 / widths[rows]) ** 2
         beyond = np.zeros(len(scaled), dtype=bool)
-        if log_domain:
-            argument = np.sqrt(sq) if power == 1 else sq
+        if self.log_domain:
+            argument = np.sqrt(sq) if self.power == 1 else sq
             row_min = np.full(len(scaled), np.inf)
             np.minimum.at(row_min, rows, argument)
             # Shifted by the row's smallest argument before the factor, as
             # the dense path does: the nearest key gets weight 1 at any width.
             with np.errstate(over="ignore", invalid="ignore"):
-                weights = np.exp((argument - row_min[rows]) * log_factor)
-                log_shift = row_min * log_factor
+                weights = np.exp((argument - row_min[rows]) * self.log_factor)
+                log_shift = row_min * self.log_factor
             weights[np.isnan(weights)] = 0.0
             # A row whose nearest weight is beyond float64 is reported as its
             # nearest keys, as on the dense path.
             beyond = ~np.isfinite(log_shift)
             partial.log_shift[batch] = np.where(beyond, 0.0, log_shift)
-            partial.log_shift[batch] += np.log(weight_scale)
         else:
             with np.errstate(over="ignore"):
-                u = np.sqrt(sq) * u_factor
-            weights = _numpy_kernel(kernel_spec, u)
-            partial.log_shift[batch] = np.log(weight_scale)
-        sums = np.zeros((len(scaled), n_values + 1))
-        for column in range(n_values + 1):
+                u = np.sqrt(sq) * self.u_factor
+            weights = self.kernel.function(torch.as_tensor(u)).numpy()
+        sums = np.zeros((len(scaled), self.weighted.shape[1]))
+        for column in range(self.weighted.shape[1]):
             sums[:, column] = np.bincount(
-                rows, weights * weighted[cols, column], minlength=len(scaled)
+                rows, weights * self.weighted[cols, column], minlength=len(scaled)
             )
         empty = ~(sums[:, -1] > 0) | beyond
         if np.any(empty):
             positions = np.flatnonzero(empty)
             nearest, nearest_sums = _nearest(
-                tree, queries[batch][positions], keys, scale, key_widths, weighted
+                self.tree,
+                queries[positions],
+                self.keys,
+                self.scale,
+                self.key_widths,
+                self.weighted,
             )
             partial.nearest[batch][positions] = nearest
-            partial.nearest_sums[batch][positions] = nearest_sums * weight_scale
+            partial.nearest_sums[batch][positions] = nearest_sums
             sums[empty] = 0.0
         partial.sums[batch] = sums
-
-    budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
-    for outer in _query_batches(tree, n_queries, budget, radii):
-        scaled_outer, widths_outer, radius = radii(outer)
-        neighbors = tree.query_radius(scaled_outer, radius)
-        counts = np.fromiter((len(found) for found in neighbors), dtype=np.intp)
-        for inner in _pair_batches(counts, budget):
-            batch = slice(outer.start + inner.start, outer.start + inner.stop)
-            scaled = scaled_outer[inner]
-            widths = None if widths_outer is None else widths_outer[inner]
-            rows = np.repeat(np.arange(len(scaled)), counts[inner])
-            cols = np.concatenate(neighbors[inner]).astype(np.intp, copy=False)
-            _sums_over_pairs(rows, cols, scaled, widths, batch)
-    return partial
 
 
 def truncation_radius(kernel_spec, truncation):
@@ -255,7 +288,7 @@ def _pair_batches(counts, budget):
         start = stop
 
 
-def _query_batches(tree, n_queries, budget, radii):
+def _query_batches(search, queries, query_widths, budget):
     """Query slices of about ``budget`` (query, neighbour) pairs each.
 
     The number of neighbours per query is estimated from a sample of up to
@@ -265,9 +298,11 @@ def _query_batches(tree, n_queries, budget, radii):
     are then processed in slices of at most ``budget`` by
     :func:`_pair_batches`.
     """
-    sample = np.unique(np.linspace(0, n_queries - 1, min(n_queries, 256)).astype(int))
-    scaled, _, radius = radii(sample)
-    counts = tree.query_radius(scaled, radius, count_only=True)
+    n_queries = queries.shape[0]
+    sample = np.linspace(0, n_queries - 1, min(n_queries, 256)).astype(int)
+    sample = np.unique(sample)
+    scaled, _, radius = search.radii(queries[sample], query_widths, sample)
+    counts = search.tree.query_radius(scaled, radius, count_only=True)
     per_query = max(2.0 * np.percentile(counts, 99), 1.0)
     return gen_batches(n_queries, max(1, int(budget // per_query)))
 
@@ -296,10 +331,6 @@ def _pairs(tree, scaled, radius):
     rows = np.repeat(np.arange(len(scaled)), counts)
     cols = np.concatenate(neighbors) if len(neighbors) else np.zeros(0, np.intp)
     return rows, cols.astype(np.intp, copy=False)
-
-
-def _numpy_kernel(kernel_spec, u):
-    return kernel_spec.function(torch.as_tensor(u)).numpy()
 
 
 def _nearest(tree, queries, keys, scale, key_widths, weighted):
