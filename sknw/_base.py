@@ -382,7 +382,7 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _engine_settings(self, X):
         """Keyword arguments of the engine for predicting at ``X``."""
-        check_coordinates(X)
+        check_coordinates(X, dtype=numpy_dtype(X, self._fit_X))
         query_widths = None
         if self.adaptive == "query":
             query_widths = np.maximum(

@@ -131,7 +131,9 @@ class NadarayaWatsonClassifier(ClassifierMixin, _BaseNadarayaWatson):
     Weights are computed as in :class:`NadarayaWatsonRegressor`: in the log
     domain for the Gaussian and exponential kernels, and a query with zero
     total weight under a compact kernel takes the labels of its nearest
-    training samples. Compact kernels can give a class probability of exactly
+    training samples; sample weights, dtypes, coordinate limits and the
+    ``algorithm`` behave as there. Compact kernels can give a class
+    probability of exactly
     0, whose ``predict_log_proba`` is ``-inf``. ``predict`` breaks ties
     between equally probable classes in favour of the first in ``classes_``.
 

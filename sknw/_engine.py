@@ -3,6 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -209,13 +210,14 @@ class _Problem:
             log_weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype])
             # A row whose largest log-weight is beyond float64 (a width so
             # small that even the nearest key's weight underflows) holds the
-            # indicator of its nearest keys; it is reported as such, so that
-            # sums over other keys merge with it by distance.
+            # indicator of its nearest keys; it is reported as such, with a
+            # shift of -inf, so that sums over nearer keys elsewhere prevail
+            # and otherwise the nearest keys of every set merge by distance.
             beyond = ~np.isfinite(log_shift)
             if np.any(beyond):
                 row_min = row_min.to(torch.float64).ravel().cpu().numpy()
                 nearest[beyond] = row_min[beyond] ** (3 - self.power)
-                log_shift[beyond] = 0.0
+                log_shift[beyond] = -np.inf
             return log_weights.exp_(), log_shift, nearest
 
         sq = self.squared_distances(queries * self.scale)
@@ -817,9 +819,10 @@ def positive_weight_keys(keys, values, settings, dtype):
 
     Scaling changes no average, and keeps a float32 sum of weighted values
     from overflowing. A key whose scaled weight is below
-    ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in float64) takes no
-    part, not even as the nearest: the kernel weights stop at e^-87 (e^-708)
-    of a row's largest, so the dtype cannot hold the ratio.
+    ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in float64), or below
+    n_keys times e^-87 (e^-708) over the dtype's precision, takes no part,
+    not even as the nearest: the kernel weights stop at e^-87 (e^-708) of a
+    row's largest, and n far keys at that floor must not outweigh it.
 
     Parameters
     ----------
@@ -845,7 +848,12 @@ def positive_weight_keys(keys, values, settings, dtype):
         return keys, values, settings, None
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     sample_weight = sample_weight / sample_weight.max()
-    floor = _SAMPLE_WEIGHT_FLOOR[dtype]
+    # Each far key's weight is floored at e^-87 (e^-708): n of them together
+    # must stay below the precision of the lightest key that takes part.
+    n_floor = (
+        keys.shape[0] * math.exp(_LOG_WEIGHT_FLOOR[dtype]) / torch.finfo(dtype).eps
+    )
+    floor = max(_SAMPLE_WEIGHT_FLOOR[dtype], n_floor)
     settings = dict(settings, sample_weight=sample_weight)
     if np.all(sample_weight > floor):
         return keys, values, settings, None

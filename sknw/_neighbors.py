@@ -137,8 +137,8 @@ query_widths
         # The tree was built over all the keys; rebuild over those that
         # take part.
         tree = None
-    search = _TreeSearch(keys, values, settings, truncation, tree)
     budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
+    search = _TreeSearch(keys, values, settings, truncation, tree, budget)
     for outer in _query_batches(search, queries, query_widths, budget):
         scaled, widths, radius = search.radii(queries[outer], query_widths, outer)
         neighbors = search.tree.query_radius(scaled, radius)
@@ -168,8 +168,9 @@ class _TreeSearch:
     are the smallest width), so none grows however small the width.
     """
 
-    def __init__(self, keys, values, settings, truncation, tree):
+    def __init__(self, keys, values, settings, truncation, tree, budget):
         self.kernel = KERNELS[settings["kernel"]]
+        self.budget = budget
         self.truncation = truncation
         self.keys = keys
         self.scale, self.reference = _scale(settings["bandwidth"], keys.shape[1])
@@ -242,7 +243,7 @@ class _TreeSearch:
             # A row whose nearest weight is beyond float64 is reported as its
             # nearest keys, as on the dense path.
             beyond = ~np.isfinite(log_shift)
-            partial.log_shift[batch] = np.where(beyond, 0.0, log_shift)
+            partial.log_shift[batch] = np.where(beyond, -np.inf, log_shift)
         else:
             with np.errstate(over="ignore"):
                 u = np.sqrt(sq) * self.u_factor
@@ -262,6 +263,7 @@ class _TreeSearch:
                 self.scale,
                 self.key_widths,
                 self.weighted,
+                self.budget,
             )
             partial.nearest[batch][positions] = nearest
             partial.nearest_sums[batch][positions] = nearest_sums
@@ -321,7 +323,7 @@ def _truncation_radius(nearest_distance, reach, kernel_spec, truncation):
     drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
     if kernel_spec.exact_distances:
         return nearest_distance + reach * drop
-    return np.sqrt(nearest_distance**2 + reach**2 * drop)
+    return np.hypot(nearest_distance, reach * np.sqrt(drop))
 
 
 def _pairs(tree, scaled, radius):
@@ -333,13 +335,26 @@ def _pairs(tree, scaled, radius):
     return rows, cols.astype(np.intp, copy=False)
 
 
-def _nearest(tree, queries, keys, scale, key_widths, weighted):
+def _nearest(tree, queries, keys, scale, key_widths, weighted, budget):
     """Nearest keys of queries that reach none, ties included.
 
     Distances are compared as the dense path compares them: squared
     coordinate differences of the data as given, times the scale
-    ``reference / bandwidth``, divided by the key's width squared.
+    ``reference / bandwidth``, divided by the key's width squared. With
+    local widths every key may be a candidate, so queries are taken a few at
+    a time, within ``budget`` pairs.
     """
+    smallest = np.full(len(queries), np.inf)
+    sums = np.zeros((len(queries), weighted.shape[1]))
+    for part in gen_batches(len(queries), max(1, budget // len(keys))):
+        smallest[part], sums[part] = _nearest_of(
+            tree, queries[part], keys, scale, key_widths, weighted
+        )
+    return smallest, sums
+
+
+def _nearest_of(tree, queries, keys, scale, key_widths, weighted):
+    """:func:`_nearest` for one batch of queries."""
     scaled = queries * scale
     largest_key_width = 1.0 if key_widths is None else float(np.max(key_widths))
     smallest_key_width = 1.0 if key_widths is None else float(np.min(key_widths))

@@ -161,18 +161,21 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     weighted average of the targets of its nearest training samples (the
     limit the Gaussian reaches far from the data).
 
-    In float64 the Gaussian's squared distances come from the expansion
-    ``|q|^2 - 2 q.k + |k|^2`` on data centred on the middle of the training range,
-    so predictions do not change when X and the queries are translated
-    together; the other kernels, and the Gaussian in float32, use coordinate
-    differences. Queries are processed in chunks sized so that the (chunk,
+    Squared distances are summed from coordinate differences, except for
+    the Gaussian in float64 with two features or more while the data lie
+    within 1e3 widths of the middle of the training range: there they come
+    from the expansion ``|q|^2 - 2 q.k + |k|^2`` on data centred there, so
+    predictions do not change when X and the queries are translated
+    together. Queries are processed in chunks sized so that the (chunk,
     n_samples) blocks fit in ``sklearn.get_config()["working_memory"]`` (and
     about 4 MiB each). float32 input computes in float32 (and returns
     float32); any other input in float64.
 
     Training samples of zero ``sample_weight`` take no part in prediction,
     nor those below 1e-30 (float32) or 1e-290 (float64) of the largest
-    weight.
+    weight, or below n_samples times 1.4e-31 (float32) or 1.5e-292 (float64)
+    of it. Coordinates beyond 1e18 (float32) or 1e150 (float64) in
+    magnitude are refused: their squared distances would overflow.
 
     References
     ----------

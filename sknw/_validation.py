@@ -104,13 +104,16 @@ def check_device(device):
     return resolve_device(device)
 
 
-def largest_coordinate(dtype):
+def largest_coordinate(dtype, n_features=1):
     """The largest magnitude of a coordinate whose squared distances to
-    others stay finite in ``dtype`` (float32, or float64 for any other)."""
-    return 1e18 if np.dtype(dtype) == np.float32 else 1e150
+    others stay finite in ``dtype`` (float32, or float64 for any other):
+    1e18 (1e150), and less with hundreds of features."""
+    dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+    limit = 1e18 if dtype == np.float32 else 1e150
+    return min(limit, 0.25 * float(np.sqrt(np.finfo(dtype).max / n_features)))
 
 
-def check_coordinates(X, name="X", largest=None):
+def check_coordinates(X, name="X", largest=None, dtype=None):
     """Refuse coordinates so large that squared distances would overflow.
 
     Parameters
@@ -121,14 +124,17 @@ def check_coordinates(X, name="X", largest=None):
         Its name in the message.
     largest : float, default=None
         The largest magnitude in ``X`` when already known.
+    dtype : dtype, default=None
+        The dtype computed in; that of ``X`` when None.
     """
-    limit = largest_coordinate(X.dtype)
+    dtype = X.dtype if dtype is None else dtype
+    limit = largest_coordinate(dtype, X.shape[-1] if X.ndim == 2 else 1)
     if largest is None:
         largest = float(np.abs(X).max(initial=0))
     if largest > limit:
         raise ValueError(
             f"{name} has values up to {largest:.3g} in magnitude; in "
-            f"{np.dtype(X.dtype).name} sknw takes values up to {limit:g}, beyond "
+            f"{np.dtype(dtype).name} sknw takes values up to {limit:g}, beyond "
             "which squared distances overflow. Rescale the data (and the "
             "bandwidth) first."
         )

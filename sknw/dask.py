@@ -393,7 +393,9 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
         if name in ("X_train", "X"):
             both_float32 = X_train.dtype == np.float32 and X.dtype == np.float32
             dtype = np.float32 if both_float32 else np.float64
-            check_coordinates(np.empty(0, dtype=dtype), name, float(largest))
+            check_coordinates(
+                np.empty((0, X_train.shape[1]), dtype=dtype), name, float(largest)
+            )
     if negative:
         raise ValueError("sample_weight must be >= 0; it has negative values.")
     if not positive:

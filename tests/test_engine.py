@@ -663,3 +663,31 @@ def test_every_path_matches_the_reference_under_any_chunking(
             queries.astype(dtype), keys.astype(dtype), values, bandwidth, kernel
         )
     assert_allclose(got, expected, rtol=tolerance, atol=tolerance * scale)
+
+
+def test_merge_prefers_a_finite_part_over_one_beyond_float64():
+    keys = np.array([[1e-5, 0.0], [1e5, 0.0]])
+    values = np.array([[1.0], [2.0]])
+    queries = np.zeros((1, 2))
+    settings = dict(bandwidth=1e-150, kernel="gaussian")
+    merged = _split_and_merge(queries, keys, values, np.array([0, 1]), 2, **settings)
+    assert_allclose(merged, [[1.0]])
+    assert_allclose(nadaraya_watson(queries, keys, values, **settings), [[1.0]])
+
+
+def test_many_light_samples_cannot_outweigh_the_nearest_through_the_floor():
+    rng = np.random.default_rng(10)
+    keys = np.vstack([[[0.0, 0.0]], rng.uniform(50, 60, size=(20000, 2))])
+    values = np.r_[0.0, np.ones(20000)][:, None]
+    sample_weight = np.r_[1e-29, np.ones(20000)]
+    got = nadaraya_watson(
+        np.zeros((1, 2), dtype=np.float32),
+        keys.astype(np.float32),
+        values,
+        bandwidth=0.1,
+        kernel="gaussian",
+        sample_weight=sample_weight,
+    )
+    # The light sample's weight is below what n floored weights can hold in
+    # float32: it takes no part, and the far samples decide.
+    assert_allclose(got, [[1.0]])

@@ -290,3 +290,9 @@ def test_nearest_ties_agree_with_the_dense_path_in_many_features():
     y = rng.normal(size=len(keys))
     dense, tree = fit_both("epanechnikov", keys, y, bandwidth=0.1)
     assert_allclose(tree.predict(query), dense.predict(query), rtol=1e-15)
+
+
+def test_truncated_tree_at_a_huge_width_equals_the_dense_path():
+    X, y, queries, _ = make_data(seed=11)
+    dense, tree = fit_both("gaussian", X, y, bandwidth=1e200, truncation=1e-12)
+    assert_allclose(tree.predict(queries), dense.predict(queries), rtol=1e-12)

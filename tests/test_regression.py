@@ -645,3 +645,14 @@ def test_learning_a_flat_kernel_is_refused(kernel):
     X = np.linspace(0, 1, 20)[:, None]
     with pytest.raises(ValueError, match="piecewise constant in the width"):
         NadarayaWatsonRegressor(kernel=kernel, learn_bandwidth=True).fit(X, X[:, 0])
+
+
+def test_coordinate_limit_follows_the_compute_dtype_and_the_features():
+    X = np.array([[0.0], [1e19]])
+    model = NadarayaWatsonRegressor(bandwidth=1e18).fit(X, [0.0, 1.0])
+    # float32 queries against float64 data compute in float64.
+    assert np.isfinite(model.predict(X.astype(np.float32))).all()
+    wide = np.full((3, 400), 9e17, dtype=np.float32)
+    wide[1] *= -1
+    with pytest.raises(ValueError, match="squared distances overflow"):
+        NadarayaWatsonRegressor(bandwidth=1e18).fit(wide, [0.0, 1.0, 2.0])
