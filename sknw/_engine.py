@@ -560,38 +560,29 @@ def partial_sums(
         disjoint sets of keys, into the predictions over their union.
     """
     dtype = compute_dtype(queries, keys)
-    n_queries, n_values = queries.shape[0], values.shape[1]
-    partial = PartialSums(
-        log_shift=np.zeros(n_queries),
-        sums=np.zeros((n_queries, n_values + 1)),
-        nearest=np.full(n_queries, np.inf),
-        nearest_sums=np.zeros((n_queries, n_values + 1)),
-    )
+    partial, no_keys = start_partial_sums(queries, keys, values, sample_weight)
+    if no_keys:
+        return partial
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
-    if keys.shape[0] == 0 or _weight_scale(sample_weight) == 0:
-        partial.log_shift[:] = -np.inf
-        return partial
     weight_scale = _weight_scale(sample_weight)
     keys, values, settings, _ = positive_weight_keys(keys, values, settings, dtype)
     if _fused_route(queries, keys, settings, dtype):
         return _fused_partial_sums(
             queries, keys, values, settings, weight_scale, partial
         )
-    weighted_values = None
+    weighted_values_t = None
     for batch, (weights, log_shift, nearest), problem in _chunks(
         queries, keys, settings, dtype
     ):
-        if weighted_values is None:
+        if weighted_values_t is None:
             # One product gives the weighted sums and the totals together;
             # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times
             # faster than the other orientation for so few columns.
-            augmented = np.hstack([values, np.ones((values.shape[0], 1))])
-            weighted_values = (
-                problem.to_tensor(augmented.T) * problem.sample_weight
-            ).contiguous()
-        sums = (weighted_values @ weights.T).T.cpu().numpy().astype(np.float64)
+            weighted = weighted_values(values, settings["sample_weight"])
+            weighted_values_t = problem.to_tensor(weighted.T)
+        sums = (weighted_values_t @ weights.T).T.cpu().numpy().astype(np.float64)
         empty = np.isfinite(nearest)
         partial.nearest_sums[batch][empty] = sums[empty] * weight_scale
         sums[empty] = 0.0
@@ -644,11 +635,7 @@ def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
         np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
     )
     sample_weight = settings["sample_weight"]
-    if sample_weight is None:
-        sample_weight = np.ones(keys.shape[0])
-    weighted = (
-        np.hstack([values, np.ones((values.shape[0], 1))]) * sample_weight[:, None]
-    )
+    weighted = weighted_values(values, sample_weight)
 
     def tensor(array):
         array = np.ascontiguousarray(array, dtype=np.float32)
@@ -717,6 +704,50 @@ def combine_partial_sums(partials):
             for tied, p in zip(nearest == closest, partials)
         ),
     )
+
+
+def start_partial_sums(queries, keys, values, sample_weight):
+    """Zeroed partial sums of the queries, and whether no key takes part.
+
+    Returns
+    -------
+    partial : PartialSums
+        With a shift of -inf on every row when no key takes part (no keys,
+        or all their sample weights 0).
+    no_keys : bool
+    """
+    n_queries, n_values = queries.shape[0], values.shape[1]
+    partial = PartialSums(
+        log_shift=np.zeros(n_queries),
+        sums=np.zeros((n_queries, n_values + 1)),
+        nearest=np.full(n_queries, np.inf),
+        nearest_sums=np.zeros((n_queries, n_values + 1)),
+    )
+    no_keys = keys.shape[0] == 0 or _weight_scale(sample_weight) == 0
+    if no_keys:
+        partial.log_shift[:] = -np.inf
+    return partial, no_keys
+
+
+def weighted_values(values, sample_weight):
+    """The values with a column of ones, times the sample weights.
+
+    Their weighted sums are the numerators, and the last one the
+    denominator, of the Nadaraya-Watson averages.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_keys, n_values)
+    sample_weight : ndarray of shape (n_keys,) or None
+
+    Returns
+    -------
+    weighted : ndarray of shape (n_keys, n_values + 1)
+    """
+    weighted = np.hstack([values, np.ones((values.shape[0], 1))])
+    if sample_weight is not None:
+        weighted *= np.asarray(sample_weight, dtype=np.float64)[:, None]
+    return weighted
 
 
 def merge_partial_sums(partials):

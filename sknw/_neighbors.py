@@ -10,11 +10,12 @@ from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import gen_batches
 
 from sknw._engine import (
-    PartialSums,
     _settings,
     _weight_scale,
-    numpy_dtype,
+    compute_dtype,
     positive_weight_keys,
+    start_partial_sums,
+    weighted_values,
 )
 from sknw._kernels import KERNELS
 
@@ -115,23 +116,15 @@ query_widths
     partial : PartialSums
         Float64 arrays, as :func:`sknw._engine.partial_sums` returns.
     """
-    n_queries, n_values = queries.shape[0], values.shape[1]
-    partial = PartialSums(
-        log_shift=np.zeros(n_queries),
-        sums=np.zeros((n_queries, n_values + 1)),
-        nearest=np.full(n_queries, np.inf),
-        nearest_sums=np.zeros((n_queries, n_values + 1)),
-    )
-    if keys.shape[0] == 0 or _weight_scale(sample_weight) == 0:
-        partial.log_shift[:] = -np.inf
+    partial, no_keys = start_partial_sums(queries, keys, values, sample_weight)
+    if no_keys:
         return partial
     weight_scale = _weight_scale(sample_weight)
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
     )
-    dtype = torch.float32 if numpy_dtype(queries, keys) == np.float32 else None
     keys, values, settings, kept = positive_weight_keys(
-        keys, values, settings, dtype or torch.float64
+        keys, values, settings, compute_dtype(queries, keys)
     )
     if kept is not None:
         # The tree was built over all the keys; rebuild over those that
@@ -176,12 +169,7 @@ class _TreeSearch:
         self.scale, self.reference = _scale(settings["bandwidth"], keys.shape[1])
         self.tree = build_tree(keys, settings["bandwidth"]) if tree is None else tree
         self.scaled_keys = keys * self.scale
-        sample_weight = settings["sample_weight"]
-        if sample_weight is None:
-            sample_weight = np.ones(keys.shape[0])
-        self.weighted = (
-            np.hstack([values, np.ones((values.shape[0], 1))]) * sample_weight[:, None]
-        )
+        self.weighted = weighted_values(values, settings["sample_weight"])
         self.key_widths = settings["key_widths"]
         key_widths = np.ones(1) if self.key_widths is None else self.key_widths
         self.largest_key_width = float(np.max(key_widths))
