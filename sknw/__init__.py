@@ -3,9 +3,9 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
-from sknw._classification import NadarayaWatsonClassifier
+from sknw._classification import NadarayaWatsonClassifier, NadarayaWatsonClassifierCV
 from sknw._plot import AttentionWeightsDisplay, FittedCurveDisplay, LossCurveDisplay
-from sknw._regression import NadarayaWatsonRegressor
+from sknw._regression import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 
 __version__ = "0.1.0.dev0"
 
@@ -14,6 +14,8 @@ __all__ = [
     "FittedCurveDisplay",
     "LossCurveDisplay",
     "NadarayaWatsonClassifier",
+    "NadarayaWatsonClassifierCV",
     "NadarayaWatsonRegressor",
+    "NadarayaWatsonRegressorCV",
     "__version__",
 ]

@@ -144,3 +144,63 @@ def nearest_neighbor_distances(X, n_neighbors, queries=None):
     neighbors = NearestNeighbors(n_neighbors=n_neighbors).fit(X)
     distances, _ = neighbors.kneighbors(queries)
     return distances[:, -1]
+
+
+def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
+    """Distance at which the weights of the nearest samples add up to
+    ``n_neighbors``: a k-th neighbour distance with frequency weights.
+
+    An integer weight counts as that many copies of the row, so the result
+    equals :func:`nearest_neighbor_distances` on the data with repeated rows.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Samples of positive weight.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Their frequency weights; None is all ones.
+    n_neighbors : int
+        The weight to reach.
+    queries : ndarray of shape (n_queries, n_features), default=None
+        Points to measure from; None measures from each sample to the others
+        (one unit of its own weight, or all of it below 1, is itself; the
+        rest are copies at distance 0).
+
+    Returns
+    -------
+    distances : ndarray of shape (n_samples,) or (n_queries,)
+        Where the weight is not reached even with every sample, the distance
+        to the farthest.
+    clipped : bool
+        Whether that happened for some point.
+    """
+    n_samples = X.shape[0]
+    weight = np.ones(n_samples) if sample_weight is None else sample_weight
+    leave_out = queries is None
+    queries = X if leave_out else queries
+    distances = np.zeros(queries.shape[0])
+    clipped = False
+    if n_samples == 0:
+        return distances, True
+    neighbors = NearestNeighbors().fit(X)
+    pending = np.arange(queries.shape[0])
+    n_asked = min(n_samples, n_neighbors + 1)
+    # Integer weights add up exactly; a relative slack absorbs rounding of
+    # fractional ones.
+    target = n_neighbors * (1 - 1e-12)
+    while pending.size:
+        found, index = neighbors.kneighbors(queries[pending], n_neighbors=n_asked)
+        cumulative = np.cumsum(weight[index], axis=1)
+        if leave_out:
+            cumulative -= np.minimum(weight[pending], 1)[:, None]
+        reached = cumulative >= target
+        done = reached.any(axis=1)
+        first = reached.argmax(axis=1)
+        distances[pending[done]] = found[done, first[done]]
+        if n_asked == n_samples:
+            distances[pending[~done]] = found[~done, -1]
+            clipped = clipped or bool(np.any(~done))
+            break
+        pending = pending[~done]
+        n_asked = min(n_samples, 2 * n_asked)
+    return distances, clipped

@@ -3,6 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sknw._bandwidth import BANDWIDTH_RULES, nearest_neighbor_distances
+from sknw._bandwidth import BANDWIDTH_RULES, weighted_neighbor_distances
 from sknw._engine import (
     attention,
     compute_dtype,
@@ -23,7 +24,7 @@ from sknw._engine import (
     resolve_device,
 )
 from sknw._kernels import KERNELS
-from sknw._loo import LBFGS_MAX_SAMPLES, LEARNING_RATES, learn_bandwidth
+from sknw._loo import learn_bandwidth
 from sknw._neighbors import (
     build_tree,
     neighbor_fraction,
@@ -48,7 +49,7 @@ AUTO_TREE_MAX_FRACTION = 0.05
 
 
 class _BaseNadarayaWatson(BaseEstimator):
-    """Parameters, fit preamble and attention weights of both estimators."""
+    """Parameters, fit preamble and attention weights of every estimator."""
 
     _parameter_constraints: dict = {
         "kernel": [StrOptions(set(KERNELS)), callable],
@@ -59,24 +60,13 @@ class _BaseNadarayaWatson(BaseEstimator):
         ],
         "adaptive": [StrOptions({"sample", "query"}), None],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        "learn_bandwidth": ["boolean"],
-        "solver": [StrOptions({"auto", "lbfgs", "sgd", "adam"})],
-        "learning_rate": [
-            Interval(Real, 0, None, closed="neither"),
-            StrOptions({"auto"}),
-        ],
-        "batch_size": [
-            Interval(Integral, 1, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
         "algorithm": [StrOptions({"auto", "dense", "tree"})],
         "truncation": [Interval(Real, 0, 1, closed="neither"), None],
         "device": [str, torch.device],
     }
+
+    # Whether fit learns the width by leave-one-out (the CV estimators).
+    _learns_bandwidth = False
 
     def __init__(
         self,
@@ -85,14 +75,6 @@ class _BaseNadarayaWatson(BaseEstimator):
         *,
         adaptive=None,
         n_neighbors=10,
-        learn_bandwidth=False,
-        solver="auto",
-        learning_rate="auto",
-        batch_size="auto",
-        max_iter=100,
-        tol=1e-4,
-        random_state=None,
-        verbose=0,
         algorithm="auto",
         truncation=None,
         device="cpu",
@@ -101,14 +83,6 @@ class _BaseNadarayaWatson(BaseEstimator):
         self.bandwidth = bandwidth
         self.adaptive = adaptive
         self.n_neighbors = n_neighbors
-        self.learn_bandwidth = learn_bandwidth
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.verbose = verbose
         self.algorithm = algorithm
         self.truncation = truncation
         self.device = device
@@ -137,39 +111,58 @@ class _BaseNadarayaWatson(BaseEstimator):
         check_coordinates(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], np.float64)
         if callable(self.kernel):
-            if self.learn_bandwidth:
+            if self._learns_bandwidth:
                 raise ValueError(
-                    "learn_bandwidth=True needs a named kernel: the leave-one-out "
-                    "gradient is taken through torch, and a callable kernel works "
-                    "on NumPy arrays."
+                    f"{type(self).__name__} needs a named kernel: the leave-one-out "
+                    "loss is differentiated in closed form for each named kernel, "
+                    "and a callable kernel gives weights only."
                 )
             check_kernel_callable(self.kernel)
         if not isinstance(self.bandwidth, (str, Real)):
             check_bandwidth_array(self.bandwidth, X.shape[1])
-        n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
-        if self.adaptive is not None and n_used <= self.n_neighbors:
-            raise ValueError(
-                f"adaptive={self.adaptive!r} with n_neighbors={self.n_neighbors} "
-                f"needs at least {self.n_neighbors + 1} samples of positive weight; "
-                f"got n_samples = {n_used}."
-            )
-        if self.learn_bandwidth:
+        if self._learns_bandwidth:
+            n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
             if n_used < 2:
                 raise ValueError(
-                    "learn_bandwidth=True needs at least 2 samples of positive "
+                    f"{type(self).__name__} needs at least 2 samples of positive "
                     f"weight to leave one out; got n_samples = {n_used}."
                 )
             name = KERNELS[self.kernel].function.__name__
             if name in ("tophat", "constant"):
                 raise ValueError(
-                    f"learn_bandwidth=True cannot learn the width of the {name} "
+                    f"{type(self).__name__} cannot learn the width of the {name} "
                     "kernel: its leave-one-out loss is piecewise constant in the "
-                    "width, so its gradient is 0. Tune the width with "
+                    "width, so its gradient is 0. Tune the width of "
+                    "NadarayaWatsonRegressor or NadarayaWatsonClassifier with "
                     "GridSearchCV instead."
                 )
         self._check_algorithm()
         check_device(self.device)
         return sample_weight
+
+    def _fit_common(self, X, values, sample_weight, loss):
+        """Everything ``fit`` does once X, the values and the weights are
+        validated: local widths, the bandwidth (learned when asked), the
+        prediction path, and the fitted configuration."""
+        local_widths = self._local_widths(X, sample_weight)
+        self.bandwidth_, learning = self._fit_bandwidth(
+            X, values, sample_weight, local_widths, loss
+        )
+        if learning is not None:
+            self.loss_curve_, self.n_iter_ = learning
+        self._fit_method, self._tree = self._fit_algorithm(X, sample_weight)
+        self._fit_X = X
+        self._fit_values = values
+        self._fit_sample_weight = sample_weight
+        self._local_widths_fit = local_widths
+        # Prediction uses the configuration fit saw, whatever set_params
+        # changes until the next fit.
+        self._fit_config = dict(
+            kernel=self.kernel,
+            adaptive=self.adaptive,
+            n_neighbors=self.n_neighbors,
+            truncation=self.truncation,
+        )
 
     def _check_algorithm(self):
         """Refuse an ``algorithm`` and ``truncation`` the kernel cannot use."""
@@ -256,43 +249,51 @@ class _BaseNadarayaWatson(BaseEstimator):
         return "tree", tree
 
     def _local_widths(self, X, sample_weight):
-        """Neighbour distances for ``adaptive``.
+        """Local width factors for ``adaptive``.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_samples, n_features)
-            Training inputs.
-        sample_weight : ndarray of shape (n_samples,) or None
-            Samples of zero weight are nobody's neighbour.
+        Each training sample's weighted k-th neighbour distance (the distance
+        at which the other samples' weights add up to ``n_neighbors``),
+        divided by their weighted geometric mean, so that ``bandwidth``
+        keeps its meaning as the typical width. A distance of 0 (more
+        duplicates than neighbours) is raised to the smallest positive one.
 
         Returns
         -------
         local_widths : ndarray of shape (n_samples,) or None
-            Each sample's distance to its n_neighbors-th other sample, with
-            0 (more duplicates than neighbours) raised to the smallest positive
-            such distance; None without ``adaptive``.
-        neighbor_X : ndarray of shape (n_used, n_features) or None
-            The samples that are neighbours.
-        floor : float or None
-            The smallest positive distance, which also floors the queries'
-            distances under ``adaptive="query"``.
+            None without ``adaptive``.
         """
+        self._neighbor_X = self._neighbor_weight = None
+        self._local_width_floor = self._local_width_scale = None
         if self.adaptive is None:
-            return None, None, None
+            return None
         used = (
             np.ones(X.shape[0], dtype=bool)
             if sample_weight is None
             else (sample_weight > 0)
         )
-        neighbor_X = X[used]
+        self._neighbor_X = X[used]
+        self._neighbor_weight = None if sample_weight is None else sample_weight[used]
         distances = np.zeros(X.shape[0])
-        distances[used] = nearest_neighbor_distances(neighbor_X, self.n_neighbors)
-        positive = distances[distances > 0]
+        distances[used], clipped = weighted_neighbor_distances(
+            self._neighbor_X, self._neighbor_weight, self.n_neighbors
+        )
+        if clipped:
+            warnings.warn(
+                f"adaptive={self.adaptive!r}: the other samples' weights add up "
+                f"to less than n_neighbors={self.n_neighbors} for some samples; "
+                "their local widths use the farthest sample instead.",
+                UserWarning,
+            )
+        positive = distances[used][distances[used] > 0]
         floor = float(positive.min()) if positive.size else 1.0
-        return np.maximum(distances, floor), neighbor_X, floor
+        distances = np.maximum(distances, floor)
+        weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        scale = float(np.exp(np.average(np.log(distances[used]), weights=weight[used])))
+        self._local_width_floor, self._local_width_scale = floor, scale
+        return distances / scale
 
     def _fit_bandwidth(self, X, values, sample_weight, local_widths, loss):
-        """The bandwidth in use, learned when asked.
+        """The bandwidth in use, learned by the CV estimators.
 
         Parameters
         ----------
@@ -303,7 +304,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         sample_weight : ndarray of shape (n_samples,) or None
             Sample weights.
         local_widths : ndarray of shape (n_samples,) or None
-            Neighbour distances for ``adaptive``.
+            Local width factors for ``adaptive``.
         loss : {"squared_error", "log_loss"}
             The leave-one-out loss to minimise.
 
@@ -315,16 +316,8 @@ class _BaseNadarayaWatson(BaseEstimator):
             None when the width is not learned.
         """
         bandwidth = self._resolve_bandwidth(X, sample_weight)
-        if not self.learn_bandwidth:
+        if not self._learns_bandwidth:
             return bandwidth, None
-        n_samples = X.shape[0]
-        solver = self.solver
-        if solver == "auto":
-            solver = "lbfgs" if n_samples <= LBFGS_MAX_SAMPLES else "adam"
-        learning_rate = self.learning_rate
-        if learning_rate == "auto":
-            learning_rate = LEARNING_RATES[solver]
-        batch_size = 200 if self.batch_size == "auto" else self.batch_size
         learned, loss_curve, n_iter = learn_bandwidth(
             X,
             values,
@@ -334,9 +327,9 @@ class _BaseNadarayaWatson(BaseEstimator):
             sample_weight=sample_weight,
             local_widths=local_widths,
             adaptive=self.adaptive,
-            solver=solver,
-            learning_rate=learning_rate,
-            batch_size=min(batch_size, n_samples),
+            solver=self.solver,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
             max_iter=self.max_iter,
             tol=self.tol,
             random_state=self.random_state,
@@ -346,14 +339,6 @@ class _BaseNadarayaWatson(BaseEstimator):
         )
         bandwidth = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
         return bandwidth, (loss_curve, n_iter)
-
-    def _store_learning(self, learning):
-        """Set ``loss_curve_`` and ``n_iter_`` when learned; drop stale ones."""
-        if learning is None:
-            for attribute in ("loss_curve_", "n_iter_"):
-                self.__dict__.pop(attribute, None)
-        else:
-            self.loss_curve_, self.n_iter_ = learning
 
     def _resolve_bandwidth(self, X, sample_weight):
         """The width in use: a float, or an ndarray of shape (n_features,)."""
@@ -373,7 +358,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             X,
             self._fit_X,
             self._fit_values,
-            truncation=self.truncation,
+            truncation=self._fit_config["truncation"],
             tree=self._tree,
             **settings,
         )
@@ -383,17 +368,78 @@ class _BaseNadarayaWatson(BaseEstimator):
     def _engine_settings(self, X):
         """Keyword arguments of the engine for predicting at ``X``."""
         check_coordinates(X, dtype=numpy_dtype(X, self._fit_X))
+        config = self._fit_config
         query_widths = None
-        if self.adaptive == "query":
-            query_widths = np.maximum(
-                nearest_neighbor_distances(self._neighbor_X, self.n_neighbors, X),
-                self._local_width_floor,
+        if config["adaptive"] == "query":
+            distances, _ = weighted_neighbor_distances(
+                self._neighbor_X, self._neighbor_weight, config["n_neighbors"], X
+            )
+            query_widths = (
+                np.maximum(distances, self._local_width_floor) / self._local_width_scale
             )
         return dict(
             bandwidth=self.bandwidth_,
-            kernel=self.kernel,
+            kernel=config["kernel"],
             sample_weight=self._fit_sample_weight,
-            key_widths=self._local_widths_fit if self.adaptive == "sample" else None,
+            key_widths=(
+                self._local_widths_fit if config["adaptive"] == "sample" else None
+            ),
             query_widths=query_widths,
             device=self.device,
         )
+
+
+class _BaseNadarayaWatsonCV(_BaseNadarayaWatson):
+    """The estimators that learn their width by exact leave-one-out."""
+
+    _parameter_constraints: dict = {
+        **_BaseNadarayaWatson._parameter_constraints,
+        "solver": [StrOptions({"auto", "lbfgs", "sgd", "adam"})],
+        "learning_rate": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    _learns_bandwidth = True
+
+    def __init__(
+        self,
+        kernel="gaussian",
+        bandwidth=1.0,
+        *,
+        solver="auto",
+        learning_rate="auto",
+        batch_size="auto",
+        max_iter=100,
+        tol=1e-4,
+        random_state=None,
+        verbose=0,
+        adaptive=None,
+        n_neighbors=10,
+        algorithm="auto",
+        truncation=None,
+        device="cpu",
+    ):
+        self.kernel = kernel
+        self.bandwidth = bandwidth
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.adaptive = adaptive
+        self.n_neighbors = n_neighbors
+        self.algorithm = algorithm
+        self.truncation = truncation
+        self.device = device

@@ -104,9 +104,20 @@ class _Problem:
     """
 
     def __init__(
-        self, keys, bandwidth, kernel, sample_weight, dtype, device, key_widths=None
+        self,
+        keys,
+        bandwidth,
+        kernel,
+        sample_weight,
+        dtype,
+        device,
+        key_widths=None,
+        blocks=None,
     ):
         n_keys, n_features = keys.shape
+        # Blocks of memory by name, reused from chunk to chunk and, when
+        # given, from one problem over the same keys to the next.
+        self.blocks = {} if blocks is None else blocks
         self.dtype = dtype
         self.device = device
         self.n_keys = n_keys
@@ -267,21 +278,7 @@ class _Problem:
                 log_weights = relative.square_().sub_(row_min).mul_(slope)
             return log_weights, self._log_shift(row_min, query_widths), row_min
 
-        centred = None
-        if self.product:
-            centred = (queries - self.centre).mul_(self.scale)
-        if centred is not None and self._within_product_radius(centred):
-            ones = torch.ones_like(centred[:, :1])
-            augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
-            relative = torch.mm(
-                augmented, self.augmented_keys_t, out=self.block(len(queries))
-            )
-            if self.key_inverse is not None:
-                relative.clamp_(min=0)
-        else:
-            relative = self.squared_distances(queries * self.scale)
-        if self.key_inverse is not None:
-            relative.mul_(self.key_inverse.square())
+        relative = self.scaled_squared_distances(queries)
         if self.power == 1:
             relative.sqrt_()
         row_min = relative.amin(dim=1, keepdim=True)
@@ -298,6 +295,40 @@ class _Problem:
         else:
             log_weights = relative.sub_(row_min).mul_(slope)
         return log_weights, self._log_shift(row_min, query_widths), row_min
+
+    def scaled_squared_distances(self, queries):
+        """Squared distances of queries, as given, to the keys, in the keys'
+        scaled units and divided by the keys' local widths squared.
+
+        One matrix product of augmented vectors where :attr:`product` allows
+        it and the queries are within its radius; coordinate differences
+        otherwise.
+
+        Parameters
+        ----------
+        queries : tensor of shape (n_queries, n_features)
+
+        Returns
+        -------
+        sq_dist : tensor of shape (n_queries, n_keys)
+            In the main block, which the next call reuses.
+        """
+        centred = None
+        if self.product:
+            centred = (queries - self.centre).mul_(self.scale)
+        if centred is not None and self._within_product_radius(centred):
+            ones = torch.ones_like(centred[:, :1])
+            augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
+            relative = torch.mm(
+                augmented, self.augmented_keys_t, out=self.block(len(queries))
+            )
+            if self.key_inverse is not None:
+                relative.clamp_(min=0)
+        else:
+            relative = self.squared_distances(queries * self.scale)
+        if self.key_inverse is not None:
+            relative.mul_(self.key_inverse.square())
+        return relative
 
     def _fused_shift_is_exact(self, row_min, slope):
         """Whether slope * d - slope * min rounds as well as slope * (d - min).
@@ -332,13 +363,16 @@ class _Problem:
         computing the weights. The weights of a chunk live in the main block
         until the next chunk is computed.
         """
-        name = "_spare_block" if spare else "_main_block"
-        buffer = getattr(self, name, None)
+        return self.named_block("spare" if spare else "main", n_rows)
+
+    def named_block(self, name, n_rows):
+        """The (n_rows, n_keys) view of the reused block called ``name``."""
+        buffer = self.blocks.get(name)
         if buffer is None or buffer.shape[0] < n_rows:
             buffer = torch.empty(
                 (n_rows, self.n_keys), dtype=self.dtype, device=self.device
             )
-            setattr(self, name, buffer)
+            self.blocks[name] = buffer
         return buffer[:n_rows]
 
     def squared_distances(self, scaled_queries):

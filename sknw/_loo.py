@@ -3,6 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import math
 import sys
 import time
 import warnings
@@ -10,33 +11,57 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state, gen_batches
 
+from sknw._kernels import KERNELS
 from sknw._loo_objective import LeaveOneOutObjective
 
-# The L-BFGS solver goes up to this many training samples under
-# solver="auto", Adam above; each L-BFGS step visits all n^2 pairs, a
-# minibatch step batch_size * n.
-LBFGS_MAX_SAMPLES = 5000
-
 # learning_rate="auto": a step on the relative loss's gradient (sgd), or a
-# step of about this size in each log-width (adam). L-BFGS takes none.
-LEARNING_RATES = {"lbfgs": None, "sgd": 0.5, "adam": 0.05}
+# step of about this size in each log-width (adam).
+LEARNING_RATES = {"sgd": 0.5, "adam": 0.05}
 
-# The minibatch solvers stop once this many epochs in a row improve the loss
-# by less than tol.
-N_ITER_NO_CHANGE = 3
+# batch_size="auto".
+DEFAULT_BATCH_SIZE = 200
 
-# L-BFGS stops when every gradient of the relative loss with respect to a
-# log-width is below tol times this: an irrelevant feature's width sits on a
-# plateau whose slope falls off slowly, and a looser stop leaves it short.
-_LBFGS_GTOL_FACTOR = 1e-2
+# The minibatch solvers stop once the exact loss has improved by less than
+# tol (relative to the loss of predicting the mean) over this many epochs.
+N_ITER_NO_CHANGE = 5
 
 # Adam's decay rates of its running gradient moments.
 _ADAM_BETAS = (0.9, 0.999)
 
-# Widths stay within this factor of the data's spread, either way.
-_WIDTH_RANGE = 1e6
+# The one-width scan steps by this factor in the width.
+_SCAN_FACTOR = 2.0
+
+# Above this many times the data's diameter the loss approaches its limit
+# (predicting the mean) as 1 / h^2: the scan stops there and adds the upper
+# bound itself.
+_SCAN_TOP = 64.0
+
+# The safeguarded search on one log-width stops when its bracket or its
+# Newton step is below this.
+_LOG_WIDTH_TOL = 1e-10
+
+# Golden section, for steps where Newton's is not safe.
+_GOLDEN = (3 - math.sqrt(5)) / 2
+
+# A log-weight gap of this much (e^-37 < 1e-16) makes a weight negligible
+# next to another.
+_NEGLIGIBLE_LOG_WEIGHT = 37.0
+
+# L-BFGS-B tolerances on the loss relative to that of predicting the mean.
+_LBFGS_GTOL = 1e-9
+_LBFGS_FTOL = 1e-13
+
+# A loss this small relative to that of predicting the mean ends the search:
+# the left-out predictions are then exact as far as widths can tell.
+_NEGLIGIBLE_RELATIVE_LOSS = 1e-8
+
+# Per-feature learning on more rows than this first finds its way on a
+# subsample of the rows left out (every sample still a key), then polishes
+# on all of them.
+_SUBSAMPLE_ROWS = 2000
 
 
 def learn_bandwidth(
@@ -64,7 +89,7 @@ def learn_bandwidth(
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Training inputs; at least 2 samples of positive weight.
+        Training inputs; at least 2 units of positive weight.
     values : ndarray of shape (n_samples, n_values)
         Targets, or one-hot labels for the log-loss.
     initial_bandwidth : ndarray of shape (1,) or (n_features,)
@@ -74,52 +99,62 @@ def learn_bandwidth(
     loss : {"squared_error", "log_loss"}
         Loss of each left-out prediction.
     sample_weight : ndarray of shape (n_samples,) or None
-        Sample weights; zero-weight samples take no part.
+        Frequency weights; zero-weight samples take no part.
     local_widths : ndarray of shape (n_samples,) or None
-        Each sample's distance to its k-th nearest neighbour, multiplying the
-        bandwidth: for the sample as a key (``adaptive="sample"``) or as the
-        left-out query (``adaptive="query"``).
+        Local width factors: for the sample as a key
+        (``adaptive="sample"``) or as the left-out query
+        (``adaptive="query"``).
     adaptive : {"sample", "query"} or None
         Which role the local widths take.
-    solver : {"lbfgs", "sgd", "adam"}
-        Full-batch L-BFGS-B, or minibatch gradient descent over rows with
-        plain or Adam steps.
-    learning_rate : float
-        Step size on the log-width, for the loss relative to the loss of the
-        constant prediction (so its scale does not depend on y's).
-    batch_size : int
-        Rows per minibatch step.
+    solver : {"auto", "lbfgs", "sgd", "adam"}
+        "auto": the global search (a scan, then safeguarded Newton steps, for
+        one width; the best of several starts, then L-BFGS-B, per feature).
+        "lbfgs": L-BFGS-B from the start alone. "sgd", "adam": minibatch
+        gradient descent over rows.
+    learning_rate : float or "auto"
+        Step size on the log-width ("sgd", "adam").
+    batch_size : int or "auto"
+        Rows per minibatch step; the full batch when it covers every row.
     max_iter : int
-        L-BFGS iterations, or minibatch epochs.
+        Most iterations (steps of the search, or epochs).
     tol : float
-        L-BFGS: stop when the gradient of the relative loss with respect to
-        each log-width is below ``tol / 100``; minibatch solvers: the
-        relative improvement of the epoch loss under which an epoch counts as
-        no change.
+        Tolerance on the loss relative to the loss of predicting the mean.
     random_state : int, RandomState instance or None
-        Order of the minibatches.
+        Order of the minibatches, and the subsample of rows at large sizes.
     verbose : int
         Print a progress table when > 0.
     device : torch.device
         Where to compute.
     name : str
-        Estimator name for the progress lines.
+        Estimator name for the progress lines and warnings.
 
     Returns
     -------
     bandwidth : ndarray of the shape of ``initial_bandwidth``
         The learned width(s).
     loss_curve : list of float
-        Leave-one-out loss after each iteration (minibatch solvers: mean over
-        each epoch).
+        The leave-one-out loss at the start and after each iteration.
     n_iter : int
-        Iterations (L-BFGS) or epochs (minibatch solvers) run.
+        Iterations run: ``len(loss_curve) - 1``, at least 1.
     """
     if sample_weight is not None:
         kept = sample_weight > 0
         X, values, sample_weight = X[kept], values[kept], sample_weight[kept]
         if local_widths is not None:
             local_widths = local_widths[kept]
+    per_feature = initial_bandwidth.size > 1
+    # Computed on rescaled data, by powers of 2 (exact): any finite data
+    # gives a finite loss and width.
+    X = np.asarray(X, dtype=np.float64)
+    X = X - (X.min(axis=0) / 2 + X.max(axis=0) / 2)
+    x_scale = _power_of_2(np.ptp(X, axis=0), per_feature)
+    X = X / x_scale
+    values = np.asarray(values, dtype=np.float64)
+    y_scale = 1.0
+    if loss == "squared_error":
+        values = values - np.average(values, axis=0, weights=sample_weight)
+        y_scale = float(_power_of_2(np.abs(values).max(), False))
+        values = values / y_scale
     objective = LeaveOneOutObjective(
         X,
         values,
@@ -131,174 +166,448 @@ def learn_bandwidth(
         device=device,
     )
     baseline = _constant_prediction_loss(values, sample_weight, loss)
-    lower, upper = _log_bounds(X, initial_bandwidth.size)
-    start = np.clip(np.log(initial_bandwidth), lower, upper)
-    progress = _Progress(name, verbose)
-    progress.start(solver, initial_bandwidth.size, X.shape[0])
-
-    if solver == "lbfgs":
-        loss_curve = []
-
-        def relative(log_bandwidth):
-            value, gradient = objective(log_bandwidth)
-            return value / baseline, gradient / baseline
-
-        def record(intermediate_result):
-            loss_curve.append(intermediate_result.fun * baseline)
-            progress.row(len(loss_curve), loss_curve)
-
-        result = minimize(
-            relative,
-            start,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=list(zip(lower, upper)),
-            callback=record,
-            options={"maxiter": max_iter, "gtol": tol * _LBFGS_GTOL_FACTOR},
-        )
-        log_bandwidth = result.x
-        converged = result.status != 1
-        if not loss_curve:
-            # Already optimal at the start: one evaluation, no step.
-            loss_curve.append(objective(log_bandwidth)[0])
-            progress.row(1, loss_curve)
+    lower, upper = log_width_bounds(X, KERNELS[kernel], per_feature, local_widths)
+    start = np.clip(np.log(initial_bandwidth / x_scale), lower, upper)
+    progress = _Progress(name, verbose, y_scale**2 if loss == "squared_error" else 1)
+    batch_size = DEFAULT_BATCH_SIZE if batch_size == "auto" else batch_size
+    if solver in ("sgd", "adam") and batch_size >= X.shape[0]:
+        solver_label = f"{solver} (full batch)"
     else:
-        log_bandwidth, loss_curve, converged = _sgd(
-            objective,
+        solver_label = solver
+    progress.start(solver_label, initial_bandwidth.size, X.shape[0])
+    search = _Search(objective, baseline, lower, upper, max_iter, progress)
+    if solver in ("sgd", "adam"):
+        if learning_rate == "auto":
+            learning_rate = LEARNING_RATES[solver]
+        log_bandwidth, converged = search.minibatch(
             start,
-            (lower, upper),
             method=solver,
-            baseline=baseline,
             learning_rate=learning_rate,
             batch_size=batch_size,
-            max_iter=max_iter,
             tol=tol,
             random_state=random_state,
-            progress=progress,
         )
-    bandwidth = np.exp(log_bandwidth)
-    progress.finish(converged, len(loss_curve), bandwidth)
+    elif solver == "lbfgs" or per_feature:
+        starts = [start]
+        if solver == "auto" and per_feature:
+            starts += _per_feature_starts(
+                objective, X, lower, upper, sample_weight, random_state
+            )
+        log_bandwidth, converged = search.lbfgs(
+            starts, tol=tol, random_state=random_state
+        )
+    else:
+        log_bandwidth, converged = search.one_width(start)
+    bandwidth = np.exp(log_bandwidth) * x_scale
+    progress.finish(converged, len(search.loss_curve) - 1, bandwidth)
     if not converged:
         warnings.warn(
             f"{name}: the leave-one-out learning of the bandwidth ({solver}) "
             f"reached max_iter={max_iter} without converging. Increase max_iter.",
             ConvergenceWarning,
         )
-    return bandwidth, loss_curve, len(loss_curve)
+    _warn_on_bounds(name, log_bandwidth, lower, upper, per_feature)
+    loss_curve = [value * progress.loss_scale for value in search.loss_curve]
+    return bandwidth, loss_curve, len(loss_curve) - 1
 
 
-def _sgd(
-    objective,
-    log_bandwidth,
-    bounds,
-    *,
-    method,
-    baseline,
-    learning_rate,
-    batch_size,
-    max_iter,
-    tol,
-    random_state,
-    progress,
-):
-    """Minibatch gradient descent: each step predicts a batch of rows.
-
-    Parameters
-    ----------
-    objective : LeaveOneOutObjective
-        Loss and gradient of a batch of rows.
-    log_bandwidth : ndarray of shape (n_widths,)
-        Start.
-    bounds : tuple of ndarray
-        Lower and upper bounds of the log-widths.
-    method : {"sgd", "adam"}
-        Plain steps against the gradient, or Adam's steps (Kingma and Ba,
-        2015), scaled per width by a running mean of its squared gradients.
-    baseline : float
-        Loss of the constant prediction: gradients are taken relative to it.
-    learning_rate, batch_size, max_iter, tol, random_state
-        As in :func:`learn_bandwidth`.
-    progress : _Progress
-        Where each epoch is reported.
-
-    Returns
-    -------
-    log_bandwidth : ndarray of shape (n_widths,)
-        The last iterate.
-    loss_curve : list of float
-        Mean batch loss over each epoch.
-    converged : bool
-        Whether ``tol`` stopped it before ``max_iter``.
-    """
-    random_state = check_random_state(random_state)
-    n_samples = objective.n_samples
-    log_bandwidth = log_bandwidth.copy()
-    first_moment = np.zeros_like(log_bandwidth)
-    second_moment = np.zeros_like(log_bandwidth)
-    n_steps = 0
-    loss_curve = []
-    best = np.inf
-    no_change = 0
-    for _ in range(max_iter):
-        order = random_state.permutation(n_samples)
-        epoch_loss = 0.0
-        for batch in gen_batches(n_samples, batch_size):
-            rows = order[batch]
-            value, gradient = objective(log_bandwidth, rows)
-            gradient = gradient / baseline
-            if method == "adam":
-                n_steps += 1
-                first_moment = (
-                    _ADAM_BETAS[0] * first_moment + (1 - _ADAM_BETAS[0]) * gradient
-                )
-                second_moment = (
-                    _ADAM_BETAS[1] * second_moment + (1 - _ADAM_BETAS[1]) * gradient**2
-                )
-                mean = first_moment / (1 - _ADAM_BETAS[0] ** n_steps)
-                spread = np.sqrt(second_moment / (1 - _ADAM_BETAS[1] ** n_steps))
-                gradient = mean / (spread + 1e-8)
-            log_bandwidth -= learning_rate * gradient
-            np.clip(log_bandwidth, *bounds, out=log_bandwidth)
-            epoch_loss += value * len(rows) / n_samples
-        loss_curve.append(epoch_loss)
-        progress.row(len(loss_curve), loss_curve)
-        if epoch_loss > best - tol * baseline:
-            no_change += 1
-        else:
-            no_change = 0
-        best = min(best, epoch_loss)
-        if no_change >= N_ITER_NO_CHANGE:
-            return log_bandwidth, loss_curve, True
-    return log_bandwidth, loss_curve, False
+def _power_of_2(spread, per_feature):
+    """The power of 2 nearest to ``spread`` (its largest entry unless
+    ``per_feature``); 1 where the spread is 0."""
+    spread = np.asarray(spread, dtype=np.float64)
+    if not per_feature:
+        spread = spread.max(initial=0.0)
+    exponent = np.frexp(np.where(spread > 0, spread, 1.0))[1]
+    return np.ldexp(1.0, exponent)
 
 
-def _log_bounds(X, n_widths):
-    """Bounds of the log-widths: a factor _WIDTH_RANGE around each feature's
-    spread for per-feature widths, around the range of spreads for one width.
+def log_width_bounds(X, kernel, per_feature, local_widths=None):
+    """Where the leave-one-out minimum can be, from the data's own distances.
+
+    Below the lower bound every left-out prediction is its nearest other
+    sample's value (the second-nearest weighs less than e^-37 of the
+    nearest, or nothing under a compact kernel); above the upper bound every
+    prediction is the weighted mean (u^2 < machine epsilon for every pair).
+    Duplicated rows count once, so weights and repeated rows give the same
+    bounds, and a far outlier moves neither bound much: the lower comes from
+    the closest pairs, the upper from the range.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
         Training inputs.
-    n_widths : int
-        1, or n_features.
+    kernel : Kernel
+        The kernel.
+    per_feature : bool
+        Bounds for each feature on its own, or for one shared width.
+    local_widths : ndarray of shape (n_samples,) or None
+        Local width factors, which widen the bounds by their extremes.
 
     Returns
     -------
-    lower, upper : ndarray of shape (n_widths,)
-        Bounds of the log of each width.
+    lower, upper : ndarray of shape (1,) or (n_features,)
+        Bounds of the log-widths.
     """
-    spread = np.std(X, axis=0)
-    positive = spread[spread > 0]
-    if positive.size == 0:
-        positive = np.ones(1)
-    if n_widths == 1:
-        low, high = positive.min(), positive.max()
+    if per_feature:
+        bounds = [log_width_bounds(X[:, [k]], kernel, False) for k in range(X.shape[1])]
+        lower = np.concatenate([bound[0] for bound in bounds])
+        upper = np.concatenate([bound[1] for bound in bounds])
     else:
-        low = high = np.where(spread > 0, spread, positive.min())
-    lower = np.log(np.atleast_1d(low / _WIDTH_RANGE))
-    upper = np.log(np.atleast_1d(high * _WIDTH_RANGE))
+        points = np.unique(X, axis=0)
+        diameter = float(np.sqrt((np.ptp(points, axis=0) ** 2).sum()))
+        if points.shape[0] < 2 or diameter == 0:
+            return np.zeros(1), np.zeros(1)
+        upper = math.log(diameter / math.sqrt(np.finfo(np.float64).eps))
+        n_neighbors = min(points.shape[0] - 1, 8)
+        distances, _ = (
+            NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points).kneighbors(points)
+        )
+        distances = distances[:, 1:]
+        nearest = distances[:, :1]
+        lower = math.log(float(nearest.min()))
+        if not kernel.compact:
+            # The next distinct distance after the nearest, where there is one.
+            farther = np.where(distances > nearest, distances, np.inf).min(axis=1)
+            gap = farther - nearest[:, 0]
+            if kernel.exact_distances:
+                gaps = gap / _NEGLIGIBLE_LOG_WEIGHT
+            else:
+                gaps = np.sqrt(
+                    (farther**2 - nearest[:, 0] ** 2) / (2 * _NEGLIGIBLE_LOG_WEIGHT)
+                )
+            gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+            if gaps.size:
+                lower = math.log(float(gaps.min()))
+        lower, upper = np.array([lower]), np.array([upper])
+    if local_widths is not None:
+        lower = lower - math.log(local_widths.max())
+        upper = upper - math.log(local_widths.min())
     return lower, upper
+
+
+def _per_feature_starts(objective, X, lower, upper, sample_weight, random_state):
+    """Starts for per-feature widths besides the one given: the best width
+    of a scan shared by every feature, and of one proportional to each
+    feature's spread (on a subsample of the rows at large sizes).
+    """
+    rows = None
+    if X.shape[0] > _SUBSAMPLE_ROWS:
+        rows = check_random_state(random_state).choice(
+            X.shape[0], _SUBSAMPLE_ROWS, replace=False
+        )
+    spread = np.sqrt(np.average(X**2, axis=0, weights=sample_weight))
+    spread = np.where(spread > 0, spread, 1.0)
+    starts = []
+    for relative in (spread / np.exp(np.mean(np.log(spread))), np.ones(X.shape[1])):
+        log_relative = np.log(relative)
+        scan = np.arange(-12, 4) * math.log(_SCAN_FACTOR)
+        losses = [objective.evaluate(t + log_relative, rows, order=0)[0] for t in scan]
+        starts.append(
+            np.clip(scan[int(np.argmin(losses))] + log_relative, lower, upper)
+        )
+    return starts
+
+
+class _Search:
+    """The searches over log-widths, recording the loss curve as they go.
+
+    Parameters
+    ----------
+    objective : LeaveOneOutObjective
+    baseline : float
+        Loss of predicting the mean: tolerances are relative to it.
+    lower, upper : ndarray
+        Bounds of the log-widths.
+    max_iter : int
+    progress : _Progress
+    """
+
+    def __init__(self, objective, baseline, lower, upper, max_iter, progress):
+        self.objective = objective
+        self.baseline = baseline
+        self.lower = lower
+        self.upper = upper
+        self.max_iter = max_iter
+        self.progress = progress
+        self.loss_curve = []
+
+    def _record(self, value):
+        self.loss_curve.append(float(value))
+        self.progress.row(len(self.loss_curve) - 1, self.loss_curve)
+
+    def one_width(self, start):
+        """Scan the exact loss on a log grid, then refine the best bracket by
+        Newton steps with the analytic second derivative, falling back to
+        golden section where Newton's step is not safe.
+
+        Returns
+        -------
+        log_bandwidth : ndarray of shape (1,)
+        converged : bool
+        """
+        lower, upper = float(self.lower[0]), float(self.upper[0])
+        objective = self.objective
+        self._record(objective.evaluate(start, order=0)[0])
+        if upper <= lower:
+            self._record(self.loss_curve[-1])
+            return np.array([lower]), True
+        step = math.log(_SCAN_FACTOR)
+        top = min(upper, lower + 1.0)
+        diameter = upper + 0.5 * math.log(np.finfo(np.float64).eps)
+        top = max(top, min(upper, diameter + math.log(_SCAN_TOP)))
+        grid = np.append(np.arange(lower, top, step), upper)
+        losses = objective.losses_at(grid)
+        # The start is one more point of the scan, which counts as the
+        # first iteration.
+        points = np.append(grid, start[0])
+        losses = np.append(losses, self.loss_curve[0])
+        order = np.argsort(points, kind="stable")
+        grid, losses = points[order], losses[order]
+        best = int(np.argmin(losses))
+        self._record(losses[best])
+        left = grid[max(best - 1, 0)]
+        right = grid[min(best + 1, len(grid) - 1)]
+        return self._refine(grid[best], left, right)
+
+    def _refine(self, x, left, right):
+        """Safeguarded Newton on one log-width inside [left, right], x the
+        lowest point found so far (Brent's bookkeeping of the bracket)."""
+        objective = self.objective
+        value, gradient, second = objective.evaluate([x], order=2)
+        gradient, second = gradient[0], second
+        for _ in range(self.max_iter - 1):
+            if right - left <= _LOG_WIDTH_TOL:
+                return np.array([x]), True
+            newton = x - gradient / second if second > 0 else None
+            if newton is not None and left < newton < right:
+                trial = newton
+            elif gradient > 0 or (gradient == 0 and x - left > right - x):
+                trial = x - _GOLDEN * (x - left)
+            else:
+                trial = x + _GOLDEN * (right - x)
+            if abs(trial - x) <= _LOG_WIDTH_TOL:
+                self._record(value)
+                return np.array([x]), True
+            trial_value, trial_gradient, trial_second = objective.evaluate(
+                [trial], order=2
+            )
+            if trial_value <= value:
+                if trial > x:
+                    left = x
+                else:
+                    right = x
+                x, value = trial, trial_value
+                gradient, second = trial_gradient[0], trial_second
+            elif trial > x:
+                right = trial
+            else:
+                left = trial
+            self._record(value)
+            if abs(gradient) * (right - left) <= 1e-15 * self.baseline:
+                return np.array([x]), True
+        return np.array([x]), False
+
+    def lbfgs(self, starts, *, tol, random_state):
+        """L-BFGS-B from the best of ``starts``; a result on a bound is
+        checked against the losses on the way there.
+
+        Returns
+        -------
+        log_bandwidth : ndarray of shape (n_widths,)
+        converged : bool
+        """
+        objective = self.objective
+        self._record(objective.evaluate(starts[0], order=0)[0])
+        start_losses = [self.loss_curve[0]] + [
+            objective.evaluate(start, order=0)[0] for start in starts[1:]
+        ]
+        best = int(np.argmin(start_losses))
+        start = starts[best]
+        if len(starts) > 1:
+            # Choosing among the starts counts as the first iteration.
+            self._record(start_losses[best])
+        n_rows = objective.n_samples
+        if n_rows > _SUBSAMPLE_ROWS and len(starts) > 1:
+            rows = check_random_state(random_state).choice(
+                n_rows, _SUBSAMPLE_ROWS, replace=False
+            )
+            start, _ = self._run_lbfgs(start, rows, record=False, max_iter=50)
+        result, converged = self._run_lbfgs(start, None, record=True)
+        result = self._polish(result)
+        # Where the loss still falls as widths shrink toward their lower
+        # bounds (duplicated rows predict one another ever better), compare
+        # with the bounds themselves.
+        value, gradient = objective(result)
+        probe = np.where(gradient > 0, self.lower, result)
+        if np.any(probe != result):
+            probe_value = objective.evaluate(probe, order=0)[0]
+            if probe_value < value:
+                self._record(probe_value)
+                result, converged = self._run_lbfgs(probe, None, record=True)
+        on_bound = np.isclose(result, self.lower) | np.isclose(result, self.upper)
+        if np.any(on_bound) and len(self.loss_curve) < self.max_iter + 1:
+            # Compare the losses on the way to the bound before accepting it.
+            path = [start + f * (result - start) for f in np.linspace(0.1, 0.9, 9)]
+            losses = [objective.evaluate(point, order=0)[0] for point in path]
+            best_on_path = int(np.argmin(losses))
+            if losses[best_on_path] < objective.evaluate(result, order=0)[0]:
+                result, converged = self._run_lbfgs(
+                    path[best_on_path], None, record=True
+                )
+        return result, converged
+
+    def _polish(self, log_bandwidth, n_steps=2):
+        """Newton steps on the widths off their bounds, with the Hessian from
+        differences of the analytic gradient.
+
+        L-BFGS-B judges its line searches by loss values, which pins the
+        widths down to about the square root of the precision; a Newton step
+        solves for a zero gradient, which pins them down to the precision
+        itself, so that equivalent data (weights or repeated rows) give the
+        same widths.
+        """
+        objective = self.objective
+        free = ~(
+            np.isclose(log_bandwidth, self.lower, rtol=0, atol=1e-9)
+            | np.isclose(log_bandwidth, self.upper, rtol=0, atol=1e-9)
+        )
+        if not np.any(free):
+            return log_bandwidth
+        value, gradient = objective(log_bandwidth)
+        for _ in range(n_steps):
+            step = 1e-5
+            hessian = np.empty((free.sum(), free.sum()))
+            for row, index in enumerate(np.flatnonzero(free)):
+                shifted = log_bandwidth.copy()
+                shifted[index] += step
+                hessian[row] = (objective(shifted)[1] - gradient)[free] / step
+            hessian = (hessian + hessian.T) / 2
+            eigenvalues, eigenvectors = np.linalg.eigh(hessian)
+            if eigenvalues.min() <= 0:
+                return log_bandwidth
+            newton = eigenvectors @ ((eigenvectors.T @ gradient[free]) / eigenvalues)
+            trial = log_bandwidth.copy()
+            trial[free] = np.clip(
+                trial[free] - newton, self.lower[free], self.upper[free]
+            )
+            trial_value, trial_gradient = objective(trial)
+            if not (
+                trial_value <= value + 1e-14 * abs(value)
+                and np.abs(trial_gradient[free]).max() < np.abs(gradient[free]).max()
+            ):
+                return log_bandwidth
+            log_bandwidth, value, gradient = trial, trial_value, trial_gradient
+        return log_bandwidth
+
+    def _run_lbfgs(self, start, rows, *, record, max_iter=None):
+        objective = self.objective
+        if max_iter is None:
+            max_iter = max(self.max_iter + 1 - len(self.loss_curve), 1)
+
+        def relative(log_bandwidth):
+            value, gradient = objective(log_bandwidth, rows)
+            return value / self.baseline, gradient / self.baseline
+
+        def callback(intermediate_result):
+            if record:
+                self._record(intermediate_result.fun * self.baseline)
+            if intermediate_result.fun < _NEGLIGIBLE_RELATIVE_LOSS:
+                # The left-out predictions are exact to within rounding of
+                # the targets' spread: no width can be told from another.
+                raise StopIteration
+
+        result = minimize(
+            relative,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=list(zip(self.lower, self.upper)),
+            callback=callback,
+            options={"maxiter": max_iter, "gtol": _LBFGS_GTOL, "ftol": _LBFGS_FTOL},
+        )
+        if record and len(self.loss_curve) < 2:
+            # Already optimal at the start: one evaluation, no step.
+            self._record(result.fun * self.baseline)
+        return result.x, result.status != 1
+
+    def minibatch(self, start, *, method, learning_rate, batch_size, tol, random_state):
+        """Minibatch gradient descent over rows: plain steps ("sgd", the
+        textbook's loop) or Adam's (Kingma and Ba, 2015). The exact loss is
+        recorded after each epoch, and judges progress.
+
+        Returns
+        -------
+        log_bandwidth : ndarray of shape (n_widths,)
+        converged : bool
+        """
+        objective = self.objective
+        random_state = check_random_state(random_state)
+        n_samples = objective.n_samples
+        log_bandwidth = np.array(start, dtype=np.float64)
+        first_moment = np.zeros_like(log_bandwidth)
+        second_moment = np.zeros_like(log_bandwidth)
+        n_steps = 0
+        self._record(objective.evaluate(log_bandwidth, order=0)[0])
+        best_curve = [self.loss_curve[0]]
+        best_point = log_bandwidth.copy()
+        for _ in range(self.max_iter):
+            order = random_state.permutation(n_samples)
+            for batch in gen_batches(n_samples, batch_size):
+                _, gradient = objective(log_bandwidth, order[batch])
+                gradient = gradient / self.baseline
+                if method == "adam":
+                    n_steps += 1
+                    beta1, beta2 = _ADAM_BETAS
+                    first_moment = beta1 * first_moment + (1 - beta1) * gradient
+                    second_moment = beta2 * second_moment + (1 - beta2) * gradient**2
+                    mean = first_moment / (1 - beta1**n_steps)
+                    spread = np.sqrt(second_moment / (1 - beta2**n_steps))
+                    gradient = mean / (spread + 1e-8)
+                log_bandwidth = np.clip(
+                    log_bandwidth - learning_rate * gradient, self.lower, self.upper
+                )
+            value = objective.evaluate(log_bandwidth, order=0)[0]
+            self._record(value)
+            if value < best_curve[-1]:
+                best_point = log_bandwidth.copy()
+            best_curve.append(min(value, best_curve[-1]))
+            if len(best_curve) > N_ITER_NO_CHANGE:
+                improvement = best_curve[-1 - N_ITER_NO_CHANGE] - best_curve[-1]
+                if improvement < tol * self.baseline:
+                    return best_point, True
+        return best_point, False
+
+
+def _warn_on_bounds(name, log_bandwidth, lower, upper, per_feature):
+    """Say when a learned width sits on a bound, and what that means."""
+    at_lower = np.isclose(log_bandwidth, lower, rtol=0, atol=1e-8) & (upper > lower)
+    at_upper = np.isclose(log_bandwidth, upper, rtol=0, atol=1e-8) & (upper > lower)
+    if per_feature:
+        if np.any(at_lower):
+            warnings.warn(
+                f"{name}: the learned width of feature(s) "
+                f"{np.flatnonzero(at_lower).tolist()} is at its lower bound, below "
+                "which each left-out prediction follows that feature's nearest "
+                "neighbour alone: the loss is flat there, and a smaller width "
+                "would change nothing.",
+                UserWarning,
+            )
+        return
+    if at_lower[0]:
+        warnings.warn(
+            f"{name}: the learned width is at its lower bound, below which every "
+            "left-out prediction is its nearest neighbour's value: the leave-one-"
+            "out loss is lowest for nearest-neighbour prediction, and a smaller "
+            "width would change nothing.",
+            UserWarning,
+        )
+    elif at_upper[0]:
+        warnings.warn(
+            f"{name}: the learned width is at its upper bound, above which every "
+            "left-out prediction is the weighted mean of the others: the features "
+            "do not help predict the target under this loss.",
+            UserWarning,
+        )
 
 
 def _constant_prediction_loss(values, sample_weight, loss):
@@ -315,9 +624,10 @@ def _constant_prediction_loss(values, sample_weight, loss):
 class _Progress:
     """Progress table of the learning, printed when verbose > 0."""
 
-    def __init__(self, name, verbose):
+    def __init__(self, name, verbose, loss_scale):
         self.prefix = f"[{name}]"
         self.verbose = verbose
+        self.loss_scale = loss_scale
         self.started = time.perf_counter()
 
     def _print(self, line):
@@ -333,14 +643,20 @@ class _Progress:
         self._print(f"{'iteration':>9} {'loss':>12} {'change':>11} {'seconds':>9}")
 
     def row(self, iteration, loss_curve):
-        change = loss_curve[-1] - loss_curve[-2] if len(loss_curve) > 1 else np.nan
-        seconds = time.perf_counter() - self.started
-        self._print(
-            f"{iteration:>9d} {loss_curve[-1]:>12.6e} {change:>11.3e} {seconds:>9.2f}"
+        loss = loss_curve[-1] * self.loss_scale
+        change = (
+            ""
+            if len(loss_curve) < 2
+            else (f"{(loss_curve[-1] - loss_curve[-2]) * self.loss_scale:>11.3e}")
         )
+        seconds = time.perf_counter() - self.started
+        self._print(f"{iteration:>9d} {loss:>12.6e} {change:>11} {seconds:>9.2f}")
 
     def finish(self, converged, n_iter, bandwidth):
         seconds = time.perf_counter() - self.started
         state = "Converged" if converged else "Stopped at max_iter"
-        widths = np.array2string(bandwidth, precision=4)
+        if bandwidth.size == 1:
+            widths = f"bandwidth {float(bandwidth[0]):.6g}"
+        else:
+            widths = "bandwidth " + np.array2string(bandwidth, precision=4)
         self._print(f"{state} after {n_iter} iterations in {seconds:.2f} s: {widths}")

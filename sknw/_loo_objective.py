@@ -1,8 +1,9 @@
-"""Chunked torch leave-one-out loss of the bandwidth, and its gradient."""
+"""The leave-one-out loss of the bandwidth and its derivatives, in closed form."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import math
 import warnings
 
 import numpy as np
@@ -11,24 +12,144 @@ from sklearn import get_config
 from sklearn.utils import gen_batches
 
 from sknw import _triton
+from sknw._engine import _CACHE_BLOCK_BYTES, _LOG_WEIGHT_FLOOR, _Problem
 from sknw._kernels import KERNELS
 
-# Blocks of (chunk_n_rows, n_samples) that autograd keeps alive for one chunk:
-# squared distances, log-weights or u, weights, their masked copy, and the
-# gradients flowing back through them.
-_BLOCKS_PER_ROW = 6
+# Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
+# their spare, the kernel weights, their derivative, and one product of the
+# derivative with the distances.
+_BLOCKS_PER_ROW = 5
 
 # Below this a probability counts as this: the log-loss of a sample that no
 # other sample of its class reaches stays finite (its gradient is then 0).
 PROBABILITY_FLOOR = np.finfo(np.float64).eps
 
 
+def _kernel_terms(name, sq, sq_min, order, per_feature, block):
+    """Kernel weights and their derivatives in t = log h, from u^2.
+
+    Parameters
+    ----------
+    name : str
+        Canonical kernel name.
+    sq : tensor of shape (n_rows, n_samples)
+        u^2 of every pair, +inf on the pairs that take no part.
+    sq_min : tensor of shape (n_rows, 1)
+        Each row's smallest u^2 among the pairs that take part, or 0: the
+        log-domain kernels are divided by the weight there (a softmax shift),
+        which changes no ratio.
+    order : {0, 1, 2}
+        How many derivatives.
+    per_feature : bool
+        Whether the first derivative is wanted per feature, as
+        G = -K'(u) / u (so that dK/ds_k = G (x_ik - x_jk)^2 / h_k^2), rather
+        than as dK/dt = G u^2 for one shared width.
+    block : callable
+        ``block(name)`` gives a reused block of the shape of ``sq``.
+
+    Returns
+    -------
+    weights : tensor
+        K, shifted for the log-domain kernels.
+    first : tensor or None
+        G (per feature) or dK/dt.
+    second : tensor or None
+        d^2K/dt^2 for one width at ``order=2``.
+    """
+    floor = _LOG_WEIGHT_FLOOR[sq.dtype]
+    first = second = None
+    if name == "gaussian":
+        weights = torch.add(0.5 * sq_min, sq, alpha=-0.5, out=block("weights"))
+        weights.clamp_(min=floor).exp_()
+        if order >= 1:
+            first = weights if per_feature else torch.mul(weights, sq, out=block("1"))
+        if order >= 2:
+            # K (a^2 - 2a) = (K a) a - 2 K a.
+            second = torch.mul(first, sq, out=block("2")).add_(first, alpha=-2)
+        return weights, first, second
+    if name == "exponential":
+        u = torch.sqrt(sq, out=block("u"))
+        weights = torch.sub(sq_min.sqrt(), u, out=block("weights"))
+        weights.clamp_(min=floor).exp_()
+        if order >= 1:
+            if per_feature:
+                # u = 0 only between duplicates, whose difference is 0.
+                first = torch.div(weights, u, out=block("1"))
+                first.nan_to_num_(nan=0.0, posinf=0.0)
+            else:
+                first = torch.mul(weights, u, out=block("1"))
+        if order >= 2:
+            second = torch.mul(first, u, out=block("2")).sub_(first)
+        return weights, first, second
+    inside_mask = sq < 1
+    inside = inside_mask.to(sq.dtype)
+    if name in ("epanechnikov", "biweight", "triweight"):
+        rest = (1 - sq).clamp_(min=0)
+        power = {"epanechnikov": 1, "biweight": 2, "triweight": 3}[name]
+        weights = rest**power
+        if order >= 1:
+            # G = 2 p (1 - a)^(p - 1) inside.
+            slope = 2 * power * (rest ** (power - 1) if power > 1 else inside)
+            first = slope if per_feature else slope * sq
+        if order >= 2:
+            # d/dt of 2p a (1-a)^(p-1) is -2a (2p (1-a)^(p-1) - 2p(p-1) a (1-a)^(p-2)).
+            if power == 1:
+                second = -4 * sq * inside
+            elif power == 2:
+                second = 8 * sq * (2 * sq - 1) * inside
+            else:
+                second = -12 * sq * rest * (1 - 3 * sq)
+        return weights, first, second
+    u = torch.where(inside_mask, sq, 0.0).sqrt_()
+    if name == "linear":
+        weights = (1 - u) * inside
+        if order >= 1:
+            if per_feature:
+                first = torch.where(u > 0, 1 / u, 0.0) * inside
+            else:
+                first = u
+        if order >= 2:
+            second = -u
+        return weights, first, second
+    if name == "tricube":
+        cube = u**3
+        rest = 1 - cube
+        weights = rest**3 * inside
+        if order >= 1:
+            first = 9 * u * rest**2
+            first = first if per_feature else first * sq
+        if order >= 2:
+            second = -27 * cube * rest * (1 - 3 * cube)
+        return weights, first, second
+    if name == "cosine":
+        angle = 0.5 * math.pi * u
+        sine = torch.sin(angle)
+        weights = torch.cos(angle) * inside
+        if order >= 1:
+            if per_feature:
+                first = torch.where(u > 0, 0.5 * math.pi * sine / u, 0.0) * inside
+            else:
+                first = 0.5 * math.pi * u * sine
+        if order >= 2:
+            second = -0.5 * math.pi * u * (sine + angle * torch.cos(angle))
+        return weights, first, second
+    raise ValueError(f"kernel={name!r} has no leave-one-out derivatives.")
+
+
 class LeaveOneOutObjective:
     """Leave-one-out loss of Nadaraya-Watson as a function of log-bandwidths.
 
-    Each training row is predicted from all the other rows; the loss is the
-    sample-weighted mean over the rows asked for of the squared error (mean
-    over outputs) or of the log-loss of the true class.
+    Leaving out one unit of row i's frequency weight c_i (all of it when
+    c_i < 1), with e_i = c_i - min(c_i, 1) the weight it keeps,
+
+        D_i = sum_{j != i} c_j K_ij + e_i,  N_i = sum_{j != i} c_j K_ij y_j + e_i y_i,
+
+    the prediction is N_i / D_i and the loss the c-weighted mean over rows of
+    the squared error (mean over outputs) or of the log-loss of the true
+    class. The loss, its gradient and, for one shared width, its second
+    derivative come from closed forms in one pass over the pairs, chunk by
+    chunk; the squared distances come from the prediction engine's
+    :class:`~sknw._engine._Problem`.
 
     Parameters
     ----------
@@ -41,16 +162,15 @@ class LeaveOneOutObjective:
     loss : {"squared_error", "log_loss"}
         The loss of each left-out prediction.
     sample_weight : ndarray of shape (n_samples,) or None
-        Positive sample weights.
-    key_widths : ndarray of shape (n_samples,) or None
-        Local factors of each sample's width as a key.
-    query_widths : ndarray of shape (n_samples,) or None
-        Local factors of each sample's width as the left-out query.
+        Positive frequency weights.
     device : torch.device
-        Where to compute. On CUDA, without local widths, the left-out
-        predictions and their gradient come from fused float32 Triton
-        kernels that store no (n_samples, n_samples) block; elsewhere, or
-        when Triton is missing (with a warning), everything is in float64.
+        Where to compute. On CUDA, without local widths or weights above 1,
+        the loss and gradient come from fused float32 Triton kernels that
+        store no (n_samples, n_samples) block.
+    key_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as a key.
+    query_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as the left-out query.
     """
 
     def __init__(
@@ -68,38 +188,55 @@ class LeaveOneOutObjective:
         self.dtype = torch.float64
         self.device = device
         self.kernel_name = kernel
-        self.kernel = KERNELS[kernel]
+        self.name = KERNELS[kernel].function.__name__
         self.loss = loss
-        self.n_samples = X.shape[0]
+        self.n_samples, self.n_features = X.shape
         lowest, highest = np.min(X, axis=0), np.max(X, axis=0)
-        # Centred, so the squared distance expansion stays accurate.
-        self.X = self._tensor(X - (lowest / 2 + highest / 2))
+        # Centred on the middle of the range: squared distances by the
+        # product expansion and the gradient's moments stay accurate there.
+        self.X_numpy = X - (lowest / 2 + highest / 2)
+        self.X = self._tensor(self.X_numpy)
+        self.values_numpy = np.asarray(values, dtype=np.float64)
         self.values = self._tensor(values)
         if sample_weight is None:
             sample_weight = np.ones(self.n_samples)
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        self.sample_weight_numpy = sample_weight
         self.sample_weight = self._tensor(sample_weight)
-        # u^2 of each pair is divided by the key's and the query's local
-        # width squared.
-        self.key_factor = None
-        if key_widths is not None:
-            self.key_factor = self._tensor(1.0 / np.asarray(key_widths) ** 2)[None, :]
+        # The weight each row keeps for its own prediction.
+        self.kept_weight = self._tensor(sample_weight - np.minimum(sample_weight, 1))
+        self.key_widths = key_widths
+        self.query_widths = query_widths
         self.row_factor = None
         if query_widths is not None:
             self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
-        itemsize = 8
-        budget = get_config()["working_memory"] * 2**20
-        self.chunk_n_rows = max(
-            1, int(budget // (_BLOCKS_PER_ROW * self.n_samples * itemsize))
+        # c * [1, values]: one product with the weights gives D and N.
+        self.weighted = self._tensor(
+            sample_weight[:, None]
+            * np.hstack([np.ones((self.n_samples, 1)), self.values_numpy])
         )
-        self.fused = self.key_factor is None and self.row_factor is None
-        self.fused = self.fused and _use_fused(device, kernel)
+        self.weighted_gradient = self.weighted
+        if key_widths is not None:
+            self.weighted_gradient = self.weighted / self._tensor(
+                np.asarray(key_widths)[:, None] ** 2
+            )
+        if loss == "log_loss":
+            self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
+        budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW
+        self.chunk_n_rows = max(
+            1, int(min(budget, _CACHE_BLOCK_BYTES) // (8 * self.n_samples))
+        )
+        self._blocks = {}
+        self.fused = (
+            key_widths is None
+            and query_widths is None
+            and not np.any(sample_weight > 1)
+            and _use_fused(device, kernel)
+        )
 
     def _tensor(self, array):
         array = np.ascontiguousarray(array, dtype=np.float64)
         return torch.as_tensor(array, device=self.device)
-
-    def _scalar(self, value):
-        return torch.tensor(value, dtype=self.dtype, device=self.device)
 
     def __call__(self, log_bandwidth, rows=None):
         """Loss and gradient at ``log_bandwidth``.
@@ -118,110 +255,298 @@ class LeaveOneOutObjective:
         gradient : ndarray of the shape of ``log_bandwidth``
             Its gradient.
         """
-        log_h = self._tensor(log_bandwidth).requires_grad_(True)
+        loss, gradient, _ = self.evaluate(log_bandwidth, rows, order=1)
+        return loss, gradient
+
+    def evaluate(self, log_bandwidth, rows=None, order=1):
+        """Loss and, as asked, its gradient and second derivative.
+
+        Parameters
+        ----------
+        log_bandwidth : ndarray of shape (1,) or (n_features,)
+            Logarithm of the isotropic or per-feature width.
+        rows : ndarray of int, default=None
+            Rows to leave out and predict (all when None).
+        order : {0, 1, 2}, default=1
+            0: the loss; 1: and its gradient; 2: and, for one width, its
+            second derivative.
+
+        Returns
+        -------
+        loss : float
+        gradient : ndarray of the shape of ``log_bandwidth``, or None
+        second : float or None
+        """
+        log_bandwidth = np.asarray(log_bandwidth, dtype=np.float64).ravel()
+        per_feature = log_bandwidth.size > 1
+        if order == 2 and per_feature:
+            raise ValueError("The second derivative is for one shared width.")
         rows = (
             np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
         )
-        rows_t = torch.as_tensor(rows, device=self.device)
-        row_weight = self.sample_weight[rows_t]
-        total_row_weight = float(row_weight.sum())
-        if self.fused:
-            losses = self._fused_row_losses(log_h, rows_t)
-            loss = (losses * row_weight).sum() / total_row_weight
-            loss.backward()
-            return float(loss.detach()), log_h.grad.cpu().numpy().copy()
-        loss_sum = 0.0
-        # Forward and backward chunk by chunk: only one chunk's graph, a few
-        # (chunk, n_samples) blocks, is alive at a time.
+        row_weight = self.sample_weight_numpy[rows]
+        if self.fused and order == 1:
+            return self._fused(log_bandwidth, rows, row_weight)
+        bandwidth = np.exp(log_bandwidth)
+        problem = self._problem(bandwidth)
+        sq_scale = 1.0 / problem.reference**2
+        scaled = self.X / self._tensor(bandwidth) if per_feature else None
+        totals = np.zeros(3)
+        gradient = np.zeros(log_bandwidth.size)
         for batch in gen_batches(len(rows), self.chunk_n_rows):
-            losses = self._row_losses(log_h, rows_t[batch])
-            chunk_loss = (losses * row_weight[batch]).sum() / total_row_weight
-            chunk_loss.backward()
-            loss_sum += float(chunk_loss.detach())
-        return loss_sum, log_h.grad.cpu().numpy().copy()
-
-    def _row_losses(self, log_h, rows):
-        kernel = self.kernel
-        keys = self.X / torch.exp(log_h)
-        queries = keys[rows]
-        sq_u = torch.addmm(
-            (keys * keys).sum(dim=1).unsqueeze(0), queries, keys.T, alpha=-2.0
-        )
-        sq_u = (sq_u + (queries * queries).sum(dim=1, keepdim=True)).clamp(min=0)
-        if self.key_factor is not None:
-            sq_u = sq_u * self.key_factor
-        # Nearest in u, whatever the bandwidth: the Gaussian's limit.
-        sq_relative = sq_u.detach()
-        if self.row_factor is not None:
-            sq_u = sq_u * self.row_factor[rows, None]
-        position = torch.arange(len(rows), device=self.device)
-        if kernel.log_slope is not None:
-            # u = sqrt(u^2) has an infinite slope at 0; the floor gives a zero
-            # gradient there instead of 0 * inf.
-            argument = sq_u if not kernel.exact_distances else _safe_sqrt(sq_u)
-            log_weights = kernel.log_slope * argument
-            # The left-out sample takes no part in its own prediction.
-            log_weights = log_weights.index_put((position, rows), self._scalar(-np.inf))
-            row_max = log_weights.detach().amax(dim=1, keepdim=True)
-            row_max = row_max.masked_fill(~torch.isfinite(row_max), 0.0)
-            weights = torch.exp(log_weights - row_max)
-        else:
-            weights = kernel.function(_safe_sqrt(sq_u))
-            weights = weights.index_put((position, rows), self._scalar(0.0))
-        weights = weights * self.sample_weight
-        totals = weights.sum(dim=1, keepdim=True)
-        empty = ~(totals > 0)
-        predictions = (weights @ self.values) / torch.where(empty, 1.0, totals)
-        if bool(empty.any()):
-            predictions = torch.where(
-                empty, self._nearest_values(sq_relative, rows, position), predictions
+            chunk = rows[batch]
+            sq, sq_min = self._squared(problem, chunk, sq_scale)
+            loss, first, second = self._chunk_terms(
+                sq, sq_min, chunk, order, scaled, problem
             )
-        return self._prediction_losses(predictions, rows)
+            totals[0] += loss
+            if first is not None:
+                gradient += first
+            if second is not None:
+                totals[1] += second
+        total_weight = row_weight.sum()
+        loss = totals[0] / total_weight
+        if order == 0:
+            return loss, None, None
+        return (
+            loss,
+            gradient / total_weight,
+            totals[1] / total_weight if order == 2 else None,
+        )
 
-    def _fused_row_losses(self, log_h, rows):
+    def losses_at(self, log_bandwidths):
+        """The loss at each of several shared widths, in one pass.
+
+        The squared distances of a chunk are computed once and serve every
+        width.
+
+        Parameters
+        ----------
+        log_bandwidths : ndarray of shape (n_widths,)
+
+        Returns
+        -------
+        losses : ndarray of shape (n_widths,)
+        """
+        if self.fused:
+            return np.array(
+                [self.evaluate([t], order=0)[0] for t in np.ravel(log_bandwidths)]
+            )
+        log_bandwidths = np.ravel(log_bandwidths)
+        # Distances in units of the smallest width, so that the product
+        # expansion is taken only where it is accurate at every width.
+        smallest = float(np.min(log_bandwidths))
+        problem = self._problem(math.exp(smallest))
+        losses = np.zeros(len(log_bandwidths))
+        for batch in gen_batches(self.n_samples, self.chunk_n_rows):
+            chunk = np.arange(self.n_samples)[batch]
+            sq, sq_min = self._squared(problem, chunk, 1.0 / problem.reference**2)
+            scaled_sq = problem.named_block("scaled", len(chunk))
+            for index, log_bandwidth in enumerate(log_bandwidths):
+                scale = math.exp(-2 * (log_bandwidth - smallest))
+                torch.mul(sq, scale, out=scaled_sq)
+                losses[index] += self._chunk_terms(
+                    scaled_sq, sq_min * scale, chunk, 0, None, problem
+                )[0]
+        return losses / self.sample_weight_numpy.sum()
+
+    def _problem(self, bandwidth):
+        return _Problem(
+            self.X_numpy,
+            bandwidth,
+            self.kernel_name,
+            None,
+            self.dtype,
+            self.device,
+            key_widths=self.key_widths,
+            blocks=self._blocks,
+        )
+
+    def _squared(self, problem, chunk, sq_scale):
+        """u^2 of a chunk of rows against every sample, and each row's shift.
+
+        The row's own pair is +inf (it takes part only through the weight it
+        keeps); the shift is the smallest u^2 of the others, or 0 where the
+        row keeps some of its own weight (its own u^2 is 0).
+        """
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        sq = problem.scaled_squared_distances(self.X[chunk_t])
+        if sq_scale != 1.0:
+            sq.mul_(sq_scale)
+        if self.row_factor is not None:
+            sq.mul_(self.row_factor[chunk_t, None])
+        position = torch.arange(len(chunk), device=self.device)
+        # The left-out sample takes no part in its own prediction.
+        sq[position, chunk_t] = math.inf
+        sq_min = sq.amin(dim=1, keepdim=True)
+        sq_min = torch.where(self.kept_weight[chunk_t, None] > 0, 0.0, sq_min).clamp_(
+            max=torch.finfo(self.dtype).max
+        )
+        return sq, sq_min
+
+    def _chunk_terms(self, sq, sq_min, chunk, order, scaled, problem):
+        """Summed loss (and derivatives) of a chunk of rows.
+
+        ``sq`` is u^2 and ``sq_min`` the rows' shifts (see :meth:`_squared`).
+        ``scaled`` holds the coordinates divided by per-feature widths, or is
+        None for one shared width. ``problem`` lends its reused blocks.
+
+        Returns
+        -------
+        loss : float
+            Sum over the chunk's rows of c_i times their loss.
+        gradient : ndarray of shape (n_widths,) or None
+        second : float or None
+        """
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        per_feature = scaled is not None
+        weights, first, second = _kernel_terms(
+            self.name,
+            sq,
+            sq_min,
+            order,
+            per_feature,
+            lambda name: problem.named_block(name, len(chunk)),
+        )
+        position = torch.arange(len(chunk), device=self.device)
+        for block in (weights, first, second):
+            if block is not None:
+                block[position, chunk_t] = 0.0
+        sums = weights @ self.weighted
+        # The kept weight sits at u = 0, the row's largest weight: shift 0.
+        kept = self.kept_weight[chunk_t]
+        sums[:, 0] += kept
+        sums[:, 1:] += kept[:, None] * self.values[chunk_t]
+        totals = sums[:, :1]
+        empty = ~(totals[:, 0] > 0)
+        predictions = sums[:, 1:] / torch.where(totals > 0, totals, 1.0)
+        if bool(empty.any()):
+            predictions[empty] = self._nearest_values(sq[empty])
+        targets = self.values[chunk_t]
+        row_weight = self.sample_weight[chunk_t]
+        if self.loss == "squared_error":
+            residuals = predictions - targets
+            row_losses = residuals.square().mean(dim=1)
+            # d loss / d prediction, and its constant second derivative.
+            slope = 2 * residuals / residuals.shape[1]
+            curvature = None
+        else:
+            probability = predictions.gather(1, self.labels[chunk_t, None])[:, 0]
+            floored = probability <= PROBABILITY_FLOOR
+            row_losses = -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
+            slope = torch.zeros_like(predictions)
+            inverse = torch.where(floored, 0.0, 1 / probability)
+            slope.scatter_(1, self.labels[chunk_t, None], -inverse[:, None])
+            curvature = inverse.square()
+        loss = float(row_losses @ row_weight)
+        if order == 0:
+            return loss, None, None
+        # Rows of no weight keep the nearest samples' values: no slope.
+        inverse_totals = torch.where(
+            empty, 0.0, 1 / torch.where(empty, 1.0, totals[:, 0])
+        )
+        if per_feature:
+            gradient = self._feature_derivatives(
+                first, scaled, chunk_t, predictions, inverse_totals
+            )
+            # (rows, n_features, n_values) -> summed loss gradient.
+            gradient = torch.einsum("i,ikv,iv->k", row_weight, gradient, slope)
+            return loss, gradient.cpu().numpy(), None
+        first_sums = first @ self.weighted
+        derivative = (
+            first_sums[:, 1:] - predictions * first_sums[:, :1]
+        ) * inverse_totals[:, None]
+        gradient = float(((derivative * slope).sum(dim=1)) @ row_weight)
+        if order == 1:
+            return loss, np.array([gradient]), None
+        second_sums = second @ self.weighted
+        second_derivative = (
+            second_sums[:, 1:]
+            - 2 * derivative * first_sums[:, :1]
+            - predictions * second_sums[:, :1]
+        ) * inverse_totals[:, None]
+        if self.loss == "squared_error":
+            quadratic = 2 * derivative.square().mean(dim=1)
+        else:
+            slope_true = derivative.gather(1, self.labels[chunk_t, None])[:, 0]
+            quadratic = curvature * slope_true.square()
+        curvature_terms = quadratic + (second_derivative * slope).sum(dim=1)
+        return loss, np.array([gradient]), float(curvature_terms @ row_weight)
+
+    def _feature_derivatives(
+        self, slopes, scaled, chunk_t, predictions, inverse_totals
+    ):
+        """d prediction / d log h_k of each row, for every feature k.
+
+        With P the chunk's block of G, sum_j P_ij (z_ik - z_jk)^2 w_j is
+        z_ik^2 (P w)_i - 2 z_ik (P (z_k w))_i + (P (z_k^2 w))_i, one product
+        of P with [w, z_k w, z_k^2 w]_k on coordinates z = x / h centred on
+        the chunk's mean, so that the expansion does not cancel.
+
+        Returns
+        -------
+        derivatives : tensor of shape (n_rows, n_features, n_values)
+        """
+        centre = scaled[chunk_t].mean(dim=0)
+        z = scaled - centre
+        w = self.weighted_gradient
+        columns = torch.cat(
+            [w]
+            + [z[:, k, None] * w for k in range(self.n_features)]
+            + [z[:, k, None] ** 2 * w for k in range(self.n_features)],
+            dim=1,
+        )
+        products = (slopes @ columns).reshape(len(chunk_t), 1 + 2 * self.n_features, -1)
+        plain = products[:, :1]
+        linear = products[:, 1 : 1 + self.n_features]
+        quadratic = products[:, 1 + self.n_features :]
+        z_rows = z[chunk_t][:, :, None]
+        moments = z_rows**2 * plain - 2 * z_rows * linear + quadratic
+        if self.row_factor is not None:
+            moments = moments * self.row_factor[chunk_t, None, None]
+        return (
+            moments[:, :, 1:] - predictions[:, None, :] * moments[:, :, :1]
+        ) * inverse_totals[:, None, None]
+
+    def _nearest_values(self, sq):
+        """Average of the nearest other samples' values (ties averaged)."""
+        nearest = (sq <= sq.amin(dim=1, keepdim=True)) & torch.isfinite(sq)
+        sums = nearest.to(self.dtype) @ self.weighted
+        return sums[:, 1:] / sums[:, :1]
+
+    def _fused(self, log_bandwidth, rows, row_weight):
+        """Loss and gradient from the fused Triton kernels (float32)."""
+        log_h = self._tensor(log_bandwidth).requires_grad_(True)
+        rows_t = torch.as_tensor(rows, device=self.device)
         predictions, empty = _triton.leave_one_out_predictions(
             log_h,
             self.X,
             self.values,
             self.sample_weight,
-            rows,
+            rows_t,
             self.kernel_name,
             centre=self.loss == "squared_error",
         )
         empty_rows = torch.nonzero(empty).flatten()
         if len(empty_rows):
-            # Exact differences for the nearest others; in chunks, as their
-            # (n_empty, n_samples) block may be large.
-            nearest = torch.empty(
-                (len(empty_rows), self.values.shape[1]),
-                dtype=self.dtype,
-                device=self.device,
-            )
-            scaled = self.X.detach() / torch.exp(log_h.detach())
+            problem = self._problem(np.exp(log_bandwidth))
+            scale = 1.0 / problem.reference**2
+            nearest = []
             for batch in gen_batches(len(empty_rows), self.chunk_n_rows):
-                chunk_rows = rows[empty_rows[batch]]
-                sq_u = torch.cdist(
-                    scaled[chunk_rows],
-                    scaled,
-                    compute_mode="donot_use_mm_for_euclid_dist",
-                ).square_()
-                position = torch.arange(len(chunk_rows), device=self.device)
-                nearest[batch] = self._nearest_values(sq_u, chunk_rows, position)
-            predictions = predictions.index_put((empty_rows,), nearest)
-        return self._prediction_losses(predictions, rows)
-
-    def _prediction_losses(self, predictions, rows):
-        targets = self.values[rows]
+                chunk = rows[empty_rows[batch].cpu().numpy()]
+                sq, _ = self._squared(problem, chunk, scale)
+                nearest.append(self._nearest_values(sq))
+            predictions = predictions.index_put((empty_rows,), torch.cat(nearest))
+        targets = self.values[rows_t]
         if self.loss == "squared_error":
-            return ((predictions - targets) ** 2).mean(dim=1)
-        probability = (predictions * targets).sum(dim=1)
-        return -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
-
-    def _nearest_values(self, sq_u, rows, position):
-        """Average of the nearest other samples' values (ties averaged)."""
-        sq_u = sq_u.index_put((position, rows), self._scalar(np.inf))
-        nearest = (sq_u <= sq_u.amin(dim=1, keepdim=True)) * self.sample_weight
-        return (nearest @ self.values) / nearest.sum(dim=1, keepdim=True)
+            losses = ((predictions - targets) ** 2).mean(dim=1)
+        else:
+            probability = (predictions * targets).sum(dim=1)
+            losses = -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
+        weight = self._tensor(row_weight)
+        loss = (losses * weight).sum() / weight.sum()
+        loss.backward()
+        return float(loss.detach()), log_h.grad.cpu().numpy().copy(), None
 
 
 def _use_fused(device, kernel):
@@ -238,12 +563,7 @@ def _use_fused(device, kernel):
     if not available and device.type == "cuda":
         warnings.warn(
             f"The fused GPU kernels cannot run: {reason}. The leave-one-out "
-            "loss is computed in float64 with torch instead, which stores "
-            "blocks of (rows, n_samples) and is slower.",
+            "loss is computed in float64 with torch instead.",
             UserWarning,
         )
     return available
-
-
-def _safe_sqrt(sq):
-    return torch.sqrt(sq.clamp(min=np.finfo(np.float64).tiny))

@@ -6,10 +6,72 @@
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson
+from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
+from sknw._validation import check_numeric_target
 
 
-class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
+class _RegressorFitPredict:
+    """``fit`` and ``predict`` of the Nadaraya-Watson regressors."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Store the training data and resolve (or learn) the bandwidth.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (the keys).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Numeric training targets (the values).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights: non-negative multipliers of each sample's
+            kernel weight; an integer weight is the same as repeating the row.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y = validate_data(
+            self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
+        )
+        check_numeric_target(y, type(self).__name__)
+        sample_weight = self._check_fit_inputs(X, sample_weight)
+        self._fit_common(
+            X, y.reshape(y.shape[0], -1), sample_weight, loss="squared_error"
+        )
+        self._fit_y_ndim = y.ndim
+        return self
+
+    def predict(self, X):
+        """Attention-weighted average of the training targets at each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Predictions, shaped as the ``y`` given to ``fit``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        y_pred = self._weighted_average(X)
+        if self._fit_y_ndim == 1:
+            y_pred = y_pred.ravel()
+        return y_pred
+
+
+class NadarayaWatsonRegressor(
+    RegressorMixin, _RegressorFitPredict, _BaseNadarayaWatson
+):
     """Nadaraya-Watson kernel regression (attention pooling).
 
     The prediction at a query q is the kernel-weighted average of the training
@@ -48,53 +110,19 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
 
     adaptive : {"sample", "query"} or None, default=None
         Local widths. "sample": training sample j has the width
-        ``bandwidth * d_k(x_j)``, d_k(x_j) the Euclidean distance from x_j to
-        its k-th nearest other training sample (R np's adaptive_nn).
-        "query": query q sees the width ``bandwidth * d_k(q)``, the distance to
-        its k-th nearest training sample (R np's generalized_nn). A distance
-        of 0 is raised to the smallest positive one among the training
-        samples. None: fixed widths.
+        ``bandwidth * d_k(x_j) / g``, d_k(x_j) the distance at which the
+        weights of the other training samples add up to k (the k-th nearest
+        neighbour's distance with unit weights; R np's adaptive_nn), and g
+        the weighted geometric mean of d_k over the training samples, so
+        that ``bandwidth`` stays the typical width. "query": query q sees
+        the width ``bandwidth * d_k(q) / g``, with d_k(q) measured to the
+        training samples (R np's generalized_nn). A distance of 0 is raised
+        to the smallest positive one among the training samples. When the
+        other samples weigh less than k in all, d_k is the distance to the
+        farthest, with a warning. None: fixed widths.
 
     n_neighbors : int, default=10
         The k of ``adaptive``; ignored without it.
-
-    learn_bandwidth : bool, default=False
-        When True, ``fit`` starts from ``bandwidth`` and minimises the
-        leave-one-out mean squared error over the log of the width: one width
-        when ``bandwidth`` is a float, one per feature when it is an array or
-        a rule. Needs a named kernel whose weights change with the width
-        (not "tophat" or "constant", whose leave-one-out loss is piecewise
-        constant in it). On CUDA the loss and its gradient come from fused
-        float32 Triton kernels when Triton is installed.
-
-    solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
-        How the width is learned: L-BFGS-B on the full leave-one-out loss, or
-        minibatch gradient descent over rows with plain ("sgd") or Adam
-        ("adam") steps. "auto" takes "lbfgs" up to 5,000 samples and "adam"
-        above.
-
-    learning_rate : float or "auto", default="auto"
-        Step on the log-width, for the loss divided by the loss of predicting
-        the mean: the gradient's multiplier for "sgd" ("auto": 0.5), about
-        the step's size for "adam" ("auto": 0.05). Unused by "lbfgs".
-
-    batch_size : int or "auto", default="auto"
-        Rows predicted per minibatch step; "auto" is ``min(200, n_samples)``.
-
-    max_iter : int, default=100
-        L-BFGS iterations, or epochs of "sgd" and "adam".
-
-    tol : float, default=1e-4
-        L-BFGS stops once the gradient of the relative loss (the loss divided
-        by the loss of predicting the mean) with respect to each log-width is
-        below ``tol / 100``; "sgd" and "adam" stop once 3 epochs in a row
-        improve the relative loss by less than ``tol``.
-
-    random_state : int, RandomState instance or None, default=None
-        Order of the minibatches.
-
-    verbose : int, default=0
-        Print the learning's progress when > 0.
 
     algorithm : {"auto", "dense", "tree"}, default="auto"
         How predictions weigh the training samples. "dense" computes every
@@ -130,14 +158,6 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     bandwidth_ : float or ndarray of shape (n_features,)
         The width in use after fit.
 
-    loss_curve_ : list of float
-        Leave-one-out loss after each iteration (the mean over each epoch for
-        "sgd" and "adam"); only when ``learn_bandwidth=True``.
-
-    n_iter_ : int
-        Iterations (L-BFGS) or epochs ("sgd", "adam") run, and 1 when
-        L-BFGS starts at the optimum; only when ``learn_bandwidth=True``.
-
     n_features_in_ : int
         Number of features seen during fit.
 
@@ -146,6 +166,7 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
 
     See Also
     --------
+    NadarayaWatsonRegressorCV : The width learned by exact leave-one-out.
     NadarayaWatsonClassifier : The same weights averaging one-hot labels.
     sklearn.neighbors.KNeighborsRegressor : Average over the k nearest samples.
     sklearn.kernel_ridge.KernelRidge : Kernel ridge regression.
@@ -197,66 +218,147 @@ class NadarayaWatsonRegressor(RegressorMixin, _BaseNadarayaWatson):
     array([[0.009, 0.491, 0.491, 0.009]])
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Store the training data and resolve the bandwidth.
+class NadarayaWatsonRegressorCV(
+    RegressorMixin, _RegressorFitPredict, _BaseNadarayaWatsonCV
+):
+    """Nadaraya-Watson regression with the width learned by leave-one-out.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs (the keys).
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Training targets (the values).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative multipliers of each sample's kernel weight; an
-            integer weight is the same as repeating the row.
+    The prediction is that of :class:`NadarayaWatsonRegressor`; ``fit``
+    first learns the width that minimises the exact leave-one-out mean
+    squared error, each training row predicted from all the others,
 
-        Returns
-        -------
-        self : NadarayaWatsonRegressor
-            The fitted estimator.
-        """
-        X, y = validate_data(
-            self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
-        )
-        sample_weight = self._check_fit_inputs(X, sample_weight)
-        values = y.reshape(y.shape[0], -1)
-        local_widths, neighbor_X, floor = self._local_widths(X, sample_weight)
-        self.bandwidth_, learning = self._fit_bandwidth(
-            X, values, sample_weight, local_widths, loss="squared_error"
-        )
-        self._store_learning(learning)
-        self._fit_method, self._tree = self._fit_algorithm(X, sample_weight)
-        self._fit_X = X
-        self._fit_values = values
-        self._fit_y_ndim = y.ndim
-        self._fit_sample_weight = sample_weight
-        self._local_widths_fit = local_widths
-        self._neighbor_X = neighbor_X
-        self._local_width_floor = floor
-        return self
+        L(h) = sum_i s_i (f_{-i}(x_i) - y_i)**2 / sum_i s_i,
 
-    def predict(self, X):
-        """Attention-weighted average of the training targets at each query.
+    where leaving out row i removes one unit of its frequency weight s_i (all
+    of it when s_i < 1), so that an integer weight equals repeated rows. As
+    :class:`~sklearn.linear_model.RidgeCV` is to
+    :class:`~sklearn.linear_model.Ridge`, it is the efficient built-in
+    cross-validation of its sibling: the loss, its gradient and (for one
+    width) its second derivative come from closed forms in one pass over the
+    pairs, within ``working_memory``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features)
-            Query points.
+    Read more in the :ref:`User Guide <learning>`.
 
-        Returns
-        -------
-        y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
-            Predictions, shaped as the ``y`` given to ``fit``.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        y_pred = self._weighted_average(X)
-        if self._fit_y_ndim == 1:
-            y_pred = y_pred.ravel()
-        return y_pred
+    Parameters
+    ----------
+    kernel : str, default="gaussian"
+        A kernel name, as in :class:`NadarayaWatsonRegressor`, whose weights
+        change with the width: not "tophat" (and its aliases) or "constant",
+        whose leave-one-out loss is piecewise constant in it.
+
+    bandwidth : float, array-like of shape (n_features,), or \
+            {"scott", "silverman"}, default=1.0
+        The start of the search. A float learns one width shared by all
+        features; an array or a rule learns one width per feature.
+
+    solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
+        "auto": for one width, the exact loss on a log grid between the
+        data's bounds (see Notes), then Newton steps with the analytic second
+        derivative inside the best bracket, with golden-section steps where
+        Newton's is unsafe; per feature, L-BFGS-B from the best of the start,
+        the best shared width and the best width proportional to each
+        feature's spread, a result on a bound checked against the losses on
+        the way there. "lbfgs": L-BFGS-B from the start alone (a local
+        search). "sgd": minibatch gradient descent on the log-width (the d2l
+        textbook's loop); "adam": the same with Adam's steps.
+
+    learning_rate : float or "auto", default="auto"
+        "sgd" and "adam" only: the step on the log-width, for the loss divided
+        by the loss of predicting the mean: the gradient's multiplier for
+        "sgd" ("auto": 0.5), about the step's size for "adam" ("auto": 0.05).
+
+    batch_size : int or "auto", default="auto"
+        "sgd" and "adam" only: rows left out per step ("auto": 200); one step
+        per epoch over the full batch when it covers every row.
+
+    max_iter : int, default=100
+        Most iterations: steps of the search, L-BFGS-B iterations, or epochs
+        of "sgd" and "adam".
+
+    tol : float, default=1e-4
+        "sgd" and "adam" stop once the exact loss, divided by the loss of
+        predicting the mean, has improved by less than ``tol`` over 5 epochs.
+        The other solvers converge to machine precision on the log-width
+        (one width) or to a relative gradient below 1e-9 (per feature).
+
+    random_state : int, RandomState instance or None, default=None
+        Order of the minibatches, and the rows of the subsample on which
+        per-feature widths find their way above 2,000 samples.
+
+    verbose : int, default=0
+        Print the loss at each iteration when > 0.
+
+    adaptive : {"sample", "query"} or None, default=None
+        Local widths, as in :class:`NadarayaWatsonRegressor`; the width
+        learned multiplies them.
+
+    n_neighbors : int, default=10
+        The k of ``adaptive``; ignored without it.
+
+    algorithm : {"auto", "dense", "tree"}, default="auto"
+        How predictions weigh the training samples, as in
+        :class:`NadarayaWatsonRegressor`; learning always computes every pair.
+
+    truncation : float in (0, 1) or None, default=None
+        As in :class:`NadarayaWatsonRegressor`.
+
+    device : str or torch.device, default="cpu"
+        Where to compute, as in :class:`NadarayaWatsonRegressor`.
+
+    Attributes
+    ----------
+    bandwidth_ : float or ndarray of shape (n_features,)
+        The learned width.
+
+    loss_curve_ : list of float
+        The leave-one-out mean squared error at the start (``bandwidth``) and
+        after each iteration, for every solver: ``loss_curve_[0]`` is the
+        start and ``loss_curve_[-1]`` the loss at ``bandwidth_``.
+
+    n_iter_ : int
+        Iterations run, ``len(loss_curve_) - 1``, at least 1. The scan (one
+        width) or the choice among starts (per feature) counts as the first.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    NadarayaWatsonRegressor : The same prediction with a width given.
+    NadarayaWatsonClassifierCV : The width learned by leave-one-out log-loss.
+    sklearn.linear_model.RidgeCV : Ridge regression with efficient
+        leave-one-out cross-validation.
+
+    Notes
+    -----
+    The search is confined to where the minimum can be. Below the lower
+    bound every left-out prediction is its nearest neighbour's value (the
+    second-nearest weighs less than e^-37 of the nearest, or nothing under a
+    compact kernel); above the upper bound, the diameter of the data over
+    the square root of machine epsilon, every prediction is the mean of the
+    others. Both come from the data's own distances, duplicated rows counted
+    once: a far outlier does not move the lower bound. A width learned on a
+    bound comes with a warning that says which and what it means. Per
+    feature, each feature's bounds are those of the feature on its own.
+
+    The loss is computed in float64 on X and y rescaled by powers of 2, so
+    any finite data give a finite width. On CUDA with Triton, the loss and
+    gradient come from fused float32 kernels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknw import NadarayaWatsonRegressorCV
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.sort(rng.uniform(0, 5, size=(100, 1)), axis=0)
+    >>> y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 100)
+    >>> reg = NadarayaWatsonRegressorCV().fit(X, y)
+    >>> round(reg.bandwidth_, 3)
+    0.2...
+    >>> reg.n_iter_ >= 1
+    True
+    """

@@ -138,3 +138,22 @@ def check_coordinates(X, name="X", largest=None, dtype=None):
             "which squared distances overflow. Rescale the data (and the "
             "bandwidth) first."
         )
+
+
+def check_numeric_target(y, name):
+    """Refuse targets that are not numbers (strings, bytes, dates).
+
+    Parameters
+    ----------
+    y : ndarray
+        The ``y`` passed to ``fit``, validated.
+    name : str
+        The estimator's name, for the message.
+    """
+    dtype = np.asarray(y).dtype
+    if dtype.kind in "USaMmV":
+        raise ValueError(
+            f"{name} needs numeric targets; got y of dtype {dtype}. Encode "
+            "labels with NadarayaWatsonClassifier, or convert the targets to "
+            "numbers first."
+        )

@@ -18,14 +18,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from sknw._bandwidth import BANDWIDTH_FACTORS, spread_from_variance
-from sknw._classification import NadarayaWatsonClassifier
+from sknw._classification import NadarayaWatsonClassifier, NadarayaWatsonClassifierCV
 from sknw._engine import (
     PartialSums,
     combine_partial_sums,
     merge_partial_sums,
     partial_sums,
 )
-from sknw._regression import NadarayaWatsonRegressor
+from sknw._regression import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 from sknw._validation import (
     check_bandwidth_array,
     check_coordinates,
@@ -59,7 +59,7 @@ def predict_partitioned(
         Only its parameters are used (``kernel``, ``bandwidth``, ``device``);
         it is neither fitted nor changed. A bandwidth rule ("scott",
         "silverman") is computed from the partitioned training set and the
-        sample weights, as ``fit`` computes it. ``learn_bandwidth=True`` and
+        sample weights, as ``fit`` computes it. The ``...CV`` estimators and
         ``adaptive`` are refused: learn the width on a sample that fits in
         memory and pass ``bandwidth=model.bandwidth_``.
 
@@ -259,6 +259,14 @@ def _check_estimator(estimator, method):
         (names for kind, names in _METHODS.items() if isinstance(estimator, kind)),
         None,
     )
+    if isinstance(estimator, (NadarayaWatsonRegressorCV, NadarayaWatsonClassifierCV)):
+        raise ValueError(
+            f"{type(estimator).__name__} is not supported with a partitioned "
+            "training set: the leave-one-out loss pairs every training sample "
+            "with every other. Learn the width on a sample that fits in memory, "
+            "then pass NadarayaWatsonRegressor(bandwidth=model.bandwidth_) (or the "
+            "classifier)."
+        )
     if methods is None:
         raise TypeError(
             "estimator must be a NadarayaWatsonRegressor or a "
@@ -270,13 +278,6 @@ def _check_estimator(estimator, method):
             f"{type(estimator).__name__}; got {method!r}."
         )
     estimator._validate_params()
-    if estimator.learn_bandwidth:
-        raise ValueError(
-            "learn_bandwidth=True is not supported with a partitioned training "
-            "set: the leave-one-out loss pairs every training sample with every "
-            "other. Learn the width on a sample that fits in memory and pass "
-            "bandwidth=model.bandwidth_."
-        )
     if estimator.adaptive is not None:
         raise ValueError(
             f"adaptive={estimator.adaptive!r} is not supported with a partitioned "

@@ -11,6 +11,7 @@ from sknw._bandwidth import (
     nearest_neighbor_distances,
     scott_bandwidth,
     silverman_bandwidth,
+    weighted_neighbor_distances,
 )
 
 from ._reference import (
@@ -115,10 +116,15 @@ def test_adaptive_widths_match_numpy_reference(kernel, adaptive, bandwidth):
     model = NadarayaWatsonRegressor(
         kernel=kernel, bandwidth=bandwidth, adaptive=adaptive, n_neighbors=7
     ).fit(X, y)
+    # Local widths are k-th neighbour distances over their geometric mean on
+    # the training samples.
+    train = kth_neighbor_distance_slow(X, 7)
+    mean = np.exp(np.mean(np.log(train)))
     if adaptive == "sample":
-        widths = {"key_widths": kth_neighbor_distance_slow(X, 7)}
+        widths = {"key_widths": train / mean}
     else:
-        widths = {"query_widths": kth_neighbor_distance_slow(X, 7, queries=queries)}
+        query = kth_neighbor_distance_slow(X, 7, queries=queries)
+        widths = {"query_widths": query / mean}
     expected = nadaraya_watson_slow(
         queries, X, y, np.asarray(bandwidth), kernel, **widths
     )
@@ -139,9 +145,9 @@ def test_duplicates_get_the_smallest_positive_width():
     # the smallest positive 2nd-neighbour distance instead.
     distances = kth_neighbor_distance_slow(X, 2)
     floor = distances[distances > 0].min()
-    expected = nadaraya_watson_slow(
-        X, X, y, 1.0, "gaussian", key_widths=np.maximum(distances, floor)
-    )
+    widths = np.maximum(distances, floor)
+    widths /= np.exp(np.mean(np.log(widths)))
+    expected = nadaraya_watson_slow(X, X, y, 1.0, "gaussian", key_widths=widths)
     assert_allclose(model.predict(X), expected, rtol=1e-10)
     assert np.all(np.isfinite(model.predict([[0.0], [100.0]])))
 
@@ -156,10 +162,40 @@ def test_adaptive_query_widths_do_not_depend_on_other_queries():
     assert_allclose(together, one_by_one, rtol=1e-12)
 
 
-def test_adaptive_needs_enough_samples():
-    model = NadarayaWatsonRegressor(adaptive="sample", n_neighbors=5)
-    with pytest.raises(ValueError, match="n_neighbors=5 needs at least 6 samples"):
-        model.fit(np.arange(5.0)[:, None], np.arange(5.0))
+@pytest.mark.parametrize("adaptive", ["sample", "query"])
+def test_adaptive_with_fewer_samples_than_neighbours_uses_them_all(adaptive):
+    X = np.array([[0.0], [1.0], [3.0], [7.0], [8.0]])
+    y = np.arange(5.0)
+    model = NadarayaWatsonRegressor(adaptive=adaptive, n_neighbors=10)
+    with pytest.warns(UserWarning, match="add up to less than n_neighbors=10"):
+        model.fit(X, y)
+    # Each sample's width is its distance to the farthest other sample.
+    farthest = kth_neighbor_distance_slow(X, 4)
+    mean = np.exp(np.mean(np.log(farthest)))
+    queries = np.array([[0.5], [5.0]])
+    if adaptive == "sample":
+        widths = {"key_widths": farthest / mean}
+    else:
+        widths = {
+            "query_widths": kth_neighbor_distance_slow(X, 5, queries=queries) / mean
+        }
+    expected = nadaraya_watson_slow(queries, X, y, 1.0, "gaussian", **widths)
+    assert_allclose(model.predict(queries), expected, rtol=1e-10)
+
+
+def test_weighted_neighbour_distance_counts_weights_as_copies():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    weights = rng.integers(1, 4, size=30)
+    repeated = np.repeat(X, weights, axis=0)
+    queries = rng.normal(size=(10, 2))
+    for k in (1, 3, 7):
+        got, _ = weighted_neighbor_distances(X, weights.astype(float), k)
+        expected = kth_neighbor_distance_slow(repeated, k)
+        # Each copy of a row has the same distance as the row.
+        assert_allclose(np.repeat(got, weights), expected)
+        got, _ = weighted_neighbor_distances(X, weights.astype(float), k, queries)
+        assert_allclose(got, kth_neighbor_distance_slow(repeated, k, queries))
 
 
 def test_adaptive_zero_weight_samples_are_not_neighbours():

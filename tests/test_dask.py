@@ -18,7 +18,12 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import sknw  # noqa: E402
-from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor  # noqa: E402
+from sknw import (  # noqa: E402
+    NadarayaWatsonClassifier,
+    NadarayaWatsonClassifierCV,
+    NadarayaWatsonRegressor,
+    NadarayaWatsonRegressorCV,
+)
 from sknw.dask import predict_blockwise, predict_partitioned  # noqa: E402
 
 # Uneven partitions; the third has all its sample weights zero.
@@ -214,7 +219,6 @@ def test_parallel_post_fit(client, data):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"learn_bandwidth": True}, "bandwidth=model.bandwidth_"),
         ({"adaptive": "sample"}, "bandwidth=model.bandwidth_"),
         ({"bandwidth": [0.5, 0.5, 0.5]}, r"shape \(n_features,\) = \(2,\)"),
         ({"bandwidth": -1.0}, "bandwidth"),
@@ -226,6 +230,15 @@ def test_parameters_refused_before_any_work(data, params, message):
     estimator = NadarayaWatsonRegressor().set_params(**params)
     with pytest.raises(ValueError, match=message):
         predict_partitioned(estimator, X, y, queries)
+
+
+@pytest.mark.parametrize(
+    "estimator", [NadarayaWatsonRegressorCV(), NadarayaWatsonClassifierCV()]
+)
+def test_learning_estimators_refused_before_any_work(data, estimator):
+    X, y, _, queries = data
+    with pytest.raises(ValueError, match="bandwidth=model.bandwidth_"):
+        predict_partitioned(estimator, X, y > 0, queries)
 
 
 def test_inputs_refused(client, data):
