@@ -9,9 +9,10 @@ sums of every block of queries over every partition where the partition
 lives, and merges them into the prediction over the whole training set: the
 same numbers as a model fitted in memory. A fitted model can also be applied
 block by block to a large array of queries, with dask-ml's
-``ParallelPostFit`` or :func:`sknw.dask.predict_blockwise`. The figure shows
-the training set coloured by partition and the merged curve, smooth across
-the partitions' borders.
+``ParallelPostFit`` or :func:`sknw.dask.predict_blockwise`. A width learned by
+leave-one-out needs every pair of training samples: it is learned on a sample
+that fits in memory and passed on. The figure shows the training set coloured
+by partition and the merged curves, smooth across the partitions' borders.
 """
 
 # %%
@@ -70,6 +71,25 @@ print(f"largest difference to the model fitted in memory: "
       f"{np.abs(y_partitioned - y_memory).max():.1e}")  # fmt: skip
 
 # %%
+# A width learned by leave-one-out
+# --------------------------------
+# :class:`~sknw.NadarayaWatsonRegressorCV` learns the width from every pair of
+# training samples, so ``predict_partitioned`` refuses it. Learn the width on a
+# sample that fits in memory, and predict from the partitions with that width.
+from sknw import NadarayaWatsonRegressorCV
+
+rows = np.sort(rng.choice(n_samples, size=500, replace=False))
+X_sample, y_sample = da.compute(X_train[rows], y_train[rows])
+learned = NadarayaWatsonRegressorCV().fit(X_sample, y_sample)
+print(f"width learned on {len(rows)} samples: {learned.bandwidth_:.4f}")
+y_learned = predict_partitioned(
+    NadarayaWatsonRegressor(bandwidth=learned.bandwidth_),
+    X_train,
+    y_train,
+    X_query,
+).compute()
+
+# %%
 # Many queries, one fitted model
 # ------------------------------
 # When the training set fits in memory but the queries do not, fit as usual
@@ -99,7 +119,8 @@ for index, (start, stop) in enumerate(zip((0, *borders), np.cumsum(partitions)))
     )  # fmt: skip
 for border in X[borders, 0]:
     ax.axvline(border, color="0.6", linestyle=":", linewidth=1)
-ax.plot(X_query[:, 0], y_partitioned, color="black", label="predict_partitioned")
+ax.plot(X_query[:, 0], y_partitioned, color="black", label="Silverman's width")
+ax.plot(X_query[:, 0], y_learned, color="black", linestyle="--", label="learned width")
 ax.set(xlabel="x", ylabel="y", title="Nadaraya-Watson over four partitions")
 ax.legend(loc="upper right", fontsize="small", markerscale=3)
 fig.tight_layout()

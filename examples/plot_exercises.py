@@ -23,7 +23,11 @@ answered with the library.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
+from sknw import (
+    NadarayaWatsonClassifier,
+    NadarayaWatsonRegressor,
+    NadarayaWatsonRegressorCV,
+)
 
 rng = np.random.default_rng(0)
 
@@ -56,8 +60,9 @@ ax.legend()
 # ------------------------
 X = rng.normal(size=(300, 2))
 y = np.sin(2 * X[:, 0]) + rng.normal(0, 0.1, 300)  # the second feature is noise
-model = NadarayaWatsonRegressor(bandwidth=[1.0, 1.0], learn_bandwidth=True).fit(X, y)
-print("learned widths (informative, noise):", np.round(model.bandwidth_, 3))
+model = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y)
+informative, noise = model.bandwidth_
+print(f"learned widths: informative feature {informative:.3f}, noise {noise:.3g}")
 
 # %%
 # 3. The Parzen-window classifier

@@ -3,10 +3,13 @@
 Quickstart
 ==========
 
-Fit both sknw estimators on data sets that ship with scikit-learn, tune the
-bandwidth with :class:`~sklearn.model_selection.GridSearchCV` inside a
-:class:`~sklearn.pipeline.Pipeline`, and compare the held-out scores with
-k-nearest neighbours tuned the same way on the same split.
+Fit the sknw estimators on data sets that ship with scikit-learn, in a
+:class:`~sklearn.pipeline.Pipeline` that standardises the features: the
+plain estimators with the bandwidth and kernel tuned by
+:class:`~sklearn.model_selection.GridSearchCV`, and the CV estimators, which
+learn the bandwidth by exact leave-one-out in ``fit`` (as ``RidgeCV`` learns
+``alpha``). The held-out scores are compared with k-nearest neighbours tuned
+by grid search on the same split.
 """
 
 import numpy as np
@@ -16,7 +19,12 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
+from sknw import (
+    NadarayaWatsonClassifier,
+    NadarayaWatsonClassifierCV,
+    NadarayaWatsonRegressor,
+    NadarayaWatsonRegressorCV,
+)
 
 
 def tuned(estimator, grid):
@@ -27,13 +35,27 @@ def tuned(estimator, grid):
     return GridSearchCV(pipeline, param_grid, cv=5)
 
 
+def learned(estimator):
+    """A scaled pipeline whose final step learns its bandwidth in ``fit``."""
+    return make_pipeline(StandardScaler(), estimator)
+
+
 def report(task, metric, contenders, X_train, X_test, y_train, y_test):
     print(f"\n{task} (held-out {metric}, {len(y_test)} test samples)")
-    for name, search in contenders.items():
-        search.fit(X_train, y_train)
-        best = {key.split("__")[1]: value for key, value in search.best_params_.items()}
-        score = search.score(X_test, y_test)
-        print(f"  {name:<28} {score:6.3f}   best {best}")
+    for name, model in contenders.items():
+        model.fit(X_train, y_train)
+        score = model.score(X_test, y_test)
+        if hasattr(model, "best_params_"):
+            best = {
+                key.split("__")[1]: value for key, value in model.best_params_.items()
+            }
+            print(f"  {name:<28} {score:6.3f}   best {best}")
+        else:
+            step = model.steps[-1][1]
+            print(
+                f"  {name:<28} {score:6.3f}   learned bandwidth "
+                f"{step.bandwidth_:.3f} in {step.n_iter_} iterations"
+            )
 
 
 # %%
@@ -49,6 +71,7 @@ report(
             NadarayaWatsonRegressor(),
             {"bandwidth": widths, "kernel": ["gaussian", "epanechnikov"]},
         ),
+        "NadarayaWatsonRegressorCV": learned(NadarayaWatsonRegressorCV()),
         "KNeighborsRegressor": tuned(
             KNeighborsRegressor(),
             {"n_neighbors": [5, 10, 20, 40, 80], "weights": ["uniform", "distance"]},
@@ -69,6 +92,7 @@ report(
             NadarayaWatsonClassifier(),
             {"bandwidth": widths, "kernel": ["gaussian", "epanechnikov"]},
         ),
+        "NadarayaWatsonClassifierCV": learned(NadarayaWatsonClassifierCV()),
         "KNeighborsClassifier": tuned(
             KNeighborsClassifier(),
             {"n_neighbors": [1, 3, 5, 10, 20], "weights": ["uniform", "distance"]},

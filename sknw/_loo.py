@@ -39,6 +39,9 @@ _SCAN_FACTOR = 2.0
 # bound itself.
 _SCAN_TOP = 64.0
 
+# How many of the scan's local minima are refined.
+_N_BASINS = 3
+
 # The safeguarded search on one log-width stops when its bracket or its
 # Newton step is below this.
 _LOG_WIDTH_TOL = 1e-10
@@ -166,9 +169,14 @@ def learn_bandwidth(
         device=device,
     )
     baseline = _constant_prediction_loss(values, sample_weight, loss)
-    lower, upper = log_width_bounds(X, KERNELS[kernel], per_feature, local_widths)
+    lower, upper = log_width_bounds(
+        X, KERNELS[kernel], per_feature, sample_weight, local_widths
+    )
     start = np.clip(np.log(initial_bandwidth / x_scale), lower, upper)
-    progress = _Progress(name, verbose, y_scale**2 if loss == "squared_error" else 1)
+    with np.errstate(over="ignore"):
+        # The loss in the units of y: beyond float64 where its squares are.
+        loss_scale = np.float64(y_scale) ** 2 if loss == "squared_error" else 1.0
+    progress = _Progress(name, verbose, loss_scale)
     batch_size = DEFAULT_BATCH_SIZE if batch_size == "auto" else batch_size
     if solver in ("sgd", "adam") and batch_size >= X.shape[0]:
         solver_label = f"{solver} (full batch)"
@@ -207,7 +215,8 @@ def learn_bandwidth(
             ConvergenceWarning,
         )
     _warn_on_bounds(name, log_bandwidth, lower, upper, per_feature)
-    loss_curve = [value * progress.loss_scale for value in search.loss_curve]
+    with np.errstate(over="ignore"):
+        loss_curve = [float(value * progress.loss_scale) for value in search.loss_curve]
     return bandwidth, loss_curve, len(loss_curve) - 1
 
 
@@ -221,16 +230,18 @@ def _power_of_2(spread, per_feature):
     return np.ldexp(1.0, exponent)
 
 
-def log_width_bounds(X, kernel, per_feature, local_widths=None):
+def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=None):
     """Where the leave-one-out minimum can be, from the data's own distances.
 
     Below the lower bound every left-out prediction is its nearest other
     sample's value (the second-nearest weighs less than e^-37 of the
     nearest, or nothing under a compact kernel); above the upper bound every
     prediction is the weighted mean (u^2 < machine epsilon for every pair).
-    Duplicated rows count once, so weights and repeated rows give the same
-    bounds, and a far outlier moves neither bound much: the lower comes from
-    the closest pairs, the upper from the range.
+    Duplicated rows count once, with their weights added up (a row whose
+    total weight exceeds 1 keeps company at distance 0 when one unit is left
+    out), so weights and repeated rows give the same bounds; a far outlier
+    moves neither bound much: the lower comes from the closest pairs, the
+    upper from the range.
 
     Parameters
     ----------
@@ -240,6 +251,8 @@ def log_width_bounds(X, kernel, per_feature, local_widths=None):
         The kernel.
     per_feature : bool
         Bounds for each feature on its own, or for one shared width.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Frequency weights.
     local_widths : ndarray of shape (n_samples,) or None
         Local width factors, which widen the bounds by their extremes.
 
@@ -249,11 +262,16 @@ def log_width_bounds(X, kernel, per_feature, local_widths=None):
         Bounds of the log-widths.
     """
     if per_feature:
-        bounds = [log_width_bounds(X[:, [k]], kernel, False) for k in range(X.shape[1])]
+        bounds = [
+            log_width_bounds(X[:, [k]], kernel, False, sample_weight)
+            for k in range(X.shape[1])
+        ]
         lower = np.concatenate([bound[0] for bound in bounds])
         upper = np.concatenate([bound[1] for bound in bounds])
     else:
-        points = np.unique(X, axis=0)
+        points, inverse = np.unique(X, axis=0, return_inverse=True)
+        weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        company = np.bincount(inverse.ravel(), weights=weight) > 1
         diameter = float(np.sqrt((np.ptp(points, axis=0) ** 2).sum()))
         if points.shape[0] < 2 or diameter == 0:
             return np.zeros(1), np.zeros(1)
@@ -262,20 +280,23 @@ def log_width_bounds(X, kernel, per_feature, local_widths=None):
         distances, _ = (
             NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points).kneighbors(points)
         )
-        distances = distances[:, 1:]
+        # Each point's distinct distances to the others, and 0 first where
+        # the point keeps company of its own.
+        distances[~company, 0] = np.inf
+        distances = np.sort(distances, axis=1)
         nearest = distances[:, :1]
-        lower = math.log(float(nearest.min()))
+        positive = distances[distances > 0]
+        lower = math.log(float(positive.min()))
         if not kernel.compact:
             # The next distinct distance after the nearest, where there is one.
             farther = np.where(distances > nearest, distances, np.inf).min(axis=1)
-            gap = farther - nearest[:, 0]
+            finite = np.isfinite(farther)
+            farther, near = farther[finite], nearest[finite, 0]
             if kernel.exact_distances:
-                gaps = gap / _NEGLIGIBLE_LOG_WEIGHT
+                gaps = (farther - near) / _NEGLIGIBLE_LOG_WEIGHT
             else:
-                gaps = np.sqrt(
-                    (farther**2 - nearest[:, 0] ** 2) / (2 * _NEGLIGIBLE_LOG_WEIGHT)
-                )
-            gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+                gaps = np.sqrt((farther**2 - near**2) / (2 * _NEGLIGIBLE_LOG_WEIGHT))
+            gaps = gaps[gaps > 0]
             if gaps.size:
                 lower = math.log(float(gaps.min()))
         lower, upper = np.array([lower]), np.array([upper])
@@ -357,27 +378,62 @@ class _Search:
         top = max(top, min(upper, diameter + math.log(_SCAN_TOP)))
         grid = np.append(np.arange(lower, top, step), upper)
         losses = objective.losses_at(grid)
-        # The start is one more point of the scan, which counts as the
-        # first iteration.
-        points = np.append(grid, start[0])
-        losses = np.append(losses, self.loss_curve[0])
+        # A finer scan within a factor 2 of the best point, where a narrow
+        # basin could hide between two coarse points; the start is one more
+        # point. The scan counts as the first iteration.
+        centre = grid[int(np.argmin(losses))]
+        fine = centre + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
+        fine = fine[(fine > lower) & (fine < upper)]
+        points = np.concatenate([grid, fine, start])
+        losses = np.concatenate(
+            [losses, objective.losses_at(fine), [self.loss_curve[0]]]
+        )
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
-        best = int(np.argmin(losses))
-        self._record(losses[best])
-        left = grid[max(best - 1, 0)]
-        right = grid[min(best + 1, len(grid) - 1)]
-        return self._refine(grid[best], left, right)
+        self._record(losses.min())
+        # The loss may have several local minima (it does on clustered
+        # data): refine the best few basins of the scan, keep the lowest.
+        padded = np.concatenate([[np.inf], losses, [np.inf]])
+        basins = np.flatnonzero(
+            (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
+        )
+        basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
+        results = []
+        for index in basins:
+            left = grid[max(index - 1, 0)]
+            right = grid[min(index + 1, len(grid) - 1)]
+            record = len(results) == 0
+            results.append(self._refine(grid[index], left, right, record=record))
+        best = min(range(len(results)), key=lambda k: results[k][2])
+        log_bandwidth, converged, value = results[best]
+        # On a flat stretch at either end (every prediction the nearest
+        # neighbour's, or the mean), any width there gives the same loss:
+        # take the bound itself, so that equivalent data give one answer.
+        for index in (0, len(grid) - 1):
+            if losses[index] <= value * (1 + 1e-12) and grid[index] in (lower, upper):
+                log_bandwidth, value = np.array([grid[index]]), losses[index]
+                break
+        if best > 0 or value != results[best][2]:
+            self._record(value)
+        return log_bandwidth, converged
 
-    def _refine(self, x, left, right):
+    def _refine(self, x, left, right, record=True):
         """Safeguarded Newton on one log-width inside [left, right], x the
-        lowest point found so far (Brent's bookkeeping of the bracket)."""
+        lowest point found so far (Brent's bookkeeping of the bracket).
+
+        Returns
+        -------
+        log_bandwidth : ndarray of shape (1,)
+        converged : bool
+        value : float
+            The loss there.
+        """
         objective = self.objective
         value, gradient, second = objective.evaluate([x], order=2)
         gradient, second = gradient[0], second
         for _ in range(self.max_iter - 1):
             if right - left <= _LOG_WIDTH_TOL:
-                return np.array([x]), True
+                return np.array([x]), True, value
             newton = x - gradient / second if second > 0 else None
             if newton is not None and left < newton < right:
                 trial = newton
@@ -386,8 +442,9 @@ class _Search:
             else:
                 trial = x + _GOLDEN * (right - x)
             if abs(trial - x) <= _LOG_WIDTH_TOL:
-                self._record(value)
-                return np.array([x]), True
+                if record:
+                    self._record(value)
+                return np.array([x]), True, value
             trial_value, trial_gradient, trial_second = objective.evaluate(
                 [trial], order=2
             )
@@ -402,10 +459,11 @@ class _Search:
                 right = trial
             else:
                 left = trial
-            self._record(value)
+            if record:
+                self._record(value)
             if abs(gradient) * (right - left) <= 1e-15 * self.baseline:
-                return np.array([x]), True
-        return np.array([x]), False
+                return np.array([x]), True, value
+        return np.array([x]), False, value
 
     def lbfgs(self, starts, *, tol, random_state):
         """L-BFGS-B from the best of ``starts``; a result on a bound is
@@ -439,13 +497,13 @@ class _Search:
         # with the bounds themselves.
         value, gradient = objective(result)
         probe = np.where(gradient > 0, self.lower, result)
-        if np.any(probe != result):
+        if np.any(probe != result) and len(self.loss_curve) < self.max_iter:
             probe_value = objective.evaluate(probe, order=0)[0]
             if probe_value < value:
                 self._record(probe_value)
                 result, converged = self._run_lbfgs(probe, None, record=True)
         on_bound = np.isclose(result, self.lower) | np.isclose(result, self.upper)
-        if np.any(on_bound) and len(self.loss_curve) < self.max_iter + 1:
+        if np.any(on_bound) and len(self.loss_curve) < self.max_iter:
             # Compare the losses on the way to the bound before accepting it.
             path = [start + f * (result - start) for f in np.linspace(0.1, 0.9, 9)]
             losses = [objective.evaluate(point, order=0)[0] for point in path]
@@ -549,7 +607,6 @@ class _Search:
         n_steps = 0
         self._record(objective.evaluate(log_bandwidth, order=0)[0])
         best_curve = [self.loss_curve[0]]
-        best_point = log_bandwidth.copy()
         for _ in range(self.max_iter):
             order = random_state.permutation(n_samples)
             for batch in gen_batches(n_samples, batch_size):
@@ -568,14 +625,12 @@ class _Search:
                 )
             value = objective.evaluate(log_bandwidth, order=0)[0]
             self._record(value)
-            if value < best_curve[-1]:
-                best_point = log_bandwidth.copy()
             best_curve.append(min(value, best_curve[-1]))
             if len(best_curve) > N_ITER_NO_CHANGE:
                 improvement = best_curve[-1 - N_ITER_NO_CHANGE] - best_curve[-1]
                 if improvement < tol * self.baseline:
-                    return best_point, True
-        return best_point, False
+                    return log_bandwidth, True
+        return log_bandwidth, False
 
 
 def _warn_on_bounds(name, log_bandwidth, lower, upper, per_feature):
@@ -643,12 +698,13 @@ class _Progress:
         self._print(f"{'iteration':>9} {'loss':>12} {'change':>11} {'seconds':>9}")
 
     def row(self, iteration, loss_curve):
-        loss = loss_curve[-1] * self.loss_scale
-        change = (
-            ""
-            if len(loss_curve) < 2
-            else (f"{(loss_curve[-1] - loss_curve[-2]) * self.loss_scale:>11.3e}")
-        )
+        with np.errstate(over="ignore"):
+            loss = float(loss_curve[-1] * self.loss_scale)
+            change = ""
+            if len(loss_curve) > 1:
+                difference = loss_curve[-1] - loss_curve[-2]
+                change = float(difference * self.loss_scale) if difference else 0.0
+                change = f"{change:>11.3e}"
         seconds = time.perf_counter() - self.started
         self._print(f"{iteration:>9d} {loss:>12.6e} {change:>11} {seconds:>9.2f}")
 

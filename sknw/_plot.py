@@ -74,7 +74,8 @@ class AttentionWeightsDisplay:
 
         Parameters
         ----------
-        estimator : fitted NadarayaWatsonRegressor or NadarayaWatsonClassifier
+        estimator : fitted NadarayaWatsonRegressor, NadarayaWatsonClassifier \
+                or their CV siblings
             The estimator whose weights to show.
         X : array-like of shape (n_queries, n_features)
             Queries.
@@ -183,7 +184,8 @@ class FittedCurveDisplay:
 
         Parameters
         ----------
-        estimator : fitted NadarayaWatsonRegressor with one feature
+        estimator : fitted NadarayaWatsonRegressor or \
+                NadarayaWatsonRegressorCV with one feature
             The estimator to draw.
         X : array-like of shape (n_samples, 1)
             Points to scatter, usually the training inputs.
@@ -243,12 +245,18 @@ class FittedCurveDisplay:
 
 
 class LossCurveDisplay:
-    """The leave-one-out loss at each iteration of learning the width.
+    """The leave-one-out loss during the learning of the width.
+
+    Draws the ``loss_curve_`` of a fitted :class:`NadarayaWatsonRegressorCV`
+    or :class:`NadarayaWatsonClassifierCV`: the loss at the starting
+    ``bandwidth`` (iteration 0), then after each iteration of the solver, up
+    to ``n_iter_``.
 
     Parameters
     ----------
-    loss_curve : ndarray of shape (n_iter,)
-        The estimator's ``loss_curve_``.
+    loss_curve : ndarray of shape (n_iter + 1,)
+        The estimator's ``loss_curve_``: the loss at the start, then after
+        each of its ``n_iter_`` iterations.
 
     Attributes
     ----------
@@ -262,12 +270,12 @@ class LossCurveDisplay:
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np
-    >>> from sknw import LossCurveDisplay, NadarayaWatsonRegressor
+    >>> from sknw import LossCurveDisplay, NadarayaWatsonRegressorCV
     >>> X = np.linspace(0, 5, 40)[:, None]
     >>> y = np.sin(X[:, 0])
-    >>> model = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
+    >>> model = NadarayaWatsonRegressorCV().fit(X, y)
     >>> display = LossCurveDisplay.from_estimator(model)
-    >>> len(display.loss_curve) == model.n_iter_
+    >>> len(display.loss_curve) == model.n_iter_ + 1
     True
     """
 
@@ -276,13 +284,12 @@ class LossCurveDisplay:
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None):
-        """Draw the ``loss_curve_`` of an estimator fitted with
-        ``learn_bandwidth=True``.
+        """Draw the ``loss_curve_`` of an estimator that learned its width.
 
         Parameters
         ----------
-        estimator : fitted NadarayaWatsonRegressor or NadarayaWatsonClassifier
-            Fitted with ``learn_bandwidth=True``.
+        estimator : fitted NadarayaWatsonRegressorCV or NadarayaWatsonClassifierCV
+            The estimator whose learning to show.
         ax : matplotlib Axes, default=None
             Where to draw; a new figure when None.
 
@@ -293,14 +300,15 @@ class LossCurveDisplay:
         check_is_fitted(estimator)
         if not hasattr(estimator, "loss_curve_"):
             raise ValueError(
-                "LossCurveDisplay needs an estimator fitted with "
-                "learn_bandwidth=True; this one has no loss_curve_."
+                "LossCurveDisplay needs an estimator that learned its width, a "
+                "fitted NadarayaWatsonRegressorCV or NadarayaWatsonClassifierCV; "
+                f"this {type(estimator).__name__} has no loss_curve_."
             )
         display = cls(loss_curve=np.asarray(estimator.loss_curve_, dtype=float))
         return display.plot(ax=ax)
 
     def plot(self, ax=None):
-        """Draw the loss against the iteration.
+        """Draw the loss against the iteration, from 0 (the start).
 
         Parameters
         ----------
@@ -312,9 +320,12 @@ class LossCurveDisplay:
         display : LossCurveDisplay
         """
         ax = _axes(ax)
-        iterations = np.arange(1, len(self.loss_curve) + 1)
+        from matplotlib.ticker import MaxNLocator
+
+        iterations = np.arange(len(self.loss_curve))
         (self.line_,) = ax.plot(iterations, self.loss_curve, marker="o")
-        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("iteration (0: the starting bandwidth)")
         ax.set_ylabel("leave-one-out loss")
         self.ax_, self.figure_ = ax, ax.figure
         return self

@@ -64,11 +64,24 @@ def attention_slow(
     else:
         weights = KERNELS_NUMPY[kernel](u) * sample_weight
     # The Gaussian's limit: the keys of smallest u, whatever the bandwidth.
-    relative = distance if key_widths is None else distance / np.asarray(key_widths)
+    relative = _nearest_measure(queries, keys, bandwidth)
+    if key_widths is not None:
+        relative = relative / np.asarray(key_widths) ** 2
     for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
         nearest = np.where(active, relative[row], np.inf)
         weights[row] = (nearest == nearest.min()) * sample_weight
     return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _nearest_measure(queries, keys, bandwidth):
+    """Squared distances that order keys as u does, computed as exactly as
+    the data allow: in the data's own units when the width is shared, so
+    that exact ties stay ties (and a square root cannot round two distances
+    into one)."""
+    bandwidth = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), keys.shape[1:])
+    scale = bandwidth.min() / bandwidth
+    diff = (queries[:, None, :] - keys[None, :, :]) * scale
+    return (diff**2).sum(axis=-1)
 
 
 def nadaraya_watson_slow(queries, keys, values, bandwidth, kernel, *args, **kwargs):
@@ -89,31 +102,40 @@ def kth_neighbor_distance_slow(X, n_neighbors, queries=None):
 def loo_predictions_slow(
     X, values, bandwidth, kernel, sample_weight=None, key_widths=None, query_widths=None
 ):
-    """Each row of ``values`` predicted from all the other rows, densely."""
+    """Each row of ``values`` predicted from the others, densely.
+
+    Frequency weights: row i leaves out one unit of its weight c_i (all of it
+    when c_i < 1) and keeps e_i = c_i - min(c_i, 1) at distance 0.
+    """
     X = np.asarray(X, dtype=np.float64)
     n_samples = len(X)
     if sample_weight is None:
         sample_weight = np.ones(n_samples)
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    kept = sample_weight - np.minimum(sample_weight, 1)
     kernel = ALIASES.get(kernel, kernel)
     diff = (X[:, None, :] - X[None, :, :]) / np.asarray(bandwidth)
     distance = np.sqrt((diff**2).sum(axis=-1))
-    np.fill_diagonal(distance, np.inf)
     u = distance.copy()
     if key_widths is not None:
         u = u / np.asarray(key_widths)[None, :]
     if query_widths is not None:
         u = u / np.asarray(query_widths)[:, None]
+    diagonal = np.arange(n_samples)
     if kernel in LOG_KERNELS:
         log_weights = LOG_KERNELS[kernel](u) + np.log(sample_weight)
-        log_weights[~np.isfinite(u)] = -np.inf
+        with np.errstate(divide="ignore"):
+            log_weights[diagonal, diagonal] = np.log(kept)
         weights = softmax(log_weights, axis=1)
     else:
         weights = KERNELS_NUMPY[kernel](u) * sample_weight
-        np.fill_diagonal(weights, 0.0)
+        weights[diagonal, diagonal] = kept
+    nearest_measure = _nearest_measure(X, X, bandwidth)
     for row in np.flatnonzero(~(weights.sum(axis=1) > 0)):
-        relative = distance[row]
+        relative = nearest_measure[row]
         if key_widths is not None:
-            relative = relative / np.asarray(key_widths)
+            relative = relative / np.asarray(key_widths) ** 2
+        relative[row] = np.inf
         weights[row] = (relative == relative.min()) * sample_weight
     return weights @ values / weights.sum(axis=1, keepdims=True)
 
@@ -124,3 +146,12 @@ def loo_squared_error_slow(X, y, bandwidth, kernel, sample_weight=None, **widths
     predictions = loo_predictions_slow(X, y, bandwidth, kernel, sample_weight, **widths)
     errors = ((predictions - y) ** 2).mean(axis=1)
     return np.average(errors, weights=sample_weight)
+
+
+def loo_log_loss_slow(X, labels, bandwidth, kernel, sample_weight=None, **widths):
+    """Sample-weighted leave-one-out log-loss of integer labels, with
+    probabilities floored at machine epsilon."""
+    one_hot = np.eye(labels.max() + 1)[labels]
+    proba = loo_predictions_slow(X, one_hot, bandwidth, kernel, sample_weight, **widths)
+    true = np.maximum(proba[np.arange(len(X)), labels], np.finfo(np.float64).eps)
+    return np.average(-np.log(true), weights=sample_weight)

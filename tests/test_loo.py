@@ -1,4 +1,5 @@
-"""Learning the bandwidth by leave-one-out: gradient, optimum, solvers, output."""
+"""Learning the bandwidth by leave-one-out: the closed forms, the search, the
+solvers and what a user sees."""
 
 import re
 import warnings
@@ -8,19 +9,41 @@ import pytest
 import sklearn
 import torch
 from numpy.testing import assert_allclose
+from scipy.optimize import minimize_scalar
 from sklearn.datasets import load_diabetes
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 from statsmodels.nonparametric.kernel_regression import KernelReg
 
-from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
-from sknw._loo_objective import LeaveOneOutObjective
+from sknw import (
+    NadarayaWatsonClassifier,
+    NadarayaWatsonClassifierCV,
+    NadarayaWatsonRegressor,
+    NadarayaWatsonRegressorCV,
+)
+from sknw._loo_objective import _BLOCKS_PER_ROW, LeaveOneOutObjective
 
 from ._reference import (
     kth_neighbor_distance_slow,
+    loo_log_loss_slow,
     loo_predictions_slow,
     loo_squared_error_slow,
 )
+
+LEARNABLE = [
+    "gaussian",
+    "exponential",
+    "epanechnikov",
+    "biweight",
+    "triweight",
+    "linear",
+    "tricube",
+    "cosine",
+]
+
+# Kernels whose weights have two continuous derivatives in the width, at the
+# edge of their support too.
+SMOOTH_AT_THE_EDGE = ["gaussian", "exponential", "triweight", "tricube"]
 
 
 def toy_1d(n_samples=200, seed=0):
@@ -39,18 +62,15 @@ def toy_4d(n_samples=150, seed=0):
     return X, y
 
 
-def objective(X, values, kernel="gaussian", loss="squared_error", sample_weight=None):
+def objective(X, values, kernel="gaussian", loss="squared_error", **kwargs):
+    kwargs.setdefault("sample_weight", None)
     return LeaveOneOutObjective(
-        X,
-        values,
-        kernel=kernel,
-        loss=loss,
-        sample_weight=sample_weight,
-        device=torch.device("cpu"),
+        X, values, kernel=kernel, loss=loss, device=torch.device("cpu"), **kwargs
     )
 
 
-def central_difference(function, x, step=1e-6):
+def central_difference(function, x, step=1e-5):
+    x = np.asarray(x, dtype=float)
     gradient = np.empty_like(x)
     for index in range(x.size):
         shift = np.zeros_like(x)
@@ -59,43 +79,131 @@ def central_difference(function, x, step=1e-6):
     return gradient
 
 
-@pytest.mark.parametrize("kernel", ["gaussian", "exponential", "epanechnikov"])
-@pytest.mark.parametrize("per_feature", [False, True])
-@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
-def test_gradient_matches_finite_differences(kernel, per_feature, loss):
-    X, y = toy_4d(n_samples=60)
+def weighted_problem(loss, n_samples=60, seed=0):
+    """Four features, duplicates, frequency weights from 0.3 to 3."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, 4)) * [1.0, 2.0, 0.5, 1.0]
+    X[1] = X[0]
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] + rng.normal(0, 0.2, n_samples)
     if loss == "squared_error":
         values = np.column_stack([y, np.cos(y)])
     else:
         values = np.eye(3)[np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))]
-    sample_weight = np.random.default_rng(3).uniform(0.5, 2.0, size=len(X))
-    loo = objective(X, values, kernel, loss, sample_weight)
-    log_bandwidth = np.log([1.2, 2.0, 0.9, 1.5] if per_feature else [1.5])
-    _, gradient = loo(log_bandwidth)
-    expected = central_difference(lambda x: loo(x)[0], log_bandwidth)
-    assert_allclose(gradient, expected, rtol=1e-5, atol=1e-9)
+    sample_weight = rng.choice([0.3, 0.8, 1.0, 1.5, 2.0, 3.0], size=n_samples)
+    return X, values, sample_weight
 
 
-@pytest.mark.parametrize("kernel", ["gaussian", "tricube", "exponential"])
-def test_loss_matches_dense_reference(kernel):
-    X, y = toy_4d(n_samples=80)
-    sample_weight = np.random.default_rng(4).uniform(0.5, 2.0, size=len(X))
-    bandwidth = np.array([0.8, 1.5, 0.6, 2.0])
-    loss, _ = objective(X, y[:, None], kernel, sample_weight=sample_weight)(
-        np.log(bandwidth)
+def reference_loss(X, values, bandwidth, kernel, loss, sample_weight, **widths):
+    if loss == "squared_error":
+        return loo_squared_error_slow(
+            X, values, bandwidth, kernel, sample_weight, **widths
+        )
+    labels = np.argmax(values, axis=1)
+    return loo_log_loss_slow(X, labels, bandwidth, kernel, sample_weight, **widths)
+
+
+@pytest.mark.parametrize("kernel", LEARNABLE)
+@pytest.mark.parametrize("per_feature", [False, True])
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_loss_and_derivatives_match_numpy(kernel, per_feature, loss):
+    X, values, sample_weight = weighted_problem(loss)
+    loo = objective(X, values, kernel, loss, sample_weight=sample_weight)
+    widths = np.array([1.2, 2.0, 0.9, 1.5]) if per_feature else np.array([1.4])
+    if kernel not in ("gaussian", "exponential"):
+        widths = 2.5 * widths
+    log_bandwidth = np.log(widths)
+    value, gradient, second = loo.evaluate(log_bandwidth, order=1 if per_feature else 2)
+    bandwidth = widths if per_feature else widths[0]
+    expected = reference_loss(X, values, bandwidth, kernel, loss, sample_weight)
+    assert value == pytest.approx(expected, rel=1e-12)
+
+    def numpy_loss(log_widths):
+        widths = np.exp(log_widths)
+        return reference_loss(
+            X, values, widths if per_feature else widths[0], kernel, loss, sample_weight
+        )
+
+    assert_allclose(
+        gradient, central_difference(numpy_loss, log_bandwidth), rtol=1e-6, atol=1e-10
     )
-    expected = loo_squared_error_slow(X, y, bandwidth, kernel, sample_weight)
-    assert loss == pytest.approx(expected, rel=1e-10)
+    if per_feature:
+        return
+    if kernel in SMOOTH_AT_THE_EDGE:
+        step = 1e-4
+        numeric = (
+            numpy_loss(log_bandwidth + step)
+            - 2 * value
+            + numpy_loss(log_bandwidth - step)
+        ) / step**2
+        assert second == pytest.approx(numeric, rel=1e-4, abs=1e-7)
+    else:
+        # The slope of these kernels jumps at u = 1: the second derivative
+        # holds between the jumps, so it is checked on the analytic gradient
+        # over a step too small to cross one.
+        step = 1e-7
+        numeric = (
+            loo.evaluate(log_bandwidth + step)[1][0]
+            - loo.evaluate(log_bandwidth - step)[1][0]
+        ) / (2 * step)
+        assert second == pytest.approx(numeric, rel=1e-5, abs=1e-8)
 
 
-def test_log_loss_matches_dense_reference():
-    X, y = toy_4d(n_samples=80)
-    labels = (y > np.median(y)).astype(int)
-    one_hot = np.eye(2)[labels]
-    loss, _ = objective(X, one_hot, loss="log_loss")(np.log([0.7]))
-    proba = loo_predictions_slow(X, one_hot, 0.7, "gaussian")
-    expected = -np.mean(np.log(proba[np.arange(len(X)), labels]))
-    assert loss == pytest.approx(expected, rel=1e-10)
+@pytest.mark.parametrize("role", ["key_widths", "query_widths"])
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_adaptive_loss_and_derivatives(role, per_feature):
+    X, y = toy_4d(n_samples=70)
+    sample_weight = np.random.default_rng(2).choice([0.5, 1.0, 2.0], size=70)
+    local = kth_neighbor_distance_slow(X, 5)
+    loo = objective(X, y[:, None], sample_weight=sample_weight, **{role: local})
+    widths = np.array([0.8, 1.2, 0.6, 1.5]) if per_feature else np.array([0.9])
+    log_bandwidth = np.log(widths)
+    value, gradient, second = loo.evaluate(log_bandwidth, order=1 if per_feature else 2)
+
+    def numpy_loss(log_widths):
+        widths = np.exp(log_widths)
+        return loo_squared_error_slow(
+            X,
+            y,
+            widths if per_feature else widths[0],
+            "gaussian",
+            sample_weight,
+            **{role: local},
+        )
+
+    assert value == pytest.approx(numpy_loss(log_bandwidth), rel=1e-12)
+    assert_allclose(
+        gradient, central_difference(numpy_loss, log_bandwidth), rtol=1e-6, atol=1e-10
+    )
+    if not per_feature:
+        numeric = central_difference(
+            lambda t: central_difference(numpy_loss, t, 1e-4)[0], log_bandwidth, 1e-4
+        )[0]
+        assert second == pytest.approx(numeric, rel=1e-4)
+
+
+def test_integer_weights_give_the_loss_of_repeated_rows():
+    X, values, _ = weighted_problem("squared_error")
+    counts = np.random.default_rng(1).integers(1, 4, size=len(X))
+    repeated = objective(
+        np.repeat(X, counts, axis=0), np.repeat(values, counts, axis=0)
+    )
+    weighted = objective(X, values, sample_weight=counts.astype(float))
+    for log_bandwidth in (np.log([0.7]), np.log([0.5, 1.0, 0.4, 2.0])):
+        order = 2 if log_bandwidth.size == 1 else 1
+        for got, expected in zip(
+            weighted.evaluate(log_bandwidth, order=order),
+            repeated.evaluate(log_bandwidth, order=order),
+        ):
+            if got is not None:
+                assert_allclose(got, expected, rtol=1e-11)
+
+
+def test_scan_matches_single_evaluations():
+    X, y = toy_4d(n_samples=90)
+    loo = objective(X, y[:, None])
+    grid = np.log(np.geomspace(0.01, 100, 9))
+    single = [loo.evaluate([t], order=0)[0] for t in grid]
+    assert_allclose(loo.losses_at(grid), single, rtol=1e-12)
 
 
 def test_minibatch_losses_add_up_to_the_full_loss():
@@ -107,15 +215,176 @@ def test_minibatch_losses_add_up_to_the_full_loss():
     assert_allclose(np.mean([part[1] for part in parts], axis=0), full_gradient)
 
 
-def test_chunking_does_not_change_loss_or_gradient():
+def test_chunks_stay_within_working_memory_and_change_nothing():
     X, y = toy_4d(n_samples=120)
-    whole = objective(X, y[:, None])(np.log([1.1, 0.9, 1.3, 0.7]))
-    with sklearn.config_context(working_memory=0.01):
-        chunked_objective = objective(X, y[:, None])
-        assert chunked_objective.chunk_n_rows < 120
-        chunked = chunked_objective(np.log([1.1, 0.9, 1.3, 0.7]))
-    assert chunked[0] == pytest.approx(whole[0], rel=1e-12)
-    assert_allclose(chunked[1], whole[1], rtol=1e-10)
+    log_bandwidth = np.log([1.1, 0.9, 1.3, 0.7])
+    whole = objective(X, y[:, None])(log_bandwidth)
+    with sklearn.config_context(working_memory=0.05):
+        chunked = objective(X, y[:, None])
+        # Every block alive at once, counted in float64.
+        assert chunked.chunk_n_rows * 120 * 8 * _BLOCKS_PER_ROW <= 0.05 * 2**20
+        assert chunked.chunk_n_rows < 120
+        result = chunked(log_bandwidth)
+    assert result[0] == pytest.approx(whole[0], rel=1e-12)
+    assert_allclose(result[1], whole[1], rtol=1e-10)
+
+
+def grid_minimum_1d(loss, low, high, n_grid=60):
+    """Coarse log grid, then a bounded scalar search around its best point."""
+    grid = np.geomspace(low, high, n_grid)
+    losses = [loss(width) for width in grid]
+    best = int(np.argmin(losses))
+    left, right = grid[max(best - 1, 0)], grid[min(best + 1, n_grid - 1)]
+    refined = minimize_scalar(
+        lambda t: loss(np.exp(t)),
+        bounds=(np.log(left), np.log(right)),
+        method="bounded",
+        options={"xatol": 1e-8},
+    )
+    return min(losses[best], refined.fun)
+
+
+class _NumpyLoo:
+    """An independent dense NumPy leave-one-out squared error of one width,
+    distances computed once."""
+
+    def __init__(self, X, y):
+        self.sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=-1)
+        np.fill_diagonal(self.sq, np.inf)
+        self.nearest = self.sq.min(axis=1, keepdims=True)
+        self.y = y
+
+    def __call__(self, width):
+        weights = np.exp(-(self.sq - self.nearest) / (2 * width**2))
+        predictions = weights @ self.y / weights.sum(axis=1)
+        return np.mean((predictions - self.y) ** 2)
+
+
+def random_problem(seed):
+    """n from 20 to 1000, d from 1 to 4; some with outliers, duplicates or
+    irrelevant features, scales from 1e-3 to 1e3."""
+    rng = np.random.default_rng(seed)
+    n_samples = int(np.exp(rng.uniform(np.log(20), np.log(1000))))
+    n_features = int(rng.integers(1, 5))
+    X = rng.normal(size=(n_samples, n_features)) * np.exp(rng.uniform(-7, 7))
+    kind = rng.integers(0, 4)
+    if kind == 1:
+        X[rng.integers(0, n_samples)] *= 1e4
+    elif kind == 2:
+        copies = rng.integers(0, n_samples, size=n_samples // 4)
+        X[copies] = X[rng.integers(0, n_samples, size=n_samples // 4)]
+    relevant = X[:, 0] / X[:, 0].std()
+    noise = rng.uniform(0.05, 1.0)
+    y = np.sin(rng.uniform(0.5, 3) * relevant) + noise * rng.normal(size=n_samples)
+    if kind == 3:
+        y = rng.normal(size=n_samples) + (relevant > 0)
+    return X, y
+
+
+@pytest.mark.parametrize("batch", range(5))
+def test_learned_width_is_the_grid_minimum_on_random_problems(batch):
+    for seed in range(batch * 22, (batch + 1) * 22):
+        X, y = random_problem(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = NadarayaWatsonRegressorCV().fit(X, y)
+        loss = _NumpyLoo(X, y)
+        learned = loss(model.bandwidth_)
+        assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+        scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+        best = grid_minimum_1d(loss, scale * 1e-5, scale * 1e3)
+        assert learned <= 1.001 * best, f"seed {seed}"
+
+
+def test_the_example_that_landed_on_the_lower_bound():
+    rng = np.random.RandomState(5)
+    X = rng.randn(300, 2)
+    y = np.sin(2 * X[:, 0]) + 0.3 * rng.randn(300)
+    model = NadarayaWatsonRegressorCV(bandwidth=1.0).fit(X, y)
+    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian")
+    assert learned <= loo_squared_error_slow(X, y, 0.22, "gaussian")
+    assert learned <= 1.001 * grid_minimum_1d(_NumpyLoo(X, y), 1e-3, 100)
+    assert 0.1 < model.bandwidth_ < 0.5
+
+
+def test_an_outlier_does_not_pin_the_width():
+    X, y = toy_1d(n_samples=150)
+    X[0, 0] = 1e6
+    model = NadarayaWatsonRegressorCV().fit(X, y)
+    learned = _NumpyLoo(X, y)(model.bandwidth_)
+    assert learned <= 1.001 * grid_minimum_1d(_NumpyLoo(X, y), 1e-3, 1e7)
+    assert 0.05 < model.bandwidth_ < 1.0
+
+
+def test_1d_optimum_beats_statsmodels():
+    X, y = toy_1d()
+    model = NadarayaWatsonRegressorCV().fit(X, y)
+    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian")
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-10)
+    statsmodels_bw = KernelReg(y, X, var_type="c", reg_type="lc", bw="cv_ls").bw
+    statsmodels_loss = loo_squared_error_slow(X, y, statsmodels_bw, "gaussian")
+    assert learned <= statsmodels_loss * (1 + 1e-9)
+
+
+def test_per_feature_optimum_beats_statsmodels_and_grid():
+    X, y = toy_4d(n_samples=100)
+    model = NadarayaWatsonRegressorCV(bandwidth=[1.0] * 4).fit(X, y)
+    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian")
+    statsmodels_bw = KernelReg(y, X, var_type="cccc", reg_type="lc", bw="cv_ls").bw
+    statsmodels_loss = loo_squared_error_slow(X, y, statsmodels_bw, "gaussian")
+    grid = grid_minimum_1d(_NumpyLoo(X, y), 0.05, 5)
+    assert learned <= 1.001 * min(grid, statsmodels_loss)
+
+
+def test_diabetes_optimum_beats_grid():
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    scalar = NadarayaWatsonRegressorCV().fit(X, y)
+    grid = grid_minimum_1d(_NumpyLoo(X, y), 0.3, 10)
+    assert _NumpyLoo(X, y)(scalar.bandwidth_) <= 1.001 * grid
+    per_feature = NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y)
+    assert per_feature.bandwidth_.shape == (10,)
+    assert per_feature.loss_curve_[-1] <= 1.001 * grid
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "adam"])
+def test_noise_feature_gets_a_wide_bandwidth(solver):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 2))
+    y = np.sin(2 * X[:, 0]) + rng.normal(0, 0.1, 300)
+    model = NadarayaWatsonRegressorCV(
+        bandwidth=[1.0, 1.0], solver=solver, random_state=0
+    )
+    model.fit(X, y)
+    assert model.bandwidth_[1] >= 10 * model.bandwidth_[0]
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd", "adam"])
+def test_classifier_learns_bandwidth_by_log_loss(solver):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 2))
+    labels = np.where(X[:, 0] + 0.3 * rng.normal(size=200) > 0, "right", "left")
+    model = NadarayaWatsonClassifierCV(
+        bandwidth=5.0, solver=solver, random_state=0
+    ).fit(X, labels)
+    index = np.searchsorted(model.classes_, labels)
+    learned = loo_log_loss_slow(X, index, model.bandwidth_, "gaussian")
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    grid = min(
+        loo_log_loss_slow(X, index, width, "gaussian")
+        for width in np.geomspace(0.05, 5, 200)
+    )
+    assert learned <= (1.001 if solver in ("auto", "lbfgs") else 1.01) * grid
+
+
+def test_singleton_class_keeps_log_loss_finite():
+    X = np.array([[0.0], [0.1], [0.2], [0.3], [5.0]])
+    model = NadarayaWatsonClassifierCV(kernel="epanechnikov")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, ["a", "a", "a", "a", "b"])
+    assert np.all(np.isfinite(model.loss_curve_))
+    assert np.isfinite(model.bandwidth_) and model.bandwidth_ > 0
 
 
 def textbook_width(X, y, learning_rate, n_epochs, w):
@@ -142,9 +411,8 @@ def textbook_width(X, y, learning_rate, n_epochs, w):
 def test_sgd_lands_where_the_textbook_loop_lands():
     X, y = toy_1d(n_samples=100, seed=1)
     w = textbook_width(X, y, learning_rate=2.0, n_epochs=3000, w=2.0)
-    model = NadarayaWatsonRegressor(
+    model = NadarayaWatsonRegressorCV(
         bandwidth=0.5,
-        learn_bandwidth=True,
         solver="sgd",
         batch_size=100,
         learning_rate=0.5,
@@ -155,134 +423,74 @@ def test_sgd_lands_where_the_textbook_loop_lands():
     assert model.bandwidth_ == pytest.approx(1 / w, rel=2e-3)
 
 
-def grid_minimum(X, y, widths, kernel="gaussian"):
-    return min(loo_squared_error_slow(X, y, width, kernel) for width in widths)
-
-
-def test_1d_optimum_beats_grid_and_statsmodels():
-    X, y = toy_1d()
-    model = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
-    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian")
-    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-6)
-    statsmodels_bw = KernelReg(y, X, var_type="c", reg_type="lc", bw="cv_ls").bw
-    statsmodels_loss = loo_squared_error_slow(X, y, statsmodels_bw, "gaussian")
-    grid = grid_minimum(X, y, np.geomspace(0.02, 5, 400))
-    assert learned <= 1.001 * min(grid, statsmodels_loss)
-
-
-def test_per_feature_optimum_beats_statsmodels_and_grid():
-    X, y = toy_4d(n_samples=100)
-    model = NadarayaWatsonRegressor(bandwidth=[1.0] * 4, learn_bandwidth=True)
-    model.fit(X, y)
-    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian")
-    statsmodels_bw = KernelReg(y, X, var_type="cccc", reg_type="lc", bw="cv_ls").bw
-    statsmodels_loss = loo_squared_error_slow(X, y, statsmodels_bw, "gaussian")
-    grid = grid_minimum(X, y, np.geomspace(0.05, 5, 200))
-    assert learned <= 1.001 * min(grid, statsmodels_loss)
-
-
-def test_diabetes_optimum_beats_grid():
-    X, y = load_diabetes(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
-    scalar = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
-    learned = loo_squared_error_slow(X, y, scalar.bandwidth_, "gaussian")
-    grid = grid_minimum(X, y, np.geomspace(0.3, 10, 300))
-    assert learned <= 1.001 * grid
-    per_feature = NadarayaWatsonRegressor(bandwidth="scott", learn_bandwidth=True)
-    per_feature.fit(X, y)
-    assert per_feature.bandwidth_.shape == (10,)
-    assert per_feature.loss_curve_[-1] <= 1.001 * grid
-
-
-@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
-def test_noise_feature_gets_a_wide_bandwidth(solver):
-    rng = np.random.default_rng(5)
-    X = rng.normal(size=(300, 2))
-    y = np.sin(2 * X[:, 0]) + rng.normal(0, 0.1, 300)
-    model = NadarayaWatsonRegressor(
-        bandwidth=[1.0, 1.0], learn_bandwidth=True, solver=solver, random_state=0
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_minibatch_solvers_do_not_stop_early_on_small_problems(solver):
+    X, y = toy_1d(n_samples=120, seed=2)
+    best = grid_minimum_1d(_NumpyLoo(X, y), 0.01, 10)
+    model = NadarayaWatsonRegressorCV(
+        bandwidth=2.0, solver=solver, max_iter=500, random_state=0
     )
-    model.fit(X, y)
-    assert model.bandwidth_[1] >= 10 * model.bandwidth_[0]
-
-
-@pytest.mark.parametrize("solver", ["lbfgs", "sgd", "adam"])
-def test_classifier_learns_bandwidth_by_log_loss(solver):
-    rng = np.random.default_rng(6)
-    X = rng.normal(size=(200, 2))
-    labels = np.where(X[:, 0] + 0.3 * rng.normal(size=200) > 0, "right", "left")
-    model = NadarayaWatsonClassifier(
-        bandwidth=5.0, learn_bandwidth=True, solver=solver, random_state=0
-    ).fit(X, labels)
-    one_hot = np.eye(2)[np.searchsorted(model.classes_, labels)]
-    index = np.searchsorted(model.classes_, labels)
-
-    def log_loss(width):
-        proba = loo_predictions_slow(X, one_hot, width, "gaussian")
-        return -np.mean(np.log(proba[np.arange(len(X)), index]))
-
-    learned = log_loss(model.bandwidth_)
-    grid = min(log_loss(width) for width in np.geomspace(0.05, 5, 200))
-    assert learned <= (1.001 if solver == "lbfgs" else 1.01) * grid
-    assert model.bandwidth_ < 5.0
-
-
-def test_singleton_class_keeps_log_loss_finite():
-    X = np.array([[0.0], [0.1], [0.2], [0.3], [5.0]])
-    model = NadarayaWatsonClassifier(kernel="epanechnikov", learn_bandwidth=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, ["a", "a", "a", "a", "b"])
-    assert np.all(np.isfinite(model.loss_curve_))
-    assert np.isfinite(model.bandwidth_) and model.bandwidth_ > 0
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.n_iter_ > 5
+    assert _NumpyLoo(X, y)(model.bandwidth_) <= 1.01 * best
 
 
-@pytest.mark.parametrize("solver", ["lbfgs", "sgd", "adam"])
-def test_loss_curve_and_n_iter(solver):
-    X, y = toy_1d(n_samples=80)
-    model = NadarayaWatsonRegressor(
-        learn_bandwidth=True, solver=solver, random_state=0
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd", "adam"])
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_loss_curve_starts_at_the_start_and_ends_at_the_width(solver, per_feature):
+    X, y = toy_4d(n_samples=80)
+    start = [1.0, 2.0, 0.5, 1.0] if per_feature else 1.0
+    model = NadarayaWatsonRegressorCV(
+        bandwidth=start, solver=solver, random_state=0
     ).fit(X, y)
-    assert len(model.loss_curve_) == model.n_iter_ >= 1
+    assert len(model.loss_curve_) == model.n_iter_ + 1
+    assert model.n_iter_ >= 1
+    assert model.loss_curve_[0] == pytest.approx(
+        loo_squared_error_slow(X, y, np.asarray(start), "gaussian"), rel=1e-10
+    )
+    assert model.loss_curve_[-1] == pytest.approx(
+        loo_squared_error_slow(X, y, model.bandwidth_, "gaussian"), rel=1e-9
+    )
     assert model.loss_curve_[-1] <= model.loss_curve_[0]
-    assert isinstance(model.bandwidth_, float)
-    refit = model.set_params(learn_bandwidth=False).fit(X, y)
-    assert not hasattr(refit, "loss_curve_") and not hasattr(refit, "n_iter_")
+    assert isinstance(model.bandwidth_, np.ndarray if per_feature else float)
 
 
-@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+@pytest.mark.parametrize("solver", ["auto", "sgd"])
 def test_verbose_prints_a_table(solver, capsys):
     X, y = toy_1d(n_samples=60)
-    model = NadarayaWatsonRegressor(
-        learn_bandwidth=True, solver=solver, verbose=1, random_state=0
-    ).fit(X, y)
+    model = NadarayaWatsonRegressorCV(solver=solver, verbose=1, random_state=0)
+    model.fit(X, y)
     lines = capsys.readouterr().out.splitlines()
-    assert all(line.startswith("[NadarayaWatsonRegressor] ") for line in lines)
+    assert all(line.startswith("[NadarayaWatsonRegressorCV] ") for line in lines)
     assert "Learning the bandwidth by leave-one-out" in lines[0]
     assert re.search(r"iteration\s+loss\s+change\s+seconds", lines[1])
     rows = lines[2:-1]
-    assert len(rows) == model.n_iter_
-    widths = {len(row) for row in rows}
-    assert len(widths) == 1, "rows are fixed-width"
-    for number, row in enumerate(rows, start=1):
+    assert len(rows) == model.n_iter_ + 1
+    assert len({len(row) for row in rows}) == 1, "rows are fixed-width"
+    for number, row in enumerate(rows):
         fields = row.split()[1:]
         assert int(fields[0]) == number
-        assert float(fields[1]) == pytest.approx(model.loss_curve_[number - 1], 1e-5)
-    assert lines[-1].startswith("[NadarayaWatsonRegressor] Converged after")
+        assert float(fields[1]) == pytest.approx(model.loss_curve_[number], 1e-5)
+    assert "nan" not in "\n".join(lines)
+    closing = lines[-1]
+    assert closing.startswith("[NadarayaWatsonRegressorCV] Converged after")
+    assert f"bandwidth {model.bandwidth_:.6g}" in closing
 
 
 def test_silent_at_verbose_0(capsys):
     X, y = toy_1d(n_samples=60)
-    NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
+    NadarayaWatsonRegressorCV().fit(X, y)
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd"])
 @pytest.mark.parametrize("verbose", [0, 1])
 def test_convergence_warning_at_max_iter(solver, verbose, capsys):
     X, y = toy_1d(n_samples=60)
-    model = NadarayaWatsonRegressor(
-        bandwidth=3.0, learn_bandwidth=True, solver=solver, max_iter=1, verbose=verbose
+    model = NadarayaWatsonRegressorCV(
+        bandwidth=3.0, solver=solver, max_iter=1, verbose=verbose
     )
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):
         model.fit(X, y)
@@ -293,30 +501,64 @@ def test_convergence_warning_at_max_iter(solver, verbose, capsys):
 
 def test_learned_bandwidth_is_used_for_prediction():
     X, y = toy_1d(n_samples=80)
-    learned = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
+    learned = NadarayaWatsonRegressorCV().fit(X, y)
     fixed = NadarayaWatsonRegressor(bandwidth=learned.bandwidth_).fit(X, y)
     assert_allclose(learned.predict(X), fixed.predict(X), rtol=1e-12)
 
 
-def test_zero_weight_samples_take_no_part_in_learning():
-    X, y = toy_1d(n_samples=80)
-    sample_weight = np.ones(80)
-    sample_weight[::4] = 0.0
-    weighted = NadarayaWatsonRegressor(learn_bandwidth=True)
-    weighted.fit(X, y, sample_weight=sample_weight)
-    kept = sample_weight > 0
-    removed = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X[kept], y[kept])
-    assert weighted.bandwidth_ == pytest.approx(removed.bandwidth_, rel=1e-6)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"kernel": "epanechnikov"},
+        {"kernel": "tricube", "bandwidth": "scott"},
+        {"bandwidth": [1.0, 1.0]},
+        {"adaptive": "sample"},
+        {"adaptive": "query", "kernel": "biweight"},
+    ],
+)
+@pytest.mark.parametrize(
+    "estimator", [NadarayaWatsonRegressorCV, NadarayaWatsonClassifierCV]
+)
+def test_integer_weights_equal_repeated_rows_when_learning(estimator, params):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 2))
+    y = np.sin(2 * X[:, 0]) + 0.3 * rng.normal(size=40)
+    if estimator is NadarayaWatsonClassifierCV:
+        y = (y > 0).astype(int)
+    counts = rng.integers(0, 4, size=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        weighted = estimator(**params).fit(X, y, sample_weight=counts)
+        repeated = estimator(**params).fit(
+            np.repeat(X, counts, axis=0), np.repeat(y, counts)
+        )
+    assert_allclose(weighted.bandwidth_, repeated.bandwidth_, rtol=1e-10)
+    queries = rng.normal(size=(15, 2))
+    method = "predict" if estimator is NadarayaWatsonRegressorCV else "predict_proba"
+    assert_allclose(
+        getattr(weighted, method)(queries),
+        getattr(repeated, method)(queries),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def test_learning_refuses_a_callable_kernel():
-    model = NadarayaWatsonRegressor(kernel=lambda u: np.exp(-u), learn_bandwidth=True)
-    with pytest.raises(ValueError, match="learn_bandwidth=True needs a named kernel"):
+    model = NadarayaWatsonRegressorCV(kernel=lambda u: np.exp(-u))
+    with pytest.raises(ValueError, match="needs a named kernel"):
         model.fit([[0.0], [1.0]], [0.0, 1.0])
 
 
+@pytest.mark.parametrize("kernel", ["tophat", "uniform", "constant"])
+def test_learning_refuses_flat_kernels(kernel):
+    model = NadarayaWatsonRegressorCV(kernel=kernel)
+    with pytest.raises(ValueError, match="piecewise constant"):
+        model.fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.0])
+
+
 def test_learning_refuses_a_single_sample():
-    model = NadarayaWatsonRegressor(learn_bandwidth=True)
+    model = NadarayaWatsonRegressorCV()
     with pytest.raises(ValueError, match="at least 2 samples"):
         model.fit([[0.0], [1.0]], [0.0, 1.0], sample_weight=[1.0, 0.0])
 
@@ -332,52 +574,32 @@ def test_learning_refuses_a_single_sample():
     ],
 )
 def test_bad_learning_parameters(params, match):
-    model = NadarayaWatsonRegressor(learn_bandwidth=True, **params)
+    model = NadarayaWatsonRegressorCV(**params)
     with pytest.raises(ValueError, match=match):
         model.fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.0])
 
 
-@pytest.mark.parametrize("role", ["key_widths", "query_widths"])
-def test_adaptive_loss_and_gradient(role):
-    X, y = toy_4d(n_samples=70)
-    local = kth_neighbor_distance_slow(X, 5)
-    loo = LeaveOneOutObjective(
-        X,
-        y[:, None],
-        kernel="gaussian",
-        loss="squared_error",
-        sample_weight=None,
-        device=torch.device("cpu"),
-        **{role: local},
-    )
-    log_bandwidth = np.log([0.8, 1.2, 0.6, 1.5])
-    loss, gradient = loo(log_bandwidth)
-    expected = loo_squared_error_slow(
-        X, y, np.exp(log_bandwidth), "gaussian", **{role: local}
-    )
-    assert loss == pytest.approx(expected, rel=1e-10)
-    assert_allclose(
-        gradient,
-        central_difference(lambda x: loo(x)[0], log_bandwidth),
-        rtol=1e-5,
-        atol=1e-9,
-    )
+def test_plain_estimators_have_no_iteration_parameters():
+    for estimator in (NadarayaWatsonRegressor(), NadarayaWatsonClassifier()):
+        params = estimator.get_params()
+        for name in ("learn_bandwidth", "max_iter", "solver", "tol", "verbose"):
+            assert name not in params
 
 
 @pytest.mark.parametrize("adaptive", ["sample", "query"])
 def test_learning_with_adaptive_widths_reaches_the_grid_minimum(adaptive):
     X, y = toy_1d(n_samples=150)
-    model = NadarayaWatsonRegressor(
-        adaptive=adaptive, n_neighbors=10, learn_bandwidth=True
-    ).fit(X, y)
+    model = NadarayaWatsonRegressorCV(adaptive=adaptive, n_neighbors=10).fit(X, y)
     role = "key_widths" if adaptive == "sample" else "query_widths"
-    widths = {role: kth_neighbor_distance_slow(X, 10)}
-    learned = loo_squared_error_slow(X, y, model.bandwidth_, "gaussian", **widths)
-    grid = min(
-        loo_squared_error_slow(X, y, width, "gaussian", **widths)
-        for width in np.geomspace(0.05, 20, 300)
-    )
-    assert learned <= 1.001 * grid
+    distances = kth_neighbor_distance_slow(X, 10)
+    widths = {role: distances / np.exp(np.mean(np.log(distances)))}
+
+    def loss(width):
+        return loo_squared_error_slow(X, y, width, "gaussian", **widths)
+
+    learned = loss(model.bandwidth_)
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    assert learned <= 1.001 * grid_minimum_1d(loss, 0.01, 20, n_grid=40)
 
 
 def test_learning_inside_grid_search_and_cross_validate():
@@ -386,10 +608,10 @@ def test_learning_inside_grid_search_and_cross_validate():
     from sklearn.preprocessing import StandardScaler as Scaler
 
     X, y = toy_4d(n_samples=120)
-    pipeline = make_pipeline(Scaler(), NadarayaWatsonRegressor(learn_bandwidth=True))
+    pipeline = make_pipeline(Scaler(), NadarayaWatsonRegressorCV())
     search = GridSearchCV(
         pipeline,
-        {"nadarayawatsonregressor__kernel": ["gaussian", "epanechnikov"]},
+        {"nadarayawatsonregressorcv__kernel": ["gaussian", "epanechnikov"]},
         cv=3,
     ).fit(X, y)
     assert search.best_score_ > 0.5
@@ -404,48 +626,82 @@ def test_per_feature_learning_on_unscaled_features():
     rng = np.random.default_rng(10)
     X = np.column_stack([rng.normal(0, 1e3, 300), rng.normal(0, 1e-4, 300)])
     y = np.sin(X[:, 1] * 2e4) + rng.normal(0, 0.05, 300)
-    model = NadarayaWatsonRegressor(bandwidth=[1e3, 3e-5], learn_bandwidth=True)
+    model = NadarayaWatsonRegressorCV(bandwidth=[1e3, 3e-5])
     model.fit(X[:200], y[:200])
     assert model.bandwidth_[1] < 1e-4
     assert model.score(X[200:], y[200:]) > 0.9
 
 
+@pytest.mark.parametrize("scale", [1e-170, 1e-20, 1e20, 1e100])
+def test_width_scales_with_the_coordinates(scale):
+    X, y = toy_1d(n_samples=100)
+    reference = NadarayaWatsonRegressorCV().fit(X, y)
+    scaled = NadarayaWatsonRegressorCV(bandwidth=scale).fit(X * scale, y)
+    assert scaled.bandwidth_ == pytest.approx(reference.bandwidth_ * scale, rel=1e-8)
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd", "adam"])
+def test_huge_targets_give_a_finite_width(solver, capsys):
+    X, y = toy_1d(n_samples=80)
+    reference = NadarayaWatsonRegressorCV(solver=solver, random_state=0).fit(X, y)
+    huge = NadarayaWatsonRegressorCV(solver=solver, random_state=0, verbose=1)
+    huge.fit(X, y * 1e155)
+    assert np.isfinite(huge.bandwidth_)
+    assert huge.bandwidth_ == pytest.approx(reference.bandwidth_, rel=1e-6)
+    assert "nan" not in capsys.readouterr().out
+
+
 def test_sgd_is_reproducible_with_random_state():
     X, y = toy_1d(n_samples=120)
-    params = dict(learn_bandwidth=True, solver="sgd", batch_size=30, random_state=3)
-    first = NadarayaWatsonRegressor(**params).fit(X, y)
-    second = NadarayaWatsonRegressor(**params).fit(X, y)
+    params = dict(solver="sgd", batch_size=30, random_state=3)
+    first = NadarayaWatsonRegressorCV(**params).fit(X, y)
+    second = NadarayaWatsonRegressorCV(**params).fit(X, y)
     assert first.bandwidth_ == second.bandwidth_
     assert first.loss_curve_ == second.loss_curve_
 
 
-def test_auto_solver_switches_to_sgd_above_the_limit(monkeypatch, capsys):
-    from sknw import _base
-
-    X, y = toy_1d(n_samples=80)
-    model = NadarayaWatsonRegressor(learn_bandwidth=True, verbose=1, random_state=0)
-    model.fit(X, y)
-    assert "lbfgs" in capsys.readouterr().out
-    monkeypatch.setattr(_base, "LBFGS_MAX_SAMPLES", 50)
-    model.fit(X, y)
-    assert "adam" in capsys.readouterr().out
-
-
 def test_learning_with_float32_input():
     X, y = toy_1d(n_samples=100)
-    learned32 = NadarayaWatsonRegressor(learn_bandwidth=True)
+    learned32 = NadarayaWatsonRegressorCV()
     learned32.fit(X.astype(np.float32), y.astype(np.float32))
-    learned64 = NadarayaWatsonRegressor(learn_bandwidth=True).fit(X, y)
+    learned64 = NadarayaWatsonRegressorCV().fit(X, y)
     assert isinstance(learned32.bandwidth_, float)
     assert learned32.bandwidth_ == pytest.approx(learned64.bandwidth_, rel=1e-4)
     assert learned32.predict(X.astype(np.float32)).dtype == np.float32
 
 
-@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd"])
 def test_constant_target_still_counts_an_iteration(solver):
     X = np.linspace(0, 1, 30)[:, None]
-    model = NadarayaWatsonRegressor(learn_bandwidth=True, solver=solver)
-    model.fit(X, np.full(30, 2.0))
+    model = NadarayaWatsonRegressorCV(solver=solver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(X, np.full(30, 2.0))
     assert model.n_iter_ >= 1
-    assert len(model.loss_curve_) == model.n_iter_
+    assert len(model.loss_curve_) == model.n_iter_ + 1
     assert_allclose(model.predict(X), 2.0)
+
+
+def test_a_width_on_the_upper_bound_is_announced():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(100, 1))
+    y = np.zeros(100)
+    y[::2] = 1.0
+    y = y[rng.permutation(100)]
+    with pytest.warns(UserWarning, match="upper bound.*mean"):
+        model = NadarayaWatsonRegressorCV().fit(X, y)
+    assert model.bandwidth_ > 1e6
+
+
+def test_a_width_on_the_lower_bound_is_announced():
+    # Each sample's nearest neighbour has its value; every other sample the
+    # opposite one: nearest-neighbour prediction is exact.
+    X = np.concatenate([np.arange(20.0), np.arange(20.0) + 0.01])[:, None]
+    y = np.concatenate([np.arange(20.0) % 2, np.arange(20.0) % 2]) * 10
+    with pytest.warns(UserWarning, match="lower bound.*nearest neighbour"):
+        model = NadarayaWatsonRegressorCV().fit(X, y)
+    assert_allclose(
+        loo_predictions_slow(X, y[:, None], model.bandwidth_, "gaussian")[:, 0],
+        y,
+        atol=1e-12,
+    )

@@ -12,7 +12,9 @@ from sknw import (
     FittedCurveDisplay,
     LossCurveDisplay,
     NadarayaWatsonClassifier,
+    NadarayaWatsonClassifierCV,
     NadarayaWatsonRegressor,
+    NadarayaWatsonRegressorCV,
 )
 
 matplotlib.use("Agg")
@@ -87,20 +89,71 @@ def test_fitted_curve_needs_one_feature():
         FittedCurveDisplay.from_estimator(model, X, X[:, 0])
 
 
-def test_loss_curve_is_the_learning_curve():
+@pytest.mark.parametrize(
+    "estimator, params",
+    [
+        (NadarayaWatsonRegressorCV, {}),
+        (
+            NadarayaWatsonRegressorCV,
+            {"solver": "sgd", "batch_size": 16, "random_state": 0},
+        ),
+        (NadarayaWatsonRegressorCV, {"bandwidth": [2.0], "solver": "lbfgs"}),
+        (NadarayaWatsonClassifierCV, {}),
+    ],
+)
+def test_loss_curve_is_the_learning_curve(estimator, params):
     X, y = toy(n_samples=60)
-    model = NadarayaWatsonRegressor(bandwidth=2.0, learn_bandwidth=True).fit(X, y)
+    if estimator is NadarayaWatsonClassifierCV:
+        y = y > np.median(y)
+    params = {"bandwidth": 2.0, **params}
+    model = estimator(**params).fit(X, y)
     display = LossCurveDisplay.from_estimator(model)
     iterations, losses = display.line_.get_data()
     assert_allclose(losses, model.loss_curve_)
-    assert_array_equal(iterations, np.arange(1, model.n_iter_ + 1))
+    # Iteration 0 is the start; one point per iteration after it.
+    assert_array_equal(iterations, np.arange(model.n_iter_ + 1))
+    assert display.ax_.get_xlabel().startswith("iteration")
+    assert display.figure_ is display.ax_.figure
 
 
-def test_loss_curve_needs_learning():
+def test_loss_curve_starts_at_the_starting_width():
+    X, y = toy(n_samples=60)
+    model = NadarayaWatsonRegressorCV(bandwidth=2.0).fit(X, y)
+    display = LossCurveDisplay.from_estimator(model)
+    # The leave-one-out error at h = 2, each row's own weight masked out.
+    attention = NadarayaWatsonRegressor(bandwidth=2.0).fit(X, y).attention_weights(X)
+    np.fill_diagonal(attention, 0)
+    attention /= attention.sum(axis=1, keepdims=True)
+    assert_allclose(display.loss_curve[0], np.mean((attention @ y - y) ** 2))
+    assert display.loss_curve[-1] < display.loss_curve[0]
+
+
+def test_loss_curve_draws_on_given_axes():
     X, y = toy()
-    model = NadarayaWatsonRegressor().fit(X, y)
-    with pytest.raises(ValueError, match="learn_bandwidth=True"):
+    model = NadarayaWatsonRegressorCV().fit(X, y)
+    _, ax = plt.subplots()
+    display = LossCurveDisplay.from_estimator(model, ax=ax)
+    assert display.ax_ is ax
+
+
+@pytest.mark.parametrize(
+    "estimator", [NadarayaWatsonRegressor, NadarayaWatsonClassifier]
+)
+def test_loss_curve_needs_learning(estimator):
+    X, y = toy()
+    model = estimator().fit(X, y > np.median(y))
+    with pytest.raises(ValueError, match="NadarayaWatsonRegressorCV") as error:
         LossCurveDisplay.from_estimator(model)
+    assert estimator.__name__ in str(error.value)
+
+
+def test_displays_take_the_cv_estimators():
+    X, y = toy()
+    model = NadarayaWatsonRegressorCV().fit(X, y)
+    curve = FittedCurveDisplay.from_estimator(model, X, y, n_points=30)
+    assert_allclose(curve.prediction, model.predict(curve.grid[:, None]))
+    heatmap = AttentionWeightsDisplay.from_estimator(model, X[:5], sort=False)
+    assert_allclose(heatmap.attention, model.attention_weights(X[:5]))
 
 
 def test_missing_matplotlib_says_how_to_install(monkeypatch):

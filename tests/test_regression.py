@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sknw import NadarayaWatsonRegressor
+from sknw import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 
 # statsmodels >= 0.15 warns that its default random generator will change; the
 # fixed bandwidths used here draw nothing at random.
@@ -644,7 +644,7 @@ def test_coordinates_whose_squares_overflow_are_refused(dtype, value):
 def test_learning_a_flat_kernel_is_refused(kernel):
     X = np.linspace(0, 1, 20)[:, None]
     with pytest.raises(ValueError, match="piecewise constant in the width"):
-        NadarayaWatsonRegressor(kernel=kernel, learn_bandwidth=True).fit(X, X[:, 0])
+        NadarayaWatsonRegressorCV(kernel=kernel).fit(X, X[:, 0])
 
 
 def test_coordinate_limit_follows_the_compute_dtype_and_the_features():

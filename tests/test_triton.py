@@ -15,7 +15,12 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
-from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor, _triton
+from sknw import (
+    NadarayaWatsonClassifier,
+    NadarayaWatsonClassifierCV,
+    NadarayaWatsonRegressorCV,
+    _triton,
+)
 from sknw._kernels import KERNELS
 from sknw._loo_objective import LeaveOneOutObjective, _use_fused
 
@@ -208,7 +213,9 @@ def loo_problem(n_samples, n_features, loss, seed=0):
         values = np.column_stack([y + 10.0, np.cos(y)])
     else:
         values = np.eye(3)[np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))]
-    sample_weight = rng.uniform(0.5, 2.0, size=n_samples)
+    # Below 1, each left-out row keeps none of its own weight: the fused
+    # kernels' case.
+    sample_weight = rng.uniform(0.3, 1.0, size=n_samples)
     return X, values, sample_weight
 
 
@@ -333,6 +340,13 @@ def test_local_widths_stay_on_the_float64_path(forced):
         assert not objective.fused
 
 
+def test_weights_above_1_stay_on_the_float64_path(forced):
+    X, values, sample_weight = loo_problem(20, 2, "squared_error")
+    sample_weight[3] = 2.0
+    objective = loo_objective(X, values, "gaussian", "squared_error", sample_weight)
+    assert not objective.fused
+
+
 def test_missing_triton_on_cuda_warns_and_falls_back(monkeypatch):
     monkeypatch.setattr(
         _triton, "triton_available", lambda: (False, "Triton is not installed")
@@ -348,18 +362,18 @@ def test_missing_triton_on_cuda_warns_and_falls_back(monkeypatch):
 def test_learned_bandwidth_matches_float64(monkeypatch):
     X, values, _ = loo_problem(60, 2, "squared_error", seed=5)
     y = values[:, 0]
-    expected = NadarayaWatsonRegressor(bandwidth=[1.0, 1.0], learn_bandwidth=True)
-    expected.fit(X, y)
+    expected = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y)
     monkeypatch.setattr(_triton, "_FORCE", True)
-    model = NadarayaWatsonRegressor(bandwidth=[1.0, 1.0], learn_bandwidth=True)
-    model.fit(X, y)
+    model = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y)
     assert_allclose(model.bandwidth_, expected.bandwidth_, rtol=1e-3)
     assert model.loss_curve_[-1] == pytest.approx(expected.loss_curve_[-1], rel=1e-5)
 
     labels = (y > np.median(y)).astype(int)
-    classifier = NadarayaWatsonClassifier(learn_bandwidth=True).fit(X, labels)
+    classifier = NadarayaWatsonClassifierCV(solver="adam", random_state=0)
+    classifier.fit(X, labels)
     monkeypatch.setattr(_triton, "_FORCE", False)
-    reference = NadarayaWatsonClassifier(learn_bandwidth=True).fit(X, labels)
+    reference = NadarayaWatsonClassifierCV(solver="adam", random_state=0)
+    reference.fit(X, labels)
     assert classifier.bandwidth_ == pytest.approx(reference.bandwidth_, rel=1e-3)
 
 
@@ -386,9 +400,9 @@ def test_cuda_objective_is_fused_over_many_blocks(kernel, loss):
 def test_cuda_regressor_learns_the_float64_bandwidth():
     X, values, _ = loo_problem(500, 3, "squared_error", seed=6)
     y = values[:, 0]
-    settings = dict(bandwidth=[1.0, 1.0, 1.0], learn_bandwidth=True)
-    on_cuda = NadarayaWatsonRegressor(device="cuda", **settings).fit(X, y)
-    on_cpu = NadarayaWatsonRegressor(**settings).fit(X, y)
+    settings = dict(bandwidth=[1.0, 1.0, 1.0])
+    on_cuda = NadarayaWatsonRegressorCV(device="cuda", **settings).fit(X, y)
+    on_cpu = NadarayaWatsonRegressorCV(**settings).fit(X, y)
     assert_allclose(on_cuda.bandwidth_, on_cpu.bandwidth_, rtol=1e-3)
 
 
