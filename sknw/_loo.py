@@ -46,6 +46,9 @@ _N_BASINS = 3
 # Newton step is below this.
 _LOG_WIDTH_TOL = 1e-10
 
+# Relative rounding of a loss: differences below it are noise.
+_LOSS_ROUNDING = 8 * np.finfo(np.float64).eps
+
 # Golden section, for steps where Newton's is not safe.
 _GOLDEN = (3 - math.sqrt(5)) / 2
 
@@ -442,13 +445,21 @@ class _Search:
             else:
                 trial = x + _GOLDEN * (right - x)
             if abs(trial - x) <= _LOG_WIDTH_TOL:
+                if trial == newton:
+                    # Newton's last step is taken: it leaves the width
+                    # correct to the rounding of the gradient.
+                    trial_value = objective.evaluate([trial], order=0)[0]
+                    if trial_value <= value + _LOSS_ROUNDING * abs(value):
+                        x, value = trial, trial_value
                 if record:
                     self._record(value)
                 return np.array([x]), True, value
             trial_value, trial_gradient, trial_second = objective.evaluate(
                 [trial], order=2
             )
-            if trial_value <= value:
+            # Within rounding of the loss, the gradient decides: near the
+            # minimum, loss values cannot tell points apart, Newton's steps can.
+            if trial_value <= value + _LOSS_ROUNDING * abs(value):
                 if trial > x:
                     left = x
                 else:

@@ -358,7 +358,7 @@ class NadarayaWatsonRegressorCV(
     >>> y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 100)
     >>> reg = NadarayaWatsonRegressorCV().fit(X, y)
     >>> round(reg.bandwidth_, 3)
-    0.2...
+    0.177
     >>> reg.n_iter_ >= 1
     True
     """
