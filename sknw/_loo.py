@@ -13,6 +13,7 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state, gen_batches
+from threadpoolctl import threadpool_limits
 
 from sknw._kernels import KERNELS
 from sknw._loo_objective import LeaveOneOutObjective
@@ -187,28 +188,32 @@ def learn_bandwidth(
         solver_label = solver
     progress.start(solver_label, initial_bandwidth.size, X.shape[0])
     search = _Search(objective, baseline, lower, upper, max_iter, progress)
-    if solver in ("sgd", "adam"):
-        if learning_rate == "auto":
-            learning_rate = LEARNING_RATES[solver]
-        log_bandwidth, converged = search.minibatch(
-            start,
-            method=solver,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            tol=tol,
-            random_state=random_state,
-        )
-    elif solver == "lbfgs" or per_feature:
-        starts = [start]
-        if solver == "auto" and per_feature:
-            starts += _per_feature_starts(
-                objective, X, lower, upper, sample_weight, random_state
+    # The search alternates small NumPy and SciPy steps with torch's blocks:
+    # BLAS threads of their own, spinning after each step, would contend with
+    # torch's for the same cores (a 2-core machine ran 6x slower).
+    with threadpool_limits(limits=1, user_api="blas"):
+        if solver in ("sgd", "adam"):
+            if learning_rate == "auto":
+                learning_rate = LEARNING_RATES[solver]
+            log_bandwidth, converged = search.minibatch(
+                start,
+                method=solver,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                tol=tol,
+                random_state=random_state,
             )
-        log_bandwidth, converged = search.lbfgs(
-            starts, tol=tol, random_state=random_state
-        )
-    else:
-        log_bandwidth, converged = search.one_width(start)
+        elif solver == "lbfgs" or per_feature:
+            starts = [start]
+            if solver == "auto" and per_feature:
+                starts += _per_feature_starts(
+                    objective, X, lower, upper, sample_weight, random_state
+                )
+            log_bandwidth, converged = search.lbfgs(
+                starts, tol=tol, random_state=random_state
+            )
+        else:
+            log_bandwidth, converged = search.one_width(start)
     bandwidth = np.exp(log_bandwidth) * x_scale
     progress.finish(converged, len(search.loss_curve) - 1, bandwidth)
     if not converged:

@@ -412,7 +412,7 @@ class LeaveOneOutObjective:
         for block in (weights, first, second):
             if block is not None:
                 block[position, chunk_t] = 0.0
-        sums = weights @ self.weighted
+        sums = _times(weights, self.weighted)
         # The kept weight sits at u = 0, the row's largest weight: shift 0.
         kept = self.kept_weight[chunk_t]
         sums[:, 0] += kept
@@ -452,14 +452,14 @@ class LeaveOneOutObjective:
             # (rows, n_features, n_values) -> summed loss gradient.
             gradient = torch.einsum("i,ikv,iv->k", row_weight, gradient, slope)
             return loss, gradient.cpu().numpy(), None
-        first_sums = first @ self.weighted
+        first_sums = _times(first, self.weighted)
         derivative = (
             first_sums[:, 1:] - predictions * first_sums[:, :1]
         ) * inverse_totals[:, None]
         gradient = float(((derivative * slope).sum(dim=1)) @ row_weight)
         if order == 1:
             return loss, np.array([gradient]), None
-        second_sums = second @ self.weighted
+        second_sums = _times(second, self.weighted)
         second_derivative = (
             second_sums[:, 1:]
             - 2 * derivative * first_sums[:, :1]
@@ -496,7 +496,9 @@ class LeaveOneOutObjective:
             + [z[:, k, None] ** 2 * w for k in range(self.n_features)],
             dim=1,
         )
-        products = (slopes @ columns).reshape(len(chunk_t), 1 + 2 * self.n_features, -1)
+        products = _times(slopes, columns).reshape(
+            len(chunk_t), 1 + 2 * self.n_features, -1
+        )
         plain = products[:, :1]
         linear = products[:, 1 : 1 + self.n_features]
         quadratic = products[:, 1 + self.n_features :]
@@ -547,6 +549,12 @@ class LeaveOneOutObjective:
         loss = (losses * weight).sum() / weight.sum()
         loss.backward()
         return float(loss.detach()), log_h.grad.cpu().numpy().copy(), None
+
+
+def _times(block, columns):
+    """``block @ columns`` for a wide block and a few columns, as
+    (columns.T @ block.T).T: several times faster in this orientation."""
+    return (columns.T @ block.T).T
 
 
 def _use_fused(device, kernel):
