@@ -507,7 +507,8 @@ class _Search:
             )
             start, _ = self._run_lbfgs(start, rows, record=False, max_iter=50)
         result, converged = self._run_lbfgs(start, None, record=True)
-        result = self._polish(result)
+        if n_rows <= _SUBSAMPLE_ROWS:
+            result = self._polish(result)
         # Where the loss still falls as widths shrink toward their lower
         # bounds (duplicated rows predict one another ever better), compare
         # with the bounds themselves.

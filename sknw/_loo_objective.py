@@ -290,7 +290,9 @@ class LeaveOneOutObjective:
         bandwidth = np.exp(log_bandwidth)
         problem = self._problem(bandwidth)
         sq_scale = 1.0 / problem.reference**2
-        scaled = self.X / self._tensor(bandwidth) if per_feature else None
+        scaled = None
+        if per_feature:
+            scaled = self._moment_columns(self.X / self._tensor(bandwidth))
         totals = np.zeros(3)
         gradient = np.zeros(log_bandwidth.size)
         for batch in gen_batches(len(rows), self.chunk_n_rows):
@@ -479,23 +481,16 @@ class LeaveOneOutObjective:
         """d prediction / d log h_k of each row, for every feature k.
 
         With P the chunk's block of G, sum_j P_ij (z_ik - z_jk)^2 w_j is
-        z_ik^2 (P w)_i - 2 z_ik (P (z_k w))_i + (P (z_k^2 w))_i, one product
-        of P with [w, z_k w, z_k^2 w]_k on coordinates z = x / h centred on
-        the chunk's mean, so that the expansion does not cancel.
+        z_ik^2 (P w)_i - 2 z_ik (P (z_k w))_i + (P (z_k^2 w))_i: one product
+        of P with the columns [w, z_k w, z_k^2 w]_k of :meth:`_moment_columns`,
+        on coordinates z = x / h centred on the middle of the data's range,
+        where the expansion cancels least.
 
         Returns
         -------
         derivatives : tensor of shape (n_rows, n_features, n_values)
         """
-        centre = scaled[chunk_t].mean(dim=0)
-        z = scaled - centre
-        w = self.weighted_gradient
-        columns = torch.cat(
-            [w]
-            + [z[:, k, None] * w for k in range(self.n_features)]
-            + [z[:, k, None] ** 2 * w for k in range(self.n_features)],
-            dim=1,
-        )
+        z, columns = scaled
         products = _times(slopes, columns).reshape(
             len(chunk_t), 1 + 2 * self.n_features, -1
         )
@@ -509,6 +504,18 @@ class LeaveOneOutObjective:
         return (
             moments[:, :, 1:] - predictions[:, None, :] * moments[:, :, :1]
         ) * inverse_totals[:, None, None]
+
+    def _moment_columns(self, scaled):
+        """The scaled coordinates and the columns [w, z_k w, z_k^2 w]_k that
+        :meth:`_feature_derivatives` multiplies each chunk's block with."""
+        w = self.weighted_gradient
+        columns = torch.cat(
+            [w]
+            + [scaled[:, k, None] * w for k in range(self.n_features)]
+            + [scaled[:, k, None] ** 2 * w for k in range(self.n_features)],
+            dim=1,
+        )
+        return scaled, columns.T.contiguous().T
 
     def _nearest_values(self, sq):
         """Average of the nearest other samples' values (ties averaged)."""
