@@ -59,7 +59,7 @@ _NEGLIGIBLE_LOG_WEIGHT = 37.0
 
 # L-BFGS-B tolerances on the loss relative to that of predicting the mean.
 _LBFGS_GTOL = 1e-9
-_LBFGS_FTOL = 1e-13
+_LBFGS_FTOL = 1e-10
 
 # A loss this small relative to that of predicting the mean ends the search:
 # the left-out predictions are then exact as far as widths can tell.
@@ -329,7 +329,7 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, random_state)
     starts = []
     for relative in (spread / np.exp(np.mean(np.log(spread))), np.ones(X.shape[1])):
         log_relative = np.log(relative)
-        scan = np.arange(-12, 4) * math.log(_SCAN_FACTOR)
+        scan = np.arange(-10, 3) * math.log(_SCAN_FACTOR)
         losses = [objective.evaluate(t + log_relative, rows, order=0)[0] for t in scan]
         starts.append(
             np.clip(scan[int(np.argmin(losses))] + log_relative, lower, upper)
@@ -491,41 +491,64 @@ class _Search:
         converged : bool
         """
         objective = self.objective
+        n_rows = objective.n_samples
+        # Above _SUBSAMPLE_ROWS rows, the start is chosen, the way found and
+        # the checks below made on a subsample of the rows left out (every
+        # sample is still a key); the full loss has the last word.
+        rows = None
+        if n_rows > _SUBSAMPLE_ROWS:
+            rows = check_random_state(random_state).choice(
+                n_rows, _SUBSAMPLE_ROWS, replace=False
+            )
         self._record(objective.evaluate(starts[0], order=0)[0])
-        start_losses = [self.loss_curve[0]] + [
-            objective.evaluate(start, order=0)[0] for start in starts[1:]
-        ]
+        start_losses = [objective.evaluate(start, rows, order=0)[0] for start in starts]
+        if rows is None:
+            start_losses[0] = self.loss_curve[0]
         best = int(np.argmin(start_losses))
         start = starts[best]
         if len(starts) > 1:
             # Choosing among the starts counts as the first iteration.
-            self._record(start_losses[best])
-        n_rows = objective.n_samples
-        if n_rows > _SUBSAMPLE_ROWS and len(starts) > 1:
-            rows = check_random_state(random_state).choice(
-                n_rows, _SUBSAMPLE_ROWS, replace=False
+            self._record(
+                objective.evaluate(start, order=0)[0]
+                if rows is not None
+                else start_losses[best]
             )
-            start, _ = self._run_lbfgs(start, rows, record=False, max_iter=50)
+        if rows is not None:
+            if len(starts) > 1:
+                start, _ = self._run_lbfgs(start, rows, record=False, max_iter=50)
+                # A feature whose width still grows is on the plateau of an
+                # irrelevant one, where L-BFGS creeps: compare with its upper
+                # bound, where the feature takes no part.
+                value, gradient, _ = objective.evaluate(start, rows, order=1)
+                probe = np.where(gradient < 0, self.upper, start)
+                if np.any(probe != start) and (
+                    objective.evaluate(probe, rows, order=0)[0] < value
+                ):
+                    start, _ = self._run_lbfgs(probe, rows, record=False, max_iter=50)
         result, converged = self._run_lbfgs(start, None, record=True)
-        if n_rows <= _SUBSAMPLE_ROWS:
+        if rows is None:
             result = self._polish(result)
+
+        def loss(point):
+            return objective.evaluate(point, rows, order=0)[0]
+
         # Where the loss still falls as widths shrink toward their lower
         # bounds (duplicated rows predict one another ever better), compare
         # with the bounds themselves.
-        value, gradient = objective(result)
+        value, gradient, _ = objective.evaluate(result, rows, order=1)
         probe = np.where(gradient > 0, self.lower, result)
         if np.any(probe != result) and len(self.loss_curve) < self.max_iter:
-            probe_value = objective.evaluate(probe, order=0)[0]
-            if probe_value < value:
-                self._record(probe_value)
+            if loss(probe) < value:
+                self._record(objective.evaluate(probe, order=0)[0])
                 result, converged = self._run_lbfgs(probe, None, record=True)
+                value = loss(result)
         on_bound = np.isclose(result, self.lower) | np.isclose(result, self.upper)
         if np.any(on_bound) and len(self.loss_curve) < self.max_iter:
             # Compare the losses on the way to the bound before accepting it.
             path = [start + f * (result - start) for f in np.linspace(0.1, 0.9, 9)]
-            losses = [objective.evaluate(point, order=0)[0] for point in path]
+            losses = [loss(point) for point in path]
             best_on_path = int(np.argmin(losses))
-            if losses[best_on_path] < objective.evaluate(result, order=0)[0]:
+            if losses[best_on_path] < value:
                 result, converged = self._run_lbfgs(
                     path[best_on_path], None, record=True
                 )

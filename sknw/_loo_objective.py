@@ -12,13 +12,17 @@ from sklearn import get_config
 from sklearn.utils import gen_batches
 
 from sknw import _triton
-from sknw._engine import _CACHE_BLOCK_BYTES, _LOG_WEIGHT_FLOOR, _Problem
+from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem
 from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
 # their spare, the kernel weights, their derivative, and one product of the
 # derivative with the distances.
 _BLOCKS_PER_ROW = 5
+
+# Each block of a chunk at most this large: a few cache-sized passes per
+# block, with few enough chunks that their fixed cost stays small at large n.
+_LOO_BLOCK_BYTES = 16 * 2**20
 
 # Below this a probability counts as this: the log-loss of a sample that no
 # other sample of its class reaches stays finite (its gradient is then 0).
@@ -224,7 +228,7 @@ class LeaveOneOutObjective:
             self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
         budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW
         self.chunk_n_rows = max(
-            1, int(min(budget, _CACHE_BLOCK_BYTES) // (8 * self.n_samples))
+            1, int(min(budget, _LOO_BLOCK_BYTES) // (8 * self.n_samples))
         )
         self._blocks = {}
         self.fused = (
