@@ -656,3 +656,50 @@ def test_coordinate_limit_follows_the_compute_dtype_and_the_features():
     wide[1] *= -1
     with pytest.raises(ValueError, match="squared distances overflow"):
         NadarayaWatsonRegressor(bandwidth=1e18).fit(wide, [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"kernel": "epanechnikov"},
+        {"kernel": lambda u: np.exp(-u)},
+        {"adaptive": "sample"},
+        {"adaptive": "query"},
+        {"n_neighbors": 3},
+        {"truncation": 1e-3},
+        {"algorithm": "tree", "kernel": "biweight"},
+    ],
+)
+@pytest.mark.parametrize("start", [{}, {"adaptive": "query"}, {"kernel": "tricube"}])
+def test_prediction_uses_the_configuration_fit_saw(change, start):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = np.sin(X[:, 0])
+    queries = rng.normal(size=(10, 2))
+    model = NadarayaWatsonRegressor(bandwidth=0.8, **start).fit(X, y)
+    before = model.predict(queries)
+    attention = model.attention_weights(queries)
+    model.set_params(**change)
+    assert_allclose(model.predict(queries), before, rtol=1e-12)
+    assert_allclose(model.attention_weights(queries), attention, rtol=1e-12)
+    # The next fit takes the new configuration.
+    refit = NadarayaWatsonRegressor(bandwidth=0.8, **{**start, **change})
+    assert_allclose(model.fit(X, y).predict(queries), refit.fit(X, y).predict(queries))
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array(["a", "b", "c", "d"]),
+        np.array([b"a", b"b", b"c", b"d"]),
+        np.array(["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04"], "M8[D]"),
+        np.array([1, 2, 3, 4], dtype="m8[s]"),
+    ],
+)
+@pytest.mark.parametrize(
+    "estimator", [NadarayaWatsonRegressor, NadarayaWatsonRegressorCV]
+)
+def test_non_numeric_targets_are_refused_at_fit(estimator, y):
+    X = np.arange(4.0)[:, None]
+    with pytest.raises(ValueError, match="needs numeric targets; got y of dtype"):
+        estimator().fit(X, y)
