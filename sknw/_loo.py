@@ -40,8 +40,11 @@ _SCAN_FACTOR = 2.0
 # bound itself.
 _SCAN_TOP = 64.0
 
-# How many of the scan's local minima are refined.
+# How many of the scan's local minima are refined: the best, and those
+# whose scan loss is within this fraction of its distance to the loss of
+# predicting the mean.
 _N_BASINS = 3
+_BASIN_MARGIN = 0.05
 
 # The safeguarded search on one log-width stops when its bracket or its
 # Newton step is below this.
@@ -385,7 +388,15 @@ class _Search:
         diameter = upper + 0.5 * math.log(np.finfo(np.float64).eps)
         top = max(top, min(upper, diameter + math.log(_SCAN_TOP)))
         grid = np.append(np.arange(lower, top, step), upper)
-        losses = objective.losses_at(grid)
+        # Above _SUBSAMPLE_ROWS rows the scan, which only ranks the basins,
+        # leaves out a subsample of the rows (every sample is still a key);
+        # the refinement and the ends are exact.
+        rows = None
+        if objective.n_samples > _SUBSAMPLE_ROWS:
+            rows = check_random_state(0).choice(
+                objective.n_samples, _SUBSAMPLE_ROWS, replace=False
+            )
+        losses = objective.losses_at(grid, rows)
         # A finer scan within a factor 2 of the best point, where a narrow
         # basin could hide between two coarse points; the start is one more
         # point. The scan counts as the first iteration.
@@ -393,12 +404,19 @@ class _Search:
         fine = centre + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
         fine = fine[(fine > lower) & (fine < upper)]
         points = np.concatenate([grid, fine, start])
-        losses = np.concatenate(
-            [losses, objective.losses_at(fine), [self.loss_curve[0]]]
+        start_loss = (
+            self.loss_curve[0]
+            if rows is None
+            else (objective.evaluate(start, rows, order=0)[0])
         )
+        losses = np.concatenate([losses, objective.losses_at(fine, rows), [start_loss]])
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
-        self._record(losses.min())
+        self._record(
+            losses.min()
+            if rows is None
+            else objective.evaluate([grid[np.argmin(losses)]], order=0)[0]
+        )
         # The loss may have several local minima (it does on clustered
         # data): refine the best few basins of the scan, keep the lowest.
         padded = np.concatenate([[np.inf], losses, [np.inf]])
@@ -406,6 +424,10 @@ class _Search:
             (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
         )
         basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
+        # A basin whose scan loss is far above the best one's is not refined.
+        best_scan = losses[basins[0]]
+        margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
+        basins = basins[losses[basins] <= best_scan + margin]
         results = []
         for index in basins:
             left = grid[max(index - 1, 0)]
@@ -418,8 +440,13 @@ class _Search:
         # neighbour's, or the mean), any width there gives the same loss:
         # take the bound itself, so that equivalent data give one answer.
         for index in (0, len(grid) - 1):
-            if losses[index] <= value * (1 + 1e-12) and grid[index] in (lower, upper):
-                log_bandwidth, value = np.array([grid[index]]), losses[index]
+            if grid[index] not in (lower, upper):
+                continue
+            end = losses[index]
+            if rows is not None:
+                end = objective.evaluate([grid[index]], order=0)[0]
+            if end <= value * (1 + 1e-12):
+                log_bandwidth, value = np.array([grid[index]]), end
                 break
         if best > 0 or value != results[best][2]:
             self._record(value)

@@ -320,7 +320,7 @@ class LeaveOneOutObjective:
             totals[1] / total_weight if order == 2 else None,
         )
 
-    def losses_at(self, log_bandwidths):
+    def losses_at(self, log_bandwidths, rows=None):
         """The loss at each of several shared widths, in one pass.
 
         The squared distances of a chunk are computed once and serve every
@@ -329,6 +329,8 @@ class LeaveOneOutObjective:
         Parameters
         ----------
         log_bandwidths : ndarray of shape (n_widths,)
+        rows : ndarray of int, default=None
+            Rows to leave out and predict (all when None).
 
         Returns
         -------
@@ -336,7 +338,7 @@ class LeaveOneOutObjective:
         """
         if self.fused:
             return np.array(
-                [self.evaluate([t], order=0)[0] for t in np.ravel(log_bandwidths)]
+                [self.evaluate([t], rows, order=0)[0] for t in np.ravel(log_bandwidths)]
             )
         log_bandwidths = np.ravel(log_bandwidths)
         # Distances in units of the smallest width, so that the product
@@ -344,8 +346,9 @@ class LeaveOneOutObjective:
         smallest = float(np.min(log_bandwidths))
         problem = self._problem(math.exp(smallest))
         losses = np.zeros(len(log_bandwidths))
-        for batch in gen_batches(self.n_samples, self.chunk_n_rows):
-            chunk = np.arange(self.n_samples)[batch]
+        rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
+        for batch in gen_batches(len(rows), self.chunk_n_rows):
+            chunk = rows[batch]
             sq, sq_min = self._squared(problem, chunk, 1.0 / problem.reference**2)
             scaled_sq = problem.named_block("scaled", len(chunk))
             for index, log_bandwidth in enumerate(log_bandwidths):
@@ -354,7 +357,7 @@ class LeaveOneOutObjective:
                 losses[index] += self._chunk_terms(
                     scaled_sq, sq_min * scale, chunk, 0, None, problem
                 )[0]
-        return losses / self.sample_weight_numpy.sum()
+        return losses / self.sample_weight_numpy[rows].sum()
 
     def _problem(self, bandwidth):
         return _Problem(

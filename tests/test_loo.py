@@ -705,3 +705,20 @@ def test_a_width_on_the_lower_bound_is_announced():
         y,
         atol=1e-12,
     )
+
+
+@pytest.mark.parametrize("n_features", [1, 3])
+def test_large_problems_scan_a_subsample_and_refine_exactly(n_features):
+    # Above 2,000 rows the scan leaves out a subsample of the rows; the
+    # result is still the exact loss's minimum.
+    rng = np.random.default_rng(11)
+    X = rng.uniform(0, 5, size=(2600, n_features))
+    y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 2600)
+    model = NadarayaWatsonRegressorCV().fit(X, y)
+    loo = objective(X, y[:, None])
+
+    def loss(width):
+        return loo.evaluate([np.log(width)], order=0)[0]
+
+    assert model.loss_curve_[-1] == pytest.approx(loss(model.bandwidth_), rel=1e-12)
+    assert model.loss_curve_[-1] <= 1.0001 * grid_minimum_1d(loss, 0.01, 10, 30)
