@@ -3,6 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import copy as _copy
 import math
 import warnings
 
@@ -319,6 +320,30 @@ class LeaveOneOutObjective:
             gradient / total_weight,
             totals[1] / total_weight if order == 2 else None,
         )
+
+    def in_float32(self):
+        """The same objective computing in float32, for a scan that only
+        ranks widths (see :meth:`losses_at`)."""
+        if getattr(self, "_float32", None) is None:
+            copy = _copy.copy(self)
+            copy.dtype = torch.float32
+            copy._blocks = {}
+            copy.fused = False
+            for name in (
+                "X",
+                "values",
+                "sample_weight",
+                "kept_weight",
+                "row_factor",
+                "weighted",
+                "weighted_gradient",
+            ):
+                tensor = getattr(self, name)
+                if tensor is not None:
+                    setattr(copy, name, tensor.to(torch.float32))
+            copy._float32 = copy
+            self._float32 = copy
+        return self._float32
 
     def losses_at(self, log_bandwidths, rows=None):
         """The loss at each of several shared widths, in one pass.
