@@ -646,6 +646,11 @@ def test_every_path_matches_the_reference_under_any_chunking(
     # Within rounding of a compact kernel's edge either side is right;
     # exactly on it (the dyadic grid) every path agrees.
     assume(not np.any((np.abs(u - 1) < 1e-6) & (u != 1)))
+    if dtype == np.float32:
+        # Two keys at distances float32 cannot tell apart are equally the
+        # nearest (the fallback of a query beyond a compact kernel's reach).
+        gaps = np.abs(u[:, :, None] - u[:, None, :])
+        assume(not np.any((gaps > 0) & (gaps < 1e-5 * (u[:, :, None] + 1e-30))))
     expected = nadaraya_watson_slow(queries, keys, values, bandwidth, kernel)
     with sklearn.config_context(working_memory=working_memory):
         got = nadaraya_watson(
