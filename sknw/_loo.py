@@ -431,14 +431,20 @@ class _Search:
                 objective.n_samples, _SUBSAMPLE_ROWS, replace=False
             )
         # The scan only ranks the grid's points, and every basin within a
-        # margin of the best is refined in float64: float32's rounding (about
-        # 1e-6 of the loss) cannot lose the best basin, at half the cost.
-        scan = objective.in_float32()
+        # margin of the best is refined in float64. It computes in float32
+        # where float32 resolves the data: coordinates to within 1e-3 of the
+        # typical spacing, and squared distances in units of the smallest
+        # width far below its largest number. Otherwise (a far outlier, say)
+        # in float64.
+        extent = float(np.abs(objective.X_numpy).max(initial=0.0))
+        resolved = self.typical - math.log(max(extent, 1e-300)) > math.log(1e-3)
+        in_range = lower > math.log(max(extent, 1e-300)) - 30
+        scan = objective.in_float32() if resolved and in_range else objective
         losses = scan.losses_at(grid, rows)
         # A finer scan within a factor 2 of the best point, where a narrow
         # basin could hide between two coarse points; the start is one more
         # point. The scan counts as the first iteration.
-        centre = grid[int(np.argmin(losses))]
+        centre = grid[int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))]
         fine = centre + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
         fine = fine[(fine > lower) & (fine < upper)]
         points = np.concatenate([grid, fine, start])
@@ -446,6 +452,7 @@ class _Search:
         losses = np.concatenate([losses, scan.losses_at(fine, rows), [start_loss]])
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
+        losses[~np.isfinite(losses)] = np.inf
         self._record(objective.evaluate([grid[np.argmin(losses)]], order=0)[0])
         # The loss may have several local minima (it does on clustered
         # data): refine the best few basins of the scan, keep the lowest.

@@ -30,7 +30,7 @@ _LOO_BLOCK_BYTES = 16 * 2**20
 PROBABILITY_FLOOR = np.finfo(np.float64).eps
 
 
-def _kernel_terms(name, sq, sq_min, order, per_feature, block):
+def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
     """Kernel weights and their derivatives in t = log h, from u^2.
 
     Parameters
@@ -51,6 +51,9 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block):
         than as dK/dt = G u^2 for one shared width.
     block : callable
         ``block(name)`` gives a reused block of the shape of ``sq``.
+    scale : float, default=1.0
+        For the Gaussian at ``order=0``: u^2 is ``sq`` times ``scale``, and
+        ``sq_min`` is in the units of ``sq``.
 
     Returns
     -------
@@ -64,7 +67,9 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block):
     floor = _LOG_WEIGHT_FLOOR[sq.dtype]
     first = second = None
     if name == "gaussian":
-        weights = torch.add(0.5 * sq_min, sq, alpha=-0.5, out=block("weights"))
+        weights = torch.add(
+            0.5 * scale * sq_min, sq, alpha=-0.5 * scale, out=block("weights")
+        )
         weights.clamp_(min=floor).exp_()
         if order >= 1:
             first = weights if per_feature else torch.mul(weights, sq, out=block("1"))
@@ -378,6 +383,12 @@ class LeaveOneOutObjective:
             scaled_sq = problem.named_block("scaled", len(chunk))
             for index, log_bandwidth in enumerate(log_bandwidths):
                 scale = math.exp(-2 * (log_bandwidth - smallest))
+                if self.name == "gaussian":
+                    # The Gaussian takes the scale in its one pass.
+                    losses[index] += self._chunk_terms(
+                        sq, sq_min, chunk, 0, None, problem, scale=scale
+                    )[0]
+                    continue
                 torch.mul(sq, scale, out=scaled_sq)
                 losses[index] += self._chunk_terms(
                     scaled_sq, sq_min * scale, chunk, 0, None, problem
@@ -418,10 +429,12 @@ class LeaveOneOutObjective:
         )
         return sq, sq_min
 
-    def _chunk_terms(self, sq, sq_min, chunk, order, scaled, problem):
+    def _chunk_terms(self, sq, sq_min, chunk, order, scaled, problem, scale=1.0):
         """Summed loss (and derivatives) of a chunk of rows.
 
-        ``sq`` is u^2 and ``sq_min`` the rows' shifts (see :meth:`_squared`).
+        ``sq`` times ``scale`` is u^2 (a ``scale`` other than 1 only for the
+        Gaussian's loss alone) and ``sq_min`` the rows' shifts, in the units
+        of ``sq`` (see :meth:`_squared`).
         ``scaled`` holds the coordinates divided by per-feature widths, or is
         None for one shared width. ``problem`` lends its reused blocks.
 
@@ -441,6 +454,7 @@ class LeaveOneOutObjective:
             order,
             per_feature,
             lambda name: problem.named_block(name, len(chunk)),
+            scale,
         )
         position = torch.arange(len(chunk), device=self.device)
         for block in (weights, first, second):
