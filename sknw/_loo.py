@@ -166,7 +166,11 @@ def learn_bandwidth(
     values = np.asarray(values, dtype=np.float64)
     y_scale = 1.0
     if loss == "squared_error":
-        values = values - np.average(values, axis=0, weights=sample_weight)
+        mean = np.average(values, axis=0, weights=sample_weight)
+        values = values - mean
+        # A constant target leaves rounding of its mean: no spread to scale.
+        if np.abs(values).max() <= 8 * np.finfo(np.float64).eps * np.abs(mean).max():
+            values = np.zeros_like(values)
         y_scale = float(_power_of_2(np.abs(values).max(), False))
         values = values / y_scale
     objective = LeaveOneOutObjective(
@@ -387,9 +391,11 @@ class _Search:
         self.max_iter = max_iter
         self.progress = progress
         self.loss_curve = []
+        self.last_point = None
 
-    def _record(self, value):
+    def _record(self, value, point=None):
         self.loss_curve.append(float(value))
+        self.last_point = None if point is None else np.array(point, dtype=float)
         self.progress.row(len(self.loss_curve) - 1, self.loss_curve)
 
     def one_width(self, start):
@@ -486,7 +492,12 @@ class _Search:
                 log_bandwidth, value = np.array([grid[index]]), end
                 break
         if best > 0 or value != results[best][2]:
-            self._record(value)
+            if len(self.loss_curve) < self.max_iter + 1:
+                self._record(value)
+            else:
+                # No iteration left to report another point: keep the one
+                # whose loss was reported last.
+                log_bandwidth, converged, value = results[0]
         return log_bandwidth, converged
 
     def _refine(self, x, left, right, record=True):
@@ -564,7 +575,7 @@ class _Search:
             rows = check_random_state(random_state).choice(
                 n_rows, _SUBSAMPLE_ROWS, replace=False
             )
-        self._record(objective.evaluate(starts[0], order=0)[0])
+        self._record(objective.evaluate(starts[0], order=0)[0], starts[0])
         start_losses = [objective.evaluate(start, rows, order=0)[0] for start in starts]
         if rows is None:
             start_losses[0] = self.loss_curve[0]
@@ -575,11 +586,14 @@ class _Search:
             self._record(
                 objective.evaluate(start, order=0)[0]
                 if rows is not None
-                else start_losses[best]
+                else start_losses[best],
+                start,
             )
         if rows is not None:
             if len(starts) > 1:
-                start, _ = self._run_lbfgs(start, rows, record=False, max_iter=50)
+                start, _ = self._run_lbfgs(
+                    start, rows, record=False, max_iter=min(50, self.max_iter)
+                )
                 # A feature whose width still grows is on the plateau of an
                 # irrelevant one, where L-BFGS creeps: compare with its upper
                 # bound, where the feature takes no part.
@@ -588,7 +602,9 @@ class _Search:
                 if np.any(probe != start) and (
                     objective.evaluate(probe, rows, order=0)[0] < value
                 ):
-                    start, _ = self._run_lbfgs(probe, rows, record=False, max_iter=50)
+                    start, _ = self._run_lbfgs(
+                        probe, rows, record=False, max_iter=min(50, self.max_iter)
+                    )
         result, converged = self._run_lbfgs(start, None, record=True)
         if rows is None:
             result = self._polish(result)
@@ -603,7 +619,7 @@ class _Search:
         probe = np.where(gradient > 0, self.lower, result)
         if np.any(probe != result) and len(self.loss_curve) < self.max_iter:
             if loss(probe) < value:
-                self._record(objective.evaluate(probe, order=0)[0])
+                self._record(objective.evaluate(probe, order=0)[0], probe)
                 result, converged = self._run_lbfgs(probe, None, record=True)
                 value = loss(result)
         on_bound = np.isclose(result, self.lower) | np.isclose(result, self.upper)
@@ -616,6 +632,13 @@ class _Search:
                 result, converged = self._run_lbfgs(
                     path[best_on_path], None, record=True
                 )
+        if self.last_point is None or np.any(result != self.last_point):
+            # The last entry of the loss curve is the loss at the result: a
+            # step not yet reported is reported, or undone without budget.
+            if len(self.loss_curve) < self.max_iter + 1:
+                self._record(objective.evaluate(result, order=0)[0], result)
+            elif self.last_point is not None:
+                result = self.last_point
         return result, converged
 
     def _polish(self, log_bandwidth, n_steps=2):
@@ -664,7 +687,9 @@ class _Search:
     def _run_lbfgs(self, start, rows, *, record, max_iter=None):
         objective = self.objective
         if max_iter is None:
-            max_iter = max(self.max_iter + 1 - len(self.loss_curve), 1)
+            max_iter = self.max_iter + 1 - len(self.loss_curve)
+            if max_iter < 1:
+                return np.asarray(start, dtype=float), False
 
         def relative(log_bandwidth):
             value, gradient = objective(log_bandwidth, rows)
@@ -672,7 +697,9 @@ class _Search:
 
         def callback(intermediate_result):
             if record:
-                self._record(intermediate_result.fun * self.baseline)
+                self._record(
+                    intermediate_result.fun * self.baseline, intermediate_result.x
+                )
             if intermediate_result.fun < _NEGLIGIBLE_RELATIVE_LOSS:
                 # The left-out predictions are exact to within rounding of
                 # the targets' spread: no width can be told from another.
@@ -689,7 +716,7 @@ class _Search:
         )
         if record and len(self.loss_curve) < 2:
             # Already optimal at the start: one evaluation, no step.
-            self._record(result.fun * self.baseline)
+            self._record(result.fun * self.baseline, result.x)
         return result.x, result.status != 1
 
     def minibatch(self, start, *, method, learning_rate, batch_size, tol, random_state):

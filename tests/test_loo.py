@@ -722,3 +722,36 @@ def test_large_problems_scan_a_subsample_and_refine_exactly(n_features):
 
     assert model.loss_curve_[-1] == pytest.approx(loss(model.bandwidth_), rel=1e-12)
     assert model.loss_curve_[-1] <= 1.0001 * grid_minimum_1d(loss, 0.01, 10, 30)
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd", "adam"])
+@pytest.mark.parametrize("start", [1.0, [1.0, 1.0]])
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+def test_max_iter_bounds_the_iterations_and_the_curve_ends_at_the_width(
+    solver, start, max_iter
+):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 5, size=(60, 2))
+    y = np.sin(X[:, 0]) + rng.normal(0, 0.3, 60)
+    model = NadarayaWatsonRegressorCV(
+        bandwidth=start, solver=solver, max_iter=max_iter, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    assert 1 <= model.n_iter_ <= max_iter
+    assert len(model.loss_curve_) == model.n_iter_ + 1
+    assert model.loss_curve_[-1] == pytest.approx(
+        loo_squared_error_slow(X, y, model.bandwidth_, "gaussian"), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("start", [1.0, [1.0, 1.0]])
+@pytest.mark.parametrize("value", [3.0, 1e200, 1e300])
+def test_constant_targets_of_any_size_give_a_finite_curve(start, value):
+    X = np.random.default_rng(1).normal(size=(30, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV(bandwidth=start).fit(X, np.full(30, value))
+    assert_allclose(model.loss_curve_, 0.0)
+    assert_allclose(model.predict(X), value)
