@@ -184,7 +184,7 @@ def learn_bandwidth(
         device=device,
     )
     baseline = _constant_prediction_loss(values, sample_weight, loss)
-    lower, upper = log_width_bounds(
+    lower, upper, typical = log_width_bounds(
         X, KERNELS[kernel], per_feature, sample_weight, local_widths
     )
     start = np.clip(np.log(initial_bandwidth / x_scale), lower, upper)
@@ -205,7 +205,7 @@ def learn_bandwidth(
         upper,
         max_iter,
         progress,
-        typical=None if per_feature else _log_typical_spacing(X),
+        typical=typical,
     )
     # The search alternates small NumPy and SciPy steps with torch's blocks:
     # BLAS threads of their own, spinning after each step, would contend with
@@ -287,7 +287,12 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
     -------
     lower, upper : ndarray of shape (1,) or (n_features,)
         Bounds of the log-widths.
+    typical : float or None
+        For one shared width, the log of the median distance from a distinct
+        point to its nearest other one (0 with fewer than two); None per
+        feature.
     """
+    typical = None
     if per_feature:
         bounds = [
             log_width_bounds(X[:, [k]], kernel, False, sample_weight)
@@ -301,12 +306,13 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
         company = np.bincount(inverse.ravel(), weights=weight) > 1
         diameter = float(np.sqrt((np.ptp(points, axis=0) ** 2).sum()))
         if points.shape[0] < 2 or diameter == 0:
-            return np.zeros(1), np.zeros(1)
+            return np.zeros(1), np.zeros(1), 0.0
         upper = math.log(diameter / math.sqrt(np.finfo(np.float64).eps))
         n_neighbors = min(points.shape[0] - 1, 8)
         distances, _ = (
             NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points).kneighbors(points)
         )
+        typical = math.log(float(np.median(distances[:, 1])))
         # Each point's distinct distances to the others, and 0 first where
         # the point keeps company of its own.
         distances[~company, 0] = np.inf
@@ -330,17 +336,7 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
     if local_widths is not None:
         lower = lower - math.log(local_widths.max())
         upper = upper - math.log(local_widths.min())
-    return lower, upper
-
-
-def _log_typical_spacing(X):
-    """Log of the median distance from a distinct point to its nearest
-    other one; 0 when there are fewer than two."""
-    points = np.unique(X, axis=0)
-    if points.shape[0] < 2:
-        return 0.0
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
-    return math.log(float(np.median(distances[:, 1])))
+    return lower, upper, typical
 
 
 def _per_feature_starts(objective, X, lower, upper, sample_weight, random_state):

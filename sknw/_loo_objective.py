@@ -13,7 +13,7 @@ from sklearn import get_config
 from sklearn.utils import gen_batches
 
 from sknw import _triton
-from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem
+from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem, weighted_values
 from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
@@ -220,11 +220,8 @@ class LeaveOneOutObjective:
         self.row_factor = None
         if query_widths is not None:
             self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
-        # c * [1, values]: one product with the weights gives D and N.
-        self.weighted = self._tensor(
-            sample_weight[:, None]
-            * np.hstack([np.ones((self.n_samples, 1)), self.values_numpy])
-        )
+        # c * [values, 1]: one product with the weights gives N and D.
+        self.weighted = self._tensor(weighted_values(self.values_numpy, sample_weight))
         self.weighted_gradient = self.weighted
         if key_widths is not None:
             self.weighted_gradient = self.weighted / self._tensor(
@@ -463,11 +460,11 @@ class LeaveOneOutObjective:
         sums = _times(weights, self.weighted)
         # The kept weight sits at u = 0, the row's largest weight: shift 0.
         kept = self.kept_weight[chunk_t]
-        sums[:, 0] += kept
-        sums[:, 1:] += kept[:, None] * self.values[chunk_t]
-        totals = sums[:, :1]
+        sums[:, :-1] += kept[:, None] * self.values[chunk_t]
+        sums[:, -1] += kept
+        totals = sums[:, -1:]
         empty = ~(totals[:, 0] > 0)
-        predictions = sums[:, 1:] / torch.where(totals > 0, totals, 1.0)
+        predictions = sums[:, :-1] / torch.where(totals > 0, totals, 1.0)
         if bool(empty.any()):
             predictions[empty] = self._nearest_values(sq[empty])
         targets = self.values[chunk_t]
@@ -502,16 +499,16 @@ class LeaveOneOutObjective:
             return loss, gradient.cpu().numpy(), None
         first_sums = _times(first, self.weighted)
         derivative = (
-            first_sums[:, 1:] - predictions * first_sums[:, :1]
+            first_sums[:, :-1] - predictions * first_sums[:, -1:]
         ) * inverse_totals[:, None]
         gradient = float(((derivative * slope).sum(dim=1)) @ row_weight)
         if order == 1:
             return loss, np.array([gradient]), None
         second_sums = _times(second, self.weighted)
         second_derivative = (
-            second_sums[:, 1:]
-            - 2 * derivative * first_sums[:, :1]
-            - predictions * second_sums[:, :1]
+            second_sums[:, :-1]
+            - 2 * derivative * first_sums[:, -1:]
+            - predictions * second_sums[:, -1:]
         ) * inverse_totals[:, None]
         if self.loss == "squared_error":
             quadratic = 2 * derivative.square().mean(dim=1)
@@ -548,7 +545,7 @@ class LeaveOneOutObjective:
         if self.row_factor is not None:
             moments = moments * self.row_factor[chunk_t, None, None]
         return (
-            moments[:, :, 1:] - predictions[:, None, :] * moments[:, :, :1]
+            moments[:, :, :-1] - predictions[:, None, :] * moments[:, :, -1:]
         ) * inverse_totals[:, None, None]
 
     def _moment_columns(self, scaled):
@@ -567,7 +564,7 @@ class LeaveOneOutObjective:
         """Average of the nearest other samples' values (ties averaged)."""
         nearest = (sq <= sq.amin(dim=1, keepdim=True)) & torch.isfinite(sq)
         sums = nearest.to(self.dtype) @ self.weighted
-        return sums[:, 1:] / sums[:, :1]
+        return sums[:, :-1] / sums[:, -1:]
 
     def _fused(self, log_bandwidth, rows, row_weight):
         """Loss and gradient from the fused Triton kernels (float32)."""
