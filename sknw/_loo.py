@@ -224,13 +224,12 @@ def learn_bandwidth(
             )
         elif solver == "lbfgs" or per_feature:
             starts = [start]
+            rows = _subsample_rows(X.shape[0], random_state)
             if solver == "auto" and per_feature:
                 starts += _per_feature_starts(
-                    objective, X, lower, upper, sample_weight, random_state
+                    objective, X, lower, upper, sample_weight, rows
                 )
-            log_bandwidth, converged = search.lbfgs(
-                starts, tol=tol, random_state=random_state
-            )
+            log_bandwidth, converged = search.lbfgs(starts, rows=rows)
         else:
             log_bandwidth, converged = search.one_width(start)
     bandwidth = np.exp(log_bandwidth) * x_scale
@@ -339,16 +338,20 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
     return lower, upper, typical
 
 
-def _per_feature_starts(objective, X, lower, upper, sample_weight, random_state):
+def _subsample_rows(n_rows, random_state):
+    """_SUBSAMPLE_ROWS rows to leave out above that many, or None (all)."""
+    if n_rows <= _SUBSAMPLE_ROWS:
+        return None
+    return check_random_state(random_state).choice(
+        n_rows, _SUBSAMPLE_ROWS, replace=False
+    )
+
+
+def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
     """Starts for per-feature widths besides the one given: the best width
     of a scan shared by every feature, and of one proportional to each
-    feature's spread (on a subsample of the rows at large sizes).
+    feature's spread, the loss taken over ``rows`` (None: all).
     """
-    rows = None
-    if X.shape[0] > _SUBSAMPLE_ROWS:
-        rows = check_random_state(random_state).choice(
-            X.shape[0], _SUBSAMPLE_ROWS, replace=False
-        )
     spread = np.sqrt(np.average(X**2, axis=0, weights=sample_weight))
     spread = np.where(spread > 0, spread, 1.0)
     starts = []
@@ -427,11 +430,7 @@ class _Search:
         # Above _SUBSAMPLE_ROWS rows the scan, which only ranks the basins,
         # leaves out a subsample of the rows (every sample is still a key);
         # the refinement and the ends are exact.
-        rows = None
-        if objective.n_samples > _SUBSAMPLE_ROWS:
-            rows = check_random_state(0).choice(
-                objective.n_samples, _SUBSAMPLE_ROWS, replace=False
-            )
+        rows = _subsample_rows(objective.n_samples, 0)
         # The scan only ranks the grid's points, and every basin within a
         # margin of the best is refined in float64. It computes in float32
         # where float32 resolves the data: coordinates to within 1e-3 of the
@@ -552,9 +551,11 @@ class _Search:
                 return np.array([x]), True, value
         return np.array([x]), False, value
 
-    def lbfgs(self, starts, *, tol, random_state):
+    def lbfgs(self, starts, *, rows):
         """L-BFGS-B from the best of ``starts``; a result on a bound is
-        checked against the losses on the way there.
+        checked against the losses on the way there. ``rows``: the
+        subsample of rows left out to find the way above _SUBSAMPLE_ROWS
+        rows (None below).
 
         Returns
         -------
@@ -562,15 +563,9 @@ class _Search:
         converged : bool
         """
         objective = self.objective
-        n_rows = objective.n_samples
         # Above _SUBSAMPLE_ROWS rows, the start is chosen, the way found and
         # the checks below made on a subsample of the rows left out (every
         # sample is still a key); the full loss has the last word.
-        rows = None
-        if n_rows > _SUBSAMPLE_ROWS:
-            rows = check_random_state(random_state).choice(
-                n_rows, _SUBSAMPLE_ROWS, replace=False
-            )
         self._record(objective.evaluate(starts[0], order=0)[0], starts[0])
         start_losses = [objective.evaluate(start, rows, order=0)[0] for start in starts]
         if rows is None:
