@@ -116,42 +116,13 @@ BANDWIDTH_RULES = {"scott": scott_bandwidth, "silverman": silverman_bandwidth}
 BANDWIDTH_FACTORS = {"scott": scott_factor, "silverman": silverman_factor}
 
 
-def nearest_neighbor_distances(X, n_neighbors, queries=None):
-    """Euclidean distance to the ``n_neighbors``-th nearest sample of ``X``.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Training data.
-    n_neighbors : int
-        Which neighbour: 1 is the nearest.
-    queries : ndarray of shape (n_queries, n_features), default=None
-        Points to measure from; None measures from each sample of ``X`` to
-        the others (a sample is not its own neighbour, its duplicates are).
-
-    Returns
-    -------
-    distances : ndarray of shape (n_samples,) or (n_queries,)
-        Distances, possibly 0 where duplicates are that many.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sknw._bandwidth import nearest_neighbor_distances
-    >>> nearest_neighbor_distances(np.array([[0.0], [1.0], [3.0]]), 1)
-    array([1., 1., 2.])
-    """
-    neighbors = NearestNeighbors(n_neighbors=n_neighbors).fit(X)
-    distances, _ = neighbors.kneighbors(queries)
-    return distances[:, -1]
-
-
 def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
     """Distance at which the weights of the nearest samples add up to
     ``n_neighbors``: a k-th neighbour distance with frequency weights.
 
     An integer weight counts as that many copies of the row, so the result
-    equals :func:`nearest_neighbor_distances` on the data with repeated rows.
+    equals the k-th neighbour distance on the data with repeated rows, and
+    with unit weights the plain k-th neighbour distance.
 
     Parameters
     ----------

@@ -8,7 +8,6 @@ from statsmodels.nonparametric.kernel_density import KDEMultivariate
 
 from sknw import NadarayaWatsonRegressor
 from sknw._bandwidth import (
-    nearest_neighbor_distances,
     scott_bandwidth,
     silverman_bandwidth,
     weighted_neighbor_distances,
@@ -92,16 +91,16 @@ def test_bandwidth_array_is_copied():
 # Adaptive local widths: the distance to the k-th nearest neighbour.
 
 
-def test_nearest_neighbor_distances_match_sorting():
+def test_unweighted_neighbor_distances_match_sorting():
     X = make_X(n_samples=60)
     queries = make_X(n_samples=20, seed=9)
     for n_neighbors in (1, 4, 10):
         assert_allclose(
-            nearest_neighbor_distances(X, n_neighbors),
+            weighted_neighbor_distances(X, None, n_neighbors)[0],
             kth_neighbor_distance_slow(X, n_neighbors),
         )
         assert_allclose(
-            nearest_neighbor_distances(X, n_neighbors, queries=queries),
+            weighted_neighbor_distances(X, None, n_neighbors, queries=queries)[0],
             kth_neighbor_distance_slow(X, n_neighbors, queries=queries),
         )
 
