@@ -3,6 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import functools
 import math
 import sys
 import time
@@ -13,7 +14,7 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state, gen_batches
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from sknw._kernels import KERNELS
 from sknw._loo_objective import LeaveOneOutObjective
@@ -71,6 +72,10 @@ _LBFGS_FTOL = 1e-10
 # A loss this small relative to that of predicting the mean ends the search:
 # the left-out predictions are then exact as far as widths can tell.
 _NEGLIGIBLE_RELATIVE_LOSS = 1e-8
+
+# Per-feature L-BFGS-B runs this many iterations before the widths that
+# still grow are compared with their upper bounds (see _Search._plateau_probe).
+_PLATEAU_ITERATIONS = 10
 
 # Per-feature learning on more rows than this first finds its way on a
 # subsample of the rows left out (every sample still a key), then polishes
@@ -210,7 +215,7 @@ def learn_bandwidth(
     # The search alternates small NumPy and SciPy steps with torch's blocks:
     # BLAS threads of their own, spinning after each step, would contend with
     # torch's for the same cores (a 2-core machine ran 6x slower).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         if solver in ("sgd", "adam"):
             if learning_rate == "auto":
                 learning_rate = LEARNING_RATES[solver]
@@ -307,10 +312,7 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
         if points.shape[0] < 2 or diameter == 0:
             return np.zeros(1), np.zeros(1), 0.0
         upper = math.log(diameter / math.sqrt(np.finfo(np.float64).eps))
-        n_neighbors = min(points.shape[0] - 1, 8)
-        distances, _ = (
-            NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points).kneighbors(points)
-        )
+        distances = _neighbor_distances(points, min(points.shape[0] - 1, 8))
         typical = math.log(float(np.median(distances[:, 1])))
         # Each point's distinct distances to the others, and 0 first where
         # the point keeps company of its own.
@@ -338,6 +340,61 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
     return lower, upper, typical
 
 
+@functools.cache
+def _blas_controller():
+    """One controller of the BLAS thread pools, found once per process
+    (finding them lists every loaded library, milliseconds a fit)."""
+    return ThreadpoolController()
+
+
+def _neighbor_distances(points, n_neighbors):
+    """Sorted distances from each of distinct ``points`` to itself (0) and
+    its ``n_neighbors`` nearest others: along one feature from the sorted
+    order, otherwise from a neighbour search."""
+    if points.shape[1] > 1:
+        search = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points)
+        return search.kneighbors(points)[0]
+    # np.unique sorted the points: the nearest lie within n_neighbors places
+    # on either side.
+    line = points[:, 0]
+    padded = np.concatenate(
+        [np.full(n_neighbors, -np.inf), line, np.full(n_neighbors, np.inf)]
+    )
+    n_points = line.size
+    offsets = np.concatenate(
+        [np.arange(-n_neighbors, 0), np.arange(1, n_neighbors + 1)]
+    )
+    candidates = np.abs(
+        padded[n_neighbors + offsets[None, :] + np.arange(n_points)[:, None]]
+        - line[:, None]
+    )
+    candidates.sort(axis=1)
+    return np.concatenate(
+        [np.zeros((n_points, 1)), candidates[:, :n_neighbors]], axis=1
+    )
+
+
+def _sampling_margin(differences, n_rows):
+    """Three standard errors of the differences' sums, for a sample of rows
+    drawn without replacement from ``n_rows``.
+
+    Parameters
+    ----------
+    differences : ndarray of shape (n_sampled, n_pairs)
+        Each sampled row's share of the difference between two losses.
+
+    Returns
+    -------
+    margin : ndarray of shape (n_pairs,)
+    """
+    n_sampled = differences.shape[0]
+    if n_sampled < 2:
+        return np.zeros(differences.shape[1])
+    finite = np.where(np.isfinite(differences), differences, 0.0)
+    spread = finite.std(axis=0, ddof=1) * math.sqrt(n_sampled)
+    return 3 * spread * math.sqrt(max(1 - n_sampled / n_rows, 0.0))
+
+
 def _subsample_rows(n_rows, random_state):
     """_SUBSAMPLE_ROWS rows to leave out above that many, or None (all)."""
     if n_rows <= _SUBSAMPLE_ROWS:
@@ -358,7 +415,7 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
     for relative in (spread / np.exp(np.mean(np.log(spread))), np.ones(X.shape[1])):
         log_relative = np.log(relative)
         scan = np.arange(-10, 3) * math.log(_SCAN_FACTOR)
-        losses = [objective.evaluate(t + log_relative, rows, order=0)[0] for t in scan]
+        losses = objective.losses_at(scan, rows, log_relative=log_relative)
         starts.append(
             np.clip(scan[int(np.argmin(losses))] + log_relative, lower, upper)
         )
@@ -441,20 +498,31 @@ class _Search:
         resolved = self.typical - math.log(max(extent, 1e-300)) > math.log(1e-3)
         in_range = lower > math.log(max(extent, 1e-300)) - 30
         scan = objective.in_float32() if resolved and in_range else objective
-        losses = scan.losses_at(grid, rows)
+        subsampled = rows is not None
+
+        def scan_at(points):
+            if subsampled:
+                return scan.losses_at(points, rows, per_row=True)
+            return scan.losses_at(points, rows), None
+
+        losses, row_losses = scan_at(grid)
         # A finer scan within a factor 2 of the best point, where a narrow
         # basin could hide between two coarse points; the start is one more
         # point. The scan counts as the first iteration.
         centre = grid[int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))]
         fine = centre + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
-        fine = fine[(fine > lower) & (fine < upper)]
-        points = np.concatenate([grid, fine, start])
-        start_loss = scan.losses_at(start, rows)[0]
-        losses = np.concatenate([losses, scan.losses_at(fine, rows), [start_loss]])
+        fine = np.concatenate([fine[(fine > lower) & (fine < upper)], start])
+        fine_losses, fine_row_losses = scan_at(fine)
+        points = np.concatenate([grid, fine])
+        losses = np.concatenate([losses, fine_losses])
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
         losses[~np.isfinite(losses)] = np.inf
-        self._record(objective.evaluate([grid[np.argmin(losses)]], order=0)[0])
+        # The exact loss at the scan's best point, with the derivatives that
+        # start its refinement.
+        best_point = grid[np.argmin(losses)]
+        at_best = objective.evaluate([best_point], order=2)
+        self._record(at_best[0])
         # The loss may have several local minima (it does on clustered
         # data): refine the best few basins of the scan, keep the lowest.
         padded = np.concatenate([[np.inf], losses, [np.inf]])
@@ -463,15 +531,28 @@ class _Search:
         )
         basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
         # A basin whose scan loss is far above the best one's is not refined.
+        # On a subsample of the rows, "far" also allows for the sampling
+        # error of the difference between the two losses.
         best_scan = losses[basins[0]]
-        margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
+        margin = np.full(
+            len(basins), _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
+        )
+        if subsampled:
+            row_losses = np.concatenate([row_losses, fine_row_losses], axis=1)[:, order]
+            margin += _sampling_margin(
+                row_losses[:, basins] - row_losses[:, basins[:1]],
+                objective.n_samples,
+            )
         basins = basins[losses[basins] <= best_scan + margin]
         results = []
         for index in basins:
             left = grid[max(index - 1, 0)]
             right = grid[min(index + 1, len(grid) - 1)]
             record = len(results) == 0
-            results.append(self._refine(grid[index], left, right, record=record))
+            initial = at_best if grid[index] == best_point else None
+            results.append(
+                self._refine(grid[index], left, right, record=record, initial=initial)
+            )
         best = min(range(len(results)), key=lambda k: results[k][2])
         log_bandwidth, converged, value = results[best]
         # On a flat stretch at either end (every prediction the nearest
@@ -495,9 +576,10 @@ class _Search:
                 log_bandwidth, converged, value = results[0]
         return log_bandwidth, converged
 
-    def _refine(self, x, left, right, record=True):
+    def _refine(self, x, left, right, record=True, initial=None):
         """Safeguarded Newton on one log-width inside [left, right], x the
-        lowest point found so far (Brent's bookkeeping of the bracket).
+        lowest point found so far (Brent's bookkeeping of the bracket);
+        ``initial``, when given, the loss and its derivatives at x.
 
         Returns
         -------
@@ -507,8 +589,10 @@ class _Search:
             The loss there.
         """
         objective = self.objective
-        value, gradient, second = objective.evaluate([x], order=2)
-        gradient, second = gradient[0], second
+        if initial is None:
+            initial = objective.evaluate([x], order=2)
+        value, gradient, second = initial
+        gradient = gradient[0]
         for _ in range(self.max_iter - 1):
             if right - left <= _LOG_WIDTH_TOL:
                 return np.array([x]), True, value
@@ -567,9 +651,12 @@ class _Search:
         # the checks below made on a subsample of the rows left out (every
         # sample is still a key); the full loss has the last word.
         self._record(objective.evaluate(starts[0], order=0)[0], starts[0])
-        start_losses = [objective.evaluate(start, rows, order=0)[0] for start in starts]
-        if rows is None:
-            start_losses[0] = self.loss_curve[0]
+        start_losses = [
+            self.loss_curve[0]
+            if rows is None and index == 0
+            else objective.evaluate(start, rows, order=0)[0]
+            for index, start in enumerate(starts)
+        ]
         best = int(np.argmin(start_losses))
         start = starts[best]
         if len(starts) > 1:
@@ -580,22 +667,24 @@ class _Search:
                 else start_losses[best],
                 start,
             )
-        if rows is not None:
-            if len(starts) > 1:
+        if rows is not None and len(starts) > 1:
+            start, _ = self._run_lbfgs(
+                start, rows, record=False, max_iter=min(50, self.max_iter)
+            )
+            probe = self._plateau_probe(start, rows)
+            if probe is not None:
                 start, _ = self._run_lbfgs(
-                    start, rows, record=False, max_iter=min(50, self.max_iter)
+                    probe, rows, record=False, max_iter=min(50, self.max_iter)
                 )
-                # A feature whose width still grows is on the plateau of an
-                # irrelevant one, where L-BFGS creeps: compare with its upper
-                # bound, where the feature takes no part.
-                value, gradient, _ = objective.evaluate(start, rows, order=1)
-                probe = np.where(gradient < 0, self.upper, start)
-                if np.any(probe != start) and (
-                    objective.evaluate(probe, rows, order=0)[0] < value
-                ):
-                    start, _ = self._run_lbfgs(
-                        probe, rows, record=False, max_iter=min(50, self.max_iter)
-                    )
+        elif len(starts) > 1 and len(self.loss_curve) <= self.max_iter:
+            budget = self.max_iter + 1 - len(self.loss_curve)
+            start, converged = self._run_lbfgs(
+                start, None, record=True, max_iter=min(_PLATEAU_ITERATIONS, budget)
+            )
+            probe = None if converged else self._plateau_probe(start, None)
+            if probe is not None and len(self.loss_curve) <= self.max_iter:
+                self._record(objective.evaluate(probe, order=0)[0], probe)
+                start = probe
         result, converged = self._run_lbfgs(start, None, record=True)
         if rows is None:
             result = self._polish(result)
@@ -631,6 +720,37 @@ class _Search:
             elif self.last_point is not None:
                 result = self.last_point
         return result, converged
+
+    def _plateau_probe(self, point, rows):
+        """A feature whose width still grows may be on the plateau of an
+        irrelevant one, where L-BFGS creeps (the loss approaches its limit
+        as 1 / h^2): scan the loss along that feature's log-width, doubling
+        the step up to its upper bound, where the feature takes no part.
+
+        Returns
+        -------
+        point : ndarray or None
+            The point with each such feature moved to the lowest loss of its
+            scan, or None when no scan found a lower loss.
+        """
+        objective = self.objective
+        value, gradient, _ = objective.evaluate(point, rows, order=1)
+        moved = np.array(point, dtype=float)
+        for feature in np.flatnonzero((gradient < 0) & (moved < self.upper)):
+            room = self.upper[feature] - moved[feature]
+            steps = [step for step in 0.5 * 2.0 ** np.arange(12) if step < room] + [
+                room
+            ]
+            best = None
+            for step in steps:
+                trial = moved.copy()
+                trial[feature] += step
+                trial_value = objective.evaluate(trial, rows, order=0)[0]
+                if trial_value < value:
+                    value, best = trial_value, trial
+            if best is not None:
+                moved = best
+        return None if np.array_equal(moved, point) else moved
 
     def _polish(self, log_bandwidth, n_steps=2):
         """Newton steps on the widths off their bounds, with the Hessian from

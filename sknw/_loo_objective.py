@@ -17,9 +17,10 @@ from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem, weighted_values
 from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
-# their spare, the kernel weights, their derivative, and one product of the
-# derivative with the distances.
-_BLOCKS_PER_ROW = 5
+# their spare, the kernel weights, their derivative, one product of the
+# derivative with the distances, and the squared distances kept from one
+# width to the next when the whole problem fits in one chunk.
+_BLOCKS_PER_ROW = 6
 
 # Each block of a chunk at most this large: a few cache-sized passes per
 # block, with few enough chunks that their fixed cost stays small at large n.
@@ -230,10 +231,11 @@ class LeaveOneOutObjective:
         if loss == "log_loss":
             self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
         budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW
-        self.chunk_n_rows = max(
-            1, int(min(budget, _LOO_BLOCK_BYTES) // (8 * self.n_samples))
-        )
+        self.block_bytes = min(budget, _LOO_BLOCK_BYTES)
+        self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
         self._blocks = {}
+        self._cache = {}
+        self._everything = np.arange(self.n_samples)
         self.fused = (
             key_widths is None
             and query_widths is None
@@ -295,19 +297,15 @@ class LeaveOneOutObjective:
         if self.fused and order == 1:
             return self._fused(log_bandwidth, rows, row_weight)
         bandwidth = np.exp(log_bandwidth)
-        problem = self._problem(bandwidth)
-        sq_scale = 1.0 / problem.reference**2
         scaled = None
-        if per_feature:
+        if per_feature and order >= 1:
             scaled = self._moment_columns(self.X / self._tensor(bandwidth))
         totals = np.zeros(3)
         gradient = np.zeros(log_bandwidth.size)
         for batch in gen_batches(len(rows), self.chunk_n_rows):
             chunk = rows[batch]
-            sq, sq_min = self._squared(problem, chunk, sq_scale)
-            loss, first, second = self._chunk_terms(
-                sq, sq_min, chunk, order, scaled, problem
-            )
+            sq, sq_min = self._pairs(bandwidth, chunk)
+            loss, first, second = self._chunk_terms(sq, sq_min, chunk, order, scaled)
             totals[0] += loss
             if first is not None:
                 gradient += first
@@ -330,6 +328,7 @@ class LeaveOneOutObjective:
             copy = _copy.copy(self)
             copy.dtype = torch.float32
             copy._blocks = {}
+            copy._cache = {}
             copy.fused = False
             for name in (
                 "X",
@@ -347,8 +346,8 @@ class LeaveOneOutObjective:
             self._float32 = copy
         return self._float32
 
-    def losses_at(self, log_bandwidths, rows=None):
-        """The loss at each of several shared widths, in one pass.
+    def losses_at(self, log_bandwidths, rows=None, log_relative=None, per_row=False):
+        """The loss at each of several widths along one ray, in one pass.
 
         The squared distances of a chunk are computed once and serve every
         width.
@@ -356,41 +355,55 @@ class LeaveOneOutObjective:
         Parameters
         ----------
         log_bandwidths : ndarray of shape (n_widths,)
+            Shared log-widths, or with ``log_relative`` the offsets t of the
+            per-feature log-widths ``t + log_relative``.
         rows : ndarray of int, default=None
             Rows to leave out and predict (all when None).
+        log_relative : ndarray of shape (n_features,), default=None
+            Per-feature log-widths relative to one another.
+        per_row : bool, default=False
+            Also return each row's share of each loss.
 
         Returns
         -------
         losses : ndarray of shape (n_widths,)
+        row_losses : ndarray of shape (n_rows, n_widths)
+            With ``per_row``: row i's c_i-weighted loss over the rows' total
+            weight, which sum over rows to ``losses``.
         """
-        if self.fused:
-            return np.array(
-                [self.evaluate([t], rows, order=0)[0] for t in np.ravel(log_bandwidths)]
-            )
+        log_relative = np.zeros(1) if log_relative is None else log_relative
         log_bandwidths = np.ravel(log_bandwidths)
+        rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
+        total_weight = self.sample_weight_numpy[rows].sum()
+        row_losses = None
+        if per_row:
+            row_losses = torch.zeros(
+                (len(rows), len(log_bandwidths)), dtype=self.dtype, device=self.device
+            )
         # Distances in units of the smallest width, so that the product
         # expansion is taken only where it is accurate at every width.
         smallest = float(np.min(log_bandwidths))
-        problem = self._problem(math.exp(smallest))
         losses = np.zeros(len(log_bandwidths))
-        rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
         for batch in gen_batches(len(rows), self.chunk_n_rows):
             chunk = rows[batch]
-            sq, sq_min = self._squared(problem, chunk, 1.0 / problem.reference**2)
-            scaled_sq = problem.named_block("scaled", len(chunk))
+            sq, sq_min = self._pairs(np.exp(smallest + log_relative), chunk)
+            scaled_sq = self._block("scaled", len(chunk))
             for index, log_bandwidth in enumerate(log_bandwidths):
                 scale = math.exp(-2 * (log_bandwidth - smallest))
+                row_out = None if row_losses is None else row_losses[batch, index]
                 if self.name == "gaussian":
                     # The Gaussian takes the scale in its one pass.
                     losses[index] += self._chunk_terms(
-                        sq, sq_min, chunk, 0, None, problem, scale=scale
+                        sq, sq_min, chunk, 0, None, scale=scale, row_out=row_out
                     )[0]
                     continue
                 torch.mul(sq, scale, out=scaled_sq)
                 losses[index] += self._chunk_terms(
-                    scaled_sq, sq_min * scale, chunk, 0, None, problem
+                    scaled_sq, sq_min * scale, chunk, 0, None, row_out=row_out
                 )[0]
-        return losses / self.sample_weight_numpy[rows].sum()
+        if per_row:
+            return losses / total_weight, row_losses.cpu().numpy() / total_weight
+        return losses / total_weight
 
     def _problem(self, bandwidth):
         return _Problem(
@@ -404,36 +417,96 @@ class LeaveOneOutObjective:
             blocks=self._blocks,
         )
 
-    def _squared(self, problem, chunk, sq_scale):
-        """u^2 of a chunk of rows against every sample, and each row's shift.
+    def _block(self, name, n_rows):
+        """The (n_rows, n_samples) view of the reused block called ``name``
+        (the blocks the engine's problems over these samples share)."""
+        buffer = self._blocks.get(name)
+        if buffer is None or buffer.shape[0] < n_rows:
+            buffer = torch.empty(
+                (n_rows, self.n_samples), dtype=self.dtype, device=self.device
+            )
+            self._blocks[name] = buffer
+        return buffer[:n_rows]
+
+    def _pairs(self, bandwidth, chunk):
+        """u^2 of a chunk of rows against every sample at ``bandwidth``, and
+        each row's shift.
 
         The row's own pair is +inf (it takes part only through the weight it
         keeps); the shift is the smallest u^2 of the others, or 0 where the
-        row keeps some of its own weight (its own u^2 is 0).
+        row keeps some of its own weight (its own u^2 is 0). When every row
+        fits in one chunk and the squared distances (one block per feature
+        for per-feature widths) fit in one block's budget, they are computed
+        once by the engine and only rescaled at each width.
         """
         chunk_t = torch.as_tensor(chunk, device=self.device)
-        sq = problem.scaled_squared_distances(self.X[chunk_t])
-        if sq_scale != 1.0:
-            sq.mul_(sq_scale)
-        if self.row_factor is not None:
-            sq.mul_(self.row_factor[chunk_t, None])
-        position = torch.arange(len(chunk), device=self.device)
-        # The left-out sample takes no part in its own prediction.
-        sq[position, chunk_t] = math.inf
+        per_feature = np.size(bandwidth) > 1
+        cache = self._distance_cache(per_feature)
+        if cache is None:
+            problem = self._problem(bandwidth)
+            sq = problem.scaled_squared_distances(self.X[chunk_t])
+            sq.mul_(1.0 / problem.reference**2)
+            if self.row_factor is not None:
+                sq.mul_(self.row_factor[chunk_t, None])
+            position = torch.arange(len(chunk), device=self.device)
+            sq[position, chunk_t] = math.inf
+        else:
+            inverse = 1.0 / np.broadcast_to(bandwidth, (len(cache),)) ** 2
+            if len(chunk) < self.n_samples or np.any(chunk != self._everything):
+                cache = [distances[chunk_t] for distances in cache]
+            sq = self._block("main", len(chunk))
+            torch.mul(cache[0], float(inverse[0]), out=sq)
+            for distances, factor in zip(cache[1:], inverse[1:]):
+                sq.add_(distances, alpha=float(factor))
         sq_min = sq.amin(dim=1, keepdim=True)
         sq_min = torch.where(self.kept_weight[chunk_t, None] > 0, 0.0, sq_min).clamp_(
             max=torch.finfo(self.dtype).max
         )
         return sq, sq_min
 
-    def _chunk_terms(self, sq, sq_min, chunk, order, scaled, problem, scale=1.0):
+    def _distance_cache(self, per_feature):
+        """Squared distances at width 1 (per feature for per-feature widths),
+        divided by the local widths, with +inf on each row's own pair; or
+        None when they do not fit (see :meth:`_pairs`)."""
+        key = "per_feature" if per_feature else "shared"
+        if key in self._cache:
+            return self._cache[key]
+        n_blocks = self.n_features if per_feature else 1
+        size = n_blocks * self.n_samples**2 * torch.finfo(self.dtype).bits // 8
+        cache = None
+        if self.chunk_n_rows >= self.n_samples and size <= self.block_bytes:
+            features = range(self.n_features) if per_feature else [None]
+            everything = np.arange(self.n_samples)
+            cache = []
+            for feature in features:
+                keys = self.X_numpy if feature is None else self.X_numpy[:, [feature]]
+                problem = _Problem(
+                    keys,
+                    1.0,
+                    self.kernel_name,
+                    None,
+                    self.dtype,
+                    self.device,
+                    key_widths=self.key_widths,
+                )
+                queries = problem.to_tensor(keys)
+                sq = problem.scaled_squared_distances(queries).clone()
+                if self.row_factor is not None:
+                    sq.mul_(self.row_factor[:, None])
+                sq[everything, everything] = math.inf
+                cache.append(sq)
+        self._cache[key] = cache
+        return cache
+
+    def _chunk_terms(self, sq, sq_min, chunk, order, scaled, scale=1.0, row_out=None):
         """Summed loss (and derivatives) of a chunk of rows.
 
         ``sq`` times ``scale`` is u^2 (a ``scale`` other than 1 only for the
         Gaussian's loss alone) and ``sq_min`` the rows' shifts, in the units
         of ``sq`` (see :meth:`_squared`).
         ``scaled`` holds the coordinates divided by per-feature widths, or is
-        None for one shared width. ``problem`` lends its reused blocks.
+        None for one shared width. ``row_out``, when given, receives each
+        row's c_i-weighted loss.
 
         Returns
         -------
@@ -450,7 +523,7 @@ class LeaveOneOutObjective:
             sq_min,
             order,
             per_feature,
-            lambda name: problem.named_block(name, len(chunk)),
+            lambda name: self._block(name, len(chunk)),
             scale,
         )
         position = torch.arange(len(chunk), device=self.device)
@@ -483,6 +556,8 @@ class LeaveOneOutObjective:
             inverse = torch.where(floored, 0.0, 1 / probability)
             slope.scatter_(1, self.labels[chunk_t, None], -inverse[:, None])
             curvature = inverse.square()
+        if row_out is not None:
+            torch.mul(row_losses, row_weight, out=row_out)
         loss = float(row_losses @ row_weight)
         if order == 0:
             return loss, None, None
@@ -581,12 +656,11 @@ class LeaveOneOutObjective:
         )
         empty_rows = torch.nonzero(empty).flatten()
         if len(empty_rows):
-            problem = self._problem(np.exp(log_bandwidth))
-            scale = 1.0 / problem.reference**2
+            bandwidth = np.exp(log_bandwidth)
             nearest = []
             for batch in gen_batches(len(empty_rows), self.chunk_n_rows):
                 chunk = rows[empty_rows[batch].cpu().numpy()]
-                sq, _ = self._squared(problem, chunk, scale)
+                sq, _ = self._pairs(bandwidth, chunk)
                 nearest.append(self._nearest_values(sq))
             predictions = predictions.index_put((empty_rows,), torch.cat(nearest))
         targets = self.values[rows_t]
