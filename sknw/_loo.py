@@ -703,6 +703,10 @@ class _Search:
                 result, converged = self._run_lbfgs(probe, None, record=True)
                 value = loss(result)
         on_bound = np.isclose(result, self.lower) | np.isclose(result, self.upper)
+        # A width on a bound since the start of the last run (put there by
+        # the plateau probe, which compared the losses on its way) is not a
+        # jump.
+        on_bound &= result != start
         if np.any(on_bound) and len(self.loss_curve) < self.max_iter:
             # Compare the losses on the way to the bound before accepting it.
             path = [start + f * (result - start) for f in np.linspace(0.1, 0.9, 9)]
@@ -724,8 +728,9 @@ class _Search:
     def _plateau_probe(self, point, rows):
         """A feature whose width still grows may be on the plateau of an
         irrelevant one, where L-BFGS creeps (the loss approaches its limit
-        as 1 / h^2): scan the loss along that feature's log-width, doubling
-        the step up to its upper bound, where the feature takes no part.
+        as 1 / h^2): where the loss at its upper bound, where the feature
+        takes no part, is lower, scan the loss along that feature's
+        log-width, doubling the step up to the bound, and keep the lowest.
 
         Returns
         -------
@@ -737,19 +742,24 @@ class _Search:
         value, gradient, _ = objective.evaluate(point, rows, order=1)
         moved = np.array(point, dtype=float)
         for feature in np.flatnonzero((gradient < 0) & (moved < self.upper)):
+            # The bound first: a feature that still helps there is not on a
+            # plateau, and L-BFGS-B goes on from where it is.
+            best = moved.copy()
+            best[feature] = self.upper[feature]
+            end_value = objective.evaluate(best, rows, order=0)[0]
+            if not end_value < value:
+                continue
+            value = end_value
             room = self.upper[feature] - moved[feature]
-            steps = [step for step in 0.5 * 2.0 ** np.arange(12) if step < room] + [
-                room
-            ]
-            best = None
-            for step in steps:
+            for step in 0.5 * 2.0 ** np.arange(12):
+                if step >= room:
+                    break
                 trial = moved.copy()
                 trial[feature] += step
                 trial_value = objective.evaluate(trial, rows, order=0)[0]
                 if trial_value < value:
                     value, best = trial_value, trial
-            if best is not None:
-                moved = best
+            moved = best
         return None if np.array_equal(moved, point) else moved
 
     def _polish(self, log_bandwidth, n_steps=2):

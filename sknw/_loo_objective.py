@@ -222,11 +222,13 @@ class LeaveOneOutObjective:
         if query_widths is not None:
             self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
         # c * [values, 1]: one product with the weights gives N and D.
-        self.weighted = self._tensor(weighted_values(self.values_numpy, sample_weight))
+        self.weighted = _column_major(
+            self._tensor(weighted_values(self.values_numpy, sample_weight))
+        )
         self.weighted_gradient = self.weighted
         if key_widths is not None:
-            self.weighted_gradient = self.weighted / self._tensor(
-                np.asarray(key_widths)[:, None] ** 2
+            self.weighted_gradient = _column_major(
+                self.weighted / self._tensor(np.asarray(key_widths)[:, None] ** 2)
             )
         if loss == "log_loss":
             self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
@@ -341,7 +343,10 @@ class LeaveOneOutObjective:
             ):
                 tensor = getattr(self, name)
                 if tensor is not None:
-                    setattr(copy, name, tensor.to(torch.float32))
+                    tensor = tensor.to(torch.float32)
+                    if tensor.dim() == 2:
+                        tensor = _column_major(tensor)
+                    setattr(copy, name, tensor)
             copy._float32 = copy
             self._float32 = copy
         return self._float32
@@ -633,7 +638,7 @@ class LeaveOneOutObjective:
             + [scaled[:, k, None] ** 2 * w for k in range(self.n_features)],
             dim=1,
         )
-        return scaled, columns.T.contiguous().T
+        return scaled, _column_major(columns)
 
     def _nearest_values(self, sq):
         """Average of the nearest other samples' values (ties averaged)."""
@@ -677,8 +682,16 @@ class LeaveOneOutObjective:
 
 def _times(block, columns):
     """``block @ columns`` for a wide block and a few columns, as
-    (columns.T @ block.T).T: several times faster in this orientation."""
+    (columns.T @ block.T).T: several times faster in this orientation, and
+    faster again with ``columns`` stored column by column
+    (see :func:`_column_major`)."""
     return (columns.T @ block.T).T
+
+
+def _column_major(columns):
+    """``columns`` with each column contiguous, the layout in which
+    :func:`_times` multiplies fastest (2-3 times, measured at 1,000 rows)."""
+    return columns.T.contiguous().T
 
 
 def _use_fused(device, kernel):

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from scipy.optimize import minimize_scalar
 from sklearn.datasets import load_diabetes
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from statsmodels.nonparametric.kernel_regression import KernelReg
 
@@ -21,6 +24,7 @@ from sknw import (
     NadarayaWatsonRegressor,
     NadarayaWatsonRegressorCV,
 )
+from sknw._loo import _neighbor_distances
 from sknw._loo_objective import _BLOCKS_PER_ROW, LeaveOneOutObjective
 
 from ._reference import (
@@ -755,3 +759,83 @@ def test_constant_targets_of_any_size_give_a_finite_curve(start, value):
         model = NadarayaWatsonRegressorCV(bandwidth=start).fit(X, np.full(30, value))
     assert_allclose(model.loss_curve_, 0.0)
     assert_allclose(model.predict(X), value)
+
+
+@pytest.mark.parametrize("adaptive", [None, "sample", "query"])
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_distances_kept_for_the_fit_change_nothing(adaptive, per_feature):
+    # One chunk: the squared distances are computed once and rescaled at each
+    # width; several chunks: recomputed at each width.
+    X, y = toy_4d(n_samples=120)
+    local = np.random.default_rng(1).uniform(0.5, 2.0, 120)
+    kwargs = {}
+    if adaptive is not None:
+        kwargs["key_widths" if adaptive == "sample" else "query_widths"] = local
+    log_bandwidth = np.log([1.1, 0.9, 1.3, 0.7] if per_feature else [0.8])
+    order = 1 if per_feature else 2
+    rows = np.array([5, 3, 77, 119, 0])
+    kept = objective(X, y[:, None], **kwargs)
+    first = kept.evaluate(log_bandwidth, order=order)
+    assert kept._distance_cache(per_feature) is not None
+    with sklearn.config_context(working_memory=0.05):
+        recomputed = objective(X, y[:, None], **kwargs)
+        assert recomputed._distance_cache(per_feature) is None
+        expected = recomputed.evaluate(log_bandwidth, order=order)
+        expected_rows = recomputed.evaluate(log_bandwidth, rows, order=order)
+        expected_scan = recomputed.losses_at([-1.0, 0.0, 1.0], rows)
+    for result in (first, kept.evaluate(log_bandwidth, order=order)):
+        assert result[0] == pytest.approx(expected[0], rel=1e-12)
+        assert_allclose(result[1], expected[1], rtol=1e-10)
+    result_rows = kept.evaluate(log_bandwidth, rows, order=order)
+    assert result_rows[0] == pytest.approx(expected_rows[0], rel=1e-12)
+    assert_allclose(result_rows[1], expected_rows[1], rtol=1e-10)
+    if not per_feature:
+        assert result_rows[2] == pytest.approx(expected_rows[2], rel=1e-10)
+    assert_allclose(kept.losses_at([-1.0, 0.0, 1.0], rows), expected_scan, rtol=1e-12)
+
+
+def test_row_shares_of_the_scan_add_up_to_its_losses():
+    X, y = toy_1d(n_samples=60)
+    rows = np.arange(0, 60, 3)
+    loo = objective(X, y[:, None], sample_weight=np.linspace(0.5, 3.0, 60))
+    losses, shares = loo.losses_at(np.log([0.1, 0.3, 1.0]), rows, per_row=True)
+    assert shares.shape == (len(rows), 3)
+    assert_allclose(shares.sum(axis=0), losses, rtol=1e-12)
+    single = [loo.evaluate([t], rows, order=0)[0] for t in np.log([0.1, 0.3, 1.0])]
+    assert_allclose(losses, single, rtol=1e-12)
+
+
+def test_an_irrelevant_feature_leaves_without_creeping():
+    # The noise feature's loss approaches its limit as 1 / h^2: L-BFGS-B alone
+    # took 35 iterations creeping up the plateau; the learned width is on the
+    # feature's upper bound, where it takes no part, and the loss is no higher
+    # than with that feature's width where the creeping stopped.
+    X, y = toy_4d(n_samples=200)
+    model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    assert model.n_iter_ <= 25
+    assert model.bandwidth_[3] > 1e6 * np.ptp(X[:, 3])
+    slow = model.bandwidth_.copy()
+    slow[3] = 1e4
+    values = y[:, None]
+    learned = np.mean(
+        (loo_predictions_slow(X, values, model.bandwidth_, "gaussian") - values) ** 2
+    )
+    crept = np.mean((loo_predictions_slow(X, values, slow, "gaussian") - values) ** 2)
+    assert learned <= crept * (1 + 1e-12)
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+
+
+@given(
+    st.lists(
+        st.floats(-1e3, 1e3, allow_nan=False).map(lambda x: round(x, 1)),
+        min_size=2,
+        max_size=40,
+    ),
+    st.integers(1, 8),
+)
+def test_neighbour_distances_along_one_feature_match_a_search(values, k):
+    points = np.unique(np.array(values)[:, None], axis=0)
+    assume(points.shape[0] >= 2)
+    k = min(k, points.shape[0] - 1)
+    expected = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)[0]
+    assert_allclose(_neighbor_distances(points, k), expected, rtol=1e-12, atol=1e-9)
