@@ -73,6 +73,10 @@ _LBFGS_FTOL = 1e-10
 # the left-out predictions are then exact as far as widths can tell.
 _NEGLIGIBLE_RELATIVE_LOSS = 1e-8
 
+# The one-width scan first leaves out a subsample of this many rows above
+# that many (see _Search.one_width).
+_SCAN_ROWS = 500
+
 # Per-feature L-BFGS-B runs this many iterations before the widths that
 # still grow are compared with their upper bounds (see _Search._plateau_probe).
 _PLATEAU_ITERATIONS = 10
@@ -395,13 +399,13 @@ def _sampling_margin(differences, n_rows):
     return 3 * spread * math.sqrt(max(1 - n_sampled / n_rows, 0.0))
 
 
-def _subsample_rows(n_rows, random_state):
-    """_SUBSAMPLE_ROWS rows to leave out above that many, or None (all)."""
-    if n_rows <= _SUBSAMPLE_ROWS:
+def _subsample_rows(n_rows, random_state, size=None):
+    """``size`` rows (_SUBSAMPLE_ROWS by default) to leave out above that
+    many, or None (all)."""
+    size = _SUBSAMPLE_ROWS if size is None else size
+    if n_rows <= size:
         return None
-    return check_random_state(random_state).choice(
-        n_rows, _SUBSAMPLE_ROWS, replace=False
-    )
+    return check_random_state(random_state).choice(n_rows, size, replace=False)
 
 
 def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
@@ -484,10 +488,11 @@ class _Search:
                 [upper],
             ]
         )
-        # Above _SUBSAMPLE_ROWS rows the scan, which only ranks the basins,
-        # leaves out a subsample of the rows (every sample is still a key);
-        # the refinement and the ends are exact.
-        rows = _subsample_rows(objective.n_samples, 0)
+        # Above _SCAN_ROWS rows the scan, which only ranks the basins,
+        # first leaves out a subsample of the rows (every sample is still a
+        # key), then scores the points it cannot rule out on every row; the
+        # refinement and the ends are exact.
+        rows = _subsample_rows(objective.n_samples, 0, _SCAN_ROWS)
         # The scan only ranks the grid's points, and every basin within a
         # margin of the best is refined in float64. It computes in float32
         # where float32 resolves the data: coordinates to within 1e-3 of the
@@ -505,19 +510,54 @@ class _Search:
                 return scan.losses_at(points, rows, per_row=True)
             return scan.losses_at(points, rows), None
 
+        def fine_around(centre):
+            fine = centre + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
+            return fine[(fine > lower) & (fine < upper)]
+
         losses, row_losses = scan_at(grid)
         # A finer scan within a factor 2 of the best point, where a narrow
         # basin could hide between two coarse points; the start is one more
         # point. The scan counts as the first iteration.
         centre = grid[int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))]
-        fine = centre + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
-        fine = np.concatenate([fine[(fine > lower) & (fine < upper)], start])
+        fine = np.concatenate([fine_around(centre), start])
         fine_losses, fine_row_losses = scan_at(fine)
         points = np.concatenate([grid, fine])
         losses = np.concatenate([losses, fine_losses])
+        losses[~np.isfinite(losses)] = np.inf
+        if subsampled:
+            # The subsample rules out the points whose loss is above the best
+            # one's by more than three standard errors of the sampled
+            # difference, except the local minima within the basins' margin
+            # of it and their neighbours; the others are scored on every row.
+            row_losses = np.concatenate([row_losses, fine_row_losses], axis=1)
+            order = np.argsort(points, kind="stable")
+            points, losses, row_losses = (
+                points[order],
+                losses[order],
+                row_losses[:, order],
+            )
+            best = int(np.argmin(losses))
+            noise = _sampling_margin(
+                row_losses - row_losses[:, best : best + 1], objective.n_samples
+            )
+            margin = _BASIN_MARGIN * max(self.baseline - losses[best], 0.0)
+            near = losses <= losses[best] + noise + margin
+            padded = np.concatenate([[np.inf], losses, [np.inf]])
+            minima = (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
+            keep = (losses <= losses[best] + noise) | (near & minima)
+            keep[:-1] |= keep[1:] & minima[1:]
+            keep[1:] |= keep[:-1] & minima[:-1]
+            plausible = np.flatnonzero(keep)
+            losses = np.full(len(points), np.inf)
+            losses[plausible] = scan.losses_at(points[plausible])
+            exact_best = points[int(np.argmin(losses))]
+            if abs(exact_best - centre) > step:
+                extra = fine_around(exact_best)
+                points = np.concatenate([points, extra])
+                losses = np.concatenate([losses, scan.losses_at(extra)])
+            losses[~np.isfinite(losses)] = np.inf
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
-        losses[~np.isfinite(losses)] = np.inf
         # The exact loss at the scan's best point, with the derivatives that
         # start its refinement.
         best_point = grid[np.argmin(losses)]
@@ -529,20 +569,11 @@ class _Search:
         basins = np.flatnonzero(
             (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
         )
+        basins = basins[np.isfinite(losses[basins])]
         basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
         # A basin whose scan loss is far above the best one's is not refined.
-        # On a subsample of the rows, "far" also allows for the sampling
-        # error of the difference between the two losses.
         best_scan = losses[basins[0]]
-        margin = np.full(
-            len(basins), _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
-        )
-        if subsampled:
-            row_losses = np.concatenate([row_losses, fine_row_losses], axis=1)[:, order]
-            margin += _sampling_margin(
-                row_losses[:, basins] - row_losses[:, basins[:1]],
-                objective.n_samples,
-            )
+        margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
         basins = basins[losses[basins] <= best_scan + margin]
         results = []
         for index in basins:
