@@ -1,6 +1,7 @@
 """Sphinx configuration for sknw's documentation."""
 
 import os
+import re
 
 import sknw
 
@@ -12,6 +13,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax from the docs extra, copied into _static: no script from the network.
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -33,4 +36,19 @@ sphinx_gallery_conf = {
     "filename_pattern": "/(plot_|quickstart)",
     "download_all_examples": False,
     "remove_config_comments": True,
+    # Its page of run times loads DataTables from a CDN: these pages stay offline.
+    "write_computation_times": False,
 }
+
+
+# The methods inherited from scikit-learn (``score``) link to labels of
+# scikit-learn's own user guide, which these pages do not hold: keep the text.
+_SKLEARN_LABELS = re.compile(r":ref:`([^`<]*?)\s*<(accuracy_score|r2_score)>`")
+
+
+def _unlink_sklearn_labels(app, what, name, obj, options, lines):
+    lines[:] = [_SKLEARN_LABELS.sub(r"\1", line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _unlink_sklearn_labels)
