@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 
 import sknw
 
@@ -30,12 +31,14 @@ exclude_patterns = ["_build", "generated/*.examples"]
 html_theme = "alabaster"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, os.path.dirname(__file__))  # _gallery_order
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": "/(plot_|quickstart)",
     "download_all_examples": False,
     "remove_config_comments": True,
+    "within_subsection_order": "_gallery_order.GalleryOrder",
     # Its page of run times loads DataTables from a CDN: these pages stay offline.
     "write_computation_times": False,
 }
