@@ -50,7 +50,9 @@ AttentionWeightsDisplay.from_estimator(
     model, np.linspace(0, 5, 50)[:, None], ax=axes[1]
 )
 LossCurveDisplay.from_estimator(model, ax=axes[2])
-axes[2].set_title(f"{model.n_iter_} iterations from h = 2")
+axes[0].set_title(f"The fit at the learned width h = {model.bandwidth_:.3f}")
+axes[1].set_title("Its attention weights")
+axes[2].set_title(f"The loss: {model.n_iter_} iterations from h = 2")
 fig.tight_layout()
 
 # %%
@@ -96,6 +98,7 @@ ax.semilogx(widths, losses, label="leave-one-out loss")
 ax.axvline(model.bandwidth_, color="black", linestyle="--", label="learned h")
 ax.plot(model.bandwidth_, model.loss_curve_[-1], "o", color="black")
 ax.set(xlabel="bandwidth h", ylabel="leave-one-out mean squared error")
+ax.set_title("The leave-one-out loss against the width")
 ax.legend()
 fig.tight_layout()
 
@@ -120,4 +123,6 @@ fig, ax = plt.subplots(figsize=(6, 4))
 LossCurveDisplay.from_estimator(sgd, ax=ax)
 LossCurveDisplay.from_estimator(model, ax=ax)
 ax.legend(ax.get_lines(), ["solver='sgd', batch_size=10", "solver='auto'"])
+ax.set_title("The textbook's loop beside the default search")
 fig.tight_layout()
+plt.show()

@@ -21,10 +21,10 @@ import numpy as np
 from sknw import NadarayaWatsonRegressor
 
 rng = np.random.default_rng(0)
-n = 20_000
+n = 8_000
 X = rng.uniform(size=(n, 2))
 y = np.sin(6 * X[:, 0]) * np.cos(4 * X[:, 1]) + rng.normal(0, 0.1, n)
-queries = rng.uniform(size=(5_000, 2))
+queries = rng.uniform(size=(2_000, 2))
 # About 50 samples within one width of each query.
 h = np.sqrt(50 / (np.pi * n))
 
@@ -49,7 +49,7 @@ print(f"algorithm='auto' takes the {auto._fit_method} path here")
 # and its bound, as the truncation grows.
 dense = NadarayaWatsonRegressor(bandwidth=h, algorithm="dense").fit(X, y)
 exact = dense.predict(queries)
-truncations = np.logspace(-12, -1, 12)
+truncations = np.logspace(-12, -2, 6)
 errors = []
 for truncation in truncations:
     model = NadarayaWatsonRegressor(
@@ -64,6 +64,7 @@ print(
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 axes[0].bar(list(times), list(times.values()), color=["C0", "C1"])
+axes[0].set_xlabel("algorithm")
 axes[0].set_ylabel("predict time (s)")
 axes[0].set_title(f"Epanechnikov, {n:,} samples, {len(queries):,} queries")
 axes[1].loglog(truncations, errors, "o-", label="largest |tree - dense|")

@@ -13,7 +13,7 @@ def _pyplot():
     except ImportError as exc:
         raise ImportError(
             "Plotting needs matplotlib: pip install matplotlib, or install sknw "
-            'with its plot extra: pip install "sknw[plot]".'
+            'with its plot extra: pip install "scikit-nw[plot]".'
         ) from exc
     return plt
 

@@ -12,7 +12,7 @@ try:
     import dask.array as da
 except ImportError as exc:
     raise ImportError(
-        'sknw.dask needs Dask and distributed: pip install "sknw[dask]"'
+        'sknw.dask needs Dask and distributed: pip install "scikit-nw[dask]"'
     ) from exc
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted

@@ -281,7 +281,7 @@ def test_inputs_refused(client, data):
 def test_import_without_dask(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
     monkeypatch.delitem(sys.modules, "sknw.dask")
-    with pytest.raises(ImportError, match='pip install "sknw\\[dask\\]"'):
+    with pytest.raises(ImportError, match='pip install "scikit-nw\\[dask\\]"'):
         importlib.import_module("sknw.dask")
 
 

@@ -167,5 +167,5 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(ImportError, match=r"sknw\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install \"scikit-nw\[plot\]\""):
         AttentionWeightsDisplay.from_estimator(model, X)
