@@ -73,9 +73,10 @@ _LBFGS_FTOL = 1e-10
 # the left-out predictions are then exact as far as widths can tell.
 _NEGLIGIBLE_RELATIVE_LOSS = 1e-8
 
-# The one-width scan first leaves out a subsample of this many rows above
-# that many (see _Search.one_width).
-_SCAN_ROWS = 500
+# From 4 times this many rows, the one-width scan first leaves out a
+# subsample of a quarter of them, at most _SUBSAMPLE_ROWS (see
+# _Search.one_width).
+_SCAN_ROWS = 250
 
 # Per-feature L-BFGS-B runs this many iterations before the widths that
 # still grow are compared with their upper bounds (see _Search._plateau_probe).
@@ -488,11 +489,14 @@ class _Search:
                 [upper],
             ]
         )
-        # Above _SCAN_ROWS rows the scan, which only ranks the basins,
-        # first leaves out a subsample of the rows (every sample is still a
-        # key), then scores the points it cannot rule out on every row; the
-        # refinement and the ends are exact.
-        rows = _subsample_rows(objective.n_samples, 0, _SCAN_ROWS)
+        # From 4 * _SCAN_ROWS rows the scan, which only ranks the basins,
+        # first leaves out a subsample of a quarter of the rows (every
+        # sample is still a key), then scores the points it cannot rule out
+        # on every row; the refinement and the ends are exact.
+        n_rows = objective.n_samples
+        rows = None
+        if n_rows // 4 >= _SCAN_ROWS:
+            rows = _subsample_rows(n_rows, 0, min(n_rows // 4, _SUBSAMPLE_ROWS))
         # The scan only ranks the grid's points, and every basin within a
         # margin of the best is refined in float64. It computes in float32
         # where float32 resolves the data: coordinates to within 1e-3 of the

@@ -851,7 +851,7 @@ def test_a_subsampled_scan_does_not_miss_a_close_basin(seed, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         exact = NadarayaWatsonRegressorCV().fit(X, y)
-        monkeypatch.setattr(sknw._loo, "_SCAN_ROWS", 250)
+        monkeypatch.setattr(sknw._loo, "_SCAN_ROWS", 50)
         sampled = NadarayaWatsonRegressorCV().fit(X, y)
     loss = _NumpyLoo(X, y)
     assert loss(sampled.bandwidth_) <= loss(exact.bandwidth_) * (1 + 1e-9)
