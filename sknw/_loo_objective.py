@@ -247,6 +247,10 @@ class LeaveOneOutObjective:
 
     def _tensor(self, array):
         array = np.ascontiguousarray(array, dtype=np.float64)
+        if not array.flags.writeable:
+            # Read-only memory (a user's sample weights, say): torch would
+            # warn about sharing it.
+            array = array.copy()
         return torch.as_tensor(array, device=self.device)
 
     def __call__(self, log_bandwidth, rows=None):
