@@ -797,7 +797,7 @@ class _Search:
             moved = best
         return None if np.array_equal(moved, point) else moved
 
-    def _polish(self, log_bandwidth, n_steps=2):
+    def _polish(self, log_bandwidth, n_steps=1):
         """Newton steps on the widths off their bounds, with the Hessian from
         differences of the analytic gradient.
 
