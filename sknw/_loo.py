@@ -560,6 +560,10 @@ class _Search:
                 points = np.concatenate([points, extra])
                 losses = np.concatenate([losses, scan.losses_at(extra)])
             losses[~np.isfinite(losses)] = np.inf
+        if scan is not objective:
+            # The float32 copy's blocks would otherwise stay alive beside the
+            # float64 ones for the rest of the search.
+            scan.release()
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
         # The exact loss at the scan's best point, with the derivatives that

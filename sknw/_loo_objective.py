@@ -327,6 +327,12 @@ class LeaveOneOutObjective:
             totals[1] / total_weight if order == 2 else None,
         )
 
+    def release(self):
+        """Free the reused blocks and kept distances (the next evaluation
+        makes them again)."""
+        self._blocks.clear()
+        self._cache.clear()
+
     def in_float32(self):
         """The same objective computing in float32, for a scan that only
         ranks widths (see :meth:`losses_at`)."""
