@@ -1,0 +1,240 @@
+"""Benchmark the cost of standard errors and jackknife+ intervals.
+
+For each size n and dimension d, seeded data: X_train and X_query uniform on
+[0, 5]^d of shape (n, d), y = sum_j (2 sin X_j + X_j^0.8) + 0.5 * noise. One
+``NadarayaWatsonRegressor`` (Gaussian, width ``--bandwidth``) is fitted, and
+each call below predicts at all n queries, timed as the best of
+``--repeats`` after a warm-up:
+
+- ``predict``: the baseline.
+- ``leave-one-out residuals``: the pass over the training pairs that the first
+  ``return_std`` or ``predict_interval`` after ``fit`` runs once (timed on a
+  fresh fit each time).
+- ``return_std, noise=constant`` and ``noise=local``: ``predict(X,
+  return_std=True)`` once the residuals (and the local noise level) exist.
+- ``predict_interval``: jackknife+ at alpha = 0.1, residuals existing; also
+  with integer sample weights, which select by sorting.
+- ``bootstrap, 200 refits``: the alternative a user would write: 200
+  resamples of the training rows, each fitted and predicting at the queries,
+  then the standard deviation and the 5% and 95% percentiles. Timed once.
+- ``MAPIE jackknife+``: ``CrossConformalRegressor(method="plus",
+  cv=LeaveOneOut())``, which refits n times and gives the same intervals,
+  only up to ``--mapie-max`` samples, timed once.
+
+The table gives seconds and the ratio to ``predict`` in the same run. Results
+go to ``benchmarks/results/bench_uncertainty.{json,md}``.
+
+Usage::
+
+    python benchmarks/bench_uncertainty.py
+    python benchmarks/bench_uncertainty.py --sizes 2000 --dims 1 --device cuda
+"""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sknw import NadarayaWatsonRegressor
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def make_data(n_samples, n_features, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def draw():
+        X = rng.uniform(0, 5, size=(n_samples, n_features))
+        truth = (2 * np.sin(X) + X**0.8).sum(axis=1)
+        return X, truth + 0.5 * rng.normal(size=n_samples)
+
+    X, y = draw()
+    queries, _ = draw()
+    return X, y, queries
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_time(call, repeats, device, setup=None):
+    """Best wall time of ``repeats`` calls after a warm-up."""
+    if setup is not None:
+        setup()
+    call()
+    times = []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        synchronize(device)
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def once(call, device):
+    synchronize(device)
+    start = time.perf_counter()
+    call()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def bootstrap(X, y, queries, bandwidth, device, n_refits=200, seed=0):
+    rng = np.random.default_rng(seed)
+    predictions = np.empty((n_refits, len(queries)))
+    for refit in range(n_refits):
+        rows = rng.integers(0, len(X), len(X))
+        model = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device)
+        predictions[refit] = model.fit(X[rows], y[rows]).predict(queries)
+    return predictions.std(axis=0), np.percentile(predictions, [5, 95], axis=0)
+
+
+def mapie_jackknife_plus(X, y, queries, bandwidth, device):
+    from mapie.regression import CrossConformalRegressor
+    from sklearn.model_selection import LeaveOneOut
+
+    model = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device)
+    mapie = CrossConformalRegressor(
+        model, confidence_level=0.9, method="plus", cv=LeaveOneOut()
+    )
+    return mapie.fit_conformalize(X, y).predict_interval(queries)[1][:, :, 0]
+
+
+def measure(n_samples, n_features, args):
+    X, y, queries = make_data(n_samples, n_features)
+    bandwidth, device, repeats = args.bandwidth, args.device, args.repeats
+    model = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device).fit(X, y)
+    rows = []
+
+    def row(name, seconds, note=""):
+        rows.append(
+            dict(n=n_samples, d=n_features, call=name, seconds=seconds, note=note)
+        )
+        print(f"  {name:40s} {seconds:9.4f} s {note}", flush=True)
+
+    row("predict", best_time(lambda: model.predict(queries), repeats, device))
+
+    def fresh():
+        model._uncertainty_cache = {}
+
+    row(
+        "leave-one-out residuals (once per fit)",
+        best_time(model._leave_one_out_terms, repeats, device, setup=fresh),
+    )
+    for noise in ("constant", "local"):
+        row(
+            f"return_std, noise={noise}",
+            best_time(
+                lambda: model.predict(queries, return_std=True, noise=noise),
+                repeats,
+                device,
+            ),
+        )
+    row(
+        "predict_interval",
+        best_time(lambda: model.predict_interval(queries), repeats, device),
+    )
+    weight = np.random.default_rng(1).integers(1, 4, n_samples).astype(float)
+    weighted = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device)
+    weighted.fit(X, y, sample_weight=weight)
+    row(
+        "predict_interval, sample weights",
+        best_time(lambda: weighted.predict_interval(queries), repeats, device),
+    )
+    row(
+        "bootstrap, 200 refits",
+        once(lambda: bootstrap(X, y, queries, bandwidth, device), device),
+        "one run",
+    )
+    if n_samples <= args.mapie_max:
+        intervals = {}
+
+        def run_mapie():
+            intervals["mapie"] = mapie_jackknife_plus(X, y, queries, bandwidth, device)
+
+        row("MAPIE jackknife+ (n refits)", once(run_mapie, device), "one run")
+        difference = np.abs(intervals["mapie"] - model.predict_interval(queries)).max()
+        rows[-1]["note"] = f"one run; max |difference| to ours {difference:.1e}"
+    else:
+        row("MAPIE jackknife+ (n refits)", float("nan"), "skipped above --mapie-max")
+    baseline = rows[0]["seconds"]
+    for entry in rows:
+        entry["ratio_to_predict"] = entry["seconds"] / baseline
+    return rows
+
+
+def write(rows, args, started):
+    RESULTS.mkdir(exist_ok=True)
+    meta = dict(
+        date=started,
+        device=args.device,
+        machine=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        load_average=os.getloadavg()[0],
+        bandwidth=args.bandwidth,
+        repeats=args.repeats,
+        versions={
+            name: version(name) for name in ("numpy", "torch", "scikit-learn", "mapie")
+        },
+    )
+    (RESULTS / "bench_uncertainty.json").write_text(
+        json.dumps(dict(meta=meta, rows=rows), indent=2)
+    )
+    lines = [
+        f"# bench_uncertainty: {started}, device {args.device}, "
+        f"{meta['cpus']} CPUs, load average {meta['load_average']:.1f} at the end",
+        "",
+        f"Gaussian kernel, width {args.bandwidth}, float64, n_train = n_query = n; "
+        f"best of {args.repeats} after a warm-up, except the one-run rows. "
+        "Versions: "
+        + ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
+        + ".",
+        "",
+        "| n | d | call | seconds | x predict | note |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for entry in rows:
+        seconds = entry["seconds"]
+        shown = "—" if np.isnan(seconds) else f"{seconds:.4f}"
+        ratio = "—" if np.isnan(seconds) else f"{entry['ratio_to_predict']:.2f}"
+        lines.append(
+            f"| {entry['n']} | {entry['d']} | {entry['call']} | {shown} | {ratio} "
+            f"| {entry['note']} |"
+        )
+    (RESULTS / "bench_uncertainty.md").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
+    parser.add_argument("--dims", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--bandwidth", type=float, default=0.3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mapie-max", type=int, default=500)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    for n_samples in args.sizes:
+        for n_features in args.dims:
+            print(f"n = {n_samples}, d = {n_features}", flush=True)
+            rows += measure(n_samples, n_features, args)
+    write(rows, args, started)
+
+
+if __name__ == "__main__":
+    main()
