@@ -220,7 +220,7 @@ def write(rows, args, started):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--bandwidth", type=float, default=0.3)
     parser.add_argument("--repeats", type=int, default=3)
