@@ -10,7 +10,7 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
-from sknw._engine import nadaraya_watson
+from sknw._engine import nadaraya_watson, numpy_dtype
 from sknw._uncertainty import jackknife_plus, leave_one_out, prediction_variance
 from sknw._validation import check_numeric_target
 
@@ -201,7 +201,7 @@ class _RegressorFitPredict:
             variance = variance * terms["noise_level"]
         if self._fit_method != "dense":
             y_pred = self._weighted_average(X)
-        dtype = y_pred.dtype if self._fit_method != "dense" else self._fit_X.dtype
+        dtype = numpy_dtype(X, self._fit_X)
         y_std = np.sqrt(np.maximum(variance, 0.0))
         return y_pred.astype(dtype, copy=False), y_std.astype(dtype, copy=False)
 

@@ -91,17 +91,37 @@ class _Pooled:
             np.hstack([self.values, np.ones((len(keys), 1))])
         )
         self.noise_t = problem.to_tensor(self.noise)
+        sample_weight = problem.sample_weight[:, None]
+        self.weighted_values_t = self.values_t * sample_weight
+        self.weighted_noise_t = self.noise_t * sample_weight
+        # With equal sample weights, the heaviest key is that of the largest
+        # kernel weight: no pass to weigh the block.
+        self.equal_weights = bool(
+            (problem.sample_weight == problem.sample_weight[0]).all()
+        )
         # One unit of each key's frequency weight (all of it below 1) is what
         # leaving it out removes, in the units of the scaled weights.
         weight = np.ones(len(keys)) if original is None else np.asarray(original)
         if kept is not None:
             weight = weight[kept]
         self.unit = problem.to_tensor(np.minimum(weight, 1.0) / self.scale)
+        # The other keys' weights are exact when the largest of them is above
+        # the floor's margin; their sum above n_keys times it (sample weights
+        # being at most 1) says so without a pass to find that largest.
         floor = _LOG_WEIGHT_FLOOR[dtype] + _REST_MARGIN
-        self.rest_floor = math.exp(floor) if problem.kernel.log_slope else 0.0
+        self.rest_floor = 0.0
+        if problem.kernel.log_slope is not None:
+            self.rest_floor = len(keys) * math.exp(floor)
 
-    def chunks(self, queries, query_widths):
+    def chunks(self, queries, query_widths, squares=True):
         """Per chunk of queries: the rows, the kernel weights and their sums.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (n_queries, n_features)
+        query_widths : ndarray of shape (n_queries,) or None
+        squares : bool, default=True
+            Whether to sum the squared weights times the noise.
 
         Yields
         ------
@@ -123,9 +143,9 @@ class _Pooled:
                 None if query_widths is None else problem.to_tensor(query_widths[batch])
             )
             weights, _, _ = problem.weights(chunk, widths)
-            yield batch, weights, self._terms(weights)
+            yield batch, weights, self._terms(weights, squares)
 
-    def _terms(self, weights):
+    def _terms(self, weights, squares):
         """Sums of a chunk's block, with each row's heaviest key apart.
 
         Leaving out the key that carries most of a row's weight would
@@ -135,34 +155,41 @@ class _Pooled:
         problem = self.problem
         n_rows = weights.shape[0]
         rows = torch.arange(n_rows, device=weights.device)
-        weighted = torch.mul(
-            weights, problem.sample_weight, out=problem.named_block("weighted", n_rows)
-        )
-        dominant = weighted.argmax(dim=1)
+        if self.equal_weights:
+            dominant = weights.argmax(dim=1)
+        else:
+            weighted = torch.mul(
+                weights,
+                problem.sample_weight,
+                out=problem.named_block("weighted", n_rows),
+            )
+            dominant = weighted.argmax(dim=1)
         top = weights[rows, dominant].clone()
         weights[rows, dominant] = 0.0
-        weighted[rows, dominant] = 0.0
-        second = weights.amax(dim=1)
-        rest = _times(weighted, self.values_t)
-        rest_squares = _times(weighted.mul_(weights), self.noise_t)
+        rest = _times(weights, self.weighted_values_t)
+        rest_squares = None
+        if squares:
+            squared = torch.mul(
+                weights, weights, out=problem.named_block("weighted", n_rows)
+            )
+            rest_squares = _times(squared, self.weighted_noise_t)
         weights[rows, dominant] = top
         dominant_weight = problem.sample_weight[dominant] * top
-        sums = rest + dominant_weight[:, None] * self.values_t[dominant]
-        squares = (
-            rest_squares + (dominant_weight * top)[:, None] * self.noise_t[dominant]
-        )
-        # Above the floor's margin the other keys' weights are exact; below
-        # it, or when they are all 0, they need the heaviest key's removal.
-        exact = ~(second > self.rest_floor) | ~(rest[:, -1] > 0)
-        return dict(
+        terms = dict(
             dominant=dominant,
             top=top,
             rest=rest,
-            rest_squares=rest_squares,
-            sums=sums,
-            squares=squares,
-            exact=exact,
+            sums=rest + dominant_weight[:, None] * self.values_t[dominant],
+            # Where the other keys' weights may sit on the floor, or are all
+            # 0, the heaviest key's removal needs a pass without it.
+            exact=~(rest[:, -1] > self.rest_floor),
         )
+        if squares:
+            terms["rest_squares"] = rest_squares
+            terms["squares"] = (
+                rest_squares + (dominant_weight * top)[:, None] * self.noise_t[dominant]
+            )
+        return terms
 
     def key_index(self, positions):
         """Indices of keys, as given, from their positions among the kept."""
@@ -372,7 +399,9 @@ def _leave_out_blocks(queries, keys, values, settings, dtype):
     no_noise = np.zeros((keys.shape[0], 0))
     pooled = _Pooled(keys, values, no_noise, settings, dtype)
     problem = pooled.problem
-    for batch, weights, terms in pooled.chunks(queries, settings["query_widths"]):
+    for batch, weights, terms in pooled.chunks(
+        queries, settings["query_widths"], squares=False
+    ):
         n_rows = weights.shape[0]
         rows = torch.arange(n_rows, device=weights.device)
         dominant, top = terms["dominant"], terms["top"]
@@ -394,9 +423,13 @@ def _leave_out_blocks(queries, keys, values, settings, dtype):
                 int(pooled.key_index(int(dominant[row]))),
             )[0]
         for output in range(n_values):
-            leave_out = problem.named_block("leave_out", n_rows)
-            torch.mul(removed, pooled.values_t[:, output], out=leave_out)
-            torch.sub(terms["sums"][:, output : output + 1], leave_out, out=leave_out)
+            leave_out = torch.addcmul(
+                terms["sums"][:, output : output + 1],
+                removed,
+                pooled.values_t[:, output],
+                value=-1,
+                out=problem.named_block("leave_out", n_rows),
+            )
             leave_out[rows, dominant] = (
                 terms["rest"][:, output]
                 + kept_weight * pooled.values_t[dominant, output]

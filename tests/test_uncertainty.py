@@ -66,7 +66,7 @@ def _loo_variance_slow(X, bandwidth, kernel, weight):
 
 
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
-@pytest.mark.parametrize("bandwidth", [0.6, 0.04])
+@pytest.mark.parametrize("bandwidth", [0.6, 0.04, 0.003])
 def test_leave_one_out_predictions_equal_refits(kernel, bandwidth):
     X, y, weight = _weighted_data()
     queries = np.vstack([_queries(), X[:3]])
@@ -307,6 +307,10 @@ def test_float32_gives_float32():
         X.astype(np.float64), y.astype(np.float64)
     )
     assert_allclose(std, reference.predict(X[:5], return_std=True)[1], rtol=1e-4)
+    # float64 queries of a float32 fit compute, and return, float64 as predict.
+    queries = X[:5].astype(np.float64)
+    assert model.predict(queries, return_std=True)[1].dtype == np.float64
+    assert model.predict(queries).dtype == np.float64
 
 
 def test_chunks_change_nothing():
