@@ -152,6 +152,21 @@ class _RegressorFitPredict:
                 (n_queries, n_outputs, 2)
             The lower (``[..., 0]``) and upper (``[..., 1]``) bounds, per
             output when ``y`` had two dimensions.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sknw import NadarayaWatsonRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.linspace(0, 5, 40)[:, None]
+        >>> y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 40)
+        >>> reg = NadarayaWatsonRegressor(bandwidth=0.4).fit(X, y)
+        >>> y_pred, y_std = reg.predict([[1.0], [2.5]], return_std=True)
+        >>> y_pred.round(3), y_std.round(3)
+        (array([2.459, 3.257]), array([0.144, 0.119]))
+        >>> reg.predict_interval([[1.0], [2.5]], alpha=0.1).round(3)
+        array([[1.599, 3.232],
+               [2.445, 4.069]])
         """
         check_is_fitted(self)
         if not isinstance(alpha, Real) or not 0 < alpha < 1:
