@@ -105,6 +105,7 @@ class _Pooled:
         if kept is not None:
             weight = weight[kept]
         self.unit = problem.to_tensor(np.minimum(weight, 1.0) / self.scale)
+        self.unit_removal = bool((self.unit == 1.0).all())
         # The other keys' weights are exact when the largest of them is above
         # the floor's margin; their sum above n_keys times it (sample weights
         # being at most 1) says so without a pass to find that largest.
@@ -405,8 +406,13 @@ def _leave_out_blocks(queries, keys, values, settings, dtype):
         n_rows = weights.shape[0]
         rows = torch.arange(n_rows, device=weights.device)
         dominant, top = terms["dominant"], terms["top"]
-        removed = problem.named_block("removed", n_rows)
-        torch.mul(weights, pooled.unit, out=removed)
+        # The weight each key's removal takes from the row: its kernel weight
+        # itself when every key removes one unit of a unit weight.
+        removed = weights
+        if not pooled.unit_removal:
+            removed = torch.mul(
+                weights, pooled.unit, out=problem.named_block("removed", n_rows)
+            )
         denominator = problem.named_block("denominator", n_rows)
         torch.sub(terms["sums"][:, -1:], removed, out=denominator)
         kept_weight = (problem.sample_weight[dominant] - pooled.unit[dominant]) * top
