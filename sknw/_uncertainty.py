@@ -46,6 +46,20 @@ def _times(block, columns):
     return (columns.T @ block.T).T
 
 
+def _row_weights(problem, chunk, widths):
+    """Kernel weights of a chunk of queries, each row's largest 1.
+
+    The kernels computed in the log domain come so; the others are divided
+    by their row's largest, which changes no ratio of sums and keeps the
+    squared weights of a row far from the data (all of its weights tiny,
+    under a compact kernel) from underflowing.
+    """
+    weights, _, _ = problem.weights(chunk, widths)
+    if problem.kernel.log_slope is None:
+        weights.div_(weights.amax(dim=1, keepdim=True))
+    return weights
+
+
 class _Pooled:
     """Keys, their values and noise levels laid out for the chunk loop.
 
@@ -143,7 +157,7 @@ class _Pooled:
             widths = (
                 None if query_widths is None else problem.to_tensor(query_widths[batch])
             )
-            weights, _, _ = problem.weights(chunk, widths)
+            weights = _row_weights(problem, chunk, widths)
             yield batch, weights, self._terms(weights, squares)
 
     def _terms(self, weights, squares):
@@ -239,8 +253,6 @@ def prediction_variance(
     )
     pooled = _Pooled(keys, values, noise, settings, dtype)
     problem = pooled.problem
-    weighted_t = pooled.values_t * problem.sample_weight[:, None]
-    noise_t = pooled.noise_t * problem.sample_weight[:, None]
     predictions = np.empty((queries.shape[0], values.shape[1]))
     variance = np.empty((queries.shape[0], noise.shape[1]))
     chunk_n_rows = _chunk_n_rows(problem.n_keys, dtype)
@@ -249,9 +261,10 @@ def prediction_variance(
         widths = (
             None if query_widths is None else problem.to_tensor(query_widths[batch])
         )
-        weights, _, _ = problem.weights(chunk, widths)
-        sums = _times(weights, weighted_t).to(torch.float64)
-        squares = _times(weights.square_(), noise_t).to(torch.float64)
+        weights = _row_weights(problem, chunk, widths)
+        sums = _times(weights, pooled.weighted_values_t).to(torch.float64)
+        squares = _times(weights.square_(), pooled.weighted_noise_t)
+        squares = squares.to(torch.float64)
         totals = sums[:, -1:]
         predictions[batch] = (sums[:, :-1] / totals).cpu().numpy()
         variance[batch] = (squares / totals**2).cpu().numpy() / pooled.scale

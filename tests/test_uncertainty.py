@@ -313,6 +313,31 @@ def test_float32_gives_float32():
     assert model.predict(queries).dtype == np.float64
 
 
+def test_tiny_weights_do_not_underflow_in_float32():
+    # A kernel whose weights are all near 1e-25: their squares are beyond
+    # float32 unless each row is first divided by its largest weight.
+    def kernel(u):
+        return 1e-25 * np.exp(-(u**2))
+
+    X, y = _toy(20)
+    queries = np.linspace(0, 5, 6)[:, None]
+    expected = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.5).fit(X, y)
+    model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.5)
+    model.fit(X.astype(np.float32), y.astype(np.float32))
+    for noise in ("constant", "local"):
+        std = model.predict(queries.astype(np.float32), return_std=True, noise=noise)
+        assert_allclose(
+            std[1],
+            expected.predict(queries, return_std=True, noise=noise)[1],
+            rtol=1e-3,
+        )
+    assert_allclose(
+        model.predict_interval(queries.astype(np.float32)),
+        expected.predict_interval(queries),
+        rtol=1e-4,
+    )
+
+
 def test_chunks_change_nothing():
     X, y = _toy(200)
     queries = np.linspace(0, 5, 50)[:, None]
