@@ -28,6 +28,10 @@ from sknw._engine import (
 # of bounds and the selection's working copy.
 _BLOCKS_PER_ROW = 8
 
+# Percentiles at which the rows of a chunk, in order of their margins, are
+# split into groups with windows of their own: the widest 5 % apart.
+_GROUP_EDGES = np.array([50, 80, 95, 100])
+
 # A kernel weight (relative to its row's largest, for the kernels computed
 # in the log domain) above which the weights of the other keys are exact:
 # below it, they may sit on the floor at which log-weights are clamped.
@@ -556,30 +560,114 @@ def jackknife_plus(
     rank = (1.0 - alpha) * (frequency.sum() + 1.0) * (1.0 - 1e-12)
     unit_weights = bool(np.all(frequency == 1.0))
     intervals = np.empty((queries.shape[0], values.shape[1], 2))
-    prepared = None
+    eps = torch.finfo(dtype).eps
+    ranked = None
     for batch, output, leave_out, pooled in _leave_out_blocks(
         queries, keys, values, settings, dtype
     ):
-        problem = pooled.problem
-        if prepared is None:
-            kept = np.arange(keys.shape[0]) if pooled.kept is None else pooled.kept
-            frequency_t = problem.to_tensor(frequency[kept])
-            residuals_t = problem.to_tensor(residuals[kept])
-            upper_k = min(int(math.ceil(rank)), problem.n_keys)
-            lower_k = problem.n_keys - upper_k + 1
-            prepared = True
-        high = problem.named_block("high", leave_out.shape[0])
-        torch.add(leave_out, residuals_t[:, output], out=high)
-        low = leave_out.sub_(residuals_t[:, output])
-        if unit_weights:
-            upper = high.kthvalue(upper_k, dim=1).values
-            lower = low.kthvalue(lower_k, dim=1).values
-        else:
-            upper = _weighted_upper(high, frequency_t, rank)
-            lower = -_weighted_upper(low.neg_(), frequency_t, rank)
-        intervals[batch, output, 0] = lower.to(torch.float64).cpu().numpy()
-        intervals[batch, output, 1] = upper.to(torch.float64).cpu().numpy()
+        if ranked is None:
+            ranked = _RankedResiduals(pooled, residuals, frequency, rank)
+        residual = ranked.outputs[output]
+        # The bounds are quantiles of mu_i(q) + R_i and of mu_i(q) - R_i.
+        # With every mu_i(q) of a row in [lowest, highest], the quantile of
+        # mu_i(q) + R_i lies in [lowest + Q, highest + Q], Q that of R: only
+        # the keys whose R_i is within highest - lowest of Q can be it, the
+        # keys below are below it, and the selection runs on those few.
+        lowest, highest = torch.aminmax(leave_out, dim=1)
+        size = torch.maximum(highest.abs(), lowest.abs()) + residual["largest"]
+        margins = ((highest - lowest) * (1 + 1e-9) + 8 * eps * size).cpu().numpy()
+        # Rows in groups of similar margins, each with its own window: one
+        # row of widely spread mu_i(q) does not widen every row's window.
+        by_margin = np.argsort(margins, kind="stable")
+        n_rows = len(by_margin)
+        for group in np.split(by_margin, _GROUP_EDGES * n_rows // _GROUP_EDGES[-1]):
+            if len(group) == 0:
+                continue
+            margin = float(margins[group[-1]])
+            lower, upper = _window_quantiles(
+                leave_out,
+                torch.as_tensor(group, device=leave_out.device),
+                residual,
+                ranked,
+                margin,
+                rank,
+                unit_weights,
+            )
+            rows = batch.start + group
+            intervals[rows, output, 0] = lower.to(torch.float64).cpu().numpy()
+            intervals[rows, output, 1] = upper.to(torch.float64).cpu().numpy()
     return intervals.astype(_numpy_dtype(dtype), copy=False)
+
+
+def _window_quantiles(leave_out, rows, residual, ranked, margin, rank, unit_weights):
+    """Jackknife+ bounds of some rows of the leave-one-out block, from the keys
+    whose residual is within ``margin`` of the residuals' quantile (see
+    :func:`jackknife_plus`).
+
+    Returns
+    -------
+    lower, upper : tensors of shape (n_rows,)
+    """
+    quantile, ordered = residual["quantile"], residual["sorted"]
+    start = int(np.searchsorted(ordered, quantile - margin, "left"))
+    stop = int(np.searchsorted(ordered, quantile + margin, "right"))
+    columns = residual["order"][start:stop]
+    window = leave_out[rows[:, None], columns]
+    window_residuals = residual["values"][start:stop]
+    high = window + window_residuals
+    # The lower bound is minus the same quantile of R_i - mu_i(q).
+    negated_low = window_residuals - window
+    if unit_weights:
+        rank_in_window = ranked.upper_k - start
+        upper = high.kthvalue(rank_in_window, dim=1).values
+        lower = -negated_low.kthvalue(rank_in_window, dim=1).values
+        return lower, upper
+    below = residual["cumulative"][start - 1] if start > 0 else 0.0
+    window_frequency = ranked.frequency[columns]
+    upper = _weighted_upper(high, window_frequency, rank - below)
+    lower = -_weighted_upper(negated_low, window_frequency, rank - below)
+    return lower, upper
+
+
+class _RankedResiduals:
+    """The keys' leave-one-out residuals in increasing order, per output.
+
+    Attributes
+    ----------
+    frequency : tensor of shape (n_kept,)
+        The sample weights of the keys that take part.
+    upper_k : int
+        With unit weights, the rank ceil((1 - alpha)(n + 1)).
+    outputs : list of dict
+        Per output: ``order`` (tensor), the keys by increasing residual;
+        ``values`` (tensor) and ``sorted`` (ndarray), the residuals in that
+        order; ``cumulative``, their cumulative weights; ``quantile``, the
+        residual at which the cumulative weight reaches the rank;
+        ``largest``, the largest residual.
+    """
+
+    def __init__(self, pooled, residuals, frequency, rank):
+        problem = pooled.problem
+        kept = np.arange(len(frequency)) if pooled.kept is None else pooled.kept
+        frequency, residuals = frequency[kept], residuals[kept]
+        self.frequency = problem.to_tensor(frequency)
+        self.upper_k = min(int(math.ceil(rank)), len(kept))
+        self.outputs = []
+        for column in residuals.T:
+            order = np.argsort(column, kind="stable")
+            ordered = column[order]
+            cumulative = np.cumsum(frequency[order])
+            position = min(int(np.searchsorted(cumulative, rank)), len(kept) - 1)
+            self.outputs.append(
+                dict(
+                    order=torch.as_tensor(order, device=problem.device),
+                    values=problem.to_tensor(ordered),
+                    sorted=ordered,
+                    cumulative=cumulative,
+                    quantile=float(ordered[position]),
+                    largest=float(ordered[-1]),
+                )
+            )
 
 
 def _weighted_upper(block, frequency, rank):
