@@ -2,9 +2,10 @@
 
 For each size n and dimension d, seeded data: X_train and X_query uniform on
 [0, 5]^d of shape (n, d), y = sum_j (2 sin X_j + X_j^0.8) + 0.5 * noise. One
-``NadarayaWatsonRegressor`` (Gaussian, width ``--bandwidth``) is fitted, and
-each call below predicts at all n queries, timed as the best of
-``--repeats`` after a warm-up:
+``NadarayaWatsonRegressor`` (Gaussian, width ``--bandwidth``: a float, or a
+rule resolved once on the training data, Scott's by default, and then held
+fixed for every contender) is fitted, and each call below predicts at all n
+queries, timed as the best of ``--repeats`` after a warm-up:
 
 - ``predict``: the baseline.
 - ``leave-one-out residuals``: the pass over the training pairs that the first
@@ -21,7 +22,9 @@ each call below predicts at all n queries, timed as the best of
   cv=LeaveOneOut())``, which refits n times and gives the same intervals,
   only up to ``--mapie-max`` samples, timed once.
 
-The table gives seconds and the ratio to ``predict`` in the same run. Results
+The table gives seconds and the ratio to ``predict`` in the same run, with
+one torch thread by default (``--threads``): on a shared machine, threads that
+wait for each other at every pass make small timings erratic. Results
 go to ``benchmarks/results/bench_uncertainty.{json,md}``.
 
 Usage::
@@ -116,8 +119,13 @@ def mapie_jackknife_plus(X, y, queries, bandwidth, device):
 
 def measure(n_samples, n_features, args):
     X, y, queries = make_data(n_samples, n_features)
-    bandwidth, device, repeats = args.bandwidth, args.device, args.repeats
+    device, repeats = args.device, args.repeats
+    bandwidth = args.bandwidth
+    if bandwidth not in ("scott", "silverman"):
+        bandwidth = float(bandwidth)
     model = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device).fit(X, y)
+    bandwidth = model.bandwidth_
+    model.set_params(bandwidth=bandwidth).fit(X, y)
     rows = []
 
     def row(name, seconds, note=""):
@@ -187,6 +195,7 @@ def write(rows, args, started):
         load_average=os.getloadavg()[0],
         bandwidth=args.bandwidth,
         repeats=args.repeats,
+        threads=args.threads,
         versions={
             name: version(name) for name in ("numpy", "torch", "scikit-learn", "mapie")
         },
@@ -198,21 +207,24 @@ def write(rows, args, started):
         f"# bench_uncertainty: {started}, device {args.device}, "
         f"{meta['cpus']} CPUs, load average {meta['load_average']:.1f} at the end",
         "",
-        f"Gaussian kernel, width {args.bandwidth}, float64, n_train = n_query = n; "
+        f"Gaussian kernel, width {args.bandwidth} (per feature: the table gives "
+        "their mean), float64, n_train = n_query = n, "
+        f"{args.threads} torch thread(s); "
         f"best of {args.repeats} after a warm-up, except the one-run rows. "
         "Versions: "
         + ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
         + ".",
         "",
-        "| n | d | call | seconds | x predict | note |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| n | d | width | call | seconds | x predict | note |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in rows:
         seconds = entry["seconds"]
         shown = "—" if np.isnan(seconds) else f"{seconds:.4f}"
         ratio = "—" if np.isnan(seconds) else f"{entry['ratio_to_predict']:.2f}"
         lines.append(
-            f"| {entry['n']} | {entry['d']} | {entry['call']} | {shown} | {ratio} "
+            f"| {entry['n']} | {entry['d']} | {entry['bandwidth']:.3f} | "
+            f"{entry['call']} | {shown} | {ratio} "
             f"| {entry['note']} |"
         )
     (RESULTS / "bench_uncertainty.md").write_text("\n".join(lines) + "\n")
@@ -222,11 +234,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--bandwidth", type=float, default=0.3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bandwidth", default="scott")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mapie-max", type=int, default=500)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; one keeps a shared machine's other work from "
+        "stalling every parallel pass",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows = []
     for n_samples in args.sizes:
