@@ -5,7 +5,8 @@ For each size n and dimension d, seeded data: X_train and X_query uniform on
 ``NadarayaWatsonRegressor`` (Gaussian, width ``--bandwidth``: a float, or a
 rule resolved once on the training data, Scott's by default, and then held
 fixed for every contender) is fitted, and each call below predicts at all n
-queries, timed as the best of ``--repeats`` after a warm-up:
+queries, timed as the best of ``--repeats`` rounds after a warm-up, each
+round timing every call once:
 
 - ``predict``: the baseline.
 - ``leave-one-out residuals``: the pass over the training pairs that the first
@@ -38,6 +39,7 @@ Usage::
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -69,23 +71,6 @@ def make_data(n_samples, n_features, seed=0):
 def synchronize(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-
-
-def best_time(call, repeats, device, setup=None):
-    """Best wall time of ``repeats`` calls after a warm-up."""
-    if setup is not None:
-        setup()
-    call()
-    times = []
-    for _ in range(repeats):
-        if setup is not None:
-            setup()
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def once(call, device):
@@ -130,39 +115,49 @@ def measure(n_samples, n_features, args):
 
     def row(name, seconds, note=""):
         rows.append(
-            dict(n=n_samples, d=n_features, call=name, seconds=seconds, note=note)
+            dict(
+                n=n_samples,
+                d=n_features,
+                bandwidth=float(np.mean(bandwidth)),
+                call=name,
+                seconds=seconds,
+                note=note,
+            )
         )
         print(f"  {name:40s} {seconds:9.4f} s {note}", flush=True)
 
-    row("predict", best_time(lambda: model.predict(queries), repeats, device))
-
-    def fresh():
-        model._uncertainty_cache = {}
-
-    row(
-        "leave-one-out residuals (once per fit)",
-        best_time(model._leave_one_out_terms, repeats, device, setup=fresh),
-    )
-    for noise in ("constant", "local"):
-        row(
-            f"return_std, noise={noise}",
-            best_time(
-                lambda: model.predict(queries, return_std=True, noise=noise),
-                repeats,
-                device,
-            ),
-        )
-    row(
-        "predict_interval",
-        best_time(lambda: model.predict_interval(queries), repeats, device),
-    )
     weight = np.random.default_rng(1).integers(1, 4, n_samples).astype(float)
     weighted = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device)
     weighted.fit(X, y, sample_weight=weight)
-    row(
-        "predict_interval, sample weights",
-        best_time(lambda: weighted.predict_interval(queries), repeats, device),
-    )
+    scratch = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device).fit(X, y)
+
+    def residuals_once():
+        # What the first return_std or predict_interval after fit computes.
+        scratch._uncertainty_cache = {}
+        scratch._leave_one_out_terms()
+
+    calls = {
+        "predict": lambda: model.predict(queries),
+        "leave-one-out residuals (once per fit)": residuals_once,
+        "return_std, noise=constant": lambda: model.predict(
+            queries, return_std=True, noise="constant"
+        ),
+        "return_std, noise=local": lambda: model.predict(
+            queries, return_std=True, noise="local"
+        ),
+        "predict_interval": lambda: model.predict_interval(queries),
+        "predict_interval, sample weights": lambda: weighted.predict_interval(queries),
+    }
+    # Round-robin: each round times every call once, so that the machine's
+    # other work weighs on all of them alike; the best round of each counts.
+    for call in calls.values():
+        call()
+    best = dict.fromkeys(calls, math.inf)
+    for _ in range(repeats):
+        for name, call in calls.items():
+            best[name] = min(best[name], once(call, device))
+    for name, seconds in best.items():
+        row(name, seconds)
     row(
         "bootstrap, 200 refits",
         once(lambda: bootstrap(X, y, queries, bandwidth, device), device),
@@ -176,7 +171,7 @@ def measure(n_samples, n_features, args):
 
         row("MAPIE jackknife+ (n refits)", once(run_mapie, device), "one run")
         difference = np.abs(intervals["mapie"] - model.predict_interval(queries)).max()
-        rows[-1]["note"] = f"one run; max |difference| to ours {difference:.1e}"
+        rows[-1]["note"] = f"one run; max abs difference to ours {difference:.1e}"
     else:
         row("MAPIE jackknife+ (n refits)", float("nan"), "skipped above --mapie-max")
     baseline = rows[0]["seconds"]
@@ -210,7 +205,8 @@ def write(rows, args, started):
         f"Gaussian kernel, width {args.bandwidth} (per feature: the table gives "
         "their mean), float64, n_train = n_query = n, "
         f"{args.threads} torch thread(s); "
-        f"best of {args.repeats} after a warm-up, except the one-run rows. "
+        f"best of {args.repeats} rounds after a warm-up, each timing every call once, "
+        "except the one-run rows. "
         "Versions: "
         + ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
         + ".",
