@@ -24,17 +24,18 @@ from sknw._engine import (
 
 # Blocks of (chunk_n_rows, n_keys) alive at once: the kernel weights and a
 # spare for their distances, the weights times the sample weights, and, for
-# the intervals, the leave-one-out numerators and denominators, the two sets
-# of bounds and the selection's working copy.
-_BLOCKS_PER_ROW = 8
+# the intervals, the removed weights, the leave-one-out denominators and
+# predictions, and up to four blocks for the selection's window (the window,
+# the two sets of bounds and the selection's working copy).
+_BLOCKS_PER_ROW = 10
 
 # Percentiles at which the rows of a chunk, in order of their margins, are
 # split into groups with windows of their own: the widest 5 % apart.
 _GROUP_EDGES = np.array([50, 80, 95, 100])
 
-# A kernel weight (relative to its row's largest, for the kernels computed
-# in the log domain) above which the weights of the other keys are exact:
-# below it, they may sit on the floor at which log-weights are clamped.
+# How far above the floor at which log-weights are clamped (in log-weight)
+# the largest of a row's other keys must be for their weights to be exact:
+# the clamped ones are then below e^-50 of it.
 _REST_MARGIN = 50.0
 
 
