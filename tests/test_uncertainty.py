@@ -85,6 +85,41 @@ def test_leave_one_out_predictions_equal_refits(kernel, bandwidth):
     assert_allclose(residuals, np.abs(y - expected), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("adaptive", ["sample", "query"])
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+def test_leave_one_out_predictions_hold_local_widths_fixed(adaptive, kernel):
+    X, y, weight = _weighted_data()
+    queries = np.vstack([_queries(), X[:3]])
+    model = NadarayaWatsonRegressor(
+        kernel=kernel, bandwidth=0.3, adaptive=adaptive, n_neighbors=3
+    )
+    model.fit(X, y, sample_weight=weight)
+    settings = model._engine_settings(queries)
+    predictions = leave_one_out_predictions(queries, X, y[:, None], **settings)
+    widths = dict(
+        key_widths=settings["key_widths"], query_widths=settings["query_widths"]
+    )
+    for i in range(len(X)):
+        reduced = weight.copy()
+        reduced[i] -= min(reduced[i], 1.0)
+        refit = attention_slow(queries, X, 0.3, kernel, reduced, **widths) @ y
+        assert_allclose(predictions[:, i, 0], refit, rtol=0, atol=1e-12)
+    training = model._engine_settings(X)
+    expected = loo_predictions_slow(
+        X,
+        y[:, None],
+        0.3,
+        kernel,
+        weight,
+        key_widths=training["key_widths"],
+        query_widths=training["query_widths"],
+    )[:, 0]
+    residuals = model._leave_one_out_terms()["residuals"][:, 0]
+    assert_allclose(residuals, np.abs(y - expected), rtol=0, atol=1e-12)
+    _, std = model.predict(queries, return_std=True)
+    assert np.all(np.isfinite(std)) and np.all(std >= 0)
+
+
 def test_leave_one_out_predictions_of_a_callable_kernel():
     X, y, weight = _weighted_data()
     queries = _queries()
