@@ -398,6 +398,11 @@ class NadarayaWatsonRegressor(
     of it. Coordinates beyond 1e18 (float32) or 1e150 (float64) in
     magnitude are refused: their squared distances would overflow.
 
+    ``predict(X, return_std=True)`` also returns the standard error of each
+    prediction, and ``predict_interval(X, alpha)`` jackknife+ prediction
+    intervals, both from the leave-one-out residuals of the training samples
+    (see :ref:`uncertainty`).
+
     References
     ----------
     .. [1] E. A. Nadaraya, "On estimating regression", Theory of Probability
