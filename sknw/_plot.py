@@ -3,6 +3,8 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+from numbers import Real
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -133,6 +135,11 @@ class AttentionWeightsDisplay:
 class FittedCurveDisplay:
     """A fitted one-feature regression: the curve, the data, the truth.
 
+    Optionally with a band around the curve: the pointwise confidence band
+    of the estimate, prediction +- z * standard error with z the normal
+    quantile of 1 - alpha / 2, or the jackknife+ prediction interval for new
+    observations at level 1 - alpha (see :ref:`uncertainty`).
+
     Parameters
     ----------
     grid : ndarray of shape (n_points,)
@@ -145,6 +152,10 @@ class FittedCurveDisplay:
         Their targets.
     truth : ndarray of shape (n_points,) or None
         The true function on the grid, when known.
+    band : ndarray of shape (n_points, 2) or None
+        Lower and upper edges of a band on the grid.
+    band_label : str or None
+        The band's legend entry.
 
     Attributes
     ----------
@@ -154,6 +165,8 @@ class FittedCurveDisplay:
         The training points.
     truth_line_ : matplotlib Line2D or None
         The true function.
+    band_ : matplotlib PolyCollection or None
+        The band.
     ax_ : matplotlib Axes
     figure_ : matplotlib Figure
 
@@ -169,17 +182,38 @@ class FittedCurveDisplay:
     >>> display = FittedCurveDisplay.from_estimator(model, X, y, n_points=50)
     >>> display.prediction.shape
     (50,)
+    >>> display = FittedCurveDisplay.from_estimator(
+    ...     model, X, y, n_points=50, band="interval", alpha=0.2
+    ... )
+    >>> display.band.shape
+    (50, 2)
     """
 
-    def __init__(self, *, grid, prediction, X, y, truth=None):
+    def __init__(
+        self, *, grid, prediction, X, y, truth=None, band=None, band_label=None
+    ):
         self.grid = grid
         self.prediction = prediction
         self.X = X
         self.y = y
         self.truth = truth
+        self.band = band
+        self.band_label = band_label
 
     @classmethod
-    def from_estimator(cls, estimator, X, y, *, truth=None, n_points=200, ax=None):
+    def from_estimator(
+        cls,
+        estimator,
+        X,
+        y,
+        *,
+        truth=None,
+        n_points=200,
+        band=None,
+        alpha=0.1,
+        noise="local",
+        ax=None,
+    ):
         """Predict on a grid over the range of ``X`` and draw.
 
         Parameters
@@ -195,6 +229,18 @@ class FittedCurveDisplay:
             The true function of x, drawn when given.
         n_points : int, default=200
             Grid size.
+        band : {"std", "interval"} or None, default=None
+            A band to draw: "std", prediction +- z * standard error (from
+            ``predict(X, return_std=True)``), z the normal quantile of
+            1 - alpha / 2, a confidence band for the smoothed curve that
+            leaves out the bias; "interval", the jackknife+ prediction
+            interval of ``predict_interval`` for new observations; None, no
+            band.
+        alpha : float in (0, 1), default=0.1
+            The band's level is 1 - alpha.
+        noise : {"local", "constant"}, default="local"
+            How ``band="std"`` estimates the noise; see
+            :meth:`NadarayaWatsonRegressor.predict`.
         ax : matplotlib Axes, default=None
             Where to draw; a new figure when None.
 
@@ -203,6 +249,12 @@ class FittedCurveDisplay:
         display : FittedCurveDisplay
         """
         check_is_fitted(estimator)
+        if band not in (None, "std", "interval"):
+            raise ValueError(
+                f"band must be 'std', 'interval' or None; got band={band!r}."
+            )
+        if band is not None and not (isinstance(alpha, Real) and 0 < alpha < 1):
+            raise ValueError(f"alpha must be a float in (0, 1); got alpha={alpha!r}.")
         if estimator.n_features_in_ != 1:
             raise ValueError(
                 "FittedCurveDisplay draws estimators fitted on one feature; this "
@@ -210,17 +262,37 @@ class FittedCurveDisplay:
             )
         X = np.asarray(X, dtype=float).reshape(-1)
         grid = np.linspace(X.min(), X.max(), n_points)
+        band_values, band_label = None, None
+        level = f"{100 * (1 - alpha):g}%"
+        if band == "std":
+            from scipy.stats import norm
+
+            prediction, std = estimator.predict(
+                grid[:, None], return_std=True, noise=noise
+            )
+            half_width = norm.ppf(1 - alpha / 2) * std
+            band_values = np.column_stack(
+                [prediction - half_width, prediction + half_width]
+            )
+            band_label = f"{level} confidence band"
+        else:
+            prediction = estimator.predict(grid[:, None])
+            if band == "interval":
+                band_values = estimator.predict_interval(grid[:, None], alpha=alpha)
+                band_label = f"{level} prediction interval"
         display = cls(
             grid=grid,
-            prediction=estimator.predict(grid[:, None]),
+            prediction=prediction,
             X=X,
             y=np.asarray(y, dtype=float),
             truth=None if truth is None else np.asarray(truth(grid), dtype=float),
+            band=band_values,
+            band_label=band_label,
         )
         return display.plot(ax=ax)
 
     def plot(self, ax=None):
-        """Draw the curve, the points and the truth.
+        """Draw the curve, the points, the truth and the band.
 
         Parameters
         ----------
@@ -232,6 +304,17 @@ class FittedCurveDisplay:
         display : FittedCurveDisplay
         """
         ax = _axes(ax)
+        self.band_ = None
+        if self.band is not None:
+            self.band_ = ax.fill_between(
+                self.grid,
+                self.band[:, 0],
+                self.band[:, 1],
+                alpha=0.25,
+                color="C1",
+                linewidth=0,
+                label=self.band_label,
+            )
         self.scatter_ = ax.scatter(self.X, self.y, s=12, alpha=0.5, label="data")
         self.truth_line_ = None
         if self.truth is not None:

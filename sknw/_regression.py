@@ -3,11 +3,18 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+from numbers import Real
+
+import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
+from sknw._engine import nadaraya_watson, numpy_dtype
+from sknw._uncertainty import jackknife_plus, leave_one_out, prediction_variance
 from sknw._validation import check_numeric_target
+
+NOISE_OPTIONS = ("local", "constant")
 
 
 class _RegressorFitPredict:
@@ -46,27 +53,220 @@ class _RegressorFitPredict:
             X, y.reshape(y.shape[0], -1), sample_weight, loss="squared_error"
         )
         self._fit_y_ndim = y.ndim
+        # The leave-one-out residuals behind standard errors and intervals,
+        # computed when first asked for.
+        self._uncertainty_cache = {}
         return self
 
-    def predict(self, X):
+    def predict(self, X, return_std=False, noise="local"):
         """Attention-weighted average of the training targets at each query.
+
+        With ``return_std=True``, also the standard error of each prediction:
+        for normalised weights a_i(q) that sum to 1, the prediction
+        sum_i a_i(q) y_i has variance sum_i a_i(q)**2 sigma**2(x_i) when the
+        targets are independent with variances sigma**2(x_i). This is the
+        variance of the estimate around its expectation, the smoothed
+        regression function: it does not include the bias, which a wide
+        bandwidth makes large where the function curves. Sample weights
+        count as frequencies: a weight of 2 is two independent observations.
+        See :ref:`uncertainty`.
 
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features)
             Query points.
 
+        return_std : bool, default=False
+            Also return the standard error of each prediction.
+
+        noise : {"local", "constant"}, default="local"
+            How sigma**2 is estimated, from the leave-one-out residuals r_i
+            of the training samples (each divided by 1 + its own
+            leave-one-out sum of squared weights, whose variance it also
+            carries). "constant": one variance per output, their weighted
+            mean, for homoscedastic noise. "local": sigma**2(x) smoothed
+            from the squared residuals by the same kernel and width, which
+            follows a noise level that changes with x and is consistent
+            whether or not it does; the default for that reason, at the
+            price of more variable standard errors where few samples lie.
+            Ignored unless ``return_std``.
+
         Returns
         -------
         y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
             Predictions, shaped as the ``y`` given to ``fit``.
+
+        y_std : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Standard errors of the predictions, one per output. Only with
+            ``return_std=True``.
         """
         check_is_fitted(self)
+        if noise not in NOISE_OPTIONS:
+            raise ValueError(
+                f"noise must be one of {NOISE_OPTIONS}; got noise={noise!r}."
+            )
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        y_pred = self._weighted_average(X)
+        if not return_std:
+            y_pred = self._weighted_average(X)
+        else:
+            y_pred, y_std = self._predict_with_std(X, noise)
         if self._fit_y_ndim == 1:
             y_pred = y_pred.ravel()
-        return y_pred
+            if return_std:
+                y_std = y_std.ravel()
+        return (y_pred, y_std) if return_std else y_pred
+
+    def predict_interval(self, X, alpha=0.1):
+        """Jackknife+ prediction intervals for new observations.
+
+        For each training sample i, the model fitted without it (without one
+        unit of its frequency weight) predicts mu_i(q) at a query q and has
+        the leave-one-out residual R_i = |y_i - mu_i(x_i)|. The interval is
+
+            [q_lower(mu_i(q) - R_i), q_upper(mu_i(q) + R_i)],
+
+        with q_upper the ceil((1 - alpha)(n + 1))-th smallest of the n values
+        and q_lower the floor(alpha (n + 1))-th smallest (Barber, Candes,
+        Ramdas and Tibshirani, 2021). A new observation exchangeable with the
+        training samples falls inside with probability at least
+        1 - 2 * alpha, and in practice about 1 - alpha. For Nadaraya-Watson
+        every mu_i(q) follows from the sums that predict at q, so the exact
+        intervals cost one pass over the training samples and a selection
+        per query. Sample weights count as frequencies: n is their sum and
+        each sample counts its weight times in the quantiles. See
+        :ref:`uncertainty`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+
+        alpha : float in (0, 1), default=0.1
+            Miscoverage level: the intervals aim at coverage 1 - alpha. It
+            must be at least 1 / (n + 1), or the upper bound would be
+            infinite.
+
+        Returns
+        -------
+        y_interval : ndarray of shape (n_queries, 2) or \
+                (n_queries, n_outputs, 2)
+            The lower (``[..., 0]``) and upper (``[..., 1]``) bounds, per
+            output when ``y`` had two dimensions.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sknw import NadarayaWatsonRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.linspace(0, 5, 40)[:, None]
+        >>> y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 40)
+        >>> reg = NadarayaWatsonRegressor(bandwidth=0.4).fit(X, y)
+        >>> y_pred, y_std = reg.predict([[1.0], [2.5]], return_std=True)
+        >>> y_pred.round(3), y_std.round(3)
+        (array([2.459, 3.257]), array([0.144, 0.119]))
+        >>> reg.predict_interval([[1.0], [2.5]], alpha=0.1).round(3)
+        array([[1.599, 3.232],
+               [2.445, 4.069]])
+        """
+        check_is_fitted(self)
+        if not isinstance(alpha, Real) or not 0 < alpha < 1:
+            raise ValueError(f"alpha must be a float in (0, 1); got alpha={alpha!r}.")
+        total = self._total_weight()
+        if (1 - alpha) * (total + 1) > total * (1 + 1e-12):
+            raise ValueError(
+                f"alpha={alpha!r} is too small for training samples of total "
+                f"weight {total:g}: jackknife+ needs alpha >= 1 / (n + 1) = "
+                f"{1 / (total + 1):.3g}, or its upper bound would be infinite."
+            )
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        terms = self._leave_one_out_terms()
+        intervals = jackknife_plus(
+            X,
+            self._fit_X,
+            self._fit_values,
+            terms["residuals"],
+            alpha=alpha,
+            **self._engine_settings(X),
+        )
+        if self._fit_y_ndim == 1:
+            intervals = intervals[:, 0]
+        return intervals
+
+    def _total_weight(self):
+        """The sum of the sample weights, the n of leave-one-out."""
+        if self._fit_sample_weight is None:
+            return float(self._fit_X.shape[0])
+        return float(self._fit_sample_weight.sum())
+
+    def _predict_with_std(self, X, noise):
+        """Predictions and their standard errors, shaped (n_queries, n_outputs)."""
+        terms = self._leave_one_out_terms()
+        if noise == "constant":
+            noise_columns = np.ones((self._fit_X.shape[0], 1))
+        else:
+            noise_columns = self._local_noise()
+        y_pred, variance = prediction_variance(
+            X,
+            self._fit_X,
+            self._fit_values,
+            noise_columns,
+            **self._engine_settings(X),
+        )
+        if noise == "constant":
+            variance = variance * terms["noise_level"]
+        if self._fit_method != "dense":
+            y_pred = self._weighted_average(X)
+        dtype = numpy_dtype(X, self._fit_X)
+        y_std = np.sqrt(np.maximum(variance, 0.0))
+        return y_pred.astype(dtype, copy=False), y_std.astype(dtype, copy=False)
+
+    def _leave_one_out_terms(self):
+        """Leave-one-out residuals and the constant noise level, cached.
+
+        Returns
+        -------
+        terms : dict
+            ``residuals``: absolute leave-one-out residuals, shape
+            (n_samples, n_outputs); ``noise_level``: the constant noise
+            variance per output; ``scaled_squares``: the squared residuals
+            divided by 1 + their own sums of squared weights.
+        """
+        cache = self._uncertainty_cache
+        if "residuals" in cache:
+            return cache
+        weight = self._fit_sample_weight
+        weight = np.ones(self._fit_X.shape[0]) if weight is None else weight
+        if not self._total_weight() > np.max(np.minimum(weight, 1.0)):
+            raise ValueError(
+                "Standard errors and intervals leave one training sample out: "
+                "they need training samples of total weight above 1."
+            )
+        predictions, variance = leave_one_out(
+            self._fit_X,
+            self._fit_values,
+            np.ones((self._fit_X.shape[0], 1)),
+            **self._engine_settings(self._fit_X),
+        )
+        residuals = self._fit_values - predictions
+        factor = 1.0 + variance[:, 0]
+        squares = residuals**2
+        cache["residuals"] = np.abs(residuals)
+        cache["noise_level"] = (weight @ squares) / (weight @ factor)
+        cache["scaled_squares"] = squares / factor[:, None]
+        return cache
+
+    def _local_noise(self):
+        """sigma**2 at the training samples: the scaled squared leave-one-out
+        residuals smoothed by the fitted kernel and width, cached."""
+        cache = self._leave_one_out_terms()
+        if "local_noise" not in cache:
+            cache["local_noise"] = nadaraya_watson(
+                self._fit_X,
+                self._fit_X,
+                cache["scaled_squares"],
+                **self._engine_settings(self._fit_X),
+            ).astype(np.float64)
+        return cache["local_noise"]
 
 
 class NadarayaWatsonRegressor(
@@ -197,6 +397,11 @@ class NadarayaWatsonRegressor(
     weight, or below n_samples times 1.4e-31 (float32) or 1.5e-292 (float64)
     of it. Coordinates beyond 1e18 (float32) or 1e150 (float64) in
     magnitude are refused: their squared distances would overflow.
+
+    ``predict(X, return_std=True)`` also returns the standard error of each
+    prediction, and ``predict_interval(X, alpha)`` jackknife+ prediction
+    intervals, both from the leave-one-out residuals of the training samples
+    (see :ref:`uncertainty`).
 
     References
     ----------

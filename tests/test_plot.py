@@ -82,6 +82,55 @@ def test_fitted_curve_is_the_prediction():
     assert_allclose(display.scatter_.get_offsets(), np.column_stack([X[:, 0], y]))
 
 
+@pytest.mark.parametrize("band", ["std", "interval"])
+def test_fitted_curve_band_is_the_estimators_band(band):
+    from scipy.stats import norm
+
+    X, y = toy()
+    model = NadarayaWatsonRegressor(bandwidth=0.3).fit(X, y)
+    display = FittedCurveDisplay.from_estimator(
+        model, X, y, n_points=30, band=band, alpha=0.2, noise="constant"
+    )
+    grid = np.linspace(X.min(), X.max(), 30)[:, None]
+    if band == "std":
+        prediction, std = model.predict(grid, return_std=True, noise="constant")
+        half = norm.ppf(0.9) * std
+        expected = np.column_stack([prediction - half, prediction + half])
+        assert display.band_label == "80% confidence band"
+    else:
+        expected = model.predict_interval(grid, alpha=0.2)
+        assert display.band_label == "80% prediction interval"
+    assert_allclose(display.band, expected)
+    # The band's polygon runs along the lower edge and back along the upper.
+    vertices = display.band_.get_paths()[0].vertices
+    assert_allclose(vertices[:, 1].min(), expected[:, 0].min())
+    assert_allclose(vertices[:, 1].max(), expected[:, 1].max())
+    labels = display.ax_.get_legend_handles_labels()[1]
+    assert display.band_label in labels
+
+
+def test_fitted_curve_without_band_draws_none():
+    X, y = toy()
+    model = NadarayaWatsonRegressor(bandwidth=0.3).fit(X, y)
+    display = FittedCurveDisplay.from_estimator(model, X, y, n_points=30)
+    assert display.band is None and display.band_ is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"band": "ci"}, "band must be"),
+        ({"band": "std", "alpha": 0.0}, "alpha must be"),
+        ({"band": "interval", "alpha": 1.2}, "alpha must be"),
+    ],
+)
+def test_fitted_curve_refuses_a_bad_band(kwargs, match):
+    X, y = toy()
+    model = NadarayaWatsonRegressor(bandwidth=0.3).fit(X, y)
+    with pytest.raises(ValueError, match=match):
+        FittedCurveDisplay.from_estimator(model, X, y, **kwargs)
+
+
 def test_fitted_curve_needs_one_feature():
     X = np.random.default_rng(2).normal(size=(20, 2))
     model = NadarayaWatsonRegressor().fit(X, X[:, 0])
