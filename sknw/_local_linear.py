@@ -309,7 +309,7 @@ class LocalLinearRegressor(RegressorMixin, _LocalLinearFitPredict, _BaseNadaraya
     than n_features + 1 samples not on one hyperplane have weight (a compact
     kernel near or beyond the edge of the data, duplicated rows, collinear
     features), and more precisely when the smallest eigenvalue of the local
-    covariance of x / h is below 1e-10 times its largest plus the squared
+    covariance of x / h is below 1e-10 times its trace plus the squared
     distance, in widths, from the local mean to the middle of the training
     range. Predictions are never NaN. A query that no training sample
     reaches is fitted on its nearest training samples, as by

@@ -8,9 +8,9 @@ import torch
 
 # A local design is singular when its smallest local variance, in squared
 # widths, is below this fraction of the scale its moments were computed at:
-# the largest local variance plus the squared distance from the centre of
-# the data to the local mean, which the raw second moments carry and round
-# with. A line fitted through it would follow rounding, not the data.
+# the total local variance plus the squared distance from the centre of the
+# data to the local mean, which the raw second moments carry and round with.
+# A line fitted through it would follow rounding, not the data.
 SINGULAR_TOLERANCE = 1e-10
 
 
@@ -96,15 +96,17 @@ def local_linear_fit(mean_moments, queries, bandwidth, n_outputs):
     cross_covariance = (
         cross * inverse_width[:, None] - scaled_mean[:, :, None] * mean_y[:, None, :]
     )
-    with torch.no_grad():
-        eigenvalues = torch.linalg.eigvalsh(
-            torch.nan_to_num(covariance.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-        )
-        scale = eigenvalues[:, -1] + (scaled_mean.detach() ** 2).sum(dim=1)
-        regular = (eigenvalues[:, 0] > SINGULAR_TOLERANCE * scale) & torch.isfinite(
-            covariance.detach()
-        ).all(dim=2).all(dim=1)
     identity = torch.eye(n_features, dtype=covariance.dtype, device=covariance.device)
+    with torch.no_grad():
+        detached = covariance.detach()
+        finite = torch.isfinite(detached).all(dim=2).all(dim=1)
+        detached = torch.where(finite[:, None, None], detached, identity)
+        scale = torch.diagonal(detached, dim1=1, dim2=2).sum(dim=1)
+        scale = scale + (scaled_mean.detach() ** 2).sum(dim=1)
+        # Positive definite less the tolerance: the smallest eigenvalue is
+        # above it.
+        shifted = detached - (SINGULAR_TOLERANCE * scale)[:, None, None] * identity
+        regular = (torch.linalg.cholesky_ex(shifted).info == 0) & finite
     safe = torch.where(regular[:, None, None], covariance, identity)
     safe_cross = torch.where(regular[:, None, None], cross_covariance, 0.0)
     # Slopes per width, then per unit of x.
