@@ -220,8 +220,8 @@ def local_fit_from_partial_sums(partials, queries, bandwidth, values):
     mean_moments = sums[:, :-1] / sums[:, -1:]
     fit, slope, _ = local_linear_fit(
         torch.as_tensor(mean_moments),
-        torch.as_tensor(np.asarray(queries, dtype=np.float64)),
-        torch.as_tensor(np.asarray(bandwidth, dtype=np.float64)),
+        torch.as_tensor(np.array(queries, dtype=np.float64)),
+        torch.as_tensor(np.array(bandwidth, dtype=np.float64)),
         values.shape[1],
     )
     return fit.numpy(), slope.numpy()
