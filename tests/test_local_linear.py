@@ -249,6 +249,40 @@ def test_collinear_features_fall_back_to_local_constant_without_nan():
     assert_array_equal(reg.predict_gradient(queries_twice), 0.0)
 
 
+@pytest.mark.parametrize("adaptive", ["sample", "query"])
+def test_adaptive_widths_fit_lines_with_nadaraya_watson_weights(adaptive):
+    # The same local widths as Nadaraya-Watson's: its attention, in a dense
+    # weighted least-squares solve, gives the local linear fit.
+    X, y = _data(n_samples=60, n_features=2, seed=28)
+    queries = _queries(X, seed=29)[:-1]
+    params = dict(bandwidth=0.7, adaptive=adaptive, n_neighbors=8)
+    reg = LocalLinearRegressor(**params).fit(X, y)
+    attention = NadarayaWatsonRegressor(**params).fit(X, y).attention_weights(queries)
+    for query, row, prediction in zip(queries, attention, reg.predict(queries)):
+        design = np.hstack([np.ones((len(X), 1)), X - query])
+        root = np.sqrt(row)[:, None]
+        coefficients = np.linalg.lstsq(root * design, root[:, 0] * y, rcond=None)[0]
+        assert_allclose(prediction, coefficients[0], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "tricube"])
+def test_translating_and_permuting_the_data_changes_nothing(kernel):
+    X, y = _data(n_samples=50, n_features=2, seed=30)
+    queries = _queries(X, seed=31)[:-1]
+    shift = np.array([1e3, -250.0])
+    order = np.random.default_rng(32).permutation(len(X))
+    reg = LocalLinearRegressor(kernel=kernel, bandwidth=1.2).fit(X, y)
+    moved = LocalLinearRegressor(kernel=kernel, bandwidth=1.2)
+    moved.fit(X[order] + shift, y[order])
+    assert_allclose(moved.predict(queries + shift), reg.predict(queries), rtol=1e-9)
+    assert_allclose(
+        moved.predict_gradient(queries + shift),
+        reg.predict_gradient(queries),
+        rtol=1e-7,
+        atol=1e-9,
+    )
+
+
 def test_attention_weights_give_the_predictions_and_sum_to_one():
     X, y = _data(n_samples=40, n_features=2, seed=9)
     queries = _queries(X, seed=10)
@@ -412,10 +446,11 @@ def test_cv_on_a_line_warns_that_the_global_line_predicts_best():
         LocalLinearRegressorCV().fit(X, y)
 
 
-def test_cv_refuses_a_flat_kernel():
+@pytest.mark.parametrize("kernel", ["tophat", "uniform", "constant"])
+def test_cv_refuses_a_flat_kernel(kernel):
     X, y = _data(n_samples=20)
-    with pytest.raises(ValueError, match="tophat"):
-        LocalLinearRegressorCV(kernel="tophat").fit(X, y)
+    with pytest.raises(ValueError, match="LocalLinearRegressor with GridSearchCV"):
+        LocalLinearRegressorCV(kernel=kernel).fit(X, y)
 
 
 # --------------------------------------------------------------------------
