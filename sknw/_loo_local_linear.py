@@ -174,22 +174,52 @@ class LocalLinearLeaveOneOut:
         widths."""
         return self
 
-    def losses_at(self, log_bandwidths, rows=None):
-        """The loss at each of several shared widths.
+    def losses_at(self, log_bandwidths, rows=None, log_relative=None, per_row=False):
+        """The loss at each of several widths along one ray.
 
         Parameters
         ----------
         log_bandwidths : ndarray of shape (n_widths,)
+            Shared log-widths, or with ``log_relative`` the offsets t of the
+            per-feature log-widths ``t + log_relative``.
         rows : ndarray of int, default=None
             Rows to leave out and predict (all when None).
+        log_relative : ndarray of shape (n_features,), default=None
+            Per-feature log-widths relative to one another.
+        per_row : bool, default=False
+            Also return each row's share of each loss.
 
         Returns
         -------
         losses : ndarray of shape (n_widths,)
+        row_losses : ndarray of shape (n_rows, n_widths)
+            With ``per_row``: row i's c_i-weighted loss over the rows' total
+            weight, which sum over rows to ``losses``.
         """
-        return np.array(
-            [self.evaluate([t], rows, order=0)[0] for t in np.ravel(log_bandwidths)]
+        rows = (
+            np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
         )
+        offset = 0.0 if log_relative is None else np.asarray(log_relative)
+        row_losses = np.column_stack(
+            [
+                self._row_losses(np.atleast_1d(t + offset), rows)
+                for t in np.ravel(log_bandwidths)
+            ]
+        )
+        row_losses /= self.sample_weight_numpy[rows].sum()
+        losses = row_losses.sum(axis=0)
+        return (losses, row_losses) if per_row else losses
+
+    def _row_losses(self, log_bandwidth, rows):
+        """Each row's c_i-weighted squared error (mean over outputs)."""
+        log_h = self._tensor(log_bandwidth)
+        row_losses = []
+        for batch in gen_batches(len(rows), self.chunk_n_rows):
+            chunk = torch.as_tensor(rows[batch], device=self.device)
+            predictions = self._predictions(log_h, chunk)
+            errors = (predictions - self.values[chunk]).square().mean(dim=1)
+            row_losses.append((errors * self.sample_weight[chunk]).cpu().numpy())
+        return np.concatenate(row_losses) if row_losses else np.zeros(0)
 
     def predictions(self, log_bandwidth, rows=None):
         """The leave-one-out predictions of ``rows`` (all when None).
@@ -200,12 +230,18 @@ class LocalLinearLeaveOneOut:
         """
         log_h = self._tensor(np.ravel(log_bandwidth))
         rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
-        return torch.cat(
-            [
-                self._predictions(log_h, torch.as_tensor(rows[batch]))
-                for batch in gen_batches(len(rows), self.chunk_n_rows)
-            ]
-        ).numpy()
+        return (
+            torch.cat(
+                [
+                    self._predictions(
+                        log_h, torch.as_tensor(rows[batch], device=self.device)
+                    )
+                    for batch in gen_batches(len(rows), self.chunk_n_rows)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
 
     def _predictions(self, log_h, chunk):
         """Differentiable leave-one-out predictions of a chunk of rows.

@@ -478,3 +478,27 @@ def test_pickle_round_trip_gives_identical_predictions(estimator):
         restored.predict_gradient(queries), reg.predict_gradient(queries)
     )
     assert clone(reg).get_params() == reg.get_params()
+
+
+def test_objective_losses_at_equal_evaluate():
+    X, y = _data(n_samples=30, n_features=2, seed=33)
+    objective = LocalLinearLeaveOneOut(
+        X,
+        y[:, None],
+        kernel="gaussian",
+        loss="squared_error",
+        sample_weight=np.linspace(0.5, 2.0, len(X)),
+        device=torch.device("cpu"),
+    )
+    offsets = np.array([-0.5, 0.0, 0.7])
+    relative = np.log([0.8, 1.5])
+    rows = np.arange(0, 30, 3)
+    losses, row_losses = objective.losses_at(
+        offsets, rows, log_relative=relative, per_row=True
+    )
+    expected = [objective.evaluate(t + relative, rows, order=0)[0] for t in offsets]
+    assert_allclose(losses, expected, rtol=1e-12)
+    assert_allclose(row_losses.sum(axis=0), losses, rtol=1e-12)
+    assert row_losses.shape == (len(rows), 3)
+    shared = objective.losses_at(np.log([0.9, 1.3]))
+    assert_allclose(shared[1], objective.evaluate([np.log(1.3)], order=0)[0])
