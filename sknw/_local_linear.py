@@ -347,8 +347,9 @@ class LocalLinearRegressorCV(
     error of the local linear fit, each training row predicted from all the
     others (leaving out one unit of its frequency weight), with the search of
     :class:`NadarayaWatsonRegressorCV`. A linear smoother's leave-one-out
-    prediction comes from its full fit: with L_ii the weight of y_i in its
-    own prediction, y_-i = (y_i_hat - L_ii y_i) / (1 - L_ii); the loss
+    prediction comes from its full fit: with yhat_i the fit at row i and
+    L_ii the weight of y_i in it, row i's leave-one-out prediction is
+    (yhat_i - L_ii y_i) / (1 - L_ii); the loss
     computes it from the weighted sums of the others, which is the same
     where the design without row i is regular and falls back to the local
     constant fit where it is not, as a refit without row i would.
