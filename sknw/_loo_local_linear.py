@@ -244,7 +244,8 @@ class LocalLinearLeaveOneOut:
         )
 
     def _predictions(self, log_h, chunk):
-        """Differentiable leave-one-out predictions of a chunk of rows.
+        """Leave-one-out predictions of a chunk of rows, differentiable in
+        ``log_h`` when it requires a gradient.
 
         Parameters
         ----------
@@ -257,40 +258,55 @@ class LocalLinearLeaveOneOut:
         """
         queries = self.X[chunk]
         position = torch.arange(len(chunk), device=self.device)
-        difference = queries[:, None, :] - self.X[None, :, :]
-        squared = difference.square_()
-        if log_h.numel() == 1:
-            sq = squared.sum(dim=2) * torch.exp(-2 * log_h[0])
-        else:
-            sq = squared @ torch.exp(-2 * log_h)
-        del difference, squared
-        if self.key_factor is not None:
-            sq = sq * self.key_factor[None, :]
-        if self.row_factor is not None:
-            sq = sq * self.row_factor[chunk, None]
-        # The left-out sample takes no part in its own prediction.
-        others = torch.ones_like(sq, dtype=torch.bool)
-        others[position, chunk] = False
-        with torch.no_grad():
-            masked = torch.where(others, sq.detach(), torch.inf)
-            nearest = masked.amin(dim=1, keepdim=True)
+        sq = self._squared(log_h, chunk)
         keeps = self.kept_weight[chunk, None] > 0
-        weights = self._kernel(sq, torch.where(keeps, 0.0, nearest))
-        weights = torch.where(others, weights, 0.0)
+        differentiable = sq.requires_grad
+        with torch.no_grad():
+            masked = sq.detach().clone() if differentiable else sq
+            # The left-out sample takes no part in its own prediction.
+            masked[position, chunk] = torch.inf
+            nearest = masked.amin(dim=1, keepdim=True)
+            shift = torch.where(keeps, 0.0, nearest)
+        if differentiable:
+            weights = self._kernel(sq, shift)
+            weights = weights.index_put((position, chunk), weights.new_zeros(()))
+        else:
+            # In place: the left-out pair, at u = inf, gets weight 0.
+            weights = self._kernel_in_place(sq, shift)
         sums = weights @ self.columns + self.kept_columns[chunk]
         totals = sums[:, -1:]
         empty = ~(totals[:, 0] > 0)
         if bool(empty.any()):
             # No other sample within reach of a compact kernel: the fit on
             # the nearest others, ties included, as a full fit does.
-            tied = (masked <= nearest) & torch.isfinite(masked)
-            nearest_sums = tied.to(self.dtype) @ self.columns
+            with torch.no_grad():
+                distances = self._squared(log_h.detach(), chunk[empty])
+                distances[position[: len(distances)], chunk[empty]] = torch.inf
+                tied = distances <= distances.amin(dim=1, keepdim=True)
+                tied &= torch.isfinite(distances)
+                nearest_sums = torch.zeros_like(sums.detach())
+                nearest_sums[empty] = tied.to(self.dtype) @ self.columns
             sums = torch.where(empty[:, None], nearest_sums, sums)
             totals = sums[:, -1:]
         mean_moments = sums[:, :-1] / totals
         bandwidth = torch.exp(log_h.detach()).expand(self.n_features)
         fit, _, _ = local_linear_fit(mean_moments, queries, bandwidth, self.n_outputs)
         return fit
+
+    def _squared(self, log_h, chunk):
+        """u^2 of a chunk of rows against every sample (a new block)."""
+        difference = self.X[chunk][:, None, :] - self.X[None, :, :]
+        squared = difference.square_()
+        if log_h.numel() == 1:
+            sq, factor = squared.sum(dim=2), torch.exp(-2 * log_h[0])
+            sq = sq * factor if log_h.requires_grad else sq.mul_(factor)
+        else:
+            sq = squared @ torch.exp(-2 * log_h)
+        if self.key_factor is not None:
+            sq = sq * self.key_factor[None, :]
+        if self.row_factor is not None:
+            sq = sq * self.row_factor[chunk, None]
+        return sq
 
     def _kernel(self, sq, shift):
         """Kernel weights of u^2 = ``sq``, the log-domain kernels divided by
@@ -304,6 +320,18 @@ class LocalLinearLeaveOneOut:
         if self.name == "exponential":
             return torch.exp((_safe_sqrt(shift) - u).clamp(max=0))
         return self.kernel.function(u)
+
+    def _kernel_in_place(self, sq, shift):
+        """:meth:`_kernel` computed in the block of ``sq``, whose entries of
+        u = inf get weight 0."""
+        if self.name == "gaussian":
+            return sq.sub_(shift).mul_(-0.5).clamp_(max=0).exp_()
+        if self.name == "exponential":
+            return sq.sqrt_().sub_(shift.sqrt()).neg_().clamp_(max=0).exp_()
+        kernel = self.kernel
+        if kernel.in_place is None:
+            return kernel.function(sq.sqrt_())
+        return kernel.in_place(sq if kernel.of_squared else sq.sqrt_())
 
 
 def _safe_sqrt(sq):

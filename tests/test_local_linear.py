@@ -502,3 +502,28 @@ def test_objective_losses_at_equal_evaluate():
     assert row_losses.shape == (len(rows), 3)
     shared = objective.losses_at(np.log([0.9, 1.3]))
     assert_allclose(shared[1], objective.evaluate([np.log(1.3)], order=0)[0])
+
+
+@pytest.mark.parametrize("kernel", ["epanechnikov", "tricube"])
+def test_objective_with_isolated_and_paired_samples_equals_refits(kernel):
+    # Under a compact kernel, 9.0 reaches no other sample (its nearest other
+    # predicts it), 5.0 and 5.1 reach only each other (a singular design:
+    # the local constant fit), the cluster near 0 fits lines.
+    X = np.array([[0.0], [0.1], [0.25], [0.3], [5.0], [5.1], [9.0]])
+    y = np.array([0.0, 0.3, 0.4, 0.9, 2.0, 3.0, 7.0])
+    sample_weight = np.ones(len(X))
+    objective = LocalLinearLeaveOneOut(
+        X,
+        y[:, None],
+        kernel=kernel,
+        loss="squared_error",
+        sample_weight=None,
+        device=torch.device("cpu"),
+    )
+    loo = objective.predictions(np.log([0.5]))[:, 0]
+    expected = _brute_force_loo(X, y, 0.5, kernel, sample_weight)
+    assert_allclose(loo, expected, rtol=1e-10, atol=1e-12)
+    assert_allclose(loo[4:], [3.0, 2.0, 3.0])
+    loss, gradient = objective(np.log([0.5]))
+    assert_allclose(loss, np.mean((expected - y) ** 2), rtol=1e-12)
+    assert np.all(np.isfinite(gradient))
