@@ -294,14 +294,30 @@ class LocalLinearLeaveOneOut:
         return fit
 
     def _squared(self, log_h, chunk):
-        """u^2 of a chunk of rows against every sample (a new block)."""
-        difference = self.X[chunk][:, None, :] - self.X[None, :, :]
-        squared = difference.square_()
-        if log_h.numel() == 1:
-            sq, factor = squared.sum(dim=2), torch.exp(-2 * log_h[0])
-            sq = sq * factor if log_h.requires_grad else sq.mul_(factor)
-        else:
-            sq = squared @ torch.exp(-2 * log_h)
+        """u^2 of a chunk of rows against every sample (a new block).
+
+        Summed feature by feature from coordinate differences; with one
+        width, the sum is taken first and multiplied by h^-2 once.
+        """
+        queries = self.X[chunk]
+        keys_t = self.X.T
+        factors = torch.exp(-2 * log_h)
+        per_feature = log_h.numel() > 1
+        grad = log_h.requires_grad
+        sq = None
+        for feature in range(self.n_features):
+            difference = queries[:, feature, None] - keys_t[feature, None, :]
+            term = difference.square_()
+            if per_feature:
+                term = term * factors[feature] if grad else term.mul_(factors[feature])
+            if sq is None:
+                sq = term
+            elif per_feature and grad:
+                sq = sq + term
+            else:
+                sq.add_(term)
+        if not per_feature:
+            sq = sq * factors[0] if grad else sq.mul_(factors[0])
         if self.key_factor is not None:
             sq = sq * self.key_factor[None, :]
         if self.row_factor is not None:
