@@ -527,3 +527,24 @@ def test_objective_with_isolated_and_paired_samples_equals_refits(kernel):
     loss, gradient = objective(np.log([0.5]))
     assert_allclose(loss, np.mean((expected - y) ** 2), rtol=1e-12)
     assert np.all(np.isfinite(gradient))
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request):
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this machine")
+    return request.param
+
+
+def test_device_gives_the_cpu_results(device):
+    X, y = _data(n_samples=60, n_features=2, seed=34)
+    queries = _queries(X, seed=35)
+    cpu = LocalLinearRegressor(bandwidth=0.8).fit(X, y)
+    reg = LocalLinearRegressor(bandwidth=0.8, device=device).fit(X, y)
+    assert_allclose(reg.predict(queries), cpu.predict(queries), rtol=1e-10)
+    assert_allclose(
+        reg.predict_gradient(queries), cpu.predict_gradient(queries), rtol=1e-9
+    )
+    learned = LocalLinearRegressorCV(device=device).fit(X, y)
+    expected = LocalLinearRegressorCV().fit(X, y)
+    assert_allclose(learned.bandwidth_, expected.bandwidth_, rtol=1e-8)
