@@ -11,9 +11,14 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
-from sknw._engine import attention, combine_partial_sums, partial_sums
+from sknw._engine import attention, partial_sums
 from sknw._kernels import KERNELS
-from sknw._local_moments import local_linear_fit, moment_columns
+from sknw._local_moments import (
+    local_fit_from_partial_sums,
+    local_linear_fit,
+    moment_columns,
+    moment_frame,
+)
 from sknw._loo_local_linear import LocalLinearLeaveOneOut
 from sknw._neighbors import tree_partial_sums
 from sknw._validation import check_numeric_target
@@ -58,10 +63,10 @@ class _LocalLinearFitPredict:
         X = X.astype(np.float64)
         values = y.reshape(y.shape[0], -1).astype(np.float64)
         self._fit_common(X, values, sample_weight, loss="squared_error")
-        # The moments are taken about the middle of the training range, so
-        # that they round with the data's spread rather than their offset.
-        self._fit_centre = X.min(axis=0) / 2 + X.max(axis=0) / 2
-        self._fit_moments = moment_columns(X - self._fit_centre, values)
+        self._moment_frame = moment_frame(
+            X.min(axis=0), X.max(axis=0), np.abs(values).max(axis=0)
+        )
+        self._fit_moments = moment_columns(X, values, self._moment_frame)
         self._fit_y_ndim = y.ndim
         return self
 
@@ -131,21 +136,24 @@ class _LocalLinearFitPredict:
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         X = X.astype(np.float64)
         weights = attention(X, self._fit_X, **self._engine_settings(X))
-        keys = self._fit_X - self._fit_centre
+        frame = self._moment_frame._replace(y_scale=np.ones(1))
+        keys = (self._fit_X - frame.centre) / frame.x_scale
+        queries = (X - frame.centre) / frame.x_scale
+        bandwidth = self._bandwidth_array() / frame.x_scale
         n_features = keys.shape[1]
         # The fit's own moments and rule, with one zero output.
-        mean_moments = weights @ moment_columns(keys, np.zeros((keys.shape[0], 1)))
-        queries = torch.as_tensor(X - self._fit_centre)
-        bandwidth = torch.as_tensor(self._bandwidth_array())
-        mean_moments = torch.as_tensor(mean_moments)
-        _, _, regular = local_linear_fit(mean_moments, queries, bandwidth, 1)
+        columns = moment_columns(self._fit_X, np.zeros((keys.shape[0], 1)), frame)
+        mean_moments = torch.as_tensor(weights @ columns)
+        _, _, regular = local_linear_fit(
+            mean_moments, torch.as_tensor(queries), torch.as_tensor(bandwidth), 1
+        )
         regular = regular.numpy()
         if not np.any(regular):
             return weights
         mean_x = mean_moments[:, :n_features].numpy()
-        scaled = (keys[None, :, :] - mean_x[:, None, :]) / self._bandwidth_array()
+        scaled = (keys[None, :, :] - mean_x[:, None, :]) / bandwidth
         covariance = np.einsum("qj,qjk,qjl->qkl", weights, scaled, scaled)
-        direction = (X - self._fit_centre - mean_x) / self._bandwidth_array()
+        direction = (queries - mean_x) / bandwidth
         solved = np.zeros_like(direction)
         solved[regular] = np.linalg.solve(
             covariance[regular], direction[regular][:, :, None]
@@ -184,48 +192,11 @@ class _LocalLinearFitPredict:
                 **settings,
             )
         fit, slope = local_fit_from_partial_sums(
-            [partial], X - self._fit_centre, self._bandwidth_array(), self._fit_values
+            [partial], X, self._bandwidth_array(), self._moment_frame
         )
         if dtype is not None:
             fit, slope = fit.astype(dtype), slope.astype(dtype)
         return fit, slope
-
-
-def local_fit_from_partial_sums(partials, queries, bandwidth, values):
-    """The local linear fits from partial sums of the moment columns.
-
-    Parameters
-    ----------
-    partials : sequence of PartialSums
-        Sums of the :func:`~sknw._local_moments.moment_columns` over disjoint
-        sets of training samples, for the same queries.
-    queries : ndarray of shape (n_queries, n_features)
-        The queries, centred as the moment columns' inputs were.
-    bandwidth : ndarray of shape (n_features,)
-        The widths.
-    values : ndarray of shape (n_samples, n_outputs)
-        The training targets (their number of columns is used).
-
-    Returns
-    -------
-    fit : ndarray of shape (n_queries, n_outputs)
-    slope : ndarray of shape (n_queries, n_features, n_outputs)
-    """
-    combined = combine_partial_sums(partials)
-    sums = combined.sums.copy()
-    # A query that no training sample reaches (a compact kernel far from the
-    # data) is fitted on its nearest samples, ties included, as
-    # Nadaraya-Watson averages them.
-    empty = ~(sums[:, -1] > 0)
-    sums[empty] = combined.nearest_sums[empty]
-    mean_moments = sums[:, :-1] / sums[:, -1:]
-    fit, slope, _ = local_linear_fit(
-        torch.as_tensor(mean_moments),
-        torch.as_tensor(np.array(queries, dtype=np.float64)),
-        torch.as_tensor(np.array(bandwidth, dtype=np.float64)),
-        values.shape[1],
-    )
-    return fit.numpy(), slope.numpy()
 
 
 class LocalLinearRegressor(RegressorMixin, _LocalLinearFitPredict, _BaseNadarayaWatson):
@@ -299,10 +270,11 @@ class LocalLinearRegressor(RegressorMixin, _LocalLinearFitPredict, _BaseNadaraya
     ``working_memory``, on the dense or the tree path and on any device.
     The line is solved about the local weighted mean of x, in units of the
     width, which is the fit centred at the query written in better
-    conditioned coordinates. The moments are computed in float64 about the
-    middle of the training range whatever the input's dtype (float32 input
-    gives float32 output): their rounding grows as the square of the
-    training range over the width, about 1e-10 relative at a range of a
+    conditioned coordinates. The moments are computed in float64 whatever
+    the input's dtype (float32 input gives float32 output), about the middle
+    of the training range, with x and y scaled by powers of 2 into [-1, 1]
+    (no product of them overflows): their rounding grows as the square of
+    the training range over the width, about 1e-10 relative at a range of a
     thousand widths.
 
     Where the local design is singular, the fit falls back to the local

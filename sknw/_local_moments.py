@@ -3,8 +3,12 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
+
+from sknw._engine import combine_partial_sums
 
 # A local design is singular when its smallest local variance, in squared
 # widths, is below this fraction of the scale its moments were computed at:
@@ -14,29 +18,121 @@ import torch
 SINGULAR_TOLERANCE = 1e-10
 
 
-def moment_columns(X, y):
+class MomentFrame(NamedTuple):
+    """The coordinates the moments are taken in: ``(x - centre) / x_scale``
+    and ``y / y_scale``.
+
+    The centre is the middle of the training range, so that the moments
+    round with the data's spread rather than their offset; the scales are
+    powers of 2 (exact) that bring the training range and targets within
+    [-1, 1], so that products of moments neither overflow nor underflow.
+
+    Attributes
+    ----------
+    centre : ndarray of shape (n_features,)
+    x_scale : ndarray of shape (n_features,)
+    y_scale : ndarray of shape (n_outputs,)
+    """
+
+    centre: np.ndarray
+    x_scale: np.ndarray
+    y_scale: np.ndarray
+
+
+def moment_frame(lowest, highest, largest_y):
+    """The :class:`MomentFrame` of training data.
+
+    Parameters
+    ----------
+    lowest, highest : ndarray of shape (n_features,)
+        The training range of each feature.
+    largest_y : ndarray of shape (n_outputs,)
+        The largest magnitude of each target.
+
+    Returns
+    -------
+    frame : MomentFrame
+    """
+    lowest = np.asarray(lowest, dtype=np.float64)
+    highest = np.asarray(highest, dtype=np.float64)
+    return MomentFrame(
+        centre=lowest / 2 + highest / 2,
+        x_scale=_power_of_2(highest / 2 - lowest / 2),
+        y_scale=_power_of_2(np.asarray(largest_y, dtype=np.float64)),
+    )
+
+
+def _power_of_2(spread):
+    """The power of 2 at or above each spread; 1 where it is 0."""
+    exponent = np.frexp(np.where(spread > 0, spread, 0.5))[1]
+    return np.ldexp(1.0, exponent)
+
+
+def moment_columns(X, y, frame):
     """The columns whose kernel-weighted averages a local linear fit needs.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Training inputs, centred on the point the fit's moments are taken
-        about (the middle of the training range).
+        Training inputs.
     y : ndarray of shape (n_samples, n_outputs)
         Training targets.
+    frame : MomentFrame
+        The coordinates to take the moments in.
 
     Returns
     -------
     columns : ndarray of shape (n_samples, n_columns)
-        ``[x, x_k x_l (k <= l), y, x_k y_o]``: with the weights' total, the
-        sums of w, w x, w x x^T, w y and w x y^T of every query. Float64.
+        ``[z, z_k z_l (k <= l), v, z_k v_o]`` for z and v the inputs and
+        targets in the frame's coordinates: with the weights' total, the sums
+        of w, w z, w z z^T, w v and w z v^T of every query. Float64.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    upper = np.triu_indices(X.shape[1])
-    products = X[:, upper[0]] * X[:, upper[1]]
-    cross = (X[:, :, None] * y[:, None, :]).reshape(X.shape[0], -1)
-    return np.hstack([X, products, y, cross])
+    z = (np.asarray(X, dtype=np.float64) - frame.centre) / frame.x_scale
+    v = np.asarray(y, dtype=np.float64) / frame.y_scale
+    upper = np.triu_indices(z.shape[1])
+    products = z[:, upper[0]] * z[:, upper[1]]
+    cross = (z[:, :, None] * v[:, None, :]).reshape(z.shape[0], -1)
+    return np.hstack([z, products, v, cross])
+
+
+def local_fit_from_partial_sums(partials, queries, bandwidth, frame):
+    """The local linear fits from partial sums of the moment columns.
+
+    Parameters
+    ----------
+    partials : sequence of PartialSums
+        Sums of the :func:`moment_columns` over disjoint sets of training
+        samples, for the same queries.
+    queries : ndarray of shape (n_queries, n_features)
+        The queries.
+    bandwidth : ndarray of shape (n_features,)
+        The widths.
+    frame : MomentFrame
+        The coordinates of the moments.
+
+    Returns
+    -------
+    fit : ndarray of shape (n_queries, n_outputs)
+    slope : ndarray of shape (n_queries, n_features, n_outputs)
+    """
+    combined = combine_partial_sums(partials)
+    sums = combined.sums.copy()
+    # A query that no training sample reaches (a compact kernel far from the
+    # data) is fitted on its nearest samples, ties included, as
+    # Nadaraya-Watson averages them.
+    empty = ~(sums[:, -1] > 0)
+    sums[empty] = combined.nearest_sums[empty]
+    mean_moments = sums[:, :-1] / sums[:, -1:]
+    z = (np.asarray(queries, dtype=np.float64) - frame.centre) / frame.x_scale
+    fit, slope, _ = local_linear_fit(
+        torch.as_tensor(mean_moments),
+        torch.as_tensor(z),
+        torch.as_tensor(np.asarray(bandwidth, dtype=np.float64) / frame.x_scale),
+        len(frame.y_scale),
+    )
+    fit = fit.numpy() * frame.y_scale
+    slope = slope.numpy() * (frame.y_scale[None, :] / frame.x_scale[:, None])
+    return fit, slope
 
 
 def local_linear_fit(mean_moments, queries, bandwidth, n_outputs):

@@ -10,7 +10,7 @@ from sklearn.utils import gen_batches
 
 from sknw._engine import weighted_values
 from sknw._kernels import KERNELS
-from sknw._local_moments import local_linear_fit, moment_columns
+from sknw._local_moments import local_linear_fit, moment_columns, moment_frame
 
 # Blocks of (chunk_n_rows, n_samples) alive at once, besides one per feature
 # for per-feature widths: the distances, the scaled distances, the kernel
@@ -90,7 +90,16 @@ class LocalLinearLeaveOneOut:
         self.sample_weight = self._tensor(sample_weight)
         kept_weight = sample_weight - np.minimum(sample_weight, 1)
         self.kept_weight = self._tensor(kept_weight)
-        columns = moment_columns(self.X_numpy, values)
+        frame = moment_frame(
+            self.X_numpy.min(axis=0),
+            self.X_numpy.max(axis=0),
+            np.abs(values).max(axis=0),
+        )
+        columns = moment_columns(self.X_numpy, values, frame)
+        # The rows as queries, and the widths and fits, in the moments' frame.
+        self.queries = self._tensor((self.X_numpy - frame.centre) / frame.x_scale)
+        self.x_scale = self._tensor(frame.x_scale)
+        self.y_scale = self._tensor(frame.y_scale)
         # c * [columns, 1]: one product with the weights gives every sum.
         self.columns = self._tensor(weighted_values(columns, sample_weight))
         self.kept_columns = self._tensor(weighted_values(columns, kept_weight))
@@ -256,7 +265,6 @@ class LocalLinearLeaveOneOut:
         -------
         predictions : tensor of shape (n_rows, n_outputs)
         """
-        queries = self.X[chunk]
         position = torch.arange(len(chunk), device=self.device)
         sq = self._squared(log_h, chunk)
         keeps = self.kept_weight[chunk, None] > 0
@@ -289,9 +297,11 @@ class LocalLinearLeaveOneOut:
             sums = torch.where(empty[:, None], nearest_sums, sums)
             totals = sums[:, -1:]
         mean_moments = sums[:, :-1] / totals
-        bandwidth = torch.exp(log_h.detach()).expand(self.n_features)
-        fit, _, _ = local_linear_fit(mean_moments, queries, bandwidth, self.n_outputs)
-        return fit
+        bandwidth = torch.exp(log_h.detach()).expand(self.n_features) / self.x_scale
+        fit, _, _ = local_linear_fit(
+            mean_moments, self.queries[chunk], bandwidth, self.n_outputs
+        )
+        return fit * self.y_scale
 
     def _squared(self, log_h, chunk):
         """u^2 of a chunk of rows against every sample (a new block).

@@ -25,12 +25,12 @@ from sknw._engine import (
     merge_partial_sums,
     partial_sums,
 )
-from sknw._local_linear import (
-    LocalLinearRegressor,
-    LocalLinearRegressorCV,
+from sknw._local_linear import LocalLinearRegressor, LocalLinearRegressorCV
+from sknw._local_moments import (
     local_fit_from_partial_sums,
+    moment_columns,
+    moment_frame,
 )
-from sknw._local_moments import moment_columns
 from sknw._regression import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 from sknw._validation import (
     check_bandwidth_array,
@@ -516,17 +516,21 @@ def _merged_local_linear(
     """Lazy local linear fits (or slopes), float64.
 
     As :func:`_merged_predictions`, with the sums of the moment columns of
-    the local linear fit. The moments of a block of queries are taken about
-    the middle of that block's range, which every partition computes alike
-    from the same queries: no pass over the training set is needed for a
-    centre, and the moments round with the spread of the data around the
-    queries.
+    the local linear fit, taken in the frame of the whole training set (its
+    range and largest targets: one more pass over it), so that the fits
+    equal those of the estimator fitted in memory up to rounding.
 
     Returns
     -------
     fits : dask array of shape (n_queries, n_outputs), or (n_queries,
         n_outputs, n_features) when ``gradient``
     """
+    targets = y_train.reshape(y_train.shape[0], -1).astype(np.float64)
+    frame = moment_frame(
+        *dask.compute(
+            X_train.min(axis=0), X_train.max(axis=0), abs(targets).max(axis=0)
+        )
+    )
     n_features = X_train.shape[1]
     n_columns = n_features + n_features * (n_features + 1) // 2
     n_columns += n_outputs * (1 + n_features)
@@ -551,6 +555,7 @@ def _merged_local_linear(
         meta=np.empty((0, 0, 0)),
         n_outputs=n_outputs,
         settings=settings,
+        frame=frame,
     )
     combined = da.reduction(
         packed,
@@ -579,7 +584,7 @@ def _merged_local_linear(
             dtype=np.float64,
             meta=np.empty((0, 0, 0)),
             bandwidth=bandwidth,
-            n_outputs=n_outputs,
+            frame=frame,
         )
     return da.blockwise(
         _local_fits,
@@ -593,47 +598,31 @@ def _merged_local_linear(
         dtype=np.float64,
         meta=np.empty((0, 0)),
         bandwidth=bandwidth,
-        n_outputs=n_outputs,
+        frame=frame,
     )
 
 
-def _block_centre(queries):
-    """The point a block of queries takes its moments about."""
-    if len(queries) == 0:
-        return np.zeros(queries.shape[1])
-    queries = np.asarray(queries, dtype=np.float64)
-    return queries.min(axis=0) / 2 + queries.max(axis=0) / 2
-
-
-def _block_local_sums(queries, keys, y, sample_weight, *, n_outputs, settings):
-    """Packed partial sums of the moment columns of one partition, about the
-    centre of one block of queries."""
+def _block_local_sums(queries, keys, y, sample_weight, *, n_outputs, settings, frame):
+    """Packed partial sums of the moment columns of one partition."""
     queries = np.asarray(queries, dtype=np.float64)
     keys = np.asarray(keys, dtype=np.float64)
     values = np.asarray(y, dtype=np.float64).reshape(len(y), n_outputs)
-    columns = moment_columns(keys - _block_centre(queries), values)
+    columns = moment_columns(keys, values, frame)
     partial = partial_sums(
         queries, keys, columns, sample_weight=sample_weight, **settings
     )
     return _pack(partial)[:, None, :]
 
 
-def _local_fit(packed, queries, bandwidth, n_outputs):
-    queries = np.asarray(queries, dtype=np.float64)
-    return local_fit_from_partial_sums(
-        [_unpack(packed[:, 0])],
-        queries - _block_centre(queries),
-        bandwidth,
-        np.empty((0, n_outputs)),
-    )
+def _local_fits(packed, queries, *, bandwidth, frame):
+    partial = _unpack(packed[:, 0])
+    return local_fit_from_partial_sums([partial], queries, bandwidth, frame)[0]
 
 
-def _local_fits(packed, queries, *, bandwidth, n_outputs):
-    return _local_fit(packed, queries, bandwidth, n_outputs)[0]
-
-
-def _local_slopes(packed, queries, *, bandwidth, n_outputs):
-    return np.swapaxes(_local_fit(packed, queries, bandwidth, n_outputs)[1], 1, 2)
+def _local_slopes(packed, queries, *, bandwidth, frame):
+    partial = _unpack(packed[:, 0])
+    slope = local_fit_from_partial_sums([partial], queries, bandwidth, frame)[1]
+    return np.swapaxes(slope, 1, 2)
 
 
 def _block_partial_sums(

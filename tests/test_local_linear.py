@@ -548,3 +548,25 @@ def test_device_gives_the_cpu_results(device):
     learned = LocalLinearRegressorCV(device=device).fit(X, y)
     expected = LocalLinearRegressorCV().fit(X, y)
     assert_allclose(learned.bandwidth_, expected.bandwidth_, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "x_scale, y_scale", [(1e140, 1.0), (1.0, 1e300), (1e-150, 1e-300)]
+)
+def test_extreme_scales_give_the_scaled_fit(x_scale, y_scale):
+    # Products of coordinates and targets beyond float64's range stay out of
+    # the moments, which are taken on data scaled by powers of 2.
+    X, y = _data(n_samples=40, n_features=2, seed=36)
+    queries = _queries(X, seed=37)[:-1]
+    reg = LocalLinearRegressor(bandwidth=0.9).fit(X, y)
+    scaled = LocalLinearRegressor(bandwidth=0.9 * x_scale)
+    scaled.fit(X * x_scale, y * y_scale)
+    assert_allclose(
+        scaled.predict(queries * x_scale) / y_scale, reg.predict(queries), rtol=1e-9
+    )
+    assert_allclose(
+        scaled.predict_gradient(queries * x_scale) * (x_scale / y_scale),
+        reg.predict_gradient(queries),
+        rtol=1e-8,
+        atol=1e-12,
+    )
