@@ -6,7 +6,6 @@
 import warnings
 
 import numpy as np
-import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -15,9 +14,9 @@ from sknw._engine import attention, partial_sums
 from sknw._kernels import KERNELS
 from sknw._local_moments import (
     local_fit_from_partial_sums,
-    local_linear_fit,
     moment_columns,
     moment_frame,
+    smoother_weights,
 )
 from sknw._loo_local_linear import LocalLinearLeaveOneOut
 from sknw._neighbors import tree_partial_sums
@@ -136,30 +135,9 @@ class _LocalLinearFitPredict:
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         X = X.astype(np.float64)
         weights = attention(X, self._fit_X, **self._engine_settings(X))
-        frame = self._moment_frame._replace(y_scale=np.ones(1))
-        keys = (self._fit_X - frame.centre) / frame.x_scale
-        queries = (X - frame.centre) / frame.x_scale
-        bandwidth = self._bandwidth_array() / frame.x_scale
-        n_features = keys.shape[1]
-        # The fit's own moments and rule, with one zero output.
-        columns = moment_columns(self._fit_X, np.zeros((keys.shape[0], 1)), frame)
-        mean_moments = torch.as_tensor(weights @ columns)
-        _, _, regular = local_linear_fit(
-            mean_moments, torch.as_tensor(queries), torch.as_tensor(bandwidth), 1
+        return smoother_weights(
+            weights, self._fit_X, X, self._bandwidth_array(), self._moment_frame
         )
-        regular = regular.numpy()
-        if not np.any(regular):
-            return weights
-        mean_x = mean_moments[:, :n_features].numpy()
-        scaled = (keys[None, :, :] - mean_x[:, None, :]) / bandwidth
-        covariance = np.einsum("qj,qjk,qjl->qkl", weights, scaled, scaled)
-        direction = (queries - mean_x) / bandwidth
-        solved = np.zeros_like(direction)
-        solved[regular] = np.linalg.solve(
-            covariance[regular], direction[regular][:, :, None]
-        )[:, :, 0]
-        factor = 1 + np.einsum("qjk,qk->qj", scaled, solved)
-        return np.where(regular[:, None], weights * factor, weights)
 
     def _bandwidth_array(self):
         return np.broadcast_to(

@@ -209,3 +209,55 @@ def local_linear_fit(mean_moments, queries, bandwidth, n_outputs):
     slope = torch.linalg.solve(safe, safe_cross) * inverse_width[None, :, None]
     fit = mean_y + ((queries - mean_x)[:, :, None] * slope).sum(dim=1)
     return fit, slope, regular
+
+
+def smoother_weights(attention, keys, queries, bandwidth, frame):
+    """The weight of each training target in each local linear fit.
+
+    Parameters
+    ----------
+    attention : ndarray of shape (n_queries, n_keys)
+        The normalised kernel weights.
+    keys : ndarray of shape (n_keys, n_features)
+        The training inputs.
+    queries : ndarray of shape (n_queries, n_features)
+        The queries.
+    bandwidth : ndarray of shape (n_features,)
+        The widths.
+    frame : MomentFrame
+        The coordinates of the fit's moments, whose rule for singular designs
+        applies.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_queries, n_keys)
+        ``a_j (1 + (q - m)^T C^-1 (x_j - m))`` on the rows whose design is
+        regular, the attention a_j itself on the others.
+    """
+    frame = frame._replace(y_scale=np.ones(1))
+    z_keys = (keys - frame.centre) / frame.x_scale
+    z_queries = (queries - frame.centre) / frame.x_scale
+    z_bandwidth = bandwidth / frame.x_scale
+    n_features = keys.shape[1]
+    # The fit's own moments, with one zero output.
+    columns = moment_columns(keys, np.zeros((keys.shape[0], 1)), frame)
+    mean_moments = attention @ columns
+    _, _, regular = local_linear_fit(
+        torch.as_tensor(mean_moments),
+        torch.as_tensor(z_queries),
+        torch.as_tensor(z_bandwidth),
+        1,
+    )
+    regular = regular.numpy()
+    if not np.any(regular):
+        return attention
+    mean_x = mean_moments[:, :n_features]
+    scaled = (z_keys[None, :, :] - mean_x[:, None, :]) / z_bandwidth
+    covariance = np.einsum("qj,qjk,qjl->qkl", attention, scaled, scaled)
+    direction = (z_queries - mean_x) / z_bandwidth
+    solved = np.zeros_like(direction)
+    solved[regular] = np.linalg.solve(
+        covariance[regular], direction[regular][:, :, None]
+    )[:, :, 0]
+    factor = 1 + np.einsum("qjk,qk->qj", scaled, solved)
+    return np.where(regular[:, None], attention * factor, attention)
