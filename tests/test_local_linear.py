@@ -9,8 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from sknw import (
@@ -570,3 +573,46 @@ def test_extreme_scales_give_the_scaled_fit(x_scale, y_scale):
         rtol=1e-8,
         atol=1e-12,
     )
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(5, 30),
+    n_features=st.integers(1, 3),
+    relative_width=st.floats(1.0, 20.0),
+    kernel=st.sampled_from(["gaussian", "exponential", "epanechnikov"]),
+)
+def test_lines_are_reproduced_at_any_query_property(
+    seed, n_samples, n_features, relative_width, kernel
+):
+    # With widths above the diagonal of the range, every sample has weight
+    # at every query within it: the design is regular and the fit exact.
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-3, 3, size=(n_samples, n_features))
+    X[: n_features + 1] = np.vstack([np.zeros(n_features), 2 * np.eye(n_features)])
+    coefficients = rng.normal(size=n_features)
+    y = 1.5 + X @ coefficients
+    spread = X.max(axis=0) - X.min(axis=0)
+    width = 1.1 * relative_width * np.sqrt(n_features) * spread.max()
+    queries = rng.uniform(X.min(axis=0), X.max(axis=0), size=(5, n_features))
+
+    reg = LocalLinearRegressor(kernel=kernel, bandwidth=width).fit(X, y)
+
+    assert_allclose(reg.predict(queries), 1.5 + queries @ coefficients, atol=1e-8)
+    assert_allclose(
+        reg.predict_gradient(queries),
+        np.broadcast_to(coefficients, (5, n_features)),
+        atol=1e-8,
+    )
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_gradient", "attention_weights"])
+def test_methods_before_fit_and_with_wrong_features_are_refused(method):
+    X, y = _data(n_samples=20, n_features=2)
+    with pytest.raises(NotFittedError):
+        getattr(LocalLinearRegressor(), method)(X)
+    reg = LocalLinearRegressor().fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        getattr(reg, method)(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        getattr(reg, method)(np.full((2, 2), np.nan))
