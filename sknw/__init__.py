@@ -4,6 +4,7 @@
 # License: BSD 3 clause
 
 from sknw._classification import NadarayaWatsonClassifier, NadarayaWatsonClassifierCV
+from sknw._local_linear import LocalLinearRegressor, LocalLinearRegressorCV
 from sknw._plot import AttentionWeightsDisplay, FittedCurveDisplay, LossCurveDisplay
 from sknw._regression import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 
@@ -12,6 +13,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AttentionWeightsDisplay",
     "FittedCurveDisplay",
+    "LocalLinearRegressor",
+    "LocalLinearRegressorCV",
     "LossCurveDisplay",
     "NadarayaWatsonClassifier",
     "NadarayaWatsonClassifierCV",

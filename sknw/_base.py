@@ -68,6 +68,9 @@ class _BaseNadarayaWatson(BaseEstimator):
     # Whether fit learns the width by leave-one-out (the CV estimators).
     _learns_bandwidth = False
 
+    # The leave-one-out loss the CV estimators minimise; None: Nadaraya-Watson's.
+    _loo_objective = None
+
     def __init__(
         self,
         kernel="gaussian",
@@ -336,6 +339,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             verbose=self.verbose,
             device=resolve_device(self.device),
             name=type(self).__name__,
+            objective_class=self._loo_objective,
         )
         bandwidth = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
         return bandwidth, (loss_curve, n_iter)

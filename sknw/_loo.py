@@ -107,6 +107,7 @@ def learn_bandwidth(
     verbose,
     device,
     name,
+    objective_class=None,
 ):
     """Minimise the leave-one-out loss over the log of the bandwidth.
 
@@ -151,6 +152,10 @@ def learn_bandwidth(
         Where to compute.
     name : str
         Estimator name for the progress lines and warnings.
+    objective_class : class, default=None
+        The leave-one-out loss to minimise, built with the arguments of
+        :class:`~sknw._loo_objective.LeaveOneOutObjective` (its default):
+        Nadaraya-Watson's, or another smoother's.
 
     Returns
     -------
@@ -183,7 +188,7 @@ def learn_bandwidth(
             values = np.zeros_like(values)
         y_scale = float(_power_of_2(np.abs(values).max(), False))
         values = values / y_scale
-    objective = LeaveOneOutObjective(
+    objective = (objective_class or LeaveOneOutObjective)(
         X,
         values,
         kernel=kernel,

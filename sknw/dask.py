@@ -1,4 +1,4 @@
-"""Nadaraya-Watson predictions with Dask, for data larger than one machine."""
+"""Kernel regression predictions with Dask, for data larger than one machine."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
@@ -25,6 +25,12 @@ from sknw._engine import (
     merge_partial_sums,
     partial_sums,
 )
+from sknw._local_linear import LocalLinearRegressor, LocalLinearRegressorCV
+from sknw._local_moments import (
+    local_fit_from_partial_sums,
+    moment_columns,
+    moment_frame,
+)
 from sknw._regression import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 from sknw._validation import (
     check_bandwidth_array,
@@ -36,6 +42,7 @@ __all__ = ["predict_blockwise", "predict_partitioned"]
 
 _METHODS = {
     NadarayaWatsonRegressor: ("predict",),
+    LocalLinearRegressor: ("predict", "predict_gradient"),
     NadarayaWatsonClassifier: ("predict", "predict_proba", "predict_log_proba"),
 }
 
@@ -55,7 +62,8 @@ def predict_partitioned(
 
     Parameters
     ----------
-    estimator : NadarayaWatsonRegressor or NadarayaWatsonClassifier
+    estimator : NadarayaWatsonRegressor, NadarayaWatsonClassifier or \
+            LocalLinearRegressor
         Only its parameters are used (``kernel``, ``bandwidth``, ``device``);
         it is neither fitted nor changed. A bandwidth rule ("scott",
         "silverman") is computed from the partitioned training set and the
@@ -81,16 +89,20 @@ def predict_partitioned(
         Non-negative multipliers of each sample's kernel weight, as in
         ``fit``.
 
-    method : {"predict", "predict_proba", "predict_log_proba"}, \
-            default="predict"
-        The estimator's method to compute; the regressor has "predict" only.
+    method : {"predict", "predict_proba", "predict_log_proba", \
+            "predict_gradient"}, default="predict"
+        The estimator's method to compute: the Nadaraya-Watson regressor has
+        "predict" only, the local linear one "predict" and
+        "predict_gradient", whose sums of the moments of the local fit are
+        merged as Nadaraya-Watson's sums are.
 
     Returns
     -------
     y_pred : dask array of shape (n_queries,), (n_queries, n_outputs) or \
             (n_queries, n_classes)
         Lazy predictions in the row blocks of ``X``: shaped as ``y_train``
-        for the regressor; class labels, or probabilities in the order of the
+        for the regressors (slopes shaped as ``predict_gradient`` returns
+        them); class labels, or probabilities in the order of the
         sorted unique labels (the classifier's ``classes_``), for the
         classifier. float32 when ``X_train`` and ``X`` are float32.
 
@@ -159,6 +171,24 @@ def predict_partitioned(
         estimator, X_train, y_train, X, sample_weight, classifier
     )
     n_values = len(classes) if classifier else (y_train.shape[1:] or (1,))[0]
+    settings = dict(
+        bandwidth=bandwidth, kernel=estimator.kernel, device=estimator.device
+    )
+    if isinstance(estimator, LocalLinearRegressor):
+        fits = _merged_local_linear(
+            X_train,
+            y_train,
+            X,
+            sample_weight,
+            n_outputs=n_values,
+            settings=settings,
+            gradient=method == "predict_gradient",
+        )
+        if X_train.dtype == np.float32 and X.dtype == np.float32:
+            fits = fits.astype(np.float32)
+        if y_train.ndim == 1:
+            return fits[:, 0] if method == "predict" else fits[:, 0, :]
+        return fits
     averages = _merged_predictions(
         X_train,
         y_train,
@@ -166,9 +196,7 @@ def predict_partitioned(
         sample_weight,
         classes=classes,
         n_values=n_values,
-        settings=dict(
-            bandwidth=bandwidth, kernel=estimator.kernel, device=estimator.device
-        ),
+        settings=settings,
     )
     if X_train.dtype == np.float32 and X.dtype == np.float32:
         averages = averages.astype(np.float32)
@@ -259,7 +287,10 @@ def _check_estimator(estimator, method):
         (names for kind, names in _METHODS.items() if isinstance(estimator, kind)),
         None,
     )
-    if isinstance(estimator, (NadarayaWatsonRegressorCV, NadarayaWatsonClassifierCV)):
+    if isinstance(
+        estimator,
+        (NadarayaWatsonRegressorCV, NadarayaWatsonClassifierCV, LocalLinearRegressorCV),
+    ):
         raise ValueError(
             f"{type(estimator).__name__} is not supported with a partitioned "
             "training set: the leave-one-out loss pairs every training sample "
@@ -270,7 +301,8 @@ def _check_estimator(estimator, method):
     if methods is None:
         raise TypeError(
             "estimator must be a NadarayaWatsonRegressor or a "
-            f"NadarayaWatsonClassifier; got {type(estimator).__name__}."
+            "NadarayaWatsonClassifier, or a LocalLinearRegressor; got "
+            f"{type(estimator).__name__}."
         )
     if method not in methods:
         raise ValueError(
@@ -476,6 +508,121 @@ def _merged_predictions(X_train, y_train, X, sample_weight, **options):
         dtype=np.float64,
         meta=np.empty((0, 0)),
     )
+
+
+def _merged_local_linear(
+    X_train, y_train, X, sample_weight, *, n_outputs, settings, gradient
+):
+    """Lazy local linear fits (or slopes), float64.
+
+    As :func:`_merged_predictions`, with the sums of the moment columns of
+    the local linear fit, taken in the frame of the whole training set (its
+    range and largest targets: one more pass over it), so that the fits
+    equal those of the estimator fitted in memory up to rounding.
+
+    Returns
+    -------
+    fits : dask array of shape (n_queries, n_outputs), or (n_queries,
+        n_outputs, n_features) when ``gradient``
+    """
+    targets = y_train.reshape(y_train.shape[0], -1).astype(np.float64)
+    frame = moment_frame(
+        *dask.compute(
+            X_train.min(axis=0), X_train.max(axis=0), abs(targets).max(axis=0)
+        )
+    )
+    n_features = X_train.shape[1]
+    n_columns = n_features + n_features * (n_features + 1) // 2
+    n_columns += n_outputs * (1 + n_features)
+    width = 2 * (n_columns + 1) + 2
+    X = X.rechunk({1: -1})
+    y_index = "j" if y_train.ndim == 1 else "jo"
+    weight_args = (None, None) if sample_weight is None else (sample_weight, "j")
+    packed = da.blockwise(
+        _block_local_sums,
+        "ijp",
+        X,
+        "if",
+        X_train,
+        "jf",
+        y_train,
+        y_index,
+        *weight_args,
+        new_axes={"p": width},
+        adjust_chunks={"j": 1},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0)),
+        n_outputs=n_outputs,
+        settings=settings,
+        frame=frame,
+    )
+    combined = da.reduction(
+        packed,
+        _keep,
+        _combine_packed,
+        combine=_combine_packed,
+        axis=1,
+        keepdims=True,
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0)),
+    )
+    bandwidth = np.broadcast_to(
+        np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
+    )
+    if gradient:
+        return da.blockwise(
+            _local_slopes,
+            "iof",
+            combined,
+            "ijp",
+            X,
+            "if",
+            new_axes={"o": n_outputs},
+            concatenate=True,
+            dtype=np.float64,
+            meta=np.empty((0, 0, 0)),
+            bandwidth=bandwidth,
+            frame=frame,
+        )
+    return da.blockwise(
+        _local_fits,
+        "io",
+        combined,
+        "ijp",
+        X,
+        "if",
+        new_axes={"o": n_outputs},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+        bandwidth=bandwidth,
+        frame=frame,
+    )
+
+
+def _block_local_sums(queries, keys, y, sample_weight, *, n_outputs, settings, frame):
+    """Packed partial sums of the moment columns of one partition."""
+    queries = np.asarray(queries, dtype=np.float64)
+    keys = np.asarray(keys, dtype=np.float64)
+    values = np.asarray(y, dtype=np.float64).reshape(len(y), n_outputs)
+    columns = moment_columns(keys, values, frame)
+    partial = partial_sums(
+        queries, keys, columns, sample_weight=sample_weight, **settings
+    )
+    return _pack(partial)[:, None, :]
+
+
+def _local_fits(packed, queries, *, bandwidth, frame):
+    partial = _unpack(packed[:, 0])
+    return local_fit_from_partial_sums([partial], queries, bandwidth, frame)[0]
+
+
+def _local_slopes(packed, queries, *, bandwidth, frame):
+    partial = _unpack(packed[:, 0])
+    slope = local_fit_from_partial_sums([partial], queries, bandwidth, frame)[1]
+    return np.swapaxes(slope, 1, 2)
 
 
 def _block_partial_sums(

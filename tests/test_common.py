@@ -8,6 +8,8 @@ import pytest
 from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 from sknw import (
+    LocalLinearRegressor,
+    LocalLinearRegressorCV,
     NadarayaWatsonClassifier,
     NadarayaWatsonClassifierCV,
     NadarayaWatsonRegressor,
@@ -38,6 +40,21 @@ PLAIN = [
     )
 ]
 
+# The local linear regressor in the configurations whose prediction path
+# differs; its CV sibling runs bare below (its learning is Nadaraya-Watson's
+# search on another loss).
+LOCAL_LINEAR = [
+    LocalLinearRegressor(**params)
+    for params in (
+        {},
+        {"kernel": "epanechnikov"},
+        {"kernel": "tophat", "bandwidth": 2.0},
+        {"kernel": _epanechnikov},
+        {"adaptive": "query"},
+        {"kernel": "biweight", "algorithm": "tree"},
+    )
+]
+
 LEARNING = [
     estimator(**params)
     for estimator in (NadarayaWatsonRegressorCV, NadarayaWatsonClassifierCV)
@@ -54,7 +71,7 @@ LEARNING = [
 ]
 
 
-@parametrize_with_checks(PLAIN + LEARNING)
+@parametrize_with_checks(PLAIN + LOCAL_LINEAR + LEARNING)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
@@ -66,6 +83,8 @@ def test_sklearn_compatible_estimator(estimator, check):
         NadarayaWatsonClassifier,
         NadarayaWatsonRegressorCV,
         NadarayaWatsonClassifierCV,
+        LocalLinearRegressor,
+        LocalLinearRegressorCV,
     ],
 )
 def test_check_estimator_called_bare(estimator):

@@ -1,0 +1,366 @@
+"""The leave-one-out loss of local linear regression as a function of the width."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import numpy as np
+import torch
+from sklearn import get_config
+from sklearn.utils import gen_batches
+
+from sknw._engine import weighted_values
+from sknw._kernels import KERNELS
+from sknw._local_moments import local_linear_fit, moment_columns, moment_frame
+
+# Blocks of (chunk_n_rows, n_samples) alive at once, besides one per feature
+# for per-feature widths: the distances, the scaled distances, the kernel
+# weights and the intermediates automatic differentiation keeps for the
+# first and second derivatives.
+_BLOCKS_PER_ROW = 10
+
+# Each block at most this large.
+_LOO_BLOCK_BYTES = 8 * 2**20
+
+
+class LocalLinearLeaveOneOut:
+    """Leave-one-out squared error of local linear regression.
+
+    Row i is predicted by the local linear fit at x_i to the other samples,
+    one unit of its frequency weight c_i left out (all of it when c_i < 1):
+    the kernel-weighted sums of the moment columns of the others, plus the
+    weight e_i = c_i - min(c_i, 1) it keeps at u = 0, give the fit, with the
+    local constant fallback of :class:`~sknw.LocalLinearRegressor` where the
+    design is singular. Leaving the row out of the sums, rather than taking
+    the full fit's diagonal, rounds well at any width: at a tiny width a row's
+    own weight dwarfs the others'. The loss, its gradient and, for one width,
+    its second derivative come from torch's automatic differentiation of a
+    float64 computation, chunk by chunk.
+
+    The interface is that of :class:`~sknw._loo_objective.LeaveOneOutObjective`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training inputs, every sample weight > 0.
+    values : ndarray of shape (n_samples, n_outputs)
+        Targets.
+    kernel : str
+        A kernel name.
+    loss : {"squared_error"}
+        The loss of each left-out prediction.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Positive frequency weights.
+    device : torch.device
+        Where to compute.
+    key_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as a key.
+    query_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as the left-out query.
+    """
+
+    def __init__(
+        self,
+        X,
+        values,
+        *,
+        kernel,
+        loss,
+        sample_weight,
+        device,
+        key_widths=None,
+        query_widths=None,
+    ):
+        if loss != "squared_error":
+            raise ValueError(f"Local linear regression has no {loss!r} loss.")
+        self.dtype = torch.float64
+        self.device = device
+        self.kernel = KERNELS[kernel]
+        self.name = self.kernel.function.__name__
+        self.n_samples, self.n_features = X.shape
+        lowest, highest = np.min(X, axis=0), np.max(X, axis=0)
+        self.X_numpy = X - (lowest / 2 + highest / 2)
+        self.X = self._tensor(self.X_numpy)
+        values = np.asarray(values, dtype=np.float64)
+        self.n_outputs = values.shape[1]
+        self.values = self._tensor(values)
+        if sample_weight is None:
+            sample_weight = np.ones(self.n_samples)
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        self.sample_weight_numpy = sample_weight
+        self.sample_weight = self._tensor(sample_weight)
+        kept_weight = sample_weight - np.minimum(sample_weight, 1)
+        self.kept_weight = self._tensor(kept_weight)
+        frame = moment_frame(
+            self.X_numpy.min(axis=0),
+            self.X_numpy.max(axis=0),
+            np.abs(values).max(axis=0),
+        )
+        columns = moment_columns(self.X_numpy, values, frame)
+        # The rows as queries, and the widths and fits, in the moments' frame.
+        self.queries = self._tensor((self.X_numpy - frame.centre) / frame.x_scale)
+        self.x_scale = self._tensor(frame.x_scale)
+        self.y_scale = self._tensor(frame.y_scale)
+        # c * [columns, 1]: one product with the weights gives every sum.
+        self.columns = self._tensor(weighted_values(columns, sample_weight))
+        self.kept_columns = self._tensor(weighted_values(columns, kept_weight))
+        self.key_factor = None
+        if key_widths is not None:
+            self.key_factor = self._tensor(1.0 / np.asarray(key_widths) ** 2)
+        self.row_factor = None
+        if query_widths is not None:
+            self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
+        blocks = _BLOCKS_PER_ROW + self.n_features
+        budget = get_config()["working_memory"] * 2**20 / blocks
+        self.chunk_n_rows = max(
+            1, int(min(budget, _LOO_BLOCK_BYTES) // (8 * self.n_samples))
+        )
+
+    def _tensor(self, array):
+        array = np.ascontiguousarray(array, dtype=np.float64)
+        return torch.as_tensor(array, device=self.device)
+
+    def __call__(self, log_bandwidth, rows=None):
+        """Loss and gradient at ``log_bandwidth`` (see :meth:`evaluate`)."""
+        loss, gradient, _ = self.evaluate(log_bandwidth, rows, order=1)
+        return loss, gradient
+
+    def evaluate(self, log_bandwidth, rows=None, order=1):
+        """Loss and, as asked, its gradient and second derivative.
+
+        Parameters
+        ----------
+        log_bandwidth : ndarray of shape (1,) or (n_features,)
+            Logarithm of the isotropic or per-feature width.
+        rows : ndarray of int, default=None
+            Rows to leave out and predict (all when None).
+        order : {0, 1, 2}, default=1
+            0: the loss; 1: and its gradient; 2: and, for one width, its
+            second derivative.
+
+        Returns
+        -------
+        loss : float
+            Sample-weighted mean over ``rows`` of the squared error, mean
+            over outputs.
+        gradient : ndarray of the shape of ``log_bandwidth``, or None
+        second : float or None
+        """
+        log_bandwidth = np.asarray(log_bandwidth, dtype=np.float64).ravel()
+        if order == 2 and log_bandwidth.size > 1:
+            raise ValueError("The second derivative is for one shared width.")
+        rows = (
+            np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
+        )
+        loss = 0.0
+        gradient = np.zeros(log_bandwidth.size)
+        second = 0.0
+        for batch in gen_batches(len(rows), self.chunk_n_rows):
+            chunk = torch.as_tensor(rows[batch], device=self.device)
+            log_h = self._tensor(log_bandwidth).requires_grad_(order > 0)
+            with torch.set_grad_enabled(order > 0):
+                predictions = self._predictions(log_h, chunk)
+                errors = (predictions - self.values[chunk]).square().mean(dim=1)
+                chunk_loss = errors @ self.sample_weight[chunk]
+            loss += float(chunk_loss.detach())
+            if order == 0:
+                continue
+            (first,) = torch.autograd.grad(chunk_loss, log_h, create_graph=order == 2)
+            gradient += first.detach().cpu().numpy()
+            if order == 2:
+                (curvature,) = torch.autograd.grad(first[0], log_h)
+                second += float(curvature[0])
+        total_weight = self.sample_weight_numpy[rows].sum()
+        if order == 0:
+            return loss / total_weight, None, None
+        return (
+            loss / total_weight,
+            gradient / total_weight,
+            second / total_weight if order == 2 else None,
+        )
+
+    def in_float32(self):
+        """This objective: the local fits need float64 moments even to rank
+        widths."""
+        return self
+
+    def losses_at(self, log_bandwidths, rows=None, log_relative=None, per_row=False):
+        """The loss at each of several widths along one ray.
+
+        Parameters
+        ----------
+        log_bandwidths : ndarray of shape (n_widths,)
+            Shared log-widths, or with ``log_relative`` the offsets t of the
+            per-feature log-widths ``t + log_relative``.
+        rows : ndarray of int, default=None
+            Rows to leave out and predict (all when None).
+        log_relative : ndarray of shape (n_features,), default=None
+            Per-feature log-widths relative to one another.
+        per_row : bool, default=False
+            Also return each row's share of each loss.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_widths,)
+        row_losses : ndarray of shape (n_rows, n_widths)
+            With ``per_row``: row i's c_i-weighted loss over the rows' total
+            weight, which sum over rows to ``losses``.
+        """
+        rows = (
+            np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
+        )
+        offset = 0.0 if log_relative is None else np.asarray(log_relative)
+        row_losses = np.column_stack(
+            [
+                self._row_losses(np.atleast_1d(t + offset), rows)
+                for t in np.ravel(log_bandwidths)
+            ]
+        )
+        row_losses /= self.sample_weight_numpy[rows].sum()
+        losses = row_losses.sum(axis=0)
+        return (losses, row_losses) if per_row else losses
+
+    def _row_losses(self, log_bandwidth, rows):
+        """Each row's c_i-weighted squared error (mean over outputs)."""
+        log_h = self._tensor(log_bandwidth)
+        row_losses = []
+        for batch in gen_batches(len(rows), self.chunk_n_rows):
+            chunk = torch.as_tensor(rows[batch], device=self.device)
+            predictions = self._predictions(log_h, chunk)
+            errors = (predictions - self.values[chunk]).square().mean(dim=1)
+            row_losses.append((errors * self.sample_weight[chunk]).cpu().numpy())
+        return np.concatenate(row_losses) if row_losses else np.zeros(0)
+
+    def predictions(self, log_bandwidth, rows=None):
+        """The leave-one-out predictions of ``rows`` (all when None).
+
+        Returns
+        -------
+        predictions : ndarray of shape (n_rows, n_outputs)
+        """
+        log_h = self._tensor(np.ravel(log_bandwidth))
+        rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
+        return (
+            torch.cat(
+                [
+                    self._predictions(
+                        log_h, torch.as_tensor(rows[batch], device=self.device)
+                    )
+                    for batch in gen_batches(len(rows), self.chunk_n_rows)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
+
+    def _predictions(self, log_h, chunk):
+        """Leave-one-out predictions of a chunk of rows, differentiable in
+        ``log_h`` when it requires a gradient.
+
+        Parameters
+        ----------
+        log_h : tensor of shape (1,) or (n_features,)
+        chunk : tensor of int of shape (n_rows,)
+
+        Returns
+        -------
+        predictions : tensor of shape (n_rows, n_outputs)
+        """
+        position = torch.arange(len(chunk), device=self.device)
+        sq = self._squared(log_h, chunk)
+        keeps = self.kept_weight[chunk, None] > 0
+        differentiable = sq.requires_grad
+        with torch.no_grad():
+            masked = sq.detach().clone() if differentiable else sq
+            # The left-out sample takes no part in its own prediction.
+            masked[position, chunk] = torch.inf
+            nearest = masked.amin(dim=1, keepdim=True)
+            shift = torch.where(keeps, 0.0, nearest)
+        if differentiable:
+            weights = self._kernel(sq, shift)
+            weights = weights.index_put((position, chunk), weights.new_zeros(()))
+        else:
+            # In place: the left-out pair, at u = inf, gets weight 0.
+            weights = self._kernel_in_place(sq, shift)
+        sums = weights @ self.columns + self.kept_columns[chunk]
+        totals = sums[:, -1:]
+        empty = ~(totals[:, 0] > 0)
+        if bool(empty.any()):
+            # No other sample within reach of a compact kernel: the fit on
+            # the nearest others, ties included, as a full fit does.
+            with torch.no_grad():
+                distances = self._squared(log_h.detach(), chunk[empty])
+                distances[position[: len(distances)], chunk[empty]] = torch.inf
+                tied = distances <= distances.amin(dim=1, keepdim=True)
+                tied &= torch.isfinite(distances)
+                nearest_sums = torch.zeros_like(sums.detach())
+                nearest_sums[empty] = tied.to(self.dtype) @ self.columns
+            sums = torch.where(empty[:, None], nearest_sums, sums)
+            totals = sums[:, -1:]
+        mean_moments = sums[:, :-1] / totals
+        bandwidth = torch.exp(log_h.detach()).expand(self.n_features) / self.x_scale
+        fit, _, _ = local_linear_fit(
+            mean_moments, self.queries[chunk], bandwidth, self.n_outputs
+        )
+        return fit * self.y_scale
+
+    def _squared(self, log_h, chunk):
+        """u^2 of a chunk of rows against every sample (a new block).
+
+        Summed feature by feature from coordinate differences; with one
+        width, the sum is taken first and multiplied by h^-2 once.
+        """
+        queries = self.X[chunk]
+        keys_t = self.X.T
+        factors = torch.exp(-2 * log_h)
+        per_feature = log_h.numel() > 1
+        grad = log_h.requires_grad
+        sq = None
+        for feature in range(self.n_features):
+            difference = queries[:, feature, None] - keys_t[feature, None, :]
+            term = difference.square_()
+            if per_feature:
+                term = term * factors[feature] if grad else term.mul_(factors[feature])
+            if sq is None:
+                sq = term
+            elif per_feature and grad:
+                sq = sq + term
+            else:
+                sq.add_(term)
+        if not per_feature:
+            sq = sq * factors[0] if grad else sq.mul_(factors[0])
+        if self.key_factor is not None:
+            sq = sq * self.key_factor[None, :]
+        if self.row_factor is not None:
+            sq = sq * self.row_factor[chunk, None]
+        return sq
+
+    def _kernel(self, sq, shift):
+        """Kernel weights of u^2 = ``sq``, the log-domain kernels divided by
+        their weight at the shift (the nearest other sample, or u = 0 where
+        the row keeps weight of its own): a softmax's shift, which no local
+        fit sees. The left-out pair's entry is overwritten by the caller."""
+        if self.name == "gaussian":
+            # Clamped at 0 where the left-out pair lies nearer than the shift.
+            return torch.exp((-0.5 * (sq - shift)).clamp(max=0))
+        u = _safe_sqrt(sq)
+        if self.name == "exponential":
+            return torch.exp((_safe_sqrt(shift) - u).clamp(max=0))
+        return self.kernel.function(u)
+
+    def _kernel_in_place(self, sq, shift):
+        """:meth:`_kernel` computed in the block of ``sq``, whose entries of
+        u = inf get weight 0."""
+        if self.name == "gaussian":
+            return sq.sub_(shift).mul_(-0.5).clamp_(max=0).exp_()
+        if self.name == "exponential":
+            return sq.sqrt_().sub_(shift.sqrt()).neg_().clamp_(max=0).exp_()
+        kernel = self.kernel
+        if kernel.in_place is None:
+            return kernel.function(sq.sqrt_())
+        return kernel.in_place(sq if kernel.of_squared else sq.sqrt_())
+
+
+def _safe_sqrt(sq):
+    """sqrt(u^2) with a zero derivative at 0 rather than an infinite one."""
+    positive = sq > 0
+    return torch.where(positive, torch.where(positive, sq, 1.0).sqrt(), 0.0)
