@@ -121,7 +121,7 @@ class _RegressorFitPredict:
 
         For each training sample i, the model fitted without it (without one
         unit of its frequency weight) predicts mu_i(q) at a query q and has
-        the leave-one-out residual R_i = |y_i - mu_i(x_i)|. The interval is
+        the leave-one-out residual R_i = abs(y_i - mu_i(x_i)). The interval is
 
             [q_lower(mu_i(q) - R_i), q_upper(mu_i(q) + R_i)],
 
