@@ -78,6 +78,16 @@ def resolve_device(device, *, fall_back=False):
     return resolved
 
 
+def named_block(blocks, name, shape, dtype, device):
+    """A view of ``shape`` on the block called ``name`` in ``blocks``, made
+    (or made larger) when it has fewer rows."""
+    buffer = blocks.get(name)
+    if buffer is None or buffer.shape[0] < shape[0]:
+        buffer = torch.empty(shape, dtype=dtype, device=device)
+        blocks[name] = buffer
+    return buffer[: shape[0]]
+
+
 def compute_dtype(*arrays):
     """float32 when every array is float32, float64 otherwise."""
     if all(array.dtype == np.float32 for array in arrays):
@@ -367,13 +377,9 @@ class _Problem:
 
     def named_block(self, name, n_rows):
         """The (n_rows, n_keys) view of the reused block called ``name``."""
-        buffer = self.blocks.get(name)
-        if buffer is None or buffer.shape[0] < n_rows:
-            buffer = torch.empty(
-                (n_rows, self.n_keys), dtype=self.dtype, device=self.device
-            )
-            self.blocks[name] = buffer
-        return buffer[:n_rows]
+        return named_block(
+            self.blocks, name, (n_rows, self.n_keys), self.dtype, self.device
+        )
 
     def squared_distances(self, scaled_queries):
         """Squared distances of scaled queries to the scaled keys.

@@ -13,7 +13,7 @@ from sklearn import get_config
 from sklearn.utils import gen_batches
 
 from sknw import _triton
-from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem, weighted_values
+from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem, named_block, weighted_values
 from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
@@ -435,13 +435,9 @@ class LeaveOneOutObjective:
     def _block(self, name, n_rows):
         """The (n_rows, n_samples) view of the reused block called ``name``
         (the blocks the engine's problems over these samples share)."""
-        buffer = self._blocks.get(name)
-        if buffer is None or buffer.shape[0] < n_rows:
-            buffer = torch.empty(
-                (n_rows, self.n_samples), dtype=self.dtype, device=self.device
-            )
-            self._blocks[name] = buffer
-        return buffer[:n_rows]
+        return named_block(
+            self._blocks, name, (n_rows, self.n_samples), self.dtype, self.device
+        )
 
     def _pairs(self, bandwidth, chunk):
         """u^2 of a chunk of rows against every sample at ``bandwidth``, and
