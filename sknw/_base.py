@@ -37,6 +37,11 @@ from sknw._validation import (
     check_device,
     check_kernel_callable,
     check_sample_weight,
+    check_value_range,
+    coordinate_scale,
+    largest_coordinate,
+    value_scale,
+    writable,
 )
 
 FLOAT_DTYPES = (np.float64, np.float32)
@@ -46,6 +51,24 @@ FLOAT_DTYPES = (np.float64, np.float32)
 # the others within one width.
 AUTO_TREE_MIN_SAMPLES = 2000
 AUTO_TREE_MAX_FRACTION = 0.05
+
+
+def _scaled(bandwidth, scale):
+    """A width in the units of X times it in the internal units, below the
+    largest float."""
+    if scale == 1:
+        return bandwidth
+    scaled = np.minimum(np.asarray(bandwidth, dtype=np.float64) * scale, 1e300)
+    return float(scaled) if np.ndim(bandwidth) == 0 else scaled
+
+
+def _unscaled(bandwidth, scale):
+    """A width in the internal units back in the units of X."""
+    if scale == 1:
+        return bandwidth
+    if np.ndim(bandwidth) == 0:
+        return float(bandwidth) / scale
+    return np.asarray(bandwidth, dtype=np.float64) / scale
 
 
 class _BaseNadarayaWatson(BaseEstimator):
@@ -104,7 +127,8 @@ class _BaseNadarayaWatson(BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        return attention(X, self._fit_X, **self._engine_settings(X))
+        X, settings = self._engine_settings(X)
+        return attention(X, self._fit_X, **settings)
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
@@ -118,7 +142,9 @@ class _BaseNadarayaWatson(BaseEstimator):
                     "and a callable kernel gives weights only."
                 )
             check_kernel_callable(self.kernel)
-        if not isinstance(self.bandwidth, (str, Real)):
+        if not isinstance(self.bandwidth, (str, Real)) or isinstance(
+            self.bandwidth, bool
+        ):
             check_bandwidth_array(self.bandwidth, X.shape[1])
         if self._learns_bandwidth:
             n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
@@ -144,15 +170,24 @@ class _BaseNadarayaWatson(BaseEstimator):
         """Everything ``fit`` does once X, the values and the weights are
         validated: local widths, the bandwidth (learned when asked), the
         prediction path, and the fitted configuration."""
+        # Coordinates so small that their squared distances would be
+        # denormal, and values whose weighted sums could overflow, are scaled
+        # by powers of 2 (exactly); bandwidth_ stays in the units of X.
+        check_value_range(values, X.dtype, type(self).__name__)
+        self._coordinate_scale = coordinate_scale(X)
+        X = writable(X) if self._coordinate_scale == 1 else X * self._coordinate_scale
+        values = writable(values)
         local_widths = self._local_widths(X, sample_weight)
-        self.bandwidth_, learning = self._fit_bandwidth(
+        self._bandwidth, learning = self._fit_bandwidth(
             X, values, sample_weight, local_widths, loss
         )
+        self.bandwidth_ = _unscaled(self._bandwidth, self._coordinate_scale)
         if learning is not None:
             self.loss_curve_, self.n_iter_ = learning
         self._fit_method, self._tree = self._fit_algorithm(X, sample_weight)
         self._fit_X = X
-        self._fit_values = values
+        self._value_scale = value_scale(values)
+        self._fit_values = values / self._value_scale
         self._fit_sample_weight = sample_weight
         self._local_widths_fit = local_widths
         # Prediction uses the configuration fit saw, whatever set_params
@@ -209,7 +244,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             settings = dict(sample_weight=sample_weight, key_widths=None)
             if positive_weight_keys(X, None, settings, compute_dtype(X))[3] is not None:
                 return "tree", None
-        return "tree", tree or build_tree(X, self.bandwidth_)
+        return "tree", tree or build_tree(X, self._bandwidth)
 
     def _auto_algorithm(self, X):
         """The tree when few samples are within reach of each other.
@@ -239,11 +274,11 @@ class _BaseNadarayaWatson(BaseEstimator):
             if self.truncation is None:
                 return "dense", None
             radius = truncation_radius(kernel, self.truncation)
-        tree = build_tree(X, self.bandwidth_)
+        tree = build_tree(X, self._bandwidth)
         sample = check_random_state(0).choice(
             X.shape[0], size=min(X.shape[0], 200), replace=False
         )
-        fraction = neighbor_fraction(tree, X[sample], self.bandwidth_, radius)
+        fraction = neighbor_fraction(tree, X[sample], self._bandwidth, radius)
         if fraction > AUTO_TREE_MAX_FRACTION:
             return "dense", None
         return "tree", tree
@@ -345,14 +380,17 @@ class _BaseNadarayaWatson(BaseEstimator):
         if isinstance(self.bandwidth, str):
             return BANDWIDTH_RULES[self.bandwidth](X, sample_weight)
         if isinstance(self.bandwidth, Real):
-            return float(self.bandwidth)
-        return check_bandwidth_array(self.bandwidth, X.shape[1])
+            return _scaled(float(self.bandwidth), self._coordinate_scale)
+        bandwidth = check_bandwidth_array(self.bandwidth, X.shape[1])
+        return _scaled(bandwidth, self._coordinate_scale)
 
     def _weighted_average(self, X):
         """Attention-weighted average of the training values at the queries."""
-        settings = self._engine_settings(X)
+        X, settings = self._engine_settings(X)
+        dtype = numpy_dtype(X, self._fit_X)
         if self._fit_method == "dense":
-            return nadaraya_watson(X, self._fit_X, self._fit_values, **settings)
+            predictions = nadaraya_watson(X, self._fit_X, self._fit_values, **settings)
+            return (predictions * self._value_scale).astype(dtype, copy=False)
         settings.pop("device")
         partial = tree_partial_sums(
             X,
@@ -362,12 +400,21 @@ class _BaseNadarayaWatson(BaseEstimator):
             tree=self._tree,
             **settings,
         )
-        predictions = merge_partial_sums([partial])
-        return predictions.astype(numpy_dtype(X, self._fit_X), copy=False)
+        predictions = merge_partial_sums([partial]) * self._value_scale
+        return predictions.astype(dtype, copy=False)
 
     def _engine_settings(self, X):
-        """Keyword arguments of the engine for predicting at ``X``."""
+        """Keyword arguments of the engine for predicting at ``X``, and
+        ``X`` in the units the training data are kept in."""
         check_coordinates(X, dtype=numpy_dtype(X, self._fit_X))
+        if self._coordinate_scale != 1:
+            # Training data so small that they were scaled up: a query that
+            # the scale takes beyond the coordinate limit is brought back to
+            # it, still about 1e150 (float32: 1e18) times farther from the
+            # samples than they are from each other.
+            limit = largest_coordinate(numpy_dtype(X, self._fit_X), X.shape[1])
+            with np.errstate(over="ignore"):
+                X = np.clip(X * self._coordinate_scale, -limit, limit)
         config = self._fit_config
         query_widths = None
         if config["adaptive"] == "query":
@@ -377,8 +424,8 @@ class _BaseNadarayaWatson(BaseEstimator):
             query_widths = (
                 np.maximum(distances, self._local_width_floor) / self._local_width_scale
             )
-        return dict(
-            bandwidth=self.bandwidth_,
+        return X, dict(
+            bandwidth=self._bandwidth,
             kernel=config["kernel"],
             sample_weight=self._fit_sample_weight,
             key_widths=(

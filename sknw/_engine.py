@@ -78,6 +78,19 @@ def resolve_device(device, *, fall_back=False):
     return resolved
 
 
+def as_tensor(array, dtype, device):
+    """A tensor of ``array`` in ``dtype`` on ``device``.
+
+    Read-only memory (a pandas DataFrame's, or any array with
+    ``writeable=False``) is copied first: torch cannot share it safely and
+    would warn.
+    """
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.as_tensor(array, dtype=dtype, device=device)
+
+
 def compute_dtype(*arrays):
     """float32 when every array is float32, float64 otherwise."""
     if all(array.dtype == np.float32 for array in arrays):
@@ -173,8 +186,7 @@ class _Problem:
         return radius <= _PRODUCT_MAX_RADIUS
 
     def to_tensor(self, array):
-        array = np.ascontiguousarray(array)
-        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
+        return as_tensor(array, self.dtype, self.device)
 
     def _u_factor(self, query_widths, power):
         """1 / (reference * query_widths)^power, per row or one number.
@@ -245,7 +257,11 @@ class _Problem:
             indicator, distance = self.nearest(queries[empty])
             weights[empty] = indicator.to(self.dtype)
             nearest[empty.cpu().numpy()] = distance.cpu().numpy()
-        return weights, np.zeros(n_queries), nearest
+        log_shift = np.zeros(n_queries)
+        if callable(getattr(self, "user_kernel", None)):
+            log_shift = self.row_log_divisor.copy()
+            log_shift[np.isfinite(nearest)] = 0.0
+        return weights, log_shift, nearest
 
     def _log_weights(self, queries, query_widths):
         """Log-weights of a log-domain kernel, shifted to a row maximum of 0.
@@ -440,8 +456,20 @@ class _Problem:
         return relative <= smallest, smallest.ravel()
 
     def _call_kernel(self, u):
-        weights = np.asarray(self.user_kernel(u.cpu().numpy()))
+        """A callable kernel's weights, row by row divided by a power of 2
+        near their largest: the rows' ratios, all that the averages use,
+        stay exact, and weights as large as float64 holds neither overflow
+        in float32 nor in the sums."""
+        u64 = u.cpu().numpy().astype(np.float64)
+        weights = np.asarray(self.user_kernel(u64))
         check_kernel_output(weights, u.shape)
+        weights = weights.astype(np.float64, copy=False)
+        largest = weights.max(axis=1, initial=0) if weights.ndim == 2 else None
+        if largest is not None:
+            exponent = np.frexp(largest)[1] - 1
+            divisor = np.where(largest > 0, np.ldexp(1.0, exponent), 1.0)
+            weights = weights / divisor[:, None]
+            self.row_log_divisor = np.log(divisor)
         return self.to_tensor(weights)
 
 
@@ -672,8 +700,7 @@ def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
     weighted = weighted_values(values, sample_weight)
 
     def tensor(array):
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        return torch.as_tensor(array, device=device)
+        return as_tensor(array, torch.float32, device)
 
     row_max, sums, min_sq = _triton.fused_partial_sums(
         tensor(queries * inverse),
