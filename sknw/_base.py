@@ -173,10 +173,11 @@ class _BaseNadarayaWatson(BaseEstimator):
         # Coordinates so small that their squared distances would be
         # denormal, and values whose weighted sums could overflow, are scaled
         # by powers of 2 (exactly); bandwidth_ stays in the units of X.
-        check_value_range(values, X.dtype, type(self).__name__)
+        if values is not None:
+            check_value_range(values, X.dtype, type(self).__name__)
+            values = writable(values)
         self._coordinate_scale = coordinate_scale(X)
         X = writable(X) if self._coordinate_scale == 1 else X * self._coordinate_scale
-        values = writable(values)
         local_widths = self._local_widths(X, sample_weight)
         self._bandwidth, learning = self._fit_bandwidth(
             X, values, sample_weight, local_widths, loss
@@ -186,8 +187,10 @@ class _BaseNadarayaWatson(BaseEstimator):
             self.loss_curve_, self.n_iter_ = learning
         self._fit_method, self._tree = self._fit_algorithm(X, sample_weight)
         self._fit_X = X
-        self._value_scale = value_scale(values)
-        self._fit_values = values / self._value_scale
+        self._value_scale = self._fit_values = None
+        if values is not None:
+            self._value_scale = value_scale(values)
+            self._fit_values = values / self._value_scale
         self._fit_sample_weight = sample_weight
         self._local_widths_fit = local_widths
         # Prediction uses the configuration fit saw, whatever set_params
@@ -387,21 +390,29 @@ class _BaseNadarayaWatson(BaseEstimator):
     def _weighted_average(self, X):
         """Attention-weighted average of the training values at the queries."""
         X, settings = self._engine_settings(X)
-        dtype = numpy_dtype(X, self._fit_X)
+        predictions = self._average(X, settings, self._fit_values)
+        return (predictions * self._value_scale).astype(
+            numpy_dtype(X, self._fit_X), copy=False
+        )
+
+    def _average(self, X, settings, values):
+        """Weighted averages of ``values`` (one row per training sample) at
+        queries and settings from :meth:`_engine_settings`, in float64."""
         if self._fit_method == "dense":
-            predictions = nadaraya_watson(X, self._fit_X, self._fit_values, **settings)
-            return (predictions * self._value_scale).astype(dtype, copy=False)
+            return nadaraya_watson(X, self._fit_X, values, **settings).astype(
+                np.float64, copy=False
+            )
+        settings = dict(settings)
         settings.pop("device")
         partial = tree_partial_sums(
             X,
             self._fit_X,
-            self._fit_values,
+            values,
             truncation=self._fit_config["truncation"],
             tree=self._tree,
             **settings,
         )
-        predictions = merge_partial_sums([partial]) * self._value_scale
-        return predictions.astype(dtype, copy=False)
+        return merge_partial_sums([partial])
 
     def _engine_settings(self, X):
         """Keyword arguments of the engine for predicting at ``X``, and

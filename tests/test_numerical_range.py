@@ -1,5 +1,6 @@
 """Inputs at the edges of float, read-only arrays and small refusals."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -7,12 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
+from sklearn import config_context
 
 from sknw import (
     NadarayaWatsonClassifier,
     NadarayaWatsonRegressor,
     NadarayaWatsonRegressorCV,
 )
+from sknw._neighbors import _pair_bytes
 from tests._reference import attention_slow, nadaraya_watson_slow
 
 
@@ -233,3 +236,74 @@ def test_finite_inputs_give_finite_predictions_or_a_clear_refusal(
     assert np.all(np.isfinite(predictions))
     assert np.all(predictions <= y.max() * (1 + 1e-9) + 1e-300 * 0)
     assert np.all(predictions >= y.min() - abs(y.min()) * 1e-9)
+
+
+# Memory under working_memory.
+
+
+class _CountingTree:
+    """A tree that records how many neighbours each gathering returns."""
+
+    def __init__(self, tree):
+        self.tree = tree
+        self.gathered = []
+
+    def __getattr__(self, name):
+        return getattr(self.tree, name)
+
+    def query_radius(self, X, r, count_only=False, **kwargs):
+        found = self.tree.query_radius(X, r, count_only=count_only, **kwargs)
+        if not count_only:
+            self.gathered.append(sum(len(part) for part in found))
+        return found
+
+
+def test_tree_gathers_neighbours_within_working_memory_whatever_the_order():
+    rng = np.random.default_rng(0)
+    X = np.vstack(
+        [rng.uniform(0, 100, size=(1000, 2)), rng.normal(50, 0.05, size=(4000, 2))]
+    )
+    y = rng.normal(size=len(X))
+    queries = rng.uniform(0, 100, size=(600, 2))
+    # Crowded queries away from the rows a sample of queries would take.
+    sampled = np.unique(np.linspace(0, 599, 256).astype(int))
+    crowded = np.setdiff1d(np.arange(600), sampled)[:150]
+    queries[crowded] = rng.normal(50, 0.05, size=(150, 2))
+    model = NadarayaWatsonRegressor("epanechnikov", bandwidth=0.5, algorithm="tree")
+    model.fit(X, y)
+    model._tree = counting = _CountingTree(model._tree)
+    with config_context(working_memory=1):
+        predictions = model.predict(queries)
+    # The budget's pairs (1 MiB over the bytes held per pair), or one query's
+    # neighbours when it alone has more.
+    budget = 2**20 // _pair_bytes(2)
+    assert max(counting.gathered) <= max(budget, len(X))
+    assert sum(counting.gathered) > 150 * 4000
+    expected = nadaraya_watson_slow(queries, X, y, 0.5, "epanechnikov")
+    assert_allclose(predictions, expected, rtol=1e-9, atol=1e-12)
+
+
+def _traced_peak(function):
+    """Peak MiB of NumPy's allocations while ``function`` runs."""
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_many_classes_fit_and_predict_within_working_memory():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2))
+    y = rng.permutation(2000) % 1000  # 1,000 classes: a one-hot is 15 MiB
+    queries = rng.normal(size=(200, 2))
+    model = NadarayaWatsonClassifier(bandwidth=0.2)
+    assert _traced_peak(lambda: model.fit(X, y)) < 2
+    with config_context(working_memory=4):
+        labels = []
+        assert _traced_peak(lambda: labels.append(model.predict(queries))) < 6
+        proba = model.predict_proba(queries)
+    expected = attention_slow(queries, X, 0.2, "gaussian") @ np.eye(1000)[y]
+    assert_allclose(proba, expected, rtol=1e-9, atol=1e-15)
+    assert_allclose(labels[0], np.argmax(expected, axis=1))
