@@ -22,6 +22,7 @@ from sknw._engine import (
     numpy_dtype,
     positive_weight_keys,
     resolve_device,
+    single_threaded_torch,
 )
 from sknw._kernels import KERNELS
 from sknw._loo import learn_bandwidth
@@ -128,7 +129,8 @@ class _BaseNadarayaWatson(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         X, settings = self._engine_settings(X)
-        return attention(X, self._fit_X, **settings)
+        with single_threaded_torch():
+            return attention(X, self._fit_X, **settings)
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
@@ -356,25 +358,29 @@ class _BaseNadarayaWatson(BaseEstimator):
         bandwidth = self._resolve_bandwidth(X, sample_weight)
         if not self._learns_bandwidth:
             return bandwidth, None
-        learned, loss_curve, n_iter = learn_bandwidth(
-            X,
-            values,
-            np.atleast_1d(bandwidth),
-            kernel=self.kernel,
-            loss=loss,
-            sample_weight=sample_weight,
-            local_widths=local_widths,
-            adaptive=self.adaptive,
-            solver=self.solver,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=self.random_state,
-            verbose=self.verbose,
-            device=resolve_device(self.device),
-            name=type(self).__name__,
-        )
+        # One torch thread: the learner's many small operations would
+        # otherwise wait on each other's threads whenever other processes
+        # share the cores.
+        with single_threaded_torch():
+            learned, loss_curve, n_iter = learn_bandwidth(
+                X,
+                values,
+                np.atleast_1d(bandwidth),
+                kernel=self.kernel,
+                loss=loss,
+                sample_weight=sample_weight,
+                local_widths=local_widths,
+                adaptive=self.adaptive,
+                solver=self.solver,
+                learning_rate=self.learning_rate,
+                batch_size=self.batch_size,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                random_state=self.random_state,
+                verbose=self.verbose,
+                device=resolve_device(self.device),
+                name=type(self).__name__,
+            )
         bandwidth = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
         return bandwidth, (loss_curve, n_iter)
 
@@ -397,7 +403,15 @@ class _BaseNadarayaWatson(BaseEstimator):
 
     def _average(self, X, settings, values):
         """Weighted averages of ``values`` (one row per training sample) at
-        queries and settings from :meth:`_engine_settings`, in float64."""
+        queries and settings from :meth:`_engine_settings`, in float64.
+
+        Torch computes with one thread in this thread; the chunks of the
+        dense path are spread over threads of sknw's own.
+        """
+        with single_threaded_torch():
+            return self._average_in_one_thread(X, settings, values)
+
+    def _average_in_one_thread(self, X, settings, values):
         if self._fit_method == "dense":
             return nadaraya_watson(X, self._fit_X, values, **settings).astype(
                 np.float64, copy=False

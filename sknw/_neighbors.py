@@ -14,6 +14,7 @@ from sknw._engine import (
     _weight_scale,
     compute_dtype,
     positive_weight_keys,
+    single_threaded_torch,
     start_partial_sums,
     weighted_values,
 )
@@ -136,6 +137,15 @@ query_widths
     # gathered a slice of queries at a time within the budget, wherever the
     # crowded queries are; the arrays per query (coordinates, radii, counts)
     # take fewer bytes than the budget's pairs.
+    with single_threaded_torch():
+        _gather_and_sum(search, partial, queries, query_widths, budget)
+    partial.log_shift[:] += np.log(weight_scale)
+    partial.nearest_sums[:] *= weight_scale
+    return partial
+
+
+def _gather_and_sum(search, partial, queries, query_widths, budget):
+    """The tree path's sums, within ``budget`` (query, neighbour) pairs."""
     for outer in gen_batches(queries.shape[0], max(1, int(budget))):
         scaled, widths, radius = search.radii(queries[outer], query_widths, outer)
         counts = search.tree.query_radius(scaled, radius, count_only=True)
@@ -155,9 +165,6 @@ query_widths
                 rows,
                 cols,
             )
-    partial.log_shift[:] += np.log(weight_scale)
-    partial.nearest_sums[:] *= weight_scale
-    return partial
 
 
 class _TreeSearch:

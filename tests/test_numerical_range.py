@@ -5,10 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from sklearn import config_context
+from threadpoolctl import threadpool_limits
 
 from sknw import (
     NadarayaWatsonClassifier,
@@ -307,3 +309,35 @@ def test_many_classes_fit_and_predict_within_working_memory():
     expected = attention_slow(queries, X, 0.2, "gaussian") @ np.eye(1000)[y]
     assert_allclose(proba, expected, rtol=1e-9, atol=1e-15)
     assert_allclose(labels[0], np.argmax(expected, axis=1))
+
+
+# Threads of sknw's own.
+
+
+@pytest.mark.parametrize(
+    "kernel", ["gaussian", "epanechnikov", lambda u: 1e300 * np.exp(-u)]
+)
+def test_chunks_on_threads_give_the_single_thread_results(kernel):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 2))
+    y = rng.normal(size=800)
+    queries = rng.normal(size=(300, 2))
+    model = NadarayaWatsonRegressor(kernel, bandwidth=0.3, algorithm="dense")
+    model.fit(X, y, sample_weight=rng.uniform(0.5, 2, size=800))
+    previous = torch.get_num_threads()
+    with config_context(working_memory=0.1):  # chunks of a few rows
+        with threadpool_limits(limits=1, user_api="openmp"):
+            one = model.predict(queries)
+            one_attention = model.attention_weights(queries)
+        torch.set_num_threads(3)
+        try:
+            threaded = model.predict(queries)
+            threaded_attention = model.attention_weights(queries)
+            assert torch.get_num_threads() == 3
+        finally:
+            torch.set_num_threads(previous)
+    # Chunks of other sizes (the budget is shared by the threads) round
+    # their products differently.
+    assert_allclose(threaded, one, rtol=1e-12, atol=1e-15)
+    assert_allclose(threaded_attention, one_attention, rtol=1e-12, atol=1e-300)
+    assert_allclose(one_attention.sum(axis=1), 1.0, rtol=1e-12)
