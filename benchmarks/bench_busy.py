@@ -7,7 +7,8 @@ its default threads) started beside it ("busy"). The ratio default / one
 thread should stay near or below 1 in both: above 1 on a busy machine is the
 collapse of threads that wait for each other while one is descheduled.
 
-Usage: ``python benchmarks/bench_busy.py`` (a few minutes); results go
+Usage: ``python benchmarks/bench_busy.py`` with sknw importable (installed, or
+``PYTHONPATH=.`` from the repository root), a few minutes; results go
 to ``benchmarks/results/bench_busy.json`` and ``.md``, with the load average
 measured before the run (other users of the machine show there).
 """
