@@ -11,16 +11,20 @@ def _spread_and_count(X, sample_weight):
     """Weighted standard deviation per feature and the number of samples.
 
     The weights are frequency weights: an integer weight counts as that many
-    repeated rows.
+    repeated rows. They are divided by their largest before any sum, so
+    that weights near the largest or the smallest float neither overflow
+    nor vanish, and the count is returned as its logarithm.
     """
     if sample_weight is None:
         sample_weight = np.ones(X.shape[0])
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    n_samples = sample_weight.sum()
+    largest = sample_weight.max()
+    relative = sample_weight / largest
+    total = relative.sum()
     X = np.asarray(X, dtype=np.float64)
-    mean = sample_weight @ X / n_samples
-    variance = sample_weight @ (X - mean) ** 2 / n_samples
-    return spread_from_variance(variance), n_samples
+    mean = relative @ X / total
+    variance = relative @ (X - mean) ** 2 / total
+    return spread_from_variance(variance), np.log(total) + np.log(largest)
 
 
 def spread_from_variance(variance):
@@ -76,8 +80,8 @@ def scott_bandwidth(X, sample_weight=None):
     >>> scott_bandwidth(np.array([[0.0], [1.0], [2.0], [3.0]]))
     array([0.847...])
     """
-    spread, n_samples = _spread_and_count(X, sample_weight)
-    return spread * scott_factor(n_samples, spread.shape[0])
+    spread, log_n = _spread_and_count(X, sample_weight)
+    return spread * np.exp(-log_n / (spread.shape[0] + 4))
 
 
 def silverman_bandwidth(X, sample_weight=None):
@@ -106,8 +110,9 @@ def silverman_bandwidth(X, sample_weight=None):
     >>> silverman_bandwidth(np.array([[0.0], [1.0], [2.0], [3.0]]))
     array([0.897...])
     """
-    spread, n_samples = _spread_and_count(X, sample_weight)
-    return spread * silverman_factor(n_samples, spread.shape[0])
+    spread, log_n = _spread_and_count(X, sample_weight)
+    n_features = spread.shape[0]
+    return spread * np.exp((np.log(4.0 / (n_features + 2)) - log_n) / (n_features + 4))
 
 
 BANDWIDTH_RULES = {"scott": scott_bandwidth, "silverman": silverman_bandwidth}

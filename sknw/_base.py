@@ -22,6 +22,7 @@ from sknw._engine import (
     numpy_dtype,
     positive_weight_keys,
     resolve_device,
+    single_threaded_torch,
 )
 from sknw._kernels import KERNELS
 from sknw._loo import learn_bandwidth
@@ -37,6 +38,11 @@ from sknw._validation import (
     check_device,
     check_kernel_callable,
     check_sample_weight,
+    check_value_range,
+    coordinate_scale,
+    largest_coordinate,
+    value_scale,
+    writable,
 )
 
 FLOAT_DTYPES = (np.float64, np.float32)
@@ -46,6 +52,24 @@ FLOAT_DTYPES = (np.float64, np.float32)
 # the others within one width.
 AUTO_TREE_MIN_SAMPLES = 2000
 AUTO_TREE_MAX_FRACTION = 0.05
+
+
+def _scaled(bandwidth, scale):
+    """A width in the units of X times it in the internal units, below the
+    largest float."""
+    if scale == 1:
+        return bandwidth
+    scaled = np.minimum(np.asarray(bandwidth, dtype=np.float64) * scale, 1e300)
+    return float(scaled) if np.ndim(bandwidth) == 0 else scaled
+
+
+def _unscaled(bandwidth, scale):
+    """A width in the internal units back in the units of X."""
+    if scale == 1:
+        return bandwidth
+    if np.ndim(bandwidth) == 0:
+        return float(bandwidth) / scale
+    return np.asarray(bandwidth, dtype=np.float64) / scale
 
 
 class _BaseNadarayaWatson(BaseEstimator):
@@ -107,7 +131,9 @@ class _BaseNadarayaWatson(BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        return attention(X, self._fit_X, **self._engine_settings(X))
+        X, settings = self._engine_settings(X)
+        with single_threaded_torch():
+            return attention(X, self._fit_X, **settings)
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
@@ -121,7 +147,9 @@ class _BaseNadarayaWatson(BaseEstimator):
                     "and a callable kernel gives weights only."
                 )
             check_kernel_callable(self.kernel)
-        if not isinstance(self.bandwidth, (str, Real)):
+        if not isinstance(self.bandwidth, (str, Real)) or isinstance(
+            self.bandwidth, bool
+        ):
             check_bandwidth_array(self.bandwidth, X.shape[1])
         if self._learns_bandwidth:
             n_used = X.shape[0] if sample_weight is None else (sample_weight > 0).sum()
@@ -147,15 +175,27 @@ class _BaseNadarayaWatson(BaseEstimator):
         """Everything ``fit`` does once X, the values and the weights are
         validated: local widths, the bandwidth (learned when asked), the
         prediction path, and the fitted configuration."""
+        # Coordinates so small that their squared distances would be
+        # denormal, and values whose weighted sums could overflow, are scaled
+        # by powers of 2 (exactly); bandwidth_ stays in the units of X.
+        if values is not None:
+            check_value_range(values, X.dtype, type(self).__name__)
+            values = writable(values)
+        self._coordinate_scale = coordinate_scale(X)
+        X = writable(X) if self._coordinate_scale == 1 else X * self._coordinate_scale
         local_widths = self._local_widths(X, sample_weight)
-        self.bandwidth_, learning = self._fit_bandwidth(
+        self._bandwidth, learning = self._fit_bandwidth(
             X, values, sample_weight, local_widths, loss
         )
+        self.bandwidth_ = _unscaled(self._bandwidth, self._coordinate_scale)
         if learning is not None:
             self.loss_curve_, self.n_iter_ = learning
         self._fit_method, self._tree = self._fit_algorithm(X, sample_weight)
         self._fit_X = X
-        self._fit_values = values
+        self._value_scale = self._fit_values = None
+        if values is not None:
+            self._value_scale = value_scale(values)
+            self._fit_values = values / self._value_scale
         self._fit_sample_weight = sample_weight
         self._local_widths_fit = local_widths
         # Prediction uses the configuration fit saw, whatever set_params
@@ -212,7 +252,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             settings = dict(sample_weight=sample_weight, key_widths=None)
             if positive_weight_keys(X, None, settings, compute_dtype(X))[3] is not None:
                 return "tree", None
-        return "tree", tree or build_tree(X, self.bandwidth_)
+        return "tree", tree or build_tree(X, self._bandwidth)
 
     def _auto_algorithm(self, X):
         """The tree when few samples are within reach of each other.
@@ -242,11 +282,11 @@ class _BaseNadarayaWatson(BaseEstimator):
             if self.truncation is None:
                 return "dense", None
             radius = truncation_radius(kernel, self.truncation)
-        tree = build_tree(X, self.bandwidth_)
+        tree = build_tree(X, self._bandwidth)
         sample = check_random_state(0).choice(
             X.shape[0], size=min(X.shape[0], 200), replace=False
         )
-        fraction = neighbor_fraction(tree, X[sample], self.bandwidth_, radius)
+        fraction = neighbor_fraction(tree, X[sample], self._bandwidth, radius)
         if fraction > AUTO_TREE_MAX_FRACTION:
             return "dense", None
         return "tree", tree
@@ -321,26 +361,30 @@ class _BaseNadarayaWatson(BaseEstimator):
         bandwidth = self._resolve_bandwidth(X, sample_weight)
         if not self._learns_bandwidth:
             return bandwidth, None
-        learned, loss_curve, n_iter = learn_bandwidth(
-            X,
-            values,
-            np.atleast_1d(bandwidth),
-            kernel=self.kernel,
-            loss=loss,
-            sample_weight=sample_weight,
-            local_widths=local_widths,
-            adaptive=self.adaptive,
-            solver=self.solver,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=self.random_state,
-            verbose=self.verbose,
-            device=resolve_device(self.device),
-            name=type(self).__name__,
-            objective_class=self._loo_objective,
-        )
+        # One torch thread: the learner's many small operations would
+        # otherwise wait on each other's threads whenever other processes
+        # share the cores.
+        with single_threaded_torch():
+            learned, loss_curve, n_iter = learn_bandwidth(
+                X,
+                values,
+                np.atleast_1d(bandwidth),
+                kernel=self.kernel,
+                loss=loss,
+                sample_weight=sample_weight,
+                local_widths=local_widths,
+                adaptive=self.adaptive,
+                solver=self.solver,
+                learning_rate=self.learning_rate,
+                batch_size=self.batch_size,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                random_state=self.random_state,
+                verbose=self.verbose,
+                device=resolve_device(self.device),
+                name=type(self).__name__,
+                objective_class=self._loo_objective,
+            )
         bandwidth = float(learned[0]) if np.ndim(bandwidth) == 0 else learned
         return bandwidth, (loss_curve, n_iter)
 
@@ -349,29 +393,57 @@ class _BaseNadarayaWatson(BaseEstimator):
         if isinstance(self.bandwidth, str):
             return BANDWIDTH_RULES[self.bandwidth](X, sample_weight)
         if isinstance(self.bandwidth, Real):
-            return float(self.bandwidth)
-        return check_bandwidth_array(self.bandwidth, X.shape[1])
+            return _scaled(float(self.bandwidth), self._coordinate_scale)
+        bandwidth = check_bandwidth_array(self.bandwidth, X.shape[1])
+        return _scaled(bandwidth, self._coordinate_scale)
 
     def _weighted_average(self, X):
         """Attention-weighted average of the training values at the queries."""
-        settings = self._engine_settings(X)
+        X, settings = self._engine_settings(X)
+        predictions = self._average(X, settings, self._fit_values)
+        return (predictions * self._value_scale).astype(
+            numpy_dtype(X, self._fit_X), copy=False
+        )
+
+    def _average(self, X, settings, values):
+        """Weighted averages of ``values`` (one row per training sample) at
+        queries and settings from :meth:`_engine_settings`, in float64.
+
+        Torch computes with one thread in this thread; the chunks of the
+        dense path are spread over threads of sknw's own.
+        """
+        with single_threaded_torch():
+            return self._average_in_one_thread(X, settings, values)
+
+    def _average_in_one_thread(self, X, settings, values):
         if self._fit_method == "dense":
-            return nadaraya_watson(X, self._fit_X, self._fit_values, **settings)
+            return nadaraya_watson(X, self._fit_X, values, **settings).astype(
+                np.float64, copy=False
+            )
+        settings = dict(settings)
         settings.pop("device")
         partial = tree_partial_sums(
             X,
             self._fit_X,
-            self._fit_values,
+            values,
             truncation=self._fit_config["truncation"],
             tree=self._tree,
             **settings,
         )
-        predictions = merge_partial_sums([partial])
-        return predictions.astype(numpy_dtype(X, self._fit_X), copy=False)
+        return merge_partial_sums([partial])
 
     def _engine_settings(self, X):
-        """Keyword arguments of the engine for predicting at ``X``."""
+        """Keyword arguments of the engine for predicting at ``X``, and
+        ``X`` in the units the training data are kept in."""
         check_coordinates(X, dtype=numpy_dtype(X, self._fit_X))
+        if self._coordinate_scale != 1:
+            # Training data so small that they were scaled up: a query that
+            # the scale takes beyond the coordinate limit is brought back to
+            # it, still about 1e150 (float32: 1e18) times farther from the
+            # samples than they are from each other.
+            limit = largest_coordinate(numpy_dtype(X, self._fit_X), X.shape[1])
+            with np.errstate(over="ignore"):
+                X = np.clip(X * self._coordinate_scale, -limit, limit)
         config = self._fit_config
         query_widths = None
         if config["adaptive"] == "query":
@@ -381,8 +453,8 @@ class _BaseNadarayaWatson(BaseEstimator):
             query_widths = (
                 np.maximum(distances, self._local_width_floor) / self._local_width_scale
             )
-        return dict(
-            bandwidth=self.bandwidth_,
+        return X, dict(
+            bandwidth=self._bandwidth,
             kernel=config["kernel"],
             sample_weight=self._fit_sample_weight,
             key_widths=(

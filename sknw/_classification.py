@@ -4,11 +4,14 @@
 # License: BSD 3 clause
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.utils import gen_batches
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
+from sknw._engine import numpy_dtype
 
 
 class _ClassifierFitPredict:
@@ -38,8 +41,14 @@ class _ClassifierFitPredict:
         check_classification_targets(y)
         sample_weight = self._check_fit_inputs(X, sample_weight)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        one_hot = np.eye(len(self.classes_))[y_encoded]
+        # Labels are kept as indices into classes_; one-hot columns are made
+        # at prediction, a block of classes at a time, and here only for the
+        # leave-one-out learning.
+        one_hot = None
+        if self._learns_bandwidth:
+            one_hot = _one_hot(y_encoded, 0, len(self.classes_))
         self._fit_common(X, one_hot, sample_weight, loss="log_loss")
+        self._fit_codes = y_encoded
         return self
 
     def predict(self, X):
@@ -56,7 +65,17 @@ class _ClassifierFitPredict:
             Predicted class labels.
         """
         check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        best = np.full(X.shape[0], -np.inf)
+        labels = np.zeros(X.shape[0], dtype=np.intp)
+        for queries, classes, proba in self._class_blocks(X):
+            top = np.argmax(proba, axis=1)
+            value = proba[np.arange(len(top)), top]
+            # Strictly greater: a tie goes to the first class, as argmax.
+            better = value > best[queries]
+            best[queries] = np.where(better, value, best[queries])
+            labels[queries] = np.where(better, top + classes.start, labels[queries])
+        return self.classes_[labels]
 
     def predict_proba(self, X):
         """Attention-weighted average of the one-hot training labels.
@@ -73,7 +92,13 @@ class _ClassifierFitPredict:
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        return self._weighted_average(X)
+        result = None
+        for queries, classes, proba in self._class_blocks(X):
+            if result is None:
+                shape = (X.shape[0], len(self.classes_))
+                result = np.empty(shape, dtype=proba.dtype)
+            result[queries, classes] = proba
+        return result
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`; ``-inf`` where it is 0.
@@ -91,6 +116,65 @@ class _ClassifierFitPredict:
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(proba)
+
+    def _class_blocks(self, X):
+        """Class probabilities by blocks of queries and of classes.
+
+        A block's one-hot columns, with their weighted copies in the engine,
+        take about half of ``working_memory``, and its sums the other half;
+        with few classes there is one block of classes.
+
+        Yields
+        ------
+        queries : slice
+            Rows of ``X``.
+        classes : slice
+            Columns of ``classes_``.
+        proba : ndarray of shape (n_rows, n_block_classes)
+            The probabilities of those classes at those queries.
+        """
+        X, settings = self._engine_settings(X)
+        dtype = numpy_dtype(X, self._fit_X)
+        n_samples, n_classes = self._fit_X.shape[0], len(self.classes_)
+        budget = get_config()["working_memory"] * 2**20 // 2
+        # About 3 x 8 bytes per training sample and class (one-hot, weighted
+        # values, their tensor), 4 x 8 per query and class (sums, merged).
+        block_classes = int(np.clip(budget // (24 * n_samples) - 1, 1, n_classes))
+        block_queries = max(1, budget // (32 * (block_classes + 1)))
+        class_batches = list(gen_batches(n_classes, block_classes))
+        one_hot = None
+        if len(class_batches) == 1:
+            one_hot = _one_hot(self._fit_codes, 0, n_classes)
+        query_widths = settings["query_widths"]
+        for queries in gen_batches(X.shape[0], block_queries):
+            if query_widths is not None:
+                settings["query_widths"] = query_widths[queries]
+            for classes in class_batches:
+                values = one_hot
+                if values is None:
+                    values = _one_hot(self._fit_codes, classes.start, classes.stop)
+                proba = self._average(X[queries], settings, values)
+                yield queries, classes, proba.astype(dtype, copy=False)
+
+
+def _one_hot(codes, start, stop):
+    """Columns ``start`` to ``stop`` of the one-hot encoding of class indices.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples,)
+        Class indices.
+    start, stop : int
+        The classes to encode.
+
+    Returns
+    -------
+    one_hot : ndarray of shape (n_samples, stop - start)
+    """
+    one_hot = np.zeros((len(codes), stop - start))
+    rows = np.flatnonzero((codes >= start) & (codes < stop))
+    one_hot[rows, codes[rows] - start] = 1.0
+    return one_hot
 
 
 class NadarayaWatsonClassifier(

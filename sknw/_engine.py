@@ -4,7 +4,10 @@
 # License: BSD 3 clause
 
 import math
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -88,6 +91,19 @@ def named_block(blocks, name, shape, dtype, device):
     return buffer[: shape[0]]
 
 
+def as_tensor(array, dtype, device):
+    """A tensor of ``array`` in ``dtype`` on ``device``.
+
+    Read-only memory (a pandas DataFrame's, or any array with
+    ``writeable=False``) is copied first: torch cannot share it safely and
+    would warn.
+    """
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.as_tensor(array, dtype=dtype, device=device)
+
+
 def compute_dtype(*arrays):
     """float32 when every array is float32, float64 otherwise."""
     if all(array.dtype == np.float32 for array in arrays):
@@ -128,6 +144,11 @@ class _Problem:
         # Blocks of memory by name, reused from chunk to chunk and, when
         # given, from one problem over the same keys to the next.
         self.blocks = {} if blocks is None else blocks
+        # Threads other than the one that made the problem (the chunk loop's
+        # workers) keep blocks, and a callable kernel's row divisors, of
+        # their own.
+        self._owner = threading.get_ident()
+        self._local = threading.local()
         self.dtype = dtype
         self.device = device
         self.n_keys = n_keys
@@ -183,8 +204,7 @@ class _Problem:
         return radius <= _PRODUCT_MAX_RADIUS
 
     def to_tensor(self, array):
-        array = np.ascontiguousarray(array)
-        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
+        return as_tensor(array, self.dtype, self.device)
 
     def _u_factor(self, query_widths, power):
         """1 / (reference * query_widths)^power, per row or one number.
@@ -255,7 +275,11 @@ class _Problem:
             indicator, distance = self.nearest(queries[empty])
             weights[empty] = indicator.to(self.dtype)
             nearest[empty.cpu().numpy()] = distance.cpu().numpy()
-        return weights, np.zeros(n_queries), nearest
+        log_shift = np.zeros(n_queries)
+        if callable(getattr(self, "user_kernel", None)):
+            log_shift = self._local.row_log_divisor.copy()
+            log_shift[np.isfinite(nearest)] = 0.0
+        return weights, log_shift, nearest
 
     def _log_weights(self, queries, query_widths):
         """Log-weights of a log-domain kernel, shifted to a row maximum of 0.
@@ -377,9 +401,12 @@ class _Problem:
 
     def named_block(self, name, n_rows):
         """The (n_rows, n_keys) view of the reused block called ``name``."""
-        return named_block(
-            self.blocks, name, (n_rows, self.n_keys), self.dtype, self.device
-        )
+        blocks = self.blocks
+        if threading.get_ident() != self._owner:
+            if not hasattr(self._local, "blocks"):
+                self._local.blocks = {}
+            blocks = self._local.blocks
+        return named_block(blocks, name, (n_rows, self.n_keys), self.dtype, self.device)
 
     def squared_distances(self, scaled_queries):
         """Squared distances of scaled queries to the scaled keys.
@@ -446,8 +473,20 @@ class _Problem:
         return relative <= smallest, smallest.ravel()
 
     def _call_kernel(self, u):
-        weights = np.asarray(self.user_kernel(u.cpu().numpy()))
+        """A callable kernel's weights, row by row divided by a power of 2
+        near their largest: the rows' ratios, all that the averages use,
+        stay exact, and weights as large as float64 holds neither overflow
+        in float32 nor in the sums."""
+        u64 = u.cpu().numpy().astype(np.float64)
+        weights = np.asarray(self.user_kernel(u64))
         check_kernel_output(weights, u.shape)
+        weights = weights.astype(np.float64, copy=False)
+        largest = weights.max(axis=1, initial=0) if weights.ndim == 2 else None
+        if largest is not None:
+            exponent = np.frexp(largest)[1] - 1
+            divisor = np.where(largest > 0, np.ldexp(1.0, exponent), 1.0)
+            weights = weights / divisor[:, None]
+            self._local.row_log_divisor = np.log(divisor)
         return self.to_tensor(weights)
 
 
@@ -470,7 +509,7 @@ def check_kernel_output(weights, shape):
         )
 
 
-def _chunk_n_rows(n_keys, dtype):
+def _chunk_n_rows(n_keys, dtype, n_threads=1):
     """Queries per chunk.
 
     Parameters
@@ -479,43 +518,24 @@ def _chunk_n_rows(n_keys, dtype):
         Keys each query is compared with.
     dtype : torch.dtype
         Compute dtype.
+    n_threads : int, default=1
+        Threads computing chunks at once, each with blocks of its own.
 
     Returns
     -------
     chunk_n_rows : int
-        At least 1; the chunk's blocks fit in ``working_memory`` and each
-        block in about ``_CACHE_BLOCK_BYTES``.
+        At least 1; the blocks of all threads fit in ``working_memory`` and
+        each block in about ``_CACHE_BLOCK_BYTES``.
     """
     itemsize = torch.finfo(dtype).bits // 8
-    budget = get_config()["working_memory"] * 2**20 // _BLOCKS_PER_ROW
+    budget = get_config()["working_memory"] * 2**20 // (_BLOCKS_PER_ROW * n_threads)
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
-def _chunks(queries, keys, settings, dtype):
-    """Weights of the queries, chunk by chunk.
-
-    Parameters
-    ----------
-    queries : ndarray of shape (n_queries, n_features)
-        Points to weigh the keys for.
-    keys : ndarray of shape (n_keys, n_features)
-        Keys of positive sample weight.
-    settings : dict
-        The engine's other arguments (see :func:`_settings`).
-    dtype : torch.dtype
-        Compute dtype.
-
-    Yields
-    ------
-    batch : slice
-        The chunk's rows of ``queries``.
-    weights : tuple
-        What :meth:`_Problem.weights` returns for those rows.
-    problem : _Problem
-        The prepared keys, whose ``sample_weight`` the caller applies.
-    """
+def _problem(keys, settings, dtype):
+    """The keys laid out for the chunk loop, on the device of ``settings``."""
     device = resolve_device(settings["device"], fall_back=True)
-    problem = _Problem(
+    return _Problem(
         keys,
         settings["bandwidth"],
         settings["kernel"],
@@ -524,14 +544,108 @@ def _chunks(queries, keys, settings, dtype):
         device,
         key_widths=settings["key_widths"],
     )
-    query_widths = settings["query_widths"]
-    chunk_n_rows = _chunk_n_rows(problem.n_keys, dtype)
-    for batch in gen_batches(queries.shape[0], chunk_n_rows):
+
+
+# Torch's thread count in a thread before single_threaded_torch set it to 1.
+_ALLOWED_THREADS = threading.local()
+
+
+@contextmanager
+def single_threaded_torch():
+    """Torch's intra-op threads set to one in the calling thread, and set
+    back on exit.
+
+    Torch's OpenMP threads wait for each other at the end of every
+    operation; when other processes share the cores, a descheduled thread
+    holds all of them up, many times over the work itself. sknw computes
+    with one torch thread per thread of its own instead (see
+    :func:`for_each_in_threads`).
+    """
+    previous = torch.get_num_threads()
+    outermost = not hasattr(_ALLOWED_THREADS, "count")
+    if outermost:
+        _ALLOWED_THREADS.count = previous
+    # MKL, inside torch, keeps a thread count of its own, which an OpenMP
+    # limit of threadpoolctl does not reach: torch.set_num_threads sets both,
+    # so it is called even at one thread, and leaves MKL at the calling
+    # thread's count when done.
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+        if outermost:
+            del _ALLOWED_THREADS.count
+
+
+def for_each_in_threads(function, items, n_threads):
+    """Call ``function`` on each item, on up to ``n_threads`` threads.
+
+    Each thread runs torch with one intra-op thread and takes the next item
+    when it is done with one, so a thread that the system deschedules delays
+    only its own item.
+
+    Parameters
+    ----------
+    function : callable
+        Called with one item; its result is discarded. Calls on different
+        items must not write to the same memory.
+    items : list
+        The items.
+    n_threads : int
+        The most threads; one computes in the calling thread.
+    """
+    n_threads = max(1, min(n_threads, len(items)))
+    with single_threaded_torch():
+        if n_threads == 1:
+            for item in items:
+                function(item)
+            return
+        with ThreadPoolExecutor(
+            n_threads, initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            for _ in pool.map(function, items):
+                pass
+
+
+def n_compute_threads(device):
+    """Threads for the chunk loop: torch's thread count in the calling
+    thread (``torch.set_num_threads``, or an OpenMP limit set with
+    threadpoolctl) on the CPU, one on an accelerator."""
+    if torch.device(device).type != "cpu":
+        return 1
+    return getattr(_ALLOWED_THREADS, "count", None) or torch.get_num_threads()
+
+
+def _for_each_chunk(problem, queries, query_widths, each):
+    """Weights of the queries, chunk by chunk, handed to ``each``.
+
+    Parameters
+    ----------
+    problem : _Problem
+        The prepared keys.
+    queries : ndarray of shape (n_queries, n_features)
+        Points to weigh the keys for.
+    query_widths : ndarray of shape (n_queries,) or None
+        Their local width factors.
+    each : callable
+        Called as ``each(batch, weights, log_shift, nearest)`` with a slice of
+        the queries and what :meth:`_Problem.weights` returns for them,
+        possibly on several threads at once, each chunk once.
+    """
+    n_threads = n_compute_threads(problem.device)
+    chunk_n_rows = _chunk_n_rows(problem.n_keys, problem.dtype, n_threads)
+
+    def run(batch):
         chunk = problem.to_tensor(queries[batch])
         widths = (
             None if query_widths is None else problem.to_tensor(query_widths[batch])
         )
-        yield batch, problem.weights(chunk, widths), problem
+        each(batch, *problem.weights(chunk, widths))
+
+    for_each_in_threads(
+        run, list(gen_batches(queries.shape[0], chunk_n_rows)), n_threads
+    )
 
 
 class PartialSums(NamedTuple):
@@ -612,16 +726,14 @@ def partial_sums(
         return _fused_partial_sums(
             queries, keys, values, settings, weight_scale, partial
         )
-    weighted_values_t = None
-    for batch, (weights, log_shift, nearest), problem in _chunks(
-        queries, keys, settings, dtype
-    ):
-        if weighted_values_t is None:
-            # One product gives the weighted sums and the totals together;
-            # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times
-            # faster than the other orientation for so few columns.
-            weighted = weighted_values(values, settings["sample_weight"])
-            weighted_values_t = problem.to_tensor(weighted.T)
+    problem = _problem(keys, settings, dtype)
+    # One product gives the weighted sums and the totals together;
+    # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times faster than
+    # the other orientation for so few columns.
+    weighted = weighted_values(values, settings["sample_weight"])
+    weighted_values_t = problem.to_tensor(weighted.T)
+
+    def chunk_sums(batch, weights, log_shift, nearest):
         sums = (weighted_values_t @ weights.T).T.cpu().numpy().astype(np.float64)
         empty = np.isfinite(nearest)
         partial.nearest_sums[batch][empty] = sums[empty] * weight_scale
@@ -629,6 +741,8 @@ def partial_sums(
         partial.sums[batch] = sums
         partial.log_shift[batch] = log_shift + np.log(weight_scale)
         partial.nearest[batch] = nearest
+
+    _for_each_chunk(problem, queries, settings["query_widths"], chunk_sums)
     return partial
 
 
@@ -678,8 +792,7 @@ def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
     weighted = weighted_values(values, sample_weight)
 
     def tensor(array):
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        return torch.as_tensor(array, device=device)
+        return as_tensor(array, torch.float32, device)
 
     row_max, sums, min_sq = _triton.fused_partial_sums(
         tensor(queries * inverse),
@@ -863,13 +976,17 @@ device
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
     keys, _, settings, kept = positive_weight_keys(keys, None, settings, dtype)
-    for batch, (weights, _, _), problem in _chunks(queries, keys, settings, dtype):
+    problem = _problem(keys, settings, dtype)
+
+    def normalise(batch, weights, log_shift, nearest):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
         if kept is None:
             result[batch] = weights.cpu().numpy()
         else:
             result[batch, kept] = weights.cpu().numpy()
+
+    _for_each_chunk(problem, queries, settings["query_widths"], normalise)
     return result
 
 

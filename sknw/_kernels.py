@@ -14,9 +14,17 @@ def gaussian(u):
     return torch.exp(-0.5 * u * u)
 
 
+# The top-hat's edge. A sample within a relative 2^-21 of u = 1 counts as
+# on the edge, of weight 0, on every path: the dense and tree paths round u
+# in different orders, and rounding must not decide the weight of a sample
+# that sits at u = 1 (as the k-th neighbour does with adaptive="query" when
+# the width equals the typical k-th neighbour distance).
+TOPHAT_EDGE = 1.0 - 2.0**-21
+
+
 def tophat(u):
-    """Top-hat (boxcar, uniform) kernel 1[u < 1]."""
-    return (u < 1).to(u.dtype)
+    """Top-hat (boxcar, uniform) kernel 1[u < 1], 0 from u = 1 - 2^-21."""
+    return (u < TOPHAT_EDGE).to(u.dtype)
 
 
 def epanechnikov(u):
@@ -76,8 +84,8 @@ def _triweight_of_squared(sq):
 
 
 def _tophat_of_squared(sq):
-    # sign(1 - u**2)+ is 1 below the edge and 0 on and beyond it.
-    return sq.neg_().add_(1).sign_().clamp_(min=0)
+    # sign(edge**2 - u**2)+ is 1 below the edge and 0 on and beyond it.
+    return sq.neg_().add_(TOPHAT_EDGE**2).sign_().clamp_(min=0)
 
 
 def _linear_in_place(u):

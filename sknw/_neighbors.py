@@ -14,6 +14,7 @@ from sknw._engine import (
     _weight_scale,
     compute_dtype,
     positive_weight_keys,
+    single_threaded_torch,
     start_partial_sums,
     weighted_values,
 )
@@ -132,14 +133,29 @@ query_widths
         tree = None
     budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
     search = _TreeSearch(keys, values, settings, truncation, tree, budget)
-    for outer in _query_batches(search, queries, query_widths, budget):
+    # Each query's neighbours are counted before any is gathered, and
+    # gathered a slice of queries at a time within the budget, wherever the
+    # crowded queries are; the arrays per query (coordinates, radii, counts)
+    # take fewer bytes than the budget's pairs.
+    with single_threaded_torch():
+        _gather_and_sum(search, partial, queries, query_widths, budget)
+    partial.log_shift[:] += np.log(weight_scale)
+    partial.nearest_sums[:] *= weight_scale
+    return partial
+
+
+def _gather_and_sum(search, partial, queries, query_widths, budget):
+    """The tree path's sums, within ``budget`` (query, neighbour) pairs."""
+    for outer in gen_batches(queries.shape[0], max(1, int(budget))):
         scaled, widths, radius = search.radii(queries[outer], query_widths, outer)
-        neighbors = search.tree.query_radius(scaled, radius)
-        counts = np.fromiter((len(found) for found in neighbors), dtype=np.intp)
+        counts = search.tree.query_radius(scaled, radius, count_only=True)
         for inner in _pair_batches(counts, budget):
             batch = slice(outer.start + inner.start, outer.start + inner.stop)
-            rows = np.repeat(np.arange(inner.stop - inner.start), counts[inner])
-            cols = np.concatenate(neighbors[inner]).astype(np.intp, copy=False)
+            neighbors = search.tree.query_radius(scaled[inner], radius[inner])
+            found = np.fromiter((len(part) for part in neighbors), dtype=np.intp)
+            rows = np.repeat(np.arange(inner.stop - inner.start), found)
+            cols = np.concatenate(neighbors).astype(np.intp, copy=False)
+            del neighbors
             search.sums(
                 partial,
                 batch,
@@ -149,9 +165,6 @@ query_widths
                 rows,
                 cols,
             )
-    partial.log_shift[:] += np.log(weight_scale)
-    partial.nearest_sums[:] *= weight_scale
-    return partial
 
 
 class _TreeSearch:
@@ -276,25 +289,6 @@ def _pair_batches(counts, budget):
         stop = max(int(np.searchsorted(ends, base + budget, side="right")), start + 1)
         yield slice(start, stop)
         start = stop
-
-
-def _query_batches(search, queries, query_widths, budget):
-    """Query slices of about ``budget`` (query, neighbour) pairs each.
-
-    The number of neighbours per query is estimated from a sample of up to
-    256 queries (its 99th percentile, doubled), so that a slice's neighbour
-    indices (8 bytes a pair, a few percent of the budget's bytes) stay near
-    the budget without counting every query's neighbours first; the pairs
-    are then processed in slices of at most ``budget`` by
-    :func:`_pair_batches`.
-    """
-    n_queries = queries.shape[0]
-    sample = np.linspace(0, n_queries - 1, min(n_queries, 256)).astype(int)
-    sample = np.unique(sample)
-    scaled, _, radius = search.radii(queries[sample], query_widths, sample)
-    counts = search.tree.query_radius(scaled, radius, count_only=True)
-    per_query = max(2.0 * np.percentile(counts, 99), 1.0)
-    return gen_batches(n_queries, max(1, int(budget // per_query)))
 
 
 def _truncation_radius(nearest_distance, reach, kernel_spec, truncation):

@@ -4,6 +4,7 @@
 # License: BSD 3 clause
 
 import numpy as np
+import torch
 
 from sknw._engine import check_kernel_output, resolve_device
 
@@ -26,6 +27,11 @@ def check_bandwidth_array(bandwidth, n_features):
     bandwidth : float or ndarray of shape (n_features,)
         A float for a 0-d array, otherwise a new float64 array.
     """
+    if np.asarray(bandwidth).dtype.kind == "b":
+        raise ValueError(
+            "bandwidth must be a float > 0, 'scott', 'silverman' or an array of "
+            f"shape (n_features,) of floats > 0; got the boolean {bandwidth!r}."
+        )
     try:
         array = np.array(bandwidth, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -64,6 +70,11 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     """
     if sample_weight is None:
         return None
+    if np.asarray(sample_weight).dtype.kind == "c":
+        raise ValueError(
+            "sample_weight must be real numbers; got complex values, whose "
+            "imaginary part would be dropped."
+        )
     try:
         sample_weight = np.array(sample_weight, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -100,8 +111,22 @@ def check_kernel_callable(kernel):
 
 
 def check_device(device):
-    """Refuse an unknown or absent device before any work."""
-    return resolve_device(device)
+    """Refuse an unknown or absent device, or one that cannot compute (such
+    as ``"meta"``, which holds shapes but no values), before any work."""
+    resolved = resolve_device(device)
+    try:
+        value = float((torch.ones(1, device=resolved) * 2).cpu()[0])
+    except Exception as exc:
+        raise ValueError(
+            f"device={device!r} cannot compute values and copy them back to "
+            f"the CPU ({exc}). Use 'cpu' or an available accelerator such as "
+            "'cuda'."
+        ) from exc
+    if value != 2.0:
+        raise ValueError(
+            f"device={device!r} does not compute values: 1 * 2 gave {value}."
+        )
+    return resolved
 
 
 def largest_coordinate(dtype, n_features=1):
@@ -156,4 +181,84 @@ def check_numeric_target(y, name):
             f"{name} needs numeric targets; got y of dtype {dtype}. Encode "
             "labels with NadarayaWatsonClassifier, or convert the targets to "
             "numbers first."
+        )
+
+
+def writable(array):
+    """``array``, or a copy of it when it is read-only (torch would warn)."""
+    return array if array.flags.writeable else array.copy()
+
+
+# Training data whose largest coordinate is below this are scaled up by a
+# power of 2: their squared distances would otherwise be denormal or 0
+# (below about 1e-154 in float64 and 1e-19 in float32).
+_SMALL_COORDINATE = 2.0**-32
+
+
+def coordinate_scale(X):
+    """The power of 2 that brings tiny coordinates to a largest near 1.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Validated, finite training data.
+
+    Returns
+    -------
+    scale : float
+        1 unless the largest magnitude in ``X`` is positive and below
+        2^-32; then the power of 2 that puts it in [0.5, 1) (at most 2^1000).
+        Multiplying by a power of 2 is exact, so ``X * scale`` keeps every
+        ratio of distances.
+    """
+    largest = float(np.abs(X).max(initial=0))
+    if largest == 0 or largest >= _SMALL_COORDINATE:
+        return 1.0
+    return float(np.ldexp(1.0, min(-int(np.frexp(largest)[1]), 1000)))
+
+
+def value_scale(values):
+    """Powers of 2, one per column, that bring the values below 1.
+
+    Sums of weights times values then cannot overflow, whatever the values'
+    magnitude; dividing by a power of 2 and multiplying back is exact.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_samples, n_values)
+        Finite targets or one-hot labels.
+
+    Returns
+    -------
+    scale : ndarray of shape (n_values,)
+        1 for a column of zeros.
+    """
+    largest = np.abs(values).max(axis=0, initial=0).astype(np.float64)
+    _, exponent = np.frexp(largest)
+    # 2^(e - 1) for a largest in [2^(e - 1), 2^e): values in [-1, 1], and
+    # 2^1023 at most.
+    return np.where(largest > 0, np.ldexp(1.0, exponent - 1), 1.0)
+
+
+def check_value_range(values, dtype, name):
+    """Refuse targets beyond the range of float32 with float32 inputs, whose
+    predictions are float32.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_samples, n_values)
+        The targets.
+    dtype : numpy dtype
+        The dtype of X.
+    name : str
+        The estimator's name, for the message.
+    """
+    if np.dtype(dtype) != np.float32:
+        return
+    largest = float(np.abs(values).max(initial=0))
+    if largest > float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"{name} predicts in float32 for float32 X, and y has values up to "
+            f"{largest:.3g} in magnitude, beyond float32's largest "
+            f"({np.finfo(np.float32).max:.3g}). Pass X as float64."
         )
