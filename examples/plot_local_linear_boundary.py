@@ -93,6 +93,7 @@ ax.plot(
 )
 ax.set_title("One sample, widths learned by leave-one-out")
 ax.set_xlabel("x")
+ax.set_ylabel("y")
 ax.legend(fontsize=8)
 
 ax = axes[1]
@@ -101,6 +102,7 @@ for name, mean_fit in mean_fits.items():
     ax.plot(X_plot[:, 0], mean_fit, label=name)
 ax.set_title(f"Mean fit over 200 samples, h = {width}")
 ax.set_xlabel("x")
+ax.set_ylabel("mean of the fitted y")
 ax.legend(fontsize=8)
 
 ax = axes[2]
@@ -114,6 +116,7 @@ ax.plot(
 ax.set_ylim(-3, 4)
 ax.set_title("Slopes of the local linear fit")
 ax.set_xlabel("x")
+ax.set_ylabel("dy / dx")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()

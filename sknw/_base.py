@@ -432,11 +432,12 @@ class _BaseNadarayaWatson(BaseEstimator):
         )
         return merge_partial_sums([partial])
 
-    def _engine_settings(self, X):
+    def _engine_settings(self, X, internal=False):
         """Keyword arguments of the engine for predicting at ``X``, and
-        ``X`` in the units the training data are kept in."""
+        ``X`` in the units the training data are kept in (``internal``: ``X``
+        is already in them, the training data themselves, say)."""
         check_coordinates(X, dtype=numpy_dtype(X, self._fit_X))
-        if self._coordinate_scale != 1:
+        if self._coordinate_scale != 1 and not internal:
             # Training data so small that they were scaled up: a query that
             # the scale takes beyond the coordinate limit is brought back to
             # it, still about 1e150 (float32: 1e18) times farther from the

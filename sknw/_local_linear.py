@@ -134,10 +134,18 @@ class _LocalLinearFitPredict:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         X = X.astype(np.float64)
-        weights = attention(X, self._fit_X, **self._engine_settings(X))
+        queries, settings = self._engine_settings(X)
+        weights = attention(queries, self._fit_X, **settings)
         return smoother_weights(
-            weights, self._fit_X, X, self._bandwidth_array(), self._moment_frame
+            weights, self._user_fit_X(), X, self._bandwidth_array(), self._moment_frame
         )
+
+    def _user_fit_X(self):
+        """The training inputs in the user's units (the engine keeps them
+        scaled by a power of 2 when they are tiny)."""
+        if self._coordinate_scale == 1:
+            return self._fit_X
+        return self._fit_X / self._coordinate_scale
 
     def _bandwidth_array(self):
         return np.broadcast_to(
@@ -156,13 +164,13 @@ class _LocalLinearFitPredict:
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         dtype = np.float32 if self._fit_float32 and X.dtype == np.float32 else None
         X = X.astype(np.float64)
-        settings = self._engine_settings(X)
+        queries, settings = self._engine_settings(X)
         if self._fit_method == "dense":
-            partial = partial_sums(X, self._fit_X, self._fit_moments, **settings)
+            partial = partial_sums(queries, self._fit_X, self._fit_moments, **settings)
         else:
             settings.pop("device")
             partial = tree_partial_sums(
-                X,
+                queries,
                 self._fit_X,
                 self._fit_moments,
                 truncation=self._fit_config["truncation"],

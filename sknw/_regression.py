@@ -183,13 +183,18 @@ class _RegressorFitPredict:
             )
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         terms = self._leave_one_out_terms()
+        queries, settings = self._engine_settings(X)
         intervals = jackknife_plus(
-            X,
+            queries,
             self._fit_X,
             self._fit_values,
             terms["residuals"],
             alpha=alpha,
-            **self._engine_settings(X),
+            **settings,
+        )
+        # The training values are kept divided by a power of 2 per output.
+        intervals = (intervals * self._value_scale[None, :, None]).astype(
+            intervals.dtype, copy=False
         )
         if self._fit_y_ndim == 1:
             intervals = intervals[:, 0]
@@ -208,19 +213,22 @@ class _RegressorFitPredict:
             noise_columns = np.ones((self._fit_X.shape[0], 1))
         else:
             noise_columns = self._local_noise()
+        queries, settings = self._engine_settings(X)
         y_pred, variance = prediction_variance(
-            X,
+            queries,
             self._fit_X,
             self._fit_values,
             noise_columns,
-            **self._engine_settings(X),
+            **settings,
         )
         if noise == "constant":
             variance = variance * terms["noise_level"]
+        # The training values are kept divided by a power of 2 per output.
+        y_pred = y_pred * self._value_scale
         if self._fit_method != "dense":
             y_pred = self._weighted_average(X)
         dtype = numpy_dtype(X, self._fit_X)
-        y_std = np.sqrt(np.maximum(variance, 0.0))
+        y_std = np.sqrt(np.maximum(variance, 0.0)) * self._value_scale
         return y_pred.astype(dtype, copy=False), y_std.astype(dtype, copy=False)
 
     def _leave_one_out_terms(self):
@@ -248,7 +256,7 @@ class _RegressorFitPredict:
             self._fit_X,
             self._fit_values,
             np.ones((self._fit_X.shape[0], 1)),
-            **self._engine_settings(self._fit_X),
+            **self._engine_settings(self._fit_X, internal=True)[1],
         )
         residuals = self._fit_values - predictions
         factor = 1.0 + variance[:, 0]
@@ -267,7 +275,7 @@ class _RegressorFitPredict:
                 self._fit_X,
                 self._fit_X,
                 cache["scaled_squares"],
-                **self._engine_settings(self._fit_X),
+                **self._engine_settings(self._fit_X, internal=True)[1],
             ).astype(np.float64)
         return cache["local_noise"]
 

@@ -72,7 +72,7 @@ def test_leave_one_out_predictions_equal_refits(kernel, bandwidth):
     queries = np.vstack([_queries(), X[:3]])
     model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth)
     model.fit(X, y, sample_weight=weight)
-    settings = model._engine_settings(queries)
+    _, settings = model._engine_settings(queries)
     predictions = leave_one_out_predictions(queries, X, y[:, None], **settings)
     for i in range(len(X)):
         reduced = weight.copy()
@@ -80,7 +80,8 @@ def test_leave_one_out_predictions_equal_refits(kernel, bandwidth):
         refit = attention_slow(queries, X, bandwidth, kernel, reduced) @ y
         assert_allclose(predictions[:, i, 0], refit, rtol=0, atol=1e-12)
     # The training samples' own leave-one-out predictions.
-    residuals = model._leave_one_out_terms()["residuals"][:, 0]
+    # Kept in the units of the stored values, y divided by a power of 2.
+    residuals = model._leave_one_out_terms()["residuals"][:, 0] * model._value_scale[0]
     expected = loo_predictions_slow(X, y[:, None], bandwidth, kernel, weight)[:, 0]
     assert_allclose(residuals, np.abs(y - expected), rtol=0, atol=1e-12)
 
@@ -94,7 +95,7 @@ def test_leave_one_out_predictions_hold_local_widths_fixed(adaptive, kernel):
         kernel=kernel, bandwidth=0.3, adaptive=adaptive, n_neighbors=3
     )
     model.fit(X, y, sample_weight=weight)
-    settings = model._engine_settings(queries)
+    _, settings = model._engine_settings(queries)
     predictions = leave_one_out_predictions(queries, X, y[:, None], **settings)
     widths = dict(
         key_widths=settings["key_widths"], query_widths=settings["query_widths"]
@@ -104,7 +105,7 @@ def test_leave_one_out_predictions_hold_local_widths_fixed(adaptive, kernel):
         reduced[i] -= min(reduced[i], 1.0)
         refit = attention_slow(queries, X, 0.3, kernel, reduced, **widths) @ y
         assert_allclose(predictions[:, i, 0], refit, rtol=0, atol=1e-12)
-    training = model._engine_settings(X)
+    _, training = model._engine_settings(X)
     expected = loo_predictions_slow(
         X,
         y[:, None],
@@ -114,7 +115,8 @@ def test_leave_one_out_predictions_hold_local_widths_fixed(adaptive, kernel):
         key_widths=training["key_widths"],
         query_widths=training["query_widths"],
     )[:, 0]
-    residuals = model._leave_one_out_terms()["residuals"][:, 0]
+    # Kept in the units of the stored values, y divided by a power of 2.
+    residuals = model._leave_one_out_terms()["residuals"][:, 0] * model._value_scale[0]
     assert_allclose(residuals, np.abs(y - expected), rtol=0, atol=1e-12)
     _, std = model.predict(queries, return_std=True)
     assert np.all(np.isfinite(std)) and np.all(std >= 0)
@@ -130,7 +132,7 @@ def test_leave_one_out_predictions_of_a_callable_kernel():
     model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.5)
     model.fit(X, y, sample_weight=weight)
     predictions = leave_one_out_predictions(
-        queries, X, y[:, None], **model._engine_settings(queries)
+        queries, X, y[:, None], **model._engine_settings(queries)[1]
     )
     for i in range(len(X)):
         reduced = weight.copy()
