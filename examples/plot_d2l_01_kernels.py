@@ -50,13 +50,20 @@ for ax, (title, (kernel, formula)) in zip(axes, chapter.items()):
     ax.plot(x, shape, lw=3, alpha=0.6, label=f'sknw kernel="{kernel}"')
     ax.plot(x, formula, "k--", lw=1, label="the chapter's formula")
     if title == "Epanechikov":
-        ax.plot(x, kernel_shape("epanechnikov"), ":", color="C3",
-                label='kernel="epanechnikov"')  # fmt: skip
+        ax.plot(
+            x,
+            kernel_shape("epanechnikov"),
+            ":",
+            color="C3",
+            label='kernel="epanechnikov"',
+        )
     ax.set_title(f"{title}")
     ax.set_xlabel("x = query - key")
     ax.legend(fontsize="x-small", loc="upper center")
-    print(f"{title:>12} = kernel={kernel!r:<11} largest difference "
-          f"from the chapter's formula: {np.abs(shape - formula).max():.1e}")  # fmt: skip
+    print(
+        f"{title:>12} = kernel={kernel!r:<11} largest difference "
+        f"from the chapter's formula: {np.abs(shape - formula).max():.1e}"
+    )
 axes[0].set_ylabel("K(x), relative to K(0)")
 axes[0].set_ylim(-0.05, 1.6)
 fig.suptitle("The chapter's four kernels, at width h = 1")

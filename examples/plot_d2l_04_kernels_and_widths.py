@@ -73,7 +73,9 @@ kernels = {
 }
 fits_and_heatmaps(
     {
-        name: NadarayaWatsonRegressor(kernel=kernel, bandwidth=1.0).fit(X_train, y_train)
+        name: NadarayaWatsonRegressor(kernel=kernel, bandwidth=1.0).fit(
+            X_train, y_train
+        )
         for name, kernel in kernels.items()
     },
     "The chapter's four kernels at width 1",

@@ -1,4 +1,4 @@
-"""The distribution: its sdist and wheel hold the licence, the metadata and the tests."""
+"""The distribution: sdist and wheel hold the licence, the metadata and the tests."""
 
 import email.parser
 import subprocess
@@ -28,7 +28,9 @@ def _run(args, cwd):
 def dists(tmp_path_factory):
     """Build the sdist, and the wheel from it, as ``python -m build`` does."""
     out = tmp_path_factory.mktemp("dist")
-    done = _run(["-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)], ROOT)
+    done = _run(
+        ["-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)], ROOT
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
@@ -53,7 +55,9 @@ def test_wheel_holds_license_and_metadata(dists):
     _, wheel = dists
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-        (license_name,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        (license_name,) = [
+            n for n in names if n.endswith(".dist-info/licenses/LICENSE")
+        ]
         assert "BSD 3-Clause License" in zf.read(license_name).decode()
         (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         _check_metadata(_metadata(zf.read(meta_name).decode()))
@@ -66,7 +70,9 @@ def test_sdist_holds_license_metadata_tests_and_examples(dists):
     with tarfile.open(sdist) as tf:
         top = tf.getnames()[0].split("/")[0]
         names = {name[len(top) + 1 :] for name in tf.getnames()}
-        assert "BSD 3-Clause License" in tf.extractfile(f"{top}/LICENSE").read().decode()
+        assert (
+            "BSD 3-Clause License" in tf.extractfile(f"{top}/LICENSE").read().decode()
+        )
         _check_metadata(_metadata(tf.extractfile(f"{top}/PKG-INFO").read().decode()))
     for path in (
         "conftest.py",
@@ -78,6 +84,7 @@ def test_sdist_holds_license_metadata_tests_and_examples(dists):
         "examples/README.txt",
         "examples/quickstart.py",
         ".ci/check_docs.py",
+        "docs/_gallery_order.py",
     ):
         assert path in names, path
     here = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
@@ -96,7 +103,9 @@ def test_sdist_test_suite_collects(dists, tmp_path):
     with tarfile.open(sdist) as tf:
         tf.extractall(tmp_path, filter="data")
     (unpacked,) = tmp_path.iterdir()
-    done = _run(["-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], unpacked)
+    done = _run(
+        ["-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], unpacked
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "error" not in done.stdout.splitlines()[-1].lower()
     collected = done.stdout
