@@ -7,13 +7,13 @@ The d2l chapter "Attention Pooling by Similarity" draws four kernels of the
 distance between a query and a key: the Gaussian, the boxcar, the constant
 and one it calls "Epanechikov". sknw names them ``"gaussian"``,
 ``"tophat"`` (alias ``"boxcar"``), ``"constant"`` and ``"linear"``: the
-chapter's "Epanechikov" computes max(1 - |x|, 0), a triangle, which is
+chapter's "Epanechikov" computes ``max(1 - |x|, 0)``, a triangle, which is
 sknw's ``"linear"`` (alias ``"triangular"``); sknw's ``"epanechnikov"`` is the
 textbook Epanechnikov kernel (1 - x^2)+, drawn dotted for comparison.
 
 Each shape is read off the library itself: one query at 0 attends to keys
 spread over [-2.5, 2.5) at the chapter's width h = 1, and the attention each
-key gets, divided by the attention of the key at 0, is K(|key|). The
+key gets, divided by the attention of the key at 0, is ``K(|key|)``. The
 chapter's formulas, written in NumPy, are drawn dashed on top.
 """
 

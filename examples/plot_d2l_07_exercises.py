@@ -10,7 +10,7 @@ More exercises of sections 10.2 and 11.2, answered with the library.
   prediction of the labels +1 and -1: that prediction is the difference
   divided by the sum, p(x, +1) + p(x, -1) = p(x) > 0.
 - **The unit sphere.** When queries and keys have norm 1,
-  |q - k|^2 = 2 - 2 q.k, so Gaussian attention pooling is dot-product
+  ``|q - k|^2 = 2 - 2 q.k``, so Gaussian attention pooling is dot-product
   attention: softmax(q.k / h^2).
 - **Consistency, and the dimension.** With more data the width should
   shrink, but slowly enough that the number of samples within one width,
@@ -36,7 +36,7 @@ rng = np.random.default_rng(0)
 # -------------------------------------------------
 # Two classes on a line. scikit-learn's ``KernelDensity`` gives the
 # Parzen-window density of each class; times the class's share of the data it
-# is p(x, y). The classifier's P(+1 | x) - P(-1 | x) is
+# is p(x, y). The classifier's ``P(+1 | x) - P(-1 | x)`` is
 # (p(x, +1) - p(x, -1)) / (p(x, +1) + p(x, -1)).
 from sklearn.neighbors import KernelDensity
 
