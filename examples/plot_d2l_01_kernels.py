@@ -61,8 +61,8 @@ for ax, (title, (kernel, formula)) in zip(axes, chapter.items()):
     ax.set_xlabel("x = query - key")
     ax.legend(fontsize="x-small", loc="upper center")
     print(
-        f"{title:>12} = kernel={kernel!r:<11} largest difference "
-        f"from the chapter's formula: {np.abs(shape - formula).max():.1e}"
+        f"{title:>11} = {kernel!r:<10}: off the chapter's formula by "
+        f"{np.abs(shape - formula).max():.1e}"
     )
 axes[0].set_ylabel("K(x), relative to K(0)")
 axes[0].set_ylim(-0.05, 1.6)
