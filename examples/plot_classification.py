@@ -48,7 +48,9 @@ ax.imshow(
     aspect="auto",
     alpha=0.6,
 )
-ax.scatter(X[:, 0], X[:, 1], c=colours[y], edgecolor="k", s=25)
+for label, name in enumerate(load_iris().target_names):
+    ax.scatter(*X[y == label].T, color=colours[label], edgecolor="k", s=25, label=name)
+ax.legend(title="species (shading: predict_proba)", fontsize="small")
 ax.set_xlabel("sepal length (cm)")
 ax.set_ylabel("sepal width (cm)")
 ax.set_title("NadarayaWatsonClassifier on iris")

@@ -27,7 +27,7 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
 contenders = {
     "Nadaraya-Watson": (
         NadarayaWatsonRegressor(),
-        {"bandwidth": [1.0, 1.5, 2.0, 3.0, 4.0], "kernel": ["gaussian", "tricube"]},
+        {"bandwidth": [1.0, 2.0, 4.0], "kernel": ["gaussian", "tricube"]},
     ),
     "k-nearest neighbours": (
         KNeighborsRegressor(),
@@ -50,7 +50,9 @@ for ax, (name, (estimator, grid)) in zip(axes, contenders.items()):
     score = search.score(X_test, y_test)
     print(f"{name:>22}: held-out R^2 {score:.3f}")
     ax.scatter(y_test, search.predict(X_test), s=12, alpha=0.6, label="test samples")
-    ax.plot([y.min(), y.max()], [y.min(), y.max()], "k--", lw=1, label="prediction = truth")
+    ax.plot(
+        [y.min(), y.max()], [y.min(), y.max()], "k--", lw=1, label="prediction = truth"
+    )
     ax.legend(loc="upper left")
     ax.set_title(f"{name} (R^2 = {score:.2f})")
     ax.set_xlabel("true disease progression")

@@ -42,9 +42,15 @@ y_11_2 = f_11_2(x_11_2) + rng.normal(0, 1.0, 40)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 for ax, title, x, y, f in [
-    (axes[0], "10.2: f(x) = 2 sin x + x^0.8, noise sd 0.5, n = 50", x_10_2, y_10_2, f_10_2),
+    (
+        axes[0],
+        "10.2: f(x) = 2 sin x + x^0.8, noise sd 0.5, n = 50",
+        x_10_2,
+        y_10_2,
+        f_10_2,
+    ),
     (axes[1], "11.2: f(x) = 2 sin x + x, noise sd 1, n = 40", x_11_2, y_11_2, f_11_2),
-]:  # fmt: skip
+]:
     ax.plot(x_query, f(x_query), label="truth f(x)")
     ax.plot(x, y, "o", alpha=0.6, label="training samples")
     ax.set_xlabel("x")

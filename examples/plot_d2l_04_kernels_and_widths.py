@@ -8,7 +8,7 @@ deviation 1), fitted as the chapter does:
 
 1. with each of its four kernels at width 1 — the Gaussian, the boxcar, the
    constant (average pooling) and the chapter's "Epanechikov", which is
-   sknw's ``"linear"`` (max(1 - |x|, 0));
+   sknw's ``"linear"`` (``max(1 - |x|, 0)``);
 2. with the Gaussian at the widths 0.1, 0.2, 0.5 and 1.
 
 Under each fit, the attention heatmap: the queries 0, 0.1, ..., 4.9 by the
@@ -73,7 +73,9 @@ kernels = {
 }
 fits_and_heatmaps(
     {
-        name: NadarayaWatsonRegressor(kernel=kernel, bandwidth=1.0).fit(X_train, y_train)
+        name: NadarayaWatsonRegressor(kernel=kernel, bandwidth=1.0).fit(
+            X_train, y_train
+        )
         for name, kernel in kernels.items()
     },
     "The chapter's four kernels at width 1",

@@ -64,8 +64,10 @@ with warnings.catch_warnings():
     ).fit(X_train, y_train)
 exact = NadarayaWatsonRegressorCV(bandwidth=1.0).fit(X_train, y_train)
 print(f"sknw, 5 epochs of SGD: h = {sgd.bandwidth_:.3f} (w = {1 / sgd.bandwidth_:.2f})")
-print(f"sknw, solver='auto':   h = {exact.bandwidth_:.3f} "
-      f"(w = {1 / exact.bandwidth_:.2f}), {exact.n_iter_} iterations")  # fmt: skip
+print(
+    f"sknw, solver='auto':   h = {exact.bandwidth_:.3f} "
+    f"(w = {1 / exact.bandwidth_:.2f}), {exact.n_iter_} iterations"
+)
 
 # %%
 # The chapter's loop, written in torch
@@ -88,8 +90,10 @@ for epoch in range(5):
     optimizer.step()
     book_losses.append(loss.item() / 50)
     book_w.append(w.item())
-    print(f"chapter's loop, epoch {epoch + 1}: mean loss {book_losses[-1]:.3f}, "
-          f"w = {book_w[-1]:.2f}")  # fmt: skip
+    print(
+        f"chapter's loop, epoch {epoch + 1}: mean loss {book_losses[-1]:.3f}, "
+        f"w = {book_w[-1]:.2f}"
+    )
 book = NadarayaWatsonRegressor(bandwidth=1 / book_w[-1]).fit(X_train, y_train)
 
 # %%
@@ -101,8 +105,9 @@ book = NadarayaWatsonRegressor(bandwidth=1 / book_w[-1]).fit(X_train, y_train)
 fig, ax = plt.subplots(figsize=(6, 4))
 LossCurveDisplay.from_estimator(sgd, ax=ax)
 ax.plot(range(len(book_losses)), book_losses, "s--", label="the chapter's loop (on w)")
-ax.axhline(exact.loss_curve_[-1], color="gray", linestyle=":",
-           label="minimum (solver='auto')")  # fmt: skip
+ax.axhline(
+    exact.loss_curve_[-1], color="gray", linestyle=":", label="minimum (solver='auto')"
+)
 ax.lines[0].set_label("sknw solver='sgd', learning_rate=0.5")
 ax.set_xlabel("epoch")
 ax.set_ylabel("leave-one-out mean squared error")
@@ -118,7 +123,9 @@ fig.tight_layout()
 # colour scale for the four heatmaps). Last, the width at the minimum of the
 # leave-one-out loss, which the default solver finds.
 models = {
-    "nonparametric, h = 1": NadarayaWatsonRegressor(bandwidth=1.0).fit(X_train, y_train),
+    "nonparametric, h = 1": NadarayaWatsonRegressor(bandwidth=1.0).fit(
+        X_train, y_train
+    ),
     f"sknw SGD, h = {sgd.bandwidth_:.2f}": sgd,
     f"chapter's loop, h = {book.bandwidth_:.2f}": book,
     f"leave-one-out minimum, h = {exact.bandwidth_:.2f}": exact,

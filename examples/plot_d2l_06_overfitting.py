@@ -83,10 +83,12 @@ exact = NadarayaWatsonRegressorCV().fit(X_train, y_train)
 sgd = NadarayaWatsonRegressorCV(solver="sgd", random_state=0).fit(X_train, y_train)
 print(f"training error: h = {collapsing[-1]:.4f} after 50 steps, and still falling")
 print(f"leave-one-out:  h = {settling[-1]:.4f} after 50 steps")
-print(f"NadarayaWatsonRegressorCV: solver='auto' h = {exact.bandwidth_:.4f}, "
-      f"solver='sgd' h = {sgd.bandwidth_:.4f} ({sgd.n_iter_} epochs)")  # fmt: skip
+print(
+    f"NadarayaWatsonRegressorCV: solver='auto' h = {exact.bandwidth_:.4f}, "
+    f"solver='sgd' h = {sgd.bandwidth_:.4f} ({sgd.n_iter_} epochs)"
+)
 
-widths = np.geomspace(0.01, 3, 80)
+widths = np.geomspace(0.01, 3, 40)
 training, loo = np.array([training_and_loo_mse(h) for h in widths]).T
 
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
@@ -108,14 +110,19 @@ ax.set_title("Gradient descent on the width")
 ax.legend(fontsize="small")
 FittedCurveDisplay.from_estimator(
     NadarayaWatsonRegressor(bandwidth=collapsing[-1]).fit(X_train, y_train),
-    X_train, y_train, truth=f, ax=axes[2],
-)  # fmt: skip
+    X_train,
+    y_train,
+    truth=f,
+    ax=axes[2],
+)
 axes[2].lines[-1].set_label(f"training-error width, h = {collapsing[-1]:.3f}")
 grid = np.linspace(0, 5, 300)
-axes[2].plot(grid, exact.predict(grid[:, None]),
-             label=f"leave-one-out width, h = {exact.bandwidth_:.3f}")  # fmt: skip
+axes[2].plot(
+    grid,
+    exact.predict(grid[:, None]),
+    label=f"leave-one-out width, h = {exact.bandwidth_:.3f}",
+)
 axes[2].set_title("The fits at the two widths")
 axes[2].legend(fontsize="small")
 fig.tight_layout()
 plt.show()
-

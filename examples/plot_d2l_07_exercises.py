@@ -10,26 +10,24 @@ More exercises of sections 10.2 and 11.2, answered with the library.
   prediction of the labels +1 and -1: that prediction is the difference
   divided by the sum, p(x, +1) + p(x, -1) = p(x) > 0.
 - **The unit sphere.** When queries and keys have norm 1,
-  |q - k|^2 = 2 - 2 q.k, so Gaussian attention pooling is dot-product
+  ``|q - k|^2 = 2 - 2 q.k``, so Gaussian attention pooling is dot-product
   attention: softmax(q.k / h^2).
 - **Consistency, and the dimension.** With more data the width should
   shrink, but slowly enough that the number of samples within one width,
   about n h^d, still grows: the squared bias grows as h^4 and the variance as
   1 / (n h^d), so the best width shrinks as n^(-1/(d+4)) and the error as
   n^(-4/(d+4)): more slowly in more dimensions.
-- **Other learnable parameters.** One width per feature, learned by
-  leave-one-out, tells the features that matter from those that do not.
+
+Section 10.2 also asks for other learnable parameters: one width per
+feature, learned by leave-one-out, is ``NadarayaWatsonRegressorCV`` with an
+array or a rule as ``bandwidth`` (see :ref:`learning` in the user guide).
 """
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sknw import (
-    NadarayaWatsonClassifier,
-    NadarayaWatsonRegressor,
-    NadarayaWatsonRegressorCV,
-)
+from sknw import NadarayaWatsonClassifier, NadarayaWatsonRegressor
 
 rng = np.random.default_rng(0)
 
@@ -38,7 +36,7 @@ rng = np.random.default_rng(0)
 # -------------------------------------------------
 # Two classes on a line. scikit-learn's ``KernelDensity`` gives the
 # Parzen-window density of each class; times the class's share of the data it
-# is p(x, y). The classifier's P(+1 | x) - P(-1 | x) is
+# is p(x, y). The classifier's ``P(+1 | x) - P(-1 | x)`` is
 # (p(x, +1) - p(x, -1)) / (p(x, +1) + p(x, -1)).
 from sklearn.neighbors import KernelDensity
 
@@ -53,10 +51,14 @@ joint = {
 proba = NadarayaWatsonClassifier(bandwidth=0.5).fit(X, labels).predict_proba(grid)
 nadaraya_watson = proba[:, 1] - proba[:, 0]
 parzen = (joint[1] - joint[-1]) / (joint[1] + joint[-1])
-print("largest difference from the Parzen-window ratio:",
-      f"{np.abs(nadaraya_watson - parzen).max():.1e}")  # fmt: skip
-print("same sign everywhere:", bool(np.all(np.sign(nadaraya_watson)
-                                          == np.sign(joint[1] - joint[-1]))))  # fmt: skip
+print(
+    "largest difference from the Parzen-window ratio:",
+    f"{np.abs(nadaraya_watson - parzen).max():.1e}",
+)
+print(
+    "same sign everywhere:",
+    bool(np.all(np.sign(nadaraya_watson) == np.sign(joint[1] - joint[-1]))),
+)
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 axes[0].plot(grid[:, 0], joint[1], label="p(x, y = +1), Parzen window")
@@ -66,8 +68,13 @@ axes[0].set_xlabel("x")
 axes[0].set_ylabel("density")
 axes[0].set_title("Parzen-window estimates, h = 0.5")
 axes[0].legend(fontsize="small")
-axes[1].plot(grid[:, 0], nadaraya_watson, lw=3, alpha=0.6,
-             label="NadarayaWatsonClassifier: P(+1|x) - P(-1|x)")  # fmt: skip
+axes[1].plot(
+    grid[:, 0],
+    nadaraya_watson,
+    lw=3,
+    alpha=0.6,
+    label="NadarayaWatsonClassifier: P(+1|x) - P(-1|x)",
+)
 axes[1].plot(grid[:, 0], parzen, "k--", label="Parzen: difference / sum")
 axes[1].axhline(0, color="gray", lw=0.5)
 axes[1].set_xlabel("x")
@@ -89,8 +96,10 @@ scores = queries @ keys.T / h**2
 dot_product = np.exp(scores - scores.max(axis=1, keepdims=True))
 dot_product /= dot_product.sum(axis=1, keepdims=True)
 gaussian = model.attention_weights(queries)
-print(f"largest difference from softmax(q.k / h^2): "
-      f"{np.abs(gaussian - dot_product).max():.1e}")  # fmt: skip
+print(
+    f"largest difference from softmax(q.k / h^2): "
+    f"{np.abs(gaussian - dot_product).max():.1e}"
+)
 
 fig, ax = plt.subplots(figsize=(5, 4.5))
 for row in range(len(queries)):
@@ -148,12 +157,20 @@ for d, color in zip(dims, ("C0", "C1", "C2")):
     schedule = best * (sizes / 800) ** (-1 / (d + 4))
     by_size = [error(d, n, h) for n, h in zip(sizes, schedule)]
     slope = np.polyfit(np.log(sizes), np.log(by_size), 1)[0]
-    axes[1].loglog(sizes, by_size, "o-", color=color,
-                   label=f"d = {d}: slope {slope:.2f}, theory {-4 / (d + 4):.2f}")  # fmt: skip
-    axes[1].loglog(sizes, by_size[0] * (sizes / sizes[0]) ** (-4 / (d + 4)), ":",
-                   color=color)  # fmt: skip
-    print(f"d = {d}: best width at n = 800 {best:.3f}; error slope {slope:.2f} "
-          f"(theory {-4 / (d + 4):.2f})")  # fmt: skip
+    axes[1].loglog(
+        sizes,
+        by_size,
+        "o-",
+        color=color,
+        label=f"d = {d}: slope {slope:.2f}, theory {-4 / (d + 4):.2f}",
+    )
+    axes[1].loglog(
+        sizes, by_size[0] * (sizes / sizes[0]) ** (-4 / (d + 4)), ":", color=color
+    )
+    print(
+        f"d = {d}: best width at n = 800 {best:.3f}; error slope {slope:.2f} "
+        f"(theory {-4 / (d + 4):.2f})"
+    )
 axes[0].set_xlabel("bandwidth h")
 axes[0].set_ylabel("mean squared error against f")
 axes[0].set_title("n = 800: the best width grows with d")
@@ -163,14 +180,4 @@ axes[1].set_ylabel("mean squared error against f")
 axes[1].set_title("h ∝ n^(-1/(d+4)): error ∝ n^(-4/(d+4)) (dotted)")
 axes[1].legend(fontsize="small")
 fig.tight_layout()
-
-# %%
-# Another parametric attention pooling: one width per feature
-# ------------------------------------------------------------
-# Section 10.2 asks for other learnable parameters: one width per feature,
-# learned by leave-one-out, sends an irrelevant feature's width far out.
-X = rng.normal(size=(300, 2))
-y = np.sin(2 * X[:, 0]) + rng.normal(0, 0.1, 300)  # the second feature is noise
-informative, noise = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y).bandwidth_
-print(f"learned widths: informative feature {informative:.3f}, noise {noise:.3g}")
 plt.show()

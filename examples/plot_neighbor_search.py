@@ -21,10 +21,10 @@ import numpy as np
 from sknw import NadarayaWatsonRegressor
 
 rng = np.random.default_rng(0)
-n = 8_000
+n = 5_000
 X = rng.uniform(size=(n, 2))
 y = np.sin(6 * X[:, 0]) * np.cos(4 * X[:, 1]) + rng.normal(0, 0.1, n)
-queries = rng.uniform(size=(2_000, 2))
+queries = rng.uniform(size=(1_000, 2))
 # About 50 samples within one width of each query.
 h = np.sqrt(50 / (np.pi * n))
 

@@ -84,6 +84,7 @@ def test_sdist_holds_license_metadata_tests_and_examples(dists):
         "examples/README.txt",
         "examples/quickstart.py",
         ".ci/check_docs.py",
+        "docs/_gallery_order.py",
     ):
         assert path in names, path
     here = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
