@@ -5,6 +5,7 @@
 
 import copy as _copy
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -13,7 +14,14 @@ from sklearn import get_config
 from sklearn.utils import gen_batches
 
 from sknw import _triton
-from sknw._engine import _LOG_WEIGHT_FLOOR, _Problem, named_block, weighted_values
+from sknw._engine import (
+    _LOG_WEIGHT_FLOOR,
+    _Problem,
+    for_each_in_threads,
+    n_compute_threads,
+    named_block,
+    weighted_values,
+)
 from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
@@ -235,7 +243,7 @@ class LeaveOneOutObjective:
         budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW
         self.block_bytes = min(budget, _LOO_BLOCK_BYTES)
         self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
-        self._blocks = {}
+        self._local = threading.local()
         self._cache = {}
         self._everything = np.arange(self.n_samples)
         self.fused = (
@@ -308,10 +316,12 @@ class LeaveOneOutObjective:
             scaled = self._moment_columns(self.X / self._tensor(bandwidth))
         totals = np.zeros(3)
         gradient = np.zeros(log_bandwidth.size)
-        for batch in gen_batches(len(rows), self.chunk_n_rows):
-            chunk = rows[batch]
+
+        def terms(batch, chunk):
             sq, sq_min = self._pairs(bandwidth, chunk)
-            loss, first, second = self._chunk_terms(sq, sq_min, chunk, order, scaled)
+            return self._chunk_terms(sq, sq_min, chunk, order, scaled)
+
+        for loss, first, second in self._for_each_chunk(rows, terms):
             totals[0] += loss
             if first is not None:
                 gradient += first
@@ -330,7 +340,7 @@ class LeaveOneOutObjective:
     def release(self):
         """Free the reused blocks and kept distances (the next evaluation
         makes them again)."""
-        self._blocks.clear()
+        self._local = threading.local()
         self._cache.clear()
 
     def in_float32(self):
@@ -339,7 +349,7 @@ class LeaveOneOutObjective:
         if getattr(self, "_float32", None) is None:
             copy = _copy.copy(self)
             copy.dtype = torch.float32
-            copy._blocks = {}
+            copy._local = threading.local()
             copy._cache = {}
             copy.fused = False
             for name in (
@@ -398,9 +408,9 @@ class LeaveOneOutObjective:
         # Distances in units of the smallest width, so that the product
         # expansion is taken only where it is accurate at every width.
         smallest = float(np.min(log_bandwidths))
-        losses = np.zeros(len(log_bandwidths))
-        for batch in gen_batches(len(rows), self.chunk_n_rows):
-            chunk = rows[batch]
+
+        def chunk_losses(batch, chunk):
+            losses = np.zeros(len(log_bandwidths))
             sq, sq_min = self._pairs(np.exp(smallest + log_relative), chunk)
             scaled_sq = self._block("scaled", len(chunk))
             for index, log_bandwidth in enumerate(log_bandwidths):
@@ -408,14 +418,19 @@ class LeaveOneOutObjective:
                 row_out = None if row_losses is None else row_losses[batch, index]
                 if self.name == "gaussian":
                     # The Gaussian takes the scale in its one pass.
-                    losses[index] += self._chunk_terms(
+                    losses[index] = self._chunk_terms(
                         sq, sq_min, chunk, 0, None, scale=scale, row_out=row_out
                     )[0]
                     continue
                 torch.mul(sq, scale, out=scaled_sq)
-                losses[index] += self._chunk_terms(
+                losses[index] = self._chunk_terms(
                     scaled_sq, sq_min * scale, chunk, 0, None, row_out=row_out
                 )[0]
+            return losses
+
+        losses = np.zeros(len(log_bandwidths))
+        for part in self._for_each_chunk(rows, chunk_losses):
+            losses += part
         if per_row:
             return losses / total_weight, row_losses.cpu().numpy() / total_weight
         return losses / total_weight
@@ -429,14 +444,51 @@ class LeaveOneOutObjective:
             self.dtype,
             self.device,
             key_widths=self.key_widths,
-            blocks=self._blocks,
+            blocks=self._thread_blocks(),
         )
+
+    def _thread_blocks(self):
+        """The reused blocks of the calling thread (chunks may be computed
+        on several threads at once)."""
+        blocks = getattr(self._local, "blocks", None)
+        if blocks is None:
+            blocks = self._local.blocks = {}
+        return blocks
+
+    def _for_each_chunk(self, rows, function):
+        """``function(batch, chunk)`` on each chunk of ``rows``, its results
+        in the order of the chunks.
+
+        A problem that fits one chunk is one chunk (its distances may be
+        kept, see :meth:`_pairs`); a larger one is cut into chunks sized for
+        the threads of :func:`~sknw._engine.n_compute_threads`, computed on
+        that many threads with one torch thread each, the blocks of all of
+        them within the budget.
+        """
+        n_threads = 1
+        chunk_n_rows = self.chunk_n_rows
+        if len(rows) > chunk_n_rows:
+            n_threads = n_compute_threads(self.device)
+            chunk_n_rows = max(1, chunk_n_rows // n_threads)
+        batches = list(gen_batches(len(rows), chunk_n_rows))
+        results = [None] * len(batches)
+
+        def run(index):
+            batch = batches[index]
+            results[index] = function(batch, rows[batch])
+
+        for_each_in_threads(run, list(range(len(batches))), n_threads)
+        return results
 
     def _block(self, name, n_rows):
         """The (n_rows, n_samples) view of the reused block called ``name``
         (the blocks the engine's problems over these samples share)."""
         return named_block(
-            self._blocks, name, (n_rows, self.n_samples), self.dtype, self.device
+            self._thread_blocks(),
+            name,
+            (n_rows, self.n_samples),
+            self.dtype,
+            self.device,
         )
 
     def _pairs(self, bandwidth, chunk):

@@ -855,3 +855,30 @@ def test_a_subsampled_scan_does_not_miss_a_close_basin(seed, monkeypatch):
         sampled = NadarayaWatsonRegressorCV().fit(X, y)
     loss = _NumpyLoo(X, y)
     assert loss(sampled.bandwidth_) <= loss(exact.bandwidth_) * (1 + 1e-9)
+
+
+def test_chunks_on_several_threads_change_nothing():
+    # Above one chunk, the chunks are computed on torch's thread count of
+    # threads, one torch thread each, and summed in their order.
+    X, y = toy_4d(n_samples=120)
+    log_bandwidth = np.log([1.1, 0.9, 1.3, 0.7])
+    whole = objective(X, y[:, None])(log_bandwidth)
+    previous = torch.get_num_threads()
+    try:
+        with sklearn.config_context(working_memory=0.05):
+            for threads in (1, 3):
+                torch.set_num_threads(threads)
+                chunked = objective(X, y[:, None])
+                assert chunked.chunk_n_rows < 120
+                loss, gradient = chunked(log_bandwidth)
+                assert loss == pytest.approx(whole[0], rel=1e-12)
+                assert_allclose(gradient, whole[1], rtol=1e-10)
+                scan = chunked.losses_at([-1.0, 0.0, 1.0])
+                assert_allclose(
+                    scan,
+                    objective(X, y[:, None]).losses_at([-1.0, 0.0, 1.0]),
+                    rtol=1e-12,
+                )
+                assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
