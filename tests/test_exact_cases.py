@@ -15,7 +15,8 @@ from numpy.testing import assert_allclose
 from sklearn.exceptions import ConvergenceWarning
 
 from sknw import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
-from sknw._engine import nadaraya_watson
+from sknw._engine import merge_partial_sums, nadaraya_watson
+from sknw._neighbors import tree_partial_sums
 
 from ._reference import kth_neighbor_distance_slow, nadaraya_watson_slow
 
@@ -75,6 +76,31 @@ def test_tree_with_local_widths_far_from_every_key():
         query, X, y[:, None], 1.0, "gaussian", key_widths=widths
     ).ravel()
     assert_allclose(model.predict(query), expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential"])
+def test_truncated_tree_reaches_a_wide_key_behind_narrow_ones(kernel):
+    # Seen from -40, the narrow keys at 0 and 0.1 are the nearest in
+    # distance but 4000 widths away; the wide keys at 30 and 30.01, 70
+    # widths away, carry all the weight. The search radius must be scaled
+    # by the ratio of the widths to reach them.
+    X = np.array([[0.0], [0.1], [30.0], [30.01]])
+    y = np.array([[5.0], [6.0], [1.0], [-1.0]])
+    key_widths = np.array([0.01, 0.01, 1.0, 1.0])
+    query = np.array([[-40.0], [-70.0]])
+    partial = tree_partial_sums(
+        query,
+        X,
+        y,
+        bandwidth=1.0,
+        kernel=kernel,
+        truncation=1e-10,
+        key_widths=key_widths,
+    )
+    expected = nadaraya_watson_slow(query, X, y, 1.0, kernel, key_widths=key_widths)
+    # Both wide keys count: the answers are neither one's value.
+    assert np.all(np.abs(expected) < 0.9)
+    assert_allclose(merge_partial_sums([partial]), expected, rtol=0, atol=1e-9)
 
 
 def _adaptive_reference(X, y, queries, sample_weight, n_neighbors, bandwidth, kernel):
