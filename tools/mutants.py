@@ -202,7 +202,7 @@ MUTANTS = [
         "loo-kept-weight",
         OBJ,
         "self.kept_weight = self._tensor(sample_weight - np.minimum(sample_weight, 1))",
-        "self.kept_weight = self._tensor(np.maximum(sample_weight - 1, 0))",
+        "self.kept_weight = self._tensor(np.zeros(self.n_samples))",
         (EXACT, "tests/test_loo.py"),
     ),
     Mutant(
