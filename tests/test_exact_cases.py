@@ -103,6 +103,35 @@ def test_truncated_tree_reaches_a_wide_key_behind_narrow_ones(kernel):
     assert_allclose(merge_partial_sums([partial]), expected, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize(
+    "kernel, truncation", [("epanechnikov", None), ("gaussian", 1e-300)]
+)
+def test_tree_partial_sums_over_parts_of_unequal_weights_merge_exactly(
+    kernel, truncation
+):
+    # Each part's sums are computed with its weights divided by its largest
+    # (1 and 100 here) and must be scaled back before they are merged.
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1, 1, size=(40, 2))
+    y = rng.normal(size=(40, 2))
+    sample_weight = np.concatenate([rng.uniform(0.2, 1, 20), rng.uniform(20, 100, 20)])
+    queries = rng.uniform(-1, 1, size=(15, 2))
+    parts = [
+        tree_partial_sums(
+            queries,
+            X[part],
+            y[part],
+            bandwidth=0.7,
+            kernel=kernel,
+            truncation=truncation,
+            sample_weight=sample_weight[part],
+        )
+        for part in (slice(0, 20), slice(20, 40))
+    ]
+    expected = nadaraya_watson_slow(queries, X, y, 0.7, kernel, sample_weight)
+    assert_allclose(merge_partial_sums(parts), expected, rtol=1e-12, atol=1e-12)
+
+
 def _adaptive_reference(X, y, queries, sample_weight, n_neighbors, bandwidth, kernel):
     """Adaptive predictions from the data with integer weights as repeated
     rows: k-th neighbour distances by sorting, raised to the smallest

@@ -119,6 +119,13 @@ MUTANTS = [
         "_PRODUCT_MAX_RADIUS = 1e9",
         (EXACT, "tests/test_engine.py"),
     ),
+    Mutant(
+        "dense-weight-scale-dropped",
+        E,
+        "partial.log_shift[batch] = log_shift + np.log(weight_scale)",
+        "partial.log_shift[batch] = log_shift",
+        (EXACT, "tests/test_engine.py"),
+    ),
     # The tree.
     Mutant(
         "tree-radius-margin",
@@ -169,6 +176,13 @@ MUTANTS = [
         "nearest_distance[:, 0],",
         (EXACT, "tests/test_neighbors.py"),
     ),
+    Mutant(
+        "tree-weight-scale-dropped",
+        T,
+        "partial.log_shift[:] += np.log(weight_scale)",
+        "partial.log_shift[:] += 0.0",
+        (EXACT, "tests/test_neighbors.py"),
+    ),
     # The learner.
     Mutant(
         "loo-sum-outputs",
@@ -217,6 +231,20 @@ MUTANTS = [
         OBJ,
         "self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)",
         "self.row_factor = self._tensor(1.0 / np.asarray(query_widths))",
+        (EXACT, "tests/test_loo.py"),
+    ),
+    Mutant(
+        "loo-mean-ignores-sample-weight",
+        OBJ,
+        "total_weight = row_weight.sum()",
+        "total_weight = len(rows)",
+        (EXACT, "tests/test_loo.py"),
+    ),
+    Mutant(
+        "learning-start-unscaled",
+        LOO,
+        "start = np.clip(np.log(initial_bandwidth / x_scale), lower, upper)",
+        "start = np.clip(np.log(initial_bandwidth * x_scale), lower, upper)",
         (EXACT, "tests/test_loo.py"),
     ),
     Mutant(
@@ -317,6 +345,15 @@ MUTANTS = [
         CLF,
         "one_hot = np.eye(len(self.classes_))[y_encoded]",
         "one_hot = np.eye(len(self.classes_))[::-1][y_encoded]",
+        (EXACT, "tests/test_classification.py"),
+    ),
+    Mutant(
+        "classifier-tie-to-the-last-class",
+        CLF,
+        "return self.classes_[np.argmax(self.predict_proba(X), axis=1)]",
+        "proba = self.predict_proba(X)\n"
+        "        return self.classes_[proba.shape[1] - 1 - "
+        "np.argmax(proba[:, ::-1], axis=1)]",
         (EXACT, "tests/test_classification.py"),
     ),
     Mutant(
