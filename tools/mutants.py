@@ -381,8 +381,14 @@ def _copy_repository(destination):
 
 def run_tests(tests, scratch):
     """Run pytest on ``tests`` in ``scratch``; the completed process."""
+    # No bytecode cache: a mutant of the same length as its snippet, written
+    # within the second, could otherwise run from the previous file's cache.
     environment = dict(
-        os.environ, CI="true", OMP_NUM_THREADS="1", PYTHONPATH=str(scratch)
+        os.environ,
+        CI="true",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(scratch),
+        PYTHONDONTWRITEBYTECODE="1",
     )
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
     return subprocess.run(
