@@ -66,8 +66,9 @@ MUTANTS = [
     Mutant(
         "dense-chunk-budget-factor",
         E,
-        'budget = get_config()["working_memory"] * 2**20 // _BLOCKS_PER_ROW',
-        'budget = get_config()["working_memory"] * 2**20',
+        'budget = get_config()["working_memory"] * 2**20 '
+        "// (_BLOCKS_PER_ROW * n_threads)",
+        'budget = get_config()["working_memory"] * 2**20 // n_threads',
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
@@ -279,15 +280,15 @@ MUTANTS = [
     Mutant(
         "spread-ddof-1",
         R,
-        "variance = sample_weight @ (X - mean) ** 2 / n_samples",
-        "variance = sample_weight @ (X - mean) ** 2 / (n_samples - 1)",
+        "variance = relative @ (X - mean) ** 2 / total",
+        "variance = relative @ (X - mean) ** 2 / (total - 1)",
         (EXACT, "tests/test_bandwidth.py"),
     ),
     Mutant(
         "rule-count-ignores-weights",
         R,
-        "n_samples = sample_weight.sum()",
-        "n_samples = float(len(sample_weight))",
+        "return spread_from_variance(variance), np.log(total) + np.log(largest)",
+        "return spread_from_variance(variance), np.log(len(relative))",
         (EXACT, "tests/test_bandwidth.py"),
     ),
     Mutant(
@@ -343,17 +344,15 @@ MUTANTS = [
     Mutant(
         "classifier-label-order",
         CLF,
-        "one_hot = np.eye(len(self.classes_))[y_encoded]",
-        "one_hot = np.eye(len(self.classes_))[::-1][y_encoded]",
+        "one_hot[rows, codes[rows] - start] = 1.0",
+        "one_hot[rows, stop - 1 - codes[rows]] = 1.0",
         (EXACT, "tests/test_classification.py"),
     ),
     Mutant(
         "classifier-tie-to-the-last-class",
         CLF,
-        "return self.classes_[np.argmax(self.predict_proba(X), axis=1)]",
-        "proba = self.predict_proba(X)\n"
-        "        return self.classes_[proba.shape[1] - 1 - "
-        "np.argmax(proba[:, ::-1], axis=1)]",
+        "top = np.argmax(proba, axis=1)",
+        "top = proba.shape[1] - 1 - np.argmax(proba[:, ::-1], axis=1)",
         (EXACT, "tests/test_classification.py"),
     ),
     Mutant(
