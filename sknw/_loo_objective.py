@@ -30,6 +30,10 @@ from sknw._kernels import KERNELS
 # width to the next when the whole problem fits in one chunk.
 _BLOCKS_PER_ROW = 6
 
+# A problem of at least this many (row, sample) pairs that fits one chunk is
+# still cut into one chunk per thread.
+_THREADED_PAIRS = 2**18
+
 # Each block of a chunk at most this large: a few cache-sized passes per
 # block, with few enough chunks that their fixed cost stays small at large n.
 _LOO_BLOCK_BYTES = 16 * 2**20
@@ -245,7 +249,7 @@ class LeaveOneOutObjective:
         self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
         self._local = threading.local()
         self._cache = {}
-        self._everything = np.arange(self.n_samples)
+        self._cache_lock = threading.Lock()
         self.fused = (
             key_widths is None
             and query_widths is None
@@ -350,6 +354,7 @@ class LeaveOneOutObjective:
             copy = _copy.copy(self)
             copy.dtype = torch.float32
             copy._local = threading.local()
+            copy._cache_lock = threading.Lock()
             copy._cache = {}
             copy.fused = False
             for name in (
@@ -465,11 +470,15 @@ class LeaveOneOutObjective:
         that many threads with one torch thread each, the blocks of all of
         them within the budget.
         """
-        n_threads = 1
+        n_threads = n_compute_threads(self.device)
         chunk_n_rows = self.chunk_n_rows
         if len(rows) > chunk_n_rows:
-            n_threads = n_compute_threads(self.device)
             chunk_n_rows = max(1, chunk_n_rows // n_threads)
+        elif len(rows) * self.n_samples >= _THREADED_PAIRS and n_threads > 1:
+            # One chunk's worth, large enough to share among the threads.
+            chunk_n_rows = -(-len(rows) // n_threads)
+        else:
+            n_threads = 1
         batches = list(gen_batches(len(rows), chunk_n_rows))
         results = [None] * len(batches)
 
@@ -515,7 +524,11 @@ class LeaveOneOutObjective:
             sq[position, chunk_t] = math.inf
         else:
             inverse = 1.0 / np.broadcast_to(bandwidth, (len(cache),)) ** 2
-            if len(chunk) < self.n_samples or np.any(chunk != self._everything):
+            first, last = int(chunk[0]), int(chunk[-1])
+            if last - first + 1 == len(chunk) and np.all(np.diff(chunk) == 1):
+                # A run of consecutive rows: a view of the kept distances.
+                cache = [distances[first : last + 1] for distances in cache]
+            else:
                 cache = [distances[chunk_t] for distances in cache]
             sq = self._block("main", len(chunk))
             torch.mul(cache[0], float(inverse[0]), out=sq)
@@ -532,8 +545,13 @@ class LeaveOneOutObjective:
         divided by the local widths, with +inf on each row's own pair; or
         None when they do not fit (see :meth:`_pairs`)."""
         key = "per_feature" if per_feature else "shared"
-        if key in self._cache:
+        with self._cache_lock:
+            if key not in self._cache:
+                self._cache[key] = self._kept_distances(per_feature)
             return self._cache[key]
+
+    def _kept_distances(self, per_feature):
+        """What :meth:`_distance_cache` keeps, computed."""
         n_blocks = self.n_features if per_feature else 1
         size = n_blocks * self.n_samples**2 * torch.finfo(self.dtype).bits // 8
         cache = None
@@ -558,7 +576,6 @@ class LeaveOneOutObjective:
                     sq.mul_(self.row_factor[:, None])
                 sq[everything, everything] = math.inf
                 cache.append(sq)
-        self._cache[key] = cache
         return cache
 
     def _chunk_terms(self, sq, sq_min, chunk, order, scaled, scale=1.0, row_out=None):
@@ -566,7 +583,7 @@ class LeaveOneOutObjective:
 
         ``sq`` times ``scale`` is u^2 (a ``scale`` other than 1 only for the
         Gaussian's loss alone) and ``sq_min`` the rows' shifts, in the units
-        of ``sq`` (see :meth:`_squared`).
+        of ``sq`` (see :meth:`_pairs`).
         ``scaled`` holds the coordinates divided by per-feature widths, or is
         None for one shared width. ``row_out``, when given, receives each
         row's c_i-weighted loss.

@@ -21,19 +21,22 @@ from sknw._neighbors import tree_partial_sums
 from ._reference import kth_neighbor_distance_slow, nadaraya_watson_slow
 
 
-def test_tree_keeps_a_key_a_hair_inside_the_top_hat():
-    # u = 1 - 3e-10 for the key at -(1 - 3e-10): inside the support, so it
-    # weighs as much as the key at 0.5.
-    X = np.array([[0.5], [-(1 - 3e-10)], [4.0]])
+def test_tree_keeps_a_key_a_hair_inside_a_compact_kernel():
+    # u = 1 - 3e-10 for the key at -(1 - 3e-10): inside the support, where the
+    # Epanechnikov weight is 4.5e-10 against 1.5e-6 for the key at
+    # u = 1 - 1e-6, so it moves the prediction from 0 to about 3e-4. (The
+    # top-hat counts a relative 2^-21 below u = 1 as its edge on every path.)
+    X = np.array([[0.999999], [-(1 - 3e-10)], [4.0]])
     y = np.array([0.0, 1.0, 7.0])
     query = np.array([[0.0]])
-    expected = nadaraya_watson_slow(query, X, y[:, None], 1.0, "tophat").ravel()
-    assert_allclose(expected, [0.5], rtol=1e-15)
+    expected = nadaraya_watson_slow(query, X, y[:, None], 1.0, "epanechnikov").ravel()
+    assert 1e-4 < expected[0] < 1e-3
     for algorithm in ("tree", "dense"):
         model = NadarayaWatsonRegressor(
-            kernel="tophat", bandwidth=1.0, algorithm=algorithm
+            kernel="epanechnikov", bandwidth=1.0, algorithm=algorithm
         ).fit(X, y)
-        assert_allclose(model.predict(query), expected, rtol=1e-15)
+        # 1 - u^2 near 6e-10 keeps about 7 significant digits.
+        assert_allclose(model.predict(query), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "exponential"])
