@@ -5,6 +5,7 @@
 
 import copy as _copy
 import math
+import queue
 import threading
 import warnings
 
@@ -248,6 +249,7 @@ class LeaveOneOutObjective:
         self.block_bytes = min(budget, _LOO_BLOCK_BYTES)
         self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
         self._local = threading.local()
+        self._block_sets = []
         self._cache = {}
         self._cache_lock = threading.Lock()
         self.fused = (
@@ -345,6 +347,7 @@ class LeaveOneOutObjective:
         """Free the reused blocks and kept distances (the next evaluation
         makes them again)."""
         self._local = threading.local()
+        self._block_sets = []
         self._cache.clear()
 
     def in_float32(self):
@@ -354,6 +357,7 @@ class LeaveOneOutObjective:
             copy = _copy.copy(self)
             copy.dtype = torch.float32
             copy._local = threading.local()
+            copy._block_sets = []
             copy._cache_lock = threading.Lock()
             copy._cache = {}
             copy.fused = False
@@ -454,7 +458,7 @@ class LeaveOneOutObjective:
 
     def _thread_blocks(self):
         """The reused blocks of the calling thread (chunks may be computed
-        on several threads at once)."""
+        on several threads at once, see :meth:`_for_each_chunk`)."""
         blocks = getattr(self._local, "blocks", None)
         if blocks is None:
             blocks = self._local.blocks = {}
@@ -481,10 +485,22 @@ class LeaveOneOutObjective:
             n_threads = 1
         batches = list(gen_batches(len(rows), chunk_n_rows))
         results = [None] * len(batches)
+        # Each running chunk takes one set of blocks and gives it back: the
+        # sets outlive the threads, so blocks are not faulted in anew at
+        # every evaluation.
+        while len(self._block_sets) < n_threads:
+            self._block_sets.append({})
+        free = queue.SimpleQueue()
+        for blocks in self._block_sets[:n_threads]:
+            free.put(blocks)
 
         def run(index):
             batch = batches[index]
-            results[index] = function(batch, rows[batch])
+            self._local.blocks = free.get()
+            try:
+                results[index] = function(batch, rows[batch])
+            finally:
+                free.put(self._local.blocks)
 
         for_each_in_threads(run, list(range(len(batches))), n_threads)
         return results
