@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import sklearn
+import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -106,11 +107,19 @@ def test_chunk_size_follows_working_memory(monkeypatch):
 
     monkeypatch.setattr(_engine._Problem, "weights", record)
     queries, keys, values, _ = make_data(n_keys=1000, n_queries=500)
-    with sklearn.config_context(working_memory=1):
-        nadaraya_watson(queries, keys, values, bandwidth=1.0, kernel="gaussian")
-    # 1 MiB over three float64 blocks of 1000 keys: 43 rows a chunk.
-    assert max(seen) == 2**20 // (3 * 1000 * 8)
-    assert sum(seen) == 500
+    previous = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            seen.clear()
+            with sklearn.config_context(working_memory=1):
+                nadaraya_watson(queries, keys, values, bandwidth=1.0, kernel="gaussian")
+            # 1 MiB over three float64 blocks of 1000 keys per thread: 43 rows
+            # a chunk on one thread, 21 on each of two.
+            assert max(seen) == 2**20 // (3 * 1000 * 8 * n_threads)
+            assert sum(seen) == 500
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("kernel", COMPACT_KERNELS)
