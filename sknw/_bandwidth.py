@@ -47,14 +47,14 @@ def spread_from_variance(variance):
     return spread
 
 
-def scott_factor(n_samples, n_features):
-    """Scott's factor n ** (-1 / (d + 4))."""
-    return n_samples ** (-1.0 / (n_features + 4))
+def scott_factor(log_n, n_features):
+    """Scott's factor n ** (-1 / (d + 4)), from log(n)."""
+    return np.exp(-log_n / (n_features + 4))
 
 
-def silverman_factor(n_samples, n_features):
-    """Silverman's factor (4 / ((d + 2) n)) ** (1 / (d + 4))."""
-    return (4.0 / ((n_features + 2) * n_samples)) ** (1.0 / (n_features + 4))
+def silverman_factor(log_n, n_features):
+    """Silverman's factor (4 / ((d + 2) n)) ** (1 / (d + 4)), from log(n)."""
+    return np.exp((np.log(4.0 / (n_features + 2)) - log_n) / (n_features + 4))
 
 
 def scott_bandwidth(X, sample_weight=None):
@@ -81,7 +81,7 @@ def scott_bandwidth(X, sample_weight=None):
     array([0.847...])
     """
     spread, log_n = _spread_and_count(X, sample_weight)
-    return spread * np.exp(-log_n / (spread.shape[0] + 4))
+    return spread * scott_factor(log_n, spread.shape[0])
 
 
 def silverman_bandwidth(X, sample_weight=None):
@@ -111,13 +111,12 @@ def silverman_bandwidth(X, sample_weight=None):
     array([0.897...])
     """
     spread, log_n = _spread_and_count(X, sample_weight)
-    n_features = spread.shape[0]
-    return spread * np.exp((np.log(4.0 / (n_features + 2)) - log_n) / (n_features + 4))
+    return spread * silverman_factor(log_n, spread.shape[0])
 
 
 BANDWIDTH_RULES = {"scott": scott_bandwidth, "silverman": silverman_bandwidth}
 
-# The rules' factors of the spread, as functions of (n_samples, n_features).
+# The rules' factors of the spread, as functions of (log(n), n_features).
 BANDWIDTH_FACTORS = {"scott": scott_factor, "silverman": silverman_factor}
 
 

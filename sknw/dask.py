@@ -438,7 +438,7 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
     if classifier:
         check_classification_targets(classes)
     if rule is not None:
-        factor = BANDWIDTH_FACTORS[rule](n_samples, X_train.shape[1])
+        factor = BANDWIDTH_FACTORS[rule](np.log(n_samples), X_train.shape[1])
         return classes, spread_from_variance(variance) * factor
     if isinstance(estimator.bandwidth, Real):
         return classes, float(estimator.bandwidth)

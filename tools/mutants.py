@@ -266,15 +266,15 @@ MUTANTS = [
     Mutant(
         "scott-wrong-power",
         R,
-        "return n_samples ** (-1.0 / (n_features + 4))",
-        "return n_samples ** (-1.0 / (n_features + 2))",
+        "return np.exp(-log_n / (n_features + 4))",
+        "return np.exp(-log_n / (n_features + 2))",
         (EXACT, "tests/test_bandwidth.py"),
     ),
     Mutant(
         "silverman-wrong-constant",
         R,
-        "return (4.0 / ((n_features + 2) * n_samples)) ** (1.0 / (n_features + 4))",
-        "return (4.0 / ((n_features + 4) * n_samples)) ** (1.0 / (n_features + 4))",
+        "return np.exp((np.log(4.0 / (n_features + 2)) - log_n) / (n_features + 4))",
+        "return np.exp((np.log(4.0 / (n_features + 4)) - log_n) / (n_features + 4))",
         (EXACT, "tests/test_bandwidth.py"),
     ),
     Mutant(
