@@ -211,7 +211,12 @@ def coordinate_scale(X):
         Multiplying by a power of 2 is exact, so ``X * scale`` keeps every
         ratio of distances.
     """
-    largest = float(np.abs(X).max(initial=0))
+    return coordinate_scale_of_largest(float(np.abs(X).max(initial=0)))
+
+
+def coordinate_scale_of_largest(largest):
+    """:func:`coordinate_scale` of data whose largest magnitude is
+    ``largest`` (what a partitioned training set gives)."""
     if largest == 0 or largest >= _SMALL_COORDINATE:
         return 1.0
     return float(np.ldexp(1.0, min(-int(np.frexp(largest)[1]), 1000)))

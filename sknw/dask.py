@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from sknw._bandwidth import BANDWIDTH_FACTORS, spread_from_variance
+from sknw._base import _scaled
 from sknw._classification import NadarayaWatsonClassifier, NadarayaWatsonClassifierCV
 from sknw._engine import (
     PartialSums,
@@ -36,6 +37,8 @@ from sknw._validation import (
     check_bandwidth_array,
     check_coordinates,
     check_kernel_callable,
+    coordinate_scale_of_largest,
+    largest_coordinate,
 )
 
 __all__ = ["predict_blockwise", "predict_partitioned"]
@@ -167,9 +170,18 @@ def predict_partitioned(
     if not isinstance(estimator.bandwidth, (str, Real)):
         check_bandwidth_array(estimator.bandwidth, n_features)
 
-    classes, bandwidth = _check_data(
+    classes, bandwidth, scale = _check_data(
         estimator, X_train, y_train, X, sample_weight, classifier
     )
+    if scale != 1 and not isinstance(estimator, LocalLinearRegressor):
+        # Training data so small that squared distances would underflow: in
+        # memory, fit scales them up by a power of 2 (exact); so do the
+        # partitions, queries beyond the coordinate limit brought back to it.
+        dtype = np.float32 if X_train.dtype == X.dtype == np.float32 else np.float64
+        limit = largest_coordinate(dtype, n_features)
+        X_train = X_train * scale
+        X = da.clip(X * scale, -limit, limit)
+        bandwidth = _scaled(bandwidth, scale)
     n_values = len(classes) if classifier else (y_train.shape[1:] or (1,))[0]
     settings = dict(
         bandwidth=bandwidth, kernel=estimator.kernel, device=estimator.device
@@ -395,7 +407,10 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
     classes : ndarray of shape (n_classes,) or None
         The sorted unique labels of a classifier.
     bandwidth : float or ndarray of shape (n_features,)
-        The width in use.
+        The width in use, in the units of ``X_train``.
+    scale : float
+        The power of 2 that scales tiny training coordinates up (see
+        :func:`~sknw._validation.coordinate_scale`), 1 for others.
     """
     checks = {
         "X_train": _non_finite(X_train),
@@ -437,12 +452,20 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
         )
     if classifier:
         check_classification_targets(classes)
+    scale = coordinate_scale_of_largest(float(checks["X_train"][2]))
     if rule is not None:
+        if scale != 1:
+            # The spread of coordinates whose squares underflow, taken on the
+            # scaled coordinates, as fit takes it in memory.
+            variance, n_samples = dask.compute(
+                *_weighted_variance(X_train * scale, sample_weight)
+            )
         factor = BANDWIDTH_FACTORS[rule](np.log(n_samples), X_train.shape[1])
-        return classes, spread_from_variance(variance) * factor
+        return classes, spread_from_variance(variance) * factor / scale, scale
     if isinstance(estimator.bandwidth, Real):
-        return classes, float(estimator.bandwidth)
-    return classes, check_bandwidth_array(estimator.bandwidth, X_train.shape[1])
+        return classes, float(estimator.bandwidth), scale
+    bandwidth = check_bandwidth_array(estimator.bandwidth, X_train.shape[1])
+    return classes, bandwidth, scale
 
 
 def _non_finite(array):

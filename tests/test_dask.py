@@ -26,6 +26,8 @@ from sknw import (  # noqa: E402
 )
 from sknw.dask import predict_blockwise, predict_partitioned  # noqa: E402
 
+from ._reference import nadaraya_watson_slow  # noqa: E402
+
 # Uneven partitions; the third has all its sample weights zero.
 ROW_CHUNKS = (37, 50, 13, 50)
 ZERO_PARTITION = slice(87, 100)
@@ -298,3 +300,27 @@ def test_core_package_does_not_import_dask():
                 imported.add(node.module)
     assert "sknw._engine" in imported
     assert not {name for name in imported if name.split(".")[0] in DASK_PACKAGES}
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e-300])
+@pytest.mark.parametrize("bandwidth", ["scott", "silverman", 0.5])
+def test_tiny_coordinates_predict_as_in_memory(scale, bandwidth):
+    # Squared distances of such coordinates underflow; fit scales them up by
+    # a power of 2, and so does the partitioned prediction. The reference is
+    # the dense NumPy computation on the coordinates times 1 / scale.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 2))
+    y = np.sin(2 * X[:, 0])
+    width = bandwidth if isinstance(bandwidth, str) else bandwidth * scale
+    partitioned = predict_partitioned(
+        NadarayaWatsonRegressor(bandwidth=width),
+        da.from_array(X * scale, chunks=40),
+        da.from_array(y, chunks=40),
+        da.from_array(X[:7] * scale, chunks=4),
+    ).compute()
+    in_memory = NadarayaWatsonRegressor(bandwidth=width).fit(X * scale, y)
+    assert_allclose(partitioned, in_memory.predict(X[:7] * scale), rtol=1e-12)
+    expected = nadaraya_watson_slow(
+        X[:7], X, y[:, None], np.asarray(in_memory.bandwidth_) / scale, "gaussian"
+    )[:, 0]
+    assert_allclose(partitioned, expected, rtol=1e-10)
