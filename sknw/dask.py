@@ -39,6 +39,7 @@ from sknw._validation import (
     check_kernel_callable,
     coordinate_scale_of_largest,
     largest_coordinate,
+    value_scale,
 )
 
 __all__ = ["predict_blockwise", "predict_partitioned"]
@@ -170,7 +171,7 @@ def predict_partitioned(
     if not isinstance(estimator.bandwidth, (str, Real)):
         check_bandwidth_array(estimator.bandwidth, n_features)
 
-    classes, bandwidth, scale = _check_data(
+    classes, bandwidth, scale, values_scale = _check_data(
         estimator, X_train, y_train, X, sample_weight, classifier
     )
     if scale != 1 and not isinstance(estimator, LocalLinearRegressor):
@@ -209,7 +210,10 @@ def predict_partitioned(
         classes=classes,
         n_values=n_values,
         settings=settings,
+        values_scale=values_scale,
     )
+    if values_scale is not None:
+        averages = averages * values_scale
     if X_train.dtype == np.float32 and X.dtype == np.float32:
         averages = averages.astype(np.float32)
     if not classifier:
@@ -411,15 +415,20 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
     scale : float
         The power of 2 that scales tiny training coordinates up (see
         :func:`~sknw._validation.coordinate_scale`), 1 for others.
+    values_scale : ndarray of shape (n_outputs,) or None
+        A regressor's powers of 2 that bring each output below 1 (see
+        :func:`~sknw._validation.value_scale`); None for a classifier.
     """
     checks = {
         "X_train": _non_finite(X_train),
         "X": _non_finite(X),
     }
+    largest_values = None
     if not classifier:
         if y_train.dtype.kind not in "biuf":
             y_train = y_train.astype(np.float64)
         checks["y_train"] = _non_finite(y_train)
+        largest_values = abs(y_train.astype(np.float64)).max(axis=0)
     if sample_weight is not None:
         checks["sample_weight"] = _non_finite(sample_weight)
         negative, positive = (sample_weight < 0).any(), (sample_weight > 0).any()
@@ -430,9 +439,16 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
     variance = n_samples = None
     if rule is not None:
         variance, n_samples = _weighted_variance(X_train, sample_weight)
-    checks, negative, positive, classes, variance, n_samples = dask.compute(
-        checks, negative, positive, classes, variance, n_samples
+    checks, negative, positive, classes, variance, n_samples, largest_values = (
+        dask.compute(
+            checks, negative, positive, classes, variance, n_samples, largest_values
+        )
     )
+    # Regression targets divided by a power of 2 per output (exact) and
+    # multiplied back, as fit keeps them: their weighted sums cannot overflow.
+    values_scale = None
+    if largest_values is not None:
+        values_scale = value_scale(np.atleast_1d(largest_values)[None, :])
     for name, (has_nan, has_inf, largest) in checks.items():
         if has_nan:
             raise ValueError(f"Input {name} contains NaN.")
@@ -461,11 +477,12 @@ def _check_data(estimator, X_train, y_train, X, sample_weight, classifier):
                 *_weighted_variance(X_train * scale, sample_weight)
             )
         factor = BANDWIDTH_FACTORS[rule](np.log(n_samples), X_train.shape[1])
-        return classes, spread_from_variance(variance) * factor / scale, scale
-    if isinstance(estimator.bandwidth, Real):
-        return classes, float(estimator.bandwidth), scale
-    bandwidth = check_bandwidth_array(estimator.bandwidth, X_train.shape[1])
-    return classes, bandwidth, scale
+        bandwidth = spread_from_variance(variance) * factor / scale
+    elif isinstance(estimator.bandwidth, Real):
+        bandwidth = float(estimator.bandwidth)
+    else:
+        bandwidth = check_bandwidth_array(estimator.bandwidth, X_train.shape[1])
+    return classes, bandwidth, scale, values_scale
 
 
 def _non_finite(array):
@@ -649,7 +666,7 @@ def _local_slopes(packed, queries, *, bandwidth, frame):
 
 
 def _block_partial_sums(
-    queries, keys, y, sample_weight, *, classes, n_values, settings
+    queries, keys, y, sample_weight, *, classes, n_values, settings, values_scale
 ):
     """Packed partial sums of one block of queries over one partition."""
     # Blocks received from other workers can be read-only, which torch warns
@@ -658,6 +675,7 @@ def _block_partial_sums(
     keys = np.require(keys, requirements="W")
     if classes is None:
         values = np.asarray(y, dtype=np.float64).reshape(len(y), n_values)
+        values = values / values_scale
     else:
         values = (y[:, None] == classes[None, :]).astype(np.float64)
     partial = partial_sums(

@@ -324,3 +324,25 @@ def test_tiny_coordinates_predict_as_in_memory(scale, bandwidth):
         X[:7], X, y[:, None], np.asarray(in_memory.bandwidth_) / scale, "gaussian"
     )[:, 0]
     assert_allclose(partitioned, expected, rtol=1e-10)
+
+
+def test_targets_near_the_largest_float_predict_as_in_memory():
+    # Weighted sums of 400 targets of 1.5e308 overflow unless the targets
+    # are divided by a power of 2 first (per output: the second output's
+    # 1e-300 values must not underflow).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 1))
+    y = np.column_stack([np.full(400, 1.5e308), rng.normal(size=400) * 1e-300])
+    model = NadarayaWatsonRegressor(bandwidth=0.5)
+    partitioned = predict_partitioned(
+        model,
+        da.from_array(X, chunks=100),
+        da.from_array(y, chunks=(100, 2)),
+        da.from_array(X[:5], chunks=5),
+    ).compute()
+    assert np.all(np.isfinite(partitioned))
+    assert_allclose(partitioned, model.fit(X, y).predict(X[:5]), rtol=1e-12)
+    expected = nadaraya_watson_slow(
+        X[:5], X, y / [2.0**1023, 2.0**-996], 0.5, "gaussian"
+    )
+    assert_allclose(partitioned / [2.0**1023, 2.0**-996], expected, rtol=1e-12)
