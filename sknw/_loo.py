@@ -384,6 +384,13 @@ def _neighbor_distances(points, n_neighbors):
     )
 
 
+def _local_minima(losses):
+    """Where a loss on a sorted grid is no higher than either neighbour
+    (the ends compared with their one neighbour)."""
+    padded = np.concatenate([[np.inf], losses, [np.inf]])
+    return (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
+
+
 def _sampling_margin(differences, n_rows):
     """Three standard errors of the differences' sums, for a sample of rows
     drawn without replacement from ``n_rows``.
@@ -551,8 +558,7 @@ class _Search:
             )
             margin = _BASIN_MARGIN * max(self.baseline - losses[best], 0.0)
             near = losses <= losses[best] + noise + margin
-            padded = np.concatenate([[np.inf], losses, [np.inf]])
-            minima = (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
+            minima = _local_minima(losses)
             keep = (losses <= losses[best] + noise) | (near & minima)
             keep[:-1] |= keep[1:] & minima[1:]
             keep[1:] |= keep[:-1] & minima[:-1]
@@ -578,10 +584,7 @@ class _Search:
         self._record(at_best[0])
         # The loss may have several local minima (it does on clustered
         # data): refine the best few basins of the scan, keep the lowest.
-        padded = np.concatenate([[np.inf], losses, [np.inf]])
-        basins = np.flatnonzero(
-            (padded[1:-1] <= padded[:-2]) & (padded[1:-1] <= padded[2:])
-        )
+        basins = np.flatnonzero(_local_minima(losses))
         basins = basins[np.isfinite(losses[basins])]
         basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
         # A basin whose scan loss is far above the best one's is not refined.

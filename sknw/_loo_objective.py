@@ -248,10 +248,7 @@ class LeaveOneOutObjective:
         budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW
         self.block_bytes = min(budget, _LOO_BLOCK_BYTES)
         self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
-        self._local = threading.local()
-        self._block_sets = []
-        self._cache = {}
-        self._cache_lock = threading.Lock()
+        self._forget_reused()
         self.fused = (
             key_widths is None
             and query_widths is None
@@ -343,12 +340,18 @@ class LeaveOneOutObjective:
             totals[1] / total_weight if order == 2 else None,
         )
 
+    def _forget_reused(self):
+        """No reused blocks, no kept distances: what a new objective, a
+        released one and the float32 copy start from."""
+        self._local = threading.local()
+        self._block_sets = []
+        self._cache = {}
+        self._cache_lock = threading.Lock()
+
     def release(self):
         """Free the reused blocks and kept distances (the next evaluation
         makes them again)."""
-        self._local = threading.local()
-        self._block_sets = []
-        self._cache.clear()
+        self._forget_reused()
 
     def in_float32(self):
         """The same objective computing in float32, for a scan that only
@@ -356,10 +359,7 @@ class LeaveOneOutObjective:
         if getattr(self, "_float32", None) is None:
             copy = _copy.copy(self)
             copy.dtype = torch.float32
-            copy._local = threading.local()
-            copy._block_sets = []
-            copy._cache_lock = threading.Lock()
-            copy._cache = {}
+            copy._forget_reused()
             copy.fused = False
             for name in (
                 "X",
