@@ -503,18 +503,21 @@ def _weighted_variance(X, sample_weight):
     return variance, n_samples
 
 
-def _merged_predictions(X_train, y_train, X, sample_weight, **options):
-    """Lazy predictions of shape (n_queries, n_values), float64.
+def _combined_partial_sums(
+    block_function, X_train, y_train, X, sample_weight, width, **options
+):
+    """Lazy packed partial sums over all partitions, of shape (n_queries,
+    1, width).
 
-    Each (query block, partition) task packs its :class:`PartialSums` into
-    an array of shape (n_queries_in_block, 1, width); a tree reduction over
-    the partitions combines them, and the root merges them into predictions.
+    Each (query block, partition) task packs what ``block_function`` returns
+    (``block_function(queries, keys, y, sample_weight, **options)``, packed
+    :class:`PartialSums` of shape (n_queries_in_block, 1, width)); a tree
+    reduction over the partitions combines them.
     """
-    width = 2 * (options["n_values"] + 1) + 2
     y_index = "j" if y_train.ndim == 1 else "jo"
     weight_args = (None, None) if sample_weight is None else (sample_weight, "j")
     packed = da.blockwise(
-        _block_partial_sums,
+        block_function,
         "ijp",
         X,
         "if",
@@ -530,7 +533,7 @@ def _merged_predictions(X_train, y_train, X, sample_weight, **options):
         meta=np.empty((0, 0, 0)),
         **options,
     )
-    combined = da.reduction(
+    return da.reduction(
         packed,
         _keep,
         _combine_packed,
@@ -540,6 +543,19 @@ def _merged_predictions(X_train, y_train, X, sample_weight, **options):
         concatenate=True,
         dtype=np.float64,
         meta=np.empty((0, 0, 0)),
+    )
+
+
+def _merged_predictions(X_train, y_train, X, sample_weight, **options):
+    """Lazy predictions of shape (n_queries, n_values), float64.
+
+    Each (query block, partition) task packs its :class:`PartialSums` into
+    an array of shape (n_queries_in_block, 1, width); a tree reduction over
+    the partitions combines them, and the root merges them into predictions.
+    """
+    width = 2 * (options["n_values"] + 1) + 2
+    combined = _combined_partial_sums(
+        _block_partial_sums, X_train, y_train, X, sample_weight, width, **options
     )
     return combined.map_blocks(
         _merge_packed,
@@ -576,37 +592,16 @@ def _merged_local_linear(
     n_columns += n_outputs * (1 + n_features)
     width = 2 * (n_columns + 1) + 2
     X = X.rechunk({1: -1})
-    y_index = "j" if y_train.ndim == 1 else "jo"
-    weight_args = (None, None) if sample_weight is None else (sample_weight, "j")
-    packed = da.blockwise(
+    combined = _combined_partial_sums(
         _block_local_sums,
-        "ijp",
-        X,
-        "if",
         X_train,
-        "jf",
         y_train,
-        y_index,
-        *weight_args,
-        new_axes={"p": width},
-        adjust_chunks={"j": 1},
-        concatenate=True,
-        dtype=np.float64,
-        meta=np.empty((0, 0, 0)),
+        X,
+        sample_weight,
+        width,
         n_outputs=n_outputs,
         settings=settings,
         frame=frame,
-    )
-    combined = da.reduction(
-        packed,
-        _keep,
-        _combine_packed,
-        combine=_combine_packed,
-        axis=1,
-        keepdims=True,
-        concatenate=True,
-        dtype=np.float64,
-        meta=np.empty((0, 0, 0)),
     )
     bandwidth = np.broadcast_to(
         np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
