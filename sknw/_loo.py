@@ -55,6 +55,11 @@ _SCAN_KNEE = 16.0
 # Newton step is below this.
 _LOG_WIDTH_TOL = 1e-10
 
+# A Newton step on the log-width this small is the last one taken: Newton's
+# error after it is of the order of its square (1e-10), far below what the
+# loss can tell.
+_LAST_NEWTON_STEP = 1e-5
+
 # Relative rounding of a loss: differences below it are noise.
 _LOSS_ROUNDING = 8 * np.finfo(np.float64).eps
 
@@ -516,7 +521,9 @@ class _Search:
         # width far below its largest number. Otherwise (a far outlier, say)
         # in float64.
         extent = float(np.abs(objective.X_numpy).max(initial=0.0))
-        resolved = self.typical - math.log(max(extent, 1e-300)) > math.log(1e-3)
+        resolved = self.typical - math.log(max(extent, 1e-300)) > math.log(
+            1e3 * np.finfo(np.float32).eps
+        )
         in_range = lower > math.log(max(extent, 1e-300)) - 30
         scan = objective.in_float32() if resolved and in_range else objective
         subsampled = rows is not None
@@ -541,10 +548,6 @@ class _Search:
         losses = np.concatenate([losses, fine_losses])
         losses[~np.isfinite(losses)] = np.inf
         if subsampled:
-            # The subsample rules out the points whose loss is above the best
-            # one's by more than three standard errors of the sampled
-            # difference, except the local minima within the basins' margin
-            # of it and their neighbours; the others are scored on every row.
             row_losses = np.concatenate([row_losses, fine_row_losses], axis=1)
             order = np.argsort(points, kind="stable")
             points, losses, row_losses = (
@@ -552,19 +555,7 @@ class _Search:
                 losses[order],
                 row_losses[:, order],
             )
-            best = int(np.argmin(losses))
-            noise = _sampling_margin(
-                row_losses - row_losses[:, best : best + 1], objective.n_samples
-            )
-            margin = _BASIN_MARGIN * max(self.baseline - losses[best], 0.0)
-            near = losses <= losses[best] + noise + margin
-            minima = _local_minima(losses)
-            keep = (losses <= losses[best] + noise) | (near & minima)
-            keep[:-1] |= keep[1:] & minima[1:]
-            keep[1:] |= keep[:-1] & minima[:-1]
-            plausible = np.flatnonzero(keep)
-            losses = np.full(len(points), np.inf)
-            losses[plausible] = scan.losses_at(points[plausible])
+            losses = self._sampled_basins(scan, points, row_losses, rows)
             exact_best = points[int(np.argmin(losses))]
             if abs(exact_best - centre) > step:
                 extra = fine_around(exact_best)
@@ -623,6 +614,66 @@ class _Search:
                 log_bandwidth, converged, value = results[0]
         return log_bandwidth, converged
 
+    def _sampled_basins(self, scan, points, row_losses, rows):
+        """The losses of the points a scan on a subsample of rows cannot rule
+        out, scored on every row; +inf at the others.
+
+        A point is ruled out when its loss is above the best one's by more
+        than three standard errors of the sampled difference, unless it is a
+        local minimum within the basins' margin of the best, or the neighbour
+        of one. The points not ruled out are scored on a third of the
+        remaining rows, then on the rest, the rule applied again after each:
+        at the end the sample is every row and the losses are exact.
+
+        Parameters
+        ----------
+        scan : LeaveOneOutObjective
+        points : ndarray of shape (n_points,)
+            Sorted log-widths.
+        row_losses : ndarray of shape (n_sampled, n_points)
+            Each sampled row's share of their losses (see
+            :meth:`LeaveOneOutObjective.losses_at`).
+        rows : ndarray of int of shape (n_sampled,)
+            The sampled rows.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_points,)
+        """
+        n_samples = self.objective.n_samples
+        weights = self.objective.sample_weight_numpy
+        rest = np.setdiff1d(np.arange(n_samples), rows)
+        # The rows are taken in random order, so each block is a sample too.
+        rest = check_random_state(0).permutation(rest)
+        blocks = np.array_split(rest, [len(rest) // 3])
+        # Each sampled row's c-weighted loss at each point (NaN where the
+        # point was ruled out before the row was sampled).
+        row_terms = row_losses * weights[rows].sum()
+        alive = np.ones(len(points), dtype=bool)
+        while True:
+            total = weights[rows].sum()
+            losses = np.where(alive, row_terms.sum(axis=0) / total, np.inf)
+            best = int(np.argmin(losses))
+            noise = _sampling_margin(
+                (row_terms - row_terms[:, best : best + 1]) / total, n_samples
+            )
+            margin = _BASIN_MARGIN * max(self.baseline - losses[best], 0.0)
+            minima = _local_minima(losses)
+            keep = (losses <= losses[best] + noise) | (
+                minima & (losses <= losses[best] + noise + margin)
+            )
+            keep[:-1] |= keep[1:] & minima[1:]
+            keep[1:] |= keep[:-1] & minima[:-1]
+            alive &= keep
+            if not blocks:
+                return np.where(alive, losses, np.inf)
+            block = blocks.pop(0)
+            terms = np.full((len(block), len(points)), np.nan)
+            _, shares = scan.losses_at(points[alive], block, per_row=True)
+            terms[:, alive] = shares * weights[block].sum()
+            row_terms = np.concatenate([row_terms, terms])
+            rows = np.concatenate([rows, block])
+
     def _refine(self, x, left, right, record=True, initial=None):
         """Safeguarded Newton on one log-width inside [left, right], x the
         lowest point found so far (Brent's bookkeeping of the bracket);
@@ -650,7 +701,8 @@ class _Search:
                 trial = x - _GOLDEN * (x - left)
             else:
                 trial = x + _GOLDEN * (right - x)
-            if abs(trial - x) <= _LOG_WIDTH_TOL:
+            last = _LAST_NEWTON_STEP if trial == newton else _LOG_WIDTH_TOL
+            if abs(trial - x) <= last:
                 if trial == newton:
                     # Newton's last step is taken: it leaves the width
                     # correct to the rounding of the gradient.

@@ -613,11 +613,15 @@ class LeaveOneOutObjective:
         """
         chunk_t = torch.as_tensor(chunk, device=self.device)
         per_feature = scaled is not None
+        # For one width the Gaussian's derivatives are its weights times u^2
+        # and u^4 - 2 u^2: its one block is multiplied by u^2 in place after
+        # each product (see :meth:`_gaussian_moment_sums`).
+        in_place = self.name == "gaussian" and not per_feature and order >= 1
         weights, first, second = _kernel_terms(
             self.name,
             sq,
             sq_min,
-            order,
+            0 if in_place else order,
             per_feature,
             lambda name: self._block(name, len(chunk)),
             scale,
@@ -668,14 +672,20 @@ class LeaveOneOutObjective:
             # (rows, n_features, n_values) -> summed loss gradient.
             gradient = torch.einsum("i,ikv,iv->k", row_weight, gradient, slope)
             return loss, gradient.cpu().numpy(), None
-        first_sums = _times(first, self.weighted)
+        if in_place:
+            first_sums, second_sums = self._gaussian_moment_sums(
+                weights, sq, position, chunk_t, order
+            )
+        else:
+            first_sums = _times(first, self.weighted)
         derivative = (
             first_sums[:, :-1] - predictions * first_sums[:, -1:]
         ) * inverse_totals[:, None]
         gradient = float(((derivative * slope).sum(dim=1)) @ row_weight)
         if order == 1:
             return loss, np.array([gradient]), None
-        second_sums = _times(second, self.weighted)
+        if not in_place:
+            second_sums = _times(second, self.weighted)
         second_derivative = (
             second_sums[:, :-1]
             - 2 * derivative * first_sums[:, -1:]
@@ -688,6 +698,20 @@ class LeaveOneOutObjective:
             quadratic = curvature * slope_true.square()
         curvature_terms = quadratic + (second_derivative * slope).sum(dim=1)
         return loss, np.array([gradient]), float(curvature_terms @ row_weight)
+
+    def _gaussian_moment_sums(self, weights, sq, position, chunk_t, order):
+        """The products of K u^2 and, at ``order=2``, K (u^4 - 2 u^2) with
+        the weighted values, the block of weights K multiplied by u^2 in
+        place (after its own product has been taken)."""
+        weights.mul_(sq)
+        # The row's own pair: weight 0 times u^2 = +inf.
+        weights[position, chunk_t] = 0.0
+        first_sums = _times(weights, self.weighted)
+        if order < 2:
+            return first_sums, None
+        weights.mul_(sq)
+        weights[position, chunk_t] = 0.0
+        return first_sums, _times(weights, self.weighted).sub_(first_sums, alpha=2)
 
     def _feature_derivatives(
         self, slopes, scaled, chunk_t, predictions, inverse_totals
