@@ -56,9 +56,9 @@ _SCAN_KNEE = 16.0
 _LOG_WIDTH_TOL = 1e-10
 
 # A Newton step on the log-width this small is the last one taken: Newton's
-# error after it is of the order of its square (1e-10), far below what the
-# loss can tell.
-_LAST_NEWTON_STEP = 1e-5
+# error after it is of the order of its square (1e-8 relative in the width),
+# and the loss there within about 1e-16 of its minimum.
+_LAST_NEWTON_STEP = 1e-4
 
 # Relative rounding of a loss: differences below it are noise.
 _LOSS_ROUNDING = 8 * np.finfo(np.float64).eps

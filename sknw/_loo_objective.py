@@ -39,6 +39,9 @@ _THREADED_PAIRS = 2**18
 # block, with few enough chunks that their fixed cost stays small at large n.
 _LOO_BLOCK_BYTES = 16 * 2**20
 
+# How many of its last evaluations on every row an objective remembers.
+_N_RECENT = 4
+
 # Below this a probability counts as this: the log-loss of a sample that no
 # other sample of its class reaches stays finite (its gradient is then 0).
 PROBABILITY_FLOOR = np.finfo(np.float64).eps
@@ -229,6 +232,7 @@ class LeaveOneOutObjective:
         self.sample_weight = self._tensor(sample_weight)
         # The weight each row keeps for its own prediction.
         self.kept_weight = self._tensor(sample_weight - np.minimum(sample_weight, 1))
+        self.keeps_weight = bool(np.any(sample_weight > 1))
         self.key_widths = key_widths
         self.query_widths = query_widths
         self.row_factor = None
@@ -307,6 +311,23 @@ class LeaveOneOutObjective:
         per_feature = log_bandwidth.size > 1
         if order == 2 and per_feature:
             raise ValueError("The second derivative is for one shared width.")
+        # A search often asks again for a point it has just evaluated (the
+        # end of one run is the start of the next): the last few answers on
+        # every row are kept.
+        key = log_bandwidth.tobytes() if rows is None and _N_RECENT else None
+        for known, known_order, result in self._recent:
+            if known == key and known_order >= order:
+                return tuple(
+                    part if k <= order else None for k, part in enumerate(result)
+                )
+        result = self._evaluate(log_bandwidth, rows, order)
+        if key is not None:
+            self._recent = [*self._recent[1 - _N_RECENT :], (key, order, result)]
+        return result
+
+    def _evaluate(self, log_bandwidth, rows, order):
+        """:meth:`evaluate`, computed."""
+        per_feature = log_bandwidth.size > 1
         rows = (
             np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
         )
@@ -344,6 +365,7 @@ class LeaveOneOutObjective:
         """No reused blocks, no kept distances: what a new objective, a
         released one and the float32 copy start from."""
         self._local = threading.local()
+        self._recent = []
         self._block_sets = []
         self._cache = {}
         self._cache_lock = threading.Lock()
@@ -376,6 +398,12 @@ class LeaveOneOutObjective:
                     if tensor.dim() == 2:
                         tensor = _column_major(tensor)
                     setattr(copy, name, tensor)
+            # Kept distances are rounded to float32 rather than computed anew.
+            with self._cache_lock:
+                copy._cache = {
+                    key: None if cache is None else [c.to(torch.float32) for c in cache]
+                    for key, cache in self._cache.items()
+                }
             copy._float32 = copy
             self._float32 = copy
         return self._float32
@@ -483,7 +511,10 @@ class LeaveOneOutObjective:
             chunk_n_rows = -(-len(rows) // n_threads)
         else:
             n_threads = 1
-        batches = list(gen_batches(len(rows), chunk_n_rows))
+        batches = [
+            slice(start, min(start + chunk_n_rows, len(rows)))
+            for start in range(0, len(rows), chunk_n_rows)
+        ]
         results = [None] * len(batches)
         # Each running chunk takes one set of blocks and gives it back: the
         # sets outlive the threads, so blocks are not faulted in anew at
@@ -551,10 +582,9 @@ class LeaveOneOutObjective:
             for distances, factor in zip(cache[1:], inverse[1:]):
                 sq.add_(distances, alpha=float(factor))
         sq_min = sq.amin(dim=1, keepdim=True)
-        sq_min = torch.where(self.kept_weight[chunk_t, None] > 0, 0.0, sq_min).clamp_(
-            max=torch.finfo(self.dtype).max
-        )
-        return sq, sq_min
+        if self.keeps_weight:
+            sq_min = torch.where(self.kept_weight[chunk_t, None] > 0, 0.0, sq_min)
+        return sq, sq_min.clamp_(max=torch.finfo(self.dtype).max)
 
     def _distance_cache(self, per_feature):
         """Squared distances at width 1 (per feature for per-feature widths),
@@ -670,7 +700,9 @@ class LeaveOneOutObjective:
                 first, scaled, chunk_t, predictions, inverse_totals
             )
             # (rows, n_features, n_values) -> summed loss gradient.
-            gradient = torch.einsum("i,ikv,iv->k", row_weight, gradient, slope)
+            gradient = (gradient * (row_weight[:, None] * slope)[:, None, :]).sum(
+                dim=(0, 2)
+            )
             return loss, gradient.cpu().numpy(), None
         if in_place:
             first_sums, second_sums = self._gaussian_moment_sums(
@@ -747,10 +779,10 @@ class LeaveOneOutObjective:
         """The scaled coordinates and the columns [w, z_k w, z_k^2 w]_k that
         :meth:`_feature_derivatives` multiplies each chunk's block with."""
         w = self.weighted_gradient
+        linear = scaled[:, :, None] * w[:, None, :]
+        quadratic = (scaled**2)[:, :, None] * w[:, None, :]
         columns = torch.cat(
-            [w]
-            + [scaled[:, k, None] * w for k in range(self.n_features)]
-            + [scaled[:, k, None] ** 2 * w for k in range(self.n_features)],
+            [w, linear.flatten(1), quadratic.flatten(1)],
             dim=1,
         )
         return scaled, _column_major(columns)
