@@ -342,8 +342,10 @@ class LeaveOneOutObjective:
         gradient = np.zeros(log_bandwidth.size)
 
         def terms(batch, chunk):
-            sq, sq_min = self._pairs(bandwidth, chunk)
-            return self._chunk_terms(sq, sq_min, chunk, order, scaled)
+            sq, sq_min, scale = self._pairs(
+                bandwidth, chunk, scaled=self.name == "gaussian" and not per_feature
+            )
+            return self._chunk_terms(sq, sq_min, chunk, order, scaled, scale=scale)
 
         for loss, first, second in self._for_each_chunk(rows, terms):
             totals[0] += loss
@@ -403,6 +405,7 @@ class LeaveOneOutObjective:
                 copy._cache = {
                     key: None if cache is None else [c.to(torch.float32) for c in cache]
                     for key, cache in self._cache.items()
+                    if key != "minima"
                 }
             copy._float32 = copy
             self._float32 = copy
@@ -448,17 +451,20 @@ class LeaveOneOutObjective:
 
         def chunk_losses(batch, chunk):
             losses = np.zeros(len(log_bandwidths))
-            sq, sq_min = self._pairs(np.exp(smallest + log_relative), chunk)
-            scaled_sq = self._block("scaled", len(chunk))
+            gaussian = self.name == "gaussian"
+            sq, sq_min, base = self._pairs(
+                np.exp(smallest + log_relative), chunk, scaled=gaussian
+            )
             for index, log_bandwidth in enumerate(log_bandwidths):
-                scale = math.exp(-2 * (log_bandwidth - smallest))
+                scale = base * math.exp(-2 * (log_bandwidth - smallest))
                 row_out = None if row_losses is None else row_losses[batch, index]
-                if self.name == "gaussian":
+                if gaussian:
                     # The Gaussian takes the scale in its one pass.
                     losses[index] = self._chunk_terms(
                         sq, sq_min, chunk, 0, None, scale=scale, row_out=row_out
                     )[0]
                     continue
+                scaled_sq = self._block("scaled", len(chunk))
                 torch.mul(sq, scale, out=scaled_sq)
                 losses[index] = self._chunk_terms(
                     scaled_sq, sq_min * scale, chunk, 0, None, row_out=row_out
@@ -547,7 +553,7 @@ class LeaveOneOutObjective:
             self.device,
         )
 
-    def _pairs(self, bandwidth, chunk):
+    def _pairs(self, bandwidth, chunk, scaled=False):
         """u^2 of a chunk of rows against every sample at ``bandwidth``, and
         each row's shift.
 
@@ -557,10 +563,43 @@ class LeaveOneOutObjective:
         fits in one chunk and the squared distances (one block per feature
         for per-feature widths) fit in one block's budget, they are computed
         once by the engine and only rescaled at each width.
+
+        Parameters
+        ----------
+        bandwidth : float or ndarray of shape (n_features,)
+        chunk : ndarray of int
+            The rows.
+        scaled : bool, default=False
+            Whether the caller takes u^2 as the returned block times
+            ``scale``: for one shared width whose distances are kept, the
+            block is then the kept distances themselves, read, never written.
+
+        Returns
+        -------
+        sq : tensor of shape (len(chunk), n_samples)
+            u^2 over ``scale``.
+        sq_min : tensor of shape (len(chunk), 1)
+            The rows' shifts, in the units of ``sq``.
+        scale : float
+            1 unless ``scaled``.
         """
         chunk_t = torch.as_tensor(chunk, device=self.device)
         per_feature = np.size(bandwidth) > 1
         cache = self._distance_cache(per_feature)
+        consecutive = cache is not None and (
+            int(chunk[-1]) - int(chunk[0]) + 1 == len(chunk)
+            and np.all(np.diff(chunk) == 1)
+        )
+
+        def rows_of(block):
+            if consecutive:
+                # A run of consecutive rows: a view of the kept distances.
+                return block[int(chunk[0]) : int(chunk[-1]) + 1]
+            return block[chunk_t]
+
+        if cache is not None and scaled and not per_feature:
+            scale = 1.0 / float(np.ravel(bandwidth)[0]) ** 2
+            return rows_of(cache[0]), rows_of(self._kept_minima()), scale
         if cache is None:
             problem = self._problem(bandwidth)
             sq = problem.scaled_squared_distances(self.X[chunk_t])
@@ -571,20 +610,29 @@ class LeaveOneOutObjective:
             sq[position, chunk_t] = math.inf
         else:
             inverse = 1.0 / np.broadcast_to(bandwidth, (len(cache),)) ** 2
-            first, last = int(chunk[0]), int(chunk[-1])
-            if last - first + 1 == len(chunk) and np.all(np.diff(chunk) == 1):
-                # A run of consecutive rows: a view of the kept distances.
-                cache = [distances[first : last + 1] for distances in cache]
-            else:
-                cache = [distances[chunk_t] for distances in cache]
             sq = self._block("main", len(chunk))
-            torch.mul(cache[0], float(inverse[0]), out=sq)
+            torch.mul(rows_of(cache[0]), float(inverse[0]), out=sq)
             for distances, factor in zip(cache[1:], inverse[1:]):
-                sq.add_(distances, alpha=float(factor))
-        sq_min = sq.amin(dim=1, keepdim=True)
+                sq.add_(rows_of(distances), alpha=float(factor))
+        return sq, self._shifts(sq.amin(dim=1, keepdim=True), chunk_t), 1.0
+
+    def _shifts(self, sq_min, chunk_t):
+        """The rows' shifts from their smallest u^2 among the others: 0
+        where a row keeps some of its own weight, and never +inf."""
         if self.keeps_weight:
             sq_min = torch.where(self.kept_weight[chunk_t, None] > 0, 0.0, sq_min)
-        return sq, sq_min.clamp_(max=torch.finfo(self.dtype).max)
+        return sq_min.clamp_(max=torch.finfo(self.dtype).max)
+
+    def _kept_minima(self):
+        """Each row's shift at width 1 from the kept distances for one
+        shared width (see :meth:`_shifts`), computed once."""
+        with self._cache_lock:
+            if "minima" not in self._cache:
+                everything = torch.arange(self.n_samples, device=self.device)
+                self._cache["minima"] = self._shifts(
+                    self._cache["shared"][0].amin(dim=1, keepdim=True), everything
+                )
+            return self._cache["minima"]
 
     def _distance_cache(self, per_feature):
         """Squared distances at width 1 (per feature for per-feature widths),
@@ -628,8 +676,8 @@ class LeaveOneOutObjective:
         """Summed loss (and derivatives) of a chunk of rows.
 
         ``sq`` times ``scale`` is u^2 (a ``scale`` other than 1 only for the
-        Gaussian's loss alone) and ``sq_min`` the rows' shifts, in the units
-        of ``sq`` (see :meth:`_pairs`).
+        Gaussian with one shared width) and ``sq_min`` the rows' shifts, in
+        the units of ``sq`` (see :meth:`_pairs`).
         ``scaled`` holds the coordinates divided by per-feature widths, or is
         None for one shared width. ``row_out``, when given, receives each
         row's c_i-weighted loss.
@@ -706,7 +754,7 @@ class LeaveOneOutObjective:
             return loss, gradient.cpu().numpy(), None
         if in_place:
             first_sums, second_sums = self._gaussian_moment_sums(
-                weights, sq, position, chunk_t, order
+                weights, sq, scale, position, chunk_t, order
             )
         else:
             first_sums = _times(first, self.weighted)
@@ -731,19 +779,21 @@ class LeaveOneOutObjective:
         curvature_terms = quadratic + (second_derivative * slope).sum(dim=1)
         return loss, np.array([gradient]), float(curvature_terms @ row_weight)
 
-    def _gaussian_moment_sums(self, weights, sq, position, chunk_t, order):
+    def _gaussian_moment_sums(self, weights, sq, scale, position, chunk_t, order):
         """The products of K u^2 and, at ``order=2``, K (u^4 - 2 u^2) with
-        the weighted values, the block of weights K multiplied by u^2 in
-        place (after its own product has been taken)."""
+        the weighted values, u^2 = ``sq`` times ``scale``: the block of
+        weights K is multiplied by ``sq`` in place (after its own product has
+        been taken), the scale applied to the products."""
         weights.mul_(sq)
         # The row's own pair: weight 0 times u^2 = +inf.
         weights[position, chunk_t] = 0.0
-        first_sums = _times(weights, self.weighted)
+        first_sums = _times(weights, self.weighted).mul_(scale)
         if order < 2:
             return first_sums, None
         weights.mul_(sq)
         weights[position, chunk_t] = 0.0
-        return first_sums, _times(weights, self.weighted).sub_(first_sums, alpha=2)
+        second_sums = _times(weights, self.weighted).mul_(scale**2)
+        return first_sums, second_sums.sub_(first_sums, alpha=2)
 
     def _feature_derivatives(
         self, slopes, scaled, chunk_t, predictions, inverse_totals
@@ -812,7 +862,7 @@ class LeaveOneOutObjective:
             nearest = []
             for batch in gen_batches(len(empty_rows), self.chunk_n_rows):
                 chunk = rows[empty_rows[batch].cpu().numpy()]
-                sq, _ = self._pairs(bandwidth, chunk)
+                sq = self._pairs(bandwidth, chunk)[0]
                 nearest.append(self._nearest_values(sq))
             predictions = predictions.index_put((empty_rows,), torch.cat(nearest))
         targets = self.values[rows_t]
