@@ -455,15 +455,22 @@ class LeaveOneOutObjective:
             sq, sq_min, base = self._pairs(
                 np.exp(smallest + log_relative), chunk, scaled=gaussian
             )
+            if gaussian:
+                # The Gaussian takes the scale in its one pass, at a group of
+                # widths at a time within the block budget.
+                per_width = len(chunk) * self.n_samples * sq.element_size()
+                group = max(1, int(self.block_bytes // per_width))
+                for start in range(0, len(log_bandwidths), group):
+                    part = slice(start, start + group)
+                    scales = base * np.exp(-2 * (log_bandwidths[part] - smallest))
+                    row_out = None if row_losses is None else row_losses[batch, part]
+                    losses[part] = self._gaussian_losses(
+                        sq, sq_min, chunk, scales, row_out
+                    )
+                return losses
             for index, log_bandwidth in enumerate(log_bandwidths):
-                scale = base * math.exp(-2 * (log_bandwidth - smallest))
+                scale = math.exp(-2 * (log_bandwidth - smallest))
                 row_out = None if row_losses is None else row_losses[batch, index]
-                if gaussian:
-                    # The Gaussian takes the scale in its one pass.
-                    losses[index] = self._chunk_terms(
-                        sq, sq_min, chunk, 0, None, scale=scale, row_out=row_out
-                    )[0]
-                    continue
                 scaled_sq = self._block("scaled", len(chunk))
                 torch.mul(sq, scale, out=scaled_sq)
                 losses[index] = self._chunk_terms(
@@ -709,25 +716,16 @@ class LeaveOneOutObjective:
             if block is not None:
                 block[position, chunk_t] = 0.0
         sums = _times(weights, self.weighted)
-        # The kept weight sits at u = 0, the row's largest weight: shift 0.
-        kept = self.kept_weight[chunk_t]
-        sums[:, :-1] += kept[:, None] * self.values[chunk_t]
-        sums[:, -1] += kept
-        totals = sums[:, -1:]
-        empty = ~(totals[:, 0] > 0)
-        predictions = sums[:, :-1] / torch.where(totals > 0, totals, 1.0)
-        if bool(empty.any()):
-            predictions[empty] = self._nearest_values(sq[empty])
-        targets = self.values[chunk_t]
+        predictions, totals, empty = self._predictions(sums, sq, chunk_t)
         row_weight = self.sample_weight[chunk_t]
         if self.loss == "squared_error":
-            residuals = predictions - targets
-            row_losses = residuals.square().mean(dim=1)
+            residuals = predictions - self.values[chunk_t]
+            row_losses = residuals.square().mean(dim=-1)
             # d loss / d prediction, and its constant second derivative.
             slope = 2 * residuals / residuals.shape[1]
             curvature = None
         else:
-            probability = predictions.gather(1, self.labels[chunk_t, None])[:, 0]
+            probability = self._true_class(predictions, chunk_t)
             floored = probability <= PROBABILITY_FLOOR
             row_losses = -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
             slope = torch.zeros_like(predictions)
@@ -778,6 +776,72 @@ class LeaveOneOutObjective:
             quadratic = curvature * slope_true.square()
         curvature_terms = quadratic + (second_derivative * slope).sum(dim=1)
         return loss, np.array([gradient]), float(curvature_terms @ row_weight)
+
+    def _predictions(self, sums, sq, chunk_t):
+        """Leave-one-out predictions of a chunk of rows from the products of
+        their weights with the weighted values, at one width (``sums`` of
+        shape (n_rows, n_values + 1)) or several (a leading dimension).
+
+        Returns
+        -------
+        predictions : tensor of shape sums.shape[:-1] + (n_values,)
+        totals : tensor of shape sums.shape[:-1] + (1,)
+            The rows' summed weights.
+        empty : tensor of bool of shape sums.shape[:-1]
+            Rows no other sample reaches: they predict the average of the
+            nearest ones' values.
+        """
+        # The kept weight sits at u = 0, the row's largest weight: shift 0.
+        kept = self.kept_weight[chunk_t]
+        sums[..., :-1] += kept[:, None] * self.values[chunk_t]
+        sums[..., -1] += kept
+        totals = sums[..., -1:]
+        empty = ~(totals[..., 0] > 0)
+        predictions = sums[..., :-1] / torch.where(totals > 0, totals, 1.0)
+        if bool(empty.any()):
+            rows = empty.reshape(-1, len(chunk_t)).any(dim=0)
+            nearest = torch.zeros_like(predictions[..., 0, :]).expand(len(chunk_t), -1)
+            nearest = nearest.clone()
+            nearest[rows] = self._nearest_values(sq[rows])
+            predictions = torch.where(empty[..., None], nearest, predictions)
+        return predictions, totals, empty
+
+    def _true_class(self, predictions, chunk_t):
+        """The predicted probability of each row's true class."""
+        labels = self.labels[chunk_t, None].expand(predictions.shape[:-1] + (1,))
+        return predictions.gather(-1, labels)[..., 0]
+
+    def _gaussian_losses(self, sq, sq_min, chunk, scales, row_out=None):
+        """Summed loss of a chunk of rows at several widths of the Gaussian,
+        u^2 being ``sq`` times each of ``scales``: one block per width, and
+        one pass of each operation over all of them.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_widths,)
+        """
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        n_rows = len(chunk)
+        weights = self._block("widths", len(scales) * n_rows).view(
+            len(scales), n_rows, self.n_samples
+        )
+        for block, scale in zip(weights, scales):
+            torch.add(0.5 * scale * sq_min, sq, alpha=-0.5 * scale, out=block)
+        weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype]).exp_()
+        position = torch.arange(n_rows, device=self.device)
+        weights[:, position, chunk_t] = 0.0
+        sums = (self.weighted.T @ weights.transpose(1, 2)).transpose(1, 2)
+        predictions, _, _ = self._predictions(sums, sq, chunk_t)
+        if self.loss == "squared_error":
+            residuals = predictions - self.values[chunk_t]
+            row_losses = residuals.square().mean(dim=-1)
+        else:
+            probability = self._true_class(predictions, chunk_t)
+            row_losses = -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
+        row_losses.mul_(self.sample_weight[chunk_t])
+        if row_out is not None:
+            row_out.copy_(row_losses.T)
+        return row_losses.sum(dim=1).cpu().numpy()
 
     def _gaussian_moment_sums(self, weights, sq, scale, position, chunk_t, order):
         """The products of K u^2 and, at ``order=2``, K (u^4 - 2 u^2) with
