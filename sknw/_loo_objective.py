@@ -825,9 +825,26 @@ class LeaveOneOutObjective:
         weights = self._block("widths", len(scales) * n_rows).view(
             len(scales), n_rows, self.n_samples
         )
-        for block, scale in zip(weights, scales):
-            torch.add(0.5 * scale * sq_min, sq, alpha=-0.5 * scale, out=block)
-        weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype]).exp_()
+        floor = _LOG_WEIGHT_FLOOR[self.dtype]
+        sources = _squaring_sources(scales, _SQUARING_CHAIN)
+        fresh = [index for index, source in enumerate(sources) if source is None]
+        for index in fresh:
+            scale = scales[index]
+            torch.add(0.5 * scale * sq_min, sq, alpha=-0.5 * scale, out=weights[index])
+        if len(fresh) == len(scales):
+            weights.clamp_(min=floor).exp_()
+        else:
+            for index in fresh:
+                weights[index].clamp_(min=floor).exp_()
+            # K at four times the scale is K^4: two squarings, each of weights
+            # clamped at the square root of the floor's, so that the result is
+            # clamped at the floor's as the exponential's is.
+            root = math.exp(floor / 2)
+            for index in np.argsort(scales):
+                source = sources[index]
+                if source is not None:
+                    block = torch.clamp(weights[source], min=root, out=weights[index])
+                    block.square_().clamp_(min=root).square_()
         position = torch.arange(n_rows, device=self.device)
         weights[:, position, chunk_t] = 0.0
         sums = (self.weighted.T @ weights.transpose(1, 2)).transpose(1, 2)
@@ -939,6 +956,34 @@ class LeaveOneOutObjective:
         loss = (losses * weight).sum() / weight.sum()
         loss.backward()
         return float(loss.detach()), log_h.grad.cpu().numpy().copy(), None
+
+
+# How many times in a row the Gaussian's weights may be raised to the fourth
+# power from one exponential: each time multiplies their relative rounding
+# by about 4, kept within about 256 units of the precision.
+_SQUARING_CHAIN = 4
+
+
+def _squaring_sources(scales, longest):
+    """For each scale, the index of another scale a quarter of it whose
+    Gaussian weights give its own by two squarings (None: an exponential),
+    at most ``longest`` such steps from an exponential.
+
+    The scales of a scan a factor 2 apart in the width are a factor 4
+    apart to within rounding (1e-12 relative here, far below the loss's
+    resolution at these widths).
+    """
+    sources = [None] * len(scales)
+    depth = {}
+    for index in np.argsort(scales):
+        for other, steps in depth.items():
+            if steps < longest and abs(scales[index] / scales[other] - 4) <= 4e-12:
+                sources[index] = other
+                depth[index] = steps + 1
+                break
+        else:
+            depth[index] = 0
+    return sources
 
 
 def _times(block, columns):

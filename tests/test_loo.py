@@ -211,6 +211,24 @@ def test_scan_matches_single_evaluations():
     assert_allclose(loo.losses_at(grid), single, rtol=1e-12)
 
 
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_scan_a_factor_2_apart_matches_the_reference(loss):
+    # Widths a factor 2 apart take their Gaussian weights from the width
+    # twice as wide by two squarings: the losses still match the NumPy
+    # reference, in float64 and (to its rounding) in the float32 copy.
+    X, y = toy_1d(n_samples=120)
+    labels = (y > np.median(y)).astype(int)
+    values = y[:, None] if loss == "squared_error" else np.eye(2)[labels]
+    loo = objective(X, values, loss=loss)
+    grid = np.log(0.02) + np.log(2.0) * np.arange(12)
+    if loss == "squared_error":
+        expected = [loo_squared_error_slow(X, y, np.exp(t), "gaussian") for t in grid]
+    else:
+        expected = [loo_log_loss_slow(X, labels, np.exp(t), "gaussian") for t in grid]
+    assert_allclose(loo.losses_at(grid), expected, rtol=1e-12)
+    assert_allclose(loo.in_float32().losses_at(grid), expected, rtol=1e-5)
+
+
 def test_minibatch_losses_add_up_to_the_full_loss():
     X, y = toy_1d(n_samples=90)
     loo = objective(X, y[:, None])
