@@ -458,8 +458,10 @@ class LeaveOneOutObjective:
             if gaussian:
                 # The Gaussian takes the scale in its one pass, at a group of
                 # widths at a time within the block budget.
+                # Each thread's group of blocks takes its share of the budget.
                 per_width = len(chunk) * self.n_samples * sq.element_size()
-                group = max(1, int(self.block_bytes // per_width))
+                share = self.block_bytes / n_compute_threads(self.device)
+                group = max(1, int(share // per_width))
                 for start in range(0, len(log_bandwidths), group):
                     part = slice(start, start + group)
                     scales = base * np.exp(-2 * (log_bandwidths[part] - smallest))
@@ -479,7 +481,7 @@ class LeaveOneOutObjective:
             return losses
 
         losses = np.zeros(len(log_bandwidths))
-        for part in self._for_each_chunk(rows, chunk_losses):
+        for part in self._for_each_chunk(rows, chunk_losses, len(log_bandwidths)):
             losses += part
         if per_row:
             return losses / total_weight, row_losses.cpu().numpy() / total_weight
@@ -505,7 +507,7 @@ class LeaveOneOutObjective:
             blocks = self._local.blocks = {}
         return blocks
 
-    def _for_each_chunk(self, rows, function):
+    def _for_each_chunk(self, rows, function, n_widths=1):
         """``function(batch, chunk)`` on each chunk of ``rows``, its results
         in the order of the chunks.
 
@@ -513,13 +515,15 @@ class LeaveOneOutObjective:
         kept, see :meth:`_pairs`); a larger one is cut into chunks sized for
         the threads of :func:`~sknw._engine.n_compute_threads`, computed on
         that many threads with one torch thread each, the blocks of all of
-        them within the budget.
+        them within the budget. So is one chunk whose pairs, at each of
+        ``n_widths`` widths, are _THREADED_PAIRS or more.
         """
         n_threads = n_compute_threads(self.device)
         chunk_n_rows = self.chunk_n_rows
+        work = len(rows) * self.n_samples * n_widths
         if len(rows) > chunk_n_rows:
             chunk_n_rows = max(1, chunk_n_rows // n_threads)
-        elif len(rows) * self.n_samples >= _THREADED_PAIRS and n_threads > 1:
+        elif work >= _THREADED_PAIRS and n_threads > 1 and len(rows) > 1:
             # One chunk's worth, large enough to share among the threads.
             chunk_n_rows = -(-len(rows) // n_threads)
         else:
