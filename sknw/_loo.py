@@ -438,9 +438,11 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
         log_relative = np.log(relative)
         scan = np.arange(-10, 3) * math.log(_SCAN_FACTOR)
         losses = objective.losses_at(scan, rows, log_relative=log_relative)
-        starts.append(
-            np.clip(scan[int(np.argmin(losses))] + log_relative, lower, upper)
-        )
+        best = scan[int(np.argmin(losses))] + log_relative
+        starts.append(np.clip(best, lower, upper))
+        if rows is None and np.array_equal(starts[-1], best):
+            # Its loss on every row is known: the search need not compute it.
+            objective.remember(best, float(np.min(losses)))
     return starts
 
 
