@@ -243,13 +243,14 @@ def learn_bandwidth(
                 random_state=random_state,
             )
         elif solver == "lbfgs" or per_feature:
-            starts = [start]
+            starts, known = [start], [None]
             rows = _subsample_rows(X.shape[0], random_state)
             if solver == "auto" and per_feature:
-                starts += _per_feature_starts(
+                more, losses = _per_feature_starts(
                     objective, X, lower, upper, sample_weight, rows
                 )
-            log_bandwidth, converged = search.lbfgs(starts, rows=rows)
+                starts, known = starts + more, known + losses
+            log_bandwidth, converged = search.lbfgs(starts, rows=rows, known=known)
         else:
             log_bandwidth, converged = search.one_width(start)
     bandwidth = np.exp(log_bandwidth) * x_scale
@@ -430,20 +431,26 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
     """Starts for per-feature widths besides the one given: the best width
     of a scan shared by every feature, and of one proportional to each
     feature's spread, the loss taken over ``rows`` (None: all).
+
+    Returns
+    -------
+    starts : list of ndarray
+    losses : list of float or None
+        Each start's loss on every row, where its scan gives it.
     """
     spread = np.sqrt(np.average(X**2, axis=0, weights=sample_weight))
     spread = np.where(spread > 0, spread, 1.0)
-    starts = []
+    starts, losses_at_starts = [], []
     for relative in (spread / np.exp(np.mean(np.log(spread))), np.ones(X.shape[1])):
         log_relative = np.log(relative)
         scan = np.arange(-10, 3) * math.log(_SCAN_FACTOR)
         losses = objective.losses_at(scan, rows, log_relative=log_relative)
         best = scan[int(np.argmin(losses))] + log_relative
         starts.append(np.clip(best, lower, upper))
-        if rows is None and np.array_equal(starts[-1], best):
-            # Its loss on every row is known: the search need not compute it.
-            objective.remember(best, float(np.min(losses)))
-    return starts
+        # Its loss on every row is known unless the bounds moved it.
+        known = rows is None and np.array_equal(starts[-1], best)
+        losses_at_starts.append(float(np.min(losses)) if known else None)
+    return starts, losses_at_starts
 
 
 class _Search:
@@ -736,11 +743,12 @@ class _Search:
                 return np.array([x]), True, value
         return np.array([x]), False, value
 
-    def lbfgs(self, starts, *, rows):
+    def lbfgs(self, starts, *, rows, known=None):
         """L-BFGS-B from the best of ``starts``; a result on a bound is
         checked against the losses on the way there. ``rows``: the
         subsample of rows left out to find the way above _SUBSAMPLE_ROWS
-        rows (None below).
+        rows (None below). ``known``: each start's loss on every row where
+        it is already known, or None.
 
         Returns
         -------
@@ -752,9 +760,12 @@ class _Search:
         # the checks below made on a subsample of the rows left out (every
         # sample is still a key); the full loss has the last word.
         self._record(objective.evaluate(starts[0], order=0)[0], starts[0])
+        known = [None] * len(starts) if known is None else known
         start_losses = [
             self.loss_curve[0]
             if rows is None and index == 0
+            else known[index]
+            if known[index] is not None
             else objective.evaluate(start, rows, order=0)[0]
             for index, start in enumerate(starts)
         ]

@@ -325,12 +325,6 @@ class LeaveOneOutObjective:
             self._recent = [*self._recent[1 - _N_RECENT :], (key, order, result)]
         return result
 
-    def remember(self, log_bandwidth, loss):
-        """Keep ``loss``, on every row, as the loss at ``log_bandwidth`` (a
-        scan's, say) for :meth:`evaluate` to answer with."""
-        key = np.asarray(log_bandwidth, dtype=np.float64).ravel().tobytes()
-        self._recent = [*self._recent[1 - _N_RECENT :], (key, 0, (loss, None, None))]
-
     def _evaluate(self, log_bandwidth, rows, order):
         """:meth:`evaluate`, computed."""
         per_feature = log_bandwidth.size > 1
