@@ -722,25 +722,24 @@ class LeaveOneOutObjective:
         sums = _times(weights, self.weighted)
         predictions, totals, empty = self._predictions(sums, sq, chunk_t)
         row_weight = self.sample_weight[chunk_t]
+        row_losses = self._row_losses(predictions, chunk_t)
+        if row_out is not None:
+            torch.mul(row_losses, row_weight, out=row_out)
+        loss = float(row_losses @ row_weight)
+        if order == 0:
+            return loss, None, None
         if self.loss == "squared_error":
             residuals = predictions - self.values[chunk_t]
-            row_losses = residuals.square().mean(dim=-1)
             # d loss / d prediction, and its constant second derivative.
             slope = 2 * residuals / residuals.shape[1]
             curvature = None
         else:
             probability = self._true_class(predictions, chunk_t)
             floored = probability <= PROBABILITY_FLOOR
-            row_losses = -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
             slope = torch.zeros_like(predictions)
             inverse = torch.where(floored, 0.0, 1 / probability)
             slope.scatter_(1, self.labels[chunk_t, None], -inverse[:, None])
             curvature = inverse.square()
-        if row_out is not None:
-            torch.mul(row_losses, row_weight, out=row_out)
-        loss = float(row_losses @ row_weight)
-        if order == 0:
-            return loss, None, None
         # Rows of no weight keep the nearest samples' values: no slope.
         inverse_totals = torch.where(
             empty, 0.0, 1 / torch.where(empty, 1.0, totals[:, 0])
@@ -810,6 +809,14 @@ class LeaveOneOutObjective:
             predictions = torch.where(empty[..., None], nearest, predictions)
         return predictions, totals, empty
 
+    def _row_losses(self, predictions, chunk_t):
+        """Each row's loss: its squared error averaged over the outputs, or
+        the log-loss of its true class (probabilities floored)."""
+        if self.loss == "squared_error":
+            return (predictions - self.values[chunk_t]).square().mean(dim=-1)
+        probability = self._true_class(predictions, chunk_t)
+        return -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
+
     def _true_class(self, predictions, chunk_t):
         """The predicted probability of each row's true class."""
         labels = self.labels[chunk_t, None].expand(predictions.shape[:-1] + (1,))
@@ -853,12 +860,7 @@ class LeaveOneOutObjective:
         weights[:, position, chunk_t] = 0.0
         sums = (self.weighted.T @ weights.transpose(1, 2)).transpose(1, 2)
         predictions, _, _ = self._predictions(sums, sq, chunk_t)
-        if self.loss == "squared_error":
-            residuals = predictions - self.values[chunk_t]
-            row_losses = residuals.square().mean(dim=-1)
-        else:
-            probability = self._true_class(predictions, chunk_t)
-            row_losses = -torch.log(probability.clamp(min=PROBABILITY_FLOOR))
+        row_losses = self._row_losses(predictions, chunk_t)
         row_losses.mul_(self.sample_weight[chunk_t])
         if row_out is not None:
             row_out.copy_(row_losses.T)

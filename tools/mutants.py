@@ -188,8 +188,8 @@ MUTANTS = [
     Mutant(
         "loo-sum-outputs",
         OBJ,
-        "row_losses = residuals.square().mean(dim=1)",
-        "row_losses = residuals.square().sum(dim=1)",
+        "return (predictions - self.values[chunk_t]).square().mean(dim=-1)",
+        "return (predictions - self.values[chunk_t]).square().sum(dim=-1)",
         (EXACT, "tests/test_loo.py"),
     ),
     Mutant(
