@@ -7,26 +7,22 @@ import math
 
 import numpy as np
 import torch
-from sklearn import get_config
-from sklearn.utils import gen_batches
 
 from sknw._engine import (
-    _CACHE_BLOCK_BYTES,
-    _LOG_WEIGHT_FLOOR,
-    _numpy_dtype,
-    _Problem,
-    _settings,
-    _weight_scale,
     compute_dtype,
+    for_each_chunk,
+    log_weight_floor,
+    make_problem,
+    make_settings,
+    numpy_dtype,
     positive_weight_keys,
-    resolve_device,
 )
 
 # Blocks of (chunk_n_rows, n_keys) alive at once: the kernel weights and a
-# spare for their distances, the weights times the sample weights, and, for
-# the intervals, the removed weights, the leave-one-out denominators and
-# predictions, and up to four blocks for the selection's window (the window,
-# the two sets of bounds and the selection's working copy).
+# spare for their distances, the removed weights, their squares, and, for the
+# intervals, the leave-one-out denominators and predictions, and up to four
+# blocks for the selection's window (the window, the two sets of bounds and
+# the selection's working copy).
 _BLOCKS_PER_ROW = 10
 
 # Percentiles at which the rows of a chunk, in order of their margins, are
@@ -38,31 +34,15 @@ _GROUP_EDGES = np.array([50, 80, 95, 100])
 # the clamped ones are then below e^-50 of it.
 _REST_MARGIN = 50.0
 
-
-def _chunk_n_rows(n_keys, dtype):
-    """Queries per chunk, the chunk's blocks within ``working_memory``."""
-    itemsize = torch.finfo(dtype).bits // 8
-    budget = get_config()["working_memory"] * 2**20 // _BLOCKS_PER_ROW
-    return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
+# Integer sample weights are quantiled as repeated keys, by selection, while
+# their sum is at most this many times the number of keys; larger ones, and
+# fractional ones, by a sort of the window with cumulative weights.
+_MOST_REPEATS = 8
 
 
 def _times(block, columns):
     """``block @ columns``, as (columns.T @ block.T).T: faster for few columns."""
     return (columns.T @ block.T).T
-
-
-def _row_weights(problem, chunk, widths):
-    """Kernel weights of a chunk of queries, each row's largest 1.
-
-    The kernels computed in the log domain come so; the others are divided
-    by their row's largest, which changes no ratio of sums and keeps the
-    squared weights of a row far from the data (all of its weights tiny,
-    under a compact kernel) from underflowing.
-    """
-    weights, _, _ = problem.weights(chunk, widths)
-    if problem.kernel.log_slope is None:
-        weights.div_(weights.amax(dim=1, keepdim=True))
-    return weights
 
 
 class _Pooled:
@@ -83,24 +63,15 @@ class _Pooled:
     def __init__(self, keys, values, noise, settings, dtype):
         self.dtype = dtype
         self.n_values = values.shape[1]
-        self.scale = _weight_scale(settings["sample_weight"])
         original = settings["sample_weight"]
+        self.scale = 1.0 if original is None else float(np.max(original))
         columns = np.hstack([values, noise])
         keys, columns, settings, kept = positive_weight_keys(
             keys, columns, settings, dtype
         )
         self.kept = kept
         self.settings = settings
-        device = resolve_device(settings["device"], fall_back=True)
-        self.problem = _Problem(
-            keys,
-            settings["bandwidth"],
-            settings["kernel"],
-            settings["sample_weight"],
-            dtype,
-            device,
-            key_widths=settings["key_widths"],
-        )
+        self.problem = make_problem(keys, settings, dtype)
         problem = self.problem
         self.values = columns[:, : self.n_values]
         self.noise = columns[:, self.n_values :]
@@ -113,95 +84,110 @@ class _Pooled:
         sample_weight = problem.sample_weight[:, None]
         self.weighted_values_t = self.values_t * sample_weight
         self.weighted_noise_t = self.noise_t * sample_weight
-        # With equal sample weights, the heaviest key is that of the largest
-        # kernel weight: no pass to weigh the block.
-        self.equal_weights = bool(
-            (problem.sample_weight == problem.sample_weight[0]).all()
-        )
         # One unit of each key's frequency weight (all of it below 1) is what
         # leaving it out removes, in the units of the scaled weights.
         weight = np.ones(len(keys)) if original is None else np.asarray(original)
         if kept is not None:
             weight = weight[kept]
-        self.unit = problem.to_tensor(np.minimum(weight, 1.0) / self.scale)
-        self.unit_removal = bool((self.unit == 1.0).all())
+        unit = np.minimum(weight, 1.0) / self.scale
+        self.unit = problem.to_tensor(unit)
+        # When every key removes the same share of its kernel weight (all
+        # sample weights at least 1), the removals are the kernel weights
+        # times that share: no block of them, and the largest removal is
+        # that of the largest kernel weight.
+        self.common_unit = None
+        if len(unit) and np.all(unit == unit[0]):
+            self.common_unit = float(unit[0])
         # The other keys' weights are exact when the largest of them is above
         # the floor's margin; their sum above n_keys times it (sample weights
         # being at most 1) says so without a pass to find that largest.
-        floor = _LOG_WEIGHT_FLOOR[dtype] + _REST_MARGIN
+        floor = log_weight_floor(dtype) + _REST_MARGIN
         self.rest_floor = 0.0
         if problem.kernel.log_slope is not None:
             self.rest_floor = len(keys) * math.exp(floor)
 
-    def chunks(self, queries, query_widths, squares=True):
-        """Per chunk of queries: the rows, the kernel weights and their sums.
+    def for_each_chunk(self, queries, query_widths, each):
+        """Call ``each(batch, weights)`` on the chunks of the queries.
+
+        ``weights`` are the kernel weights before the sample weights, each
+        row's largest 1: the kernels computed in the log domain come so; the
+        others are divided by their row's largest, which changes no ratio of
+        sums and keeps the squared weights of a row far from the data (all
+        of its weights tiny, under a compact kernel) from underflowing.
+        Chunks may be handed over on several threads at once.
+        """
+        log_domain = self.problem.kernel.log_slope is not None
+
+        def normalised(batch, weights, log_shift, nearest):
+            if not log_domain:
+                weights.div_(weights.amax(dim=1, keepdim=True))
+            each(batch, weights)
+
+        for_each_chunk(
+            self.problem,
+            queries,
+            query_widths,
+            normalised,
+            blocks_per_row=_BLOCKS_PER_ROW,
+        )
+
+    def terms(self, weights, squares=True):
+        """Sums of a chunk's block, with each row's dominant key apart.
+
+        Leaving out the key whose removal takes most of a row's weight would
+        subtract nearly equal numbers; summing the others apart keeps every
+        leave-one-out sum free of cancellation: any other key's removal takes
+        at most half of the row's weight.
 
         Parameters
         ----------
-        queries : ndarray of shape (n_queries, n_features)
-        query_widths : ndarray of shape (n_queries,) or None
+        weights : tensor of shape (n_rows, n_keys)
+            Kernel weights, before the sample weights, each row's largest 1.
         squares : bool, default=True
             Whether to sum the squared weights times the noise.
 
-        Yields
-        ------
-        batch : slice
-        weights : tensor of shape (n_rows, n_keys)
-            Kernel weights, before the sample weights, shifted row by row.
+        Returns
+        -------
         terms : dict of tensors
-            ``dominant``: each row's key of largest weighted weight;
-            ``top``: its kernel weight; ``rest`` and ``rest_squares``: the
-            sums over the other keys of c w [values, 1] and c w^2 noise;
-            ``sums`` and ``squares``: the same over all keys; ``exact``:
-            rows whose other keys' weights may have underflowed.
-        """
-        problem = self.problem
-        chunk_n_rows = _chunk_n_rows(problem.n_keys, self.dtype)
-        for batch in gen_batches(queries.shape[0], chunk_n_rows):
-            chunk = problem.to_tensor(queries[batch])
-            widths = (
-                None if query_widths is None else problem.to_tensor(query_widths[batch])
-            )
-            weights = _row_weights(problem, chunk, widths)
-            yield batch, weights, self._terms(weights, squares)
-
-    def _terms(self, weights, squares):
-        """Sums of a chunk's block, with each row's heaviest key apart.
-
-        Leaving out the key that carries most of a row's weight would
-        subtract nearly equal numbers; summing the others apart keeps every
-        leave-one-out sum free of cancellation.
+            ``removed`` times ``removal_scale`` (a float): the kernel weight
+            one unit of each key's weight carries; ``dominant``: each row's key
+            of largest removal; ``top``: its kernel weight; ``rest`` and
+            ``rest_squares``: the sums over the other keys of c w [values, 1]
+            and c w^2 noise; ``sums`` and ``squares``: the same over all
+            keys; ``exact``: rows whose other keys' weights may have
+            underflowed.
         """
         problem = self.problem
         n_rows = weights.shape[0]
         rows = torch.arange(n_rows, device=weights.device)
-        if self.equal_weights:
-            dominant = weights.argmax(dim=1)
-        else:
-            weighted = torch.mul(
-                weights,
-                problem.sample_weight,
-                out=problem.named_block("weighted", n_rows),
+        removed, removal_scale = weights, self.common_unit
+        if removal_scale is None:
+            removal_scale = 1.0
+            removed = torch.mul(
+                weights, self.unit, out=problem.named_block("removed", n_rows)
             )
-            dominant = weighted.argmax(dim=1)
+        # max is several times faster than argmax on the CPU.
+        dominant = removed.max(dim=1).indices
         top = weights[rows, dominant].clone()
         weights[rows, dominant] = 0.0
         rest = _times(weights, self.weighted_values_t)
         rest_squares = None
         if squares:
             squared = torch.mul(
-                weights, weights, out=problem.named_block("weighted", n_rows)
+                weights, weights, out=problem.named_block("squared", n_rows)
             )
             rest_squares = _times(squared, self.weighted_noise_t)
         weights[rows, dominant] = top
         dominant_weight = problem.sample_weight[dominant] * top
         terms = dict(
+            removed=removed,
+            removal_scale=removal_scale,
             dominant=dominant,
             top=top,
             rest=rest,
             sums=rest + dominant_weight[:, None] * self.values_t[dominant],
             # Where the other keys' weights may sit on the floor, or are all
-            # 0, the heaviest key's removal needs a pass without it.
+            # 0, the dominant key's removal needs a pass without it.
             exact=~(rest[:, -1] > self.rest_floor),
         )
         if squares:
@@ -253,26 +239,22 @@ def prediction_variance(
         Float64 both.
     """
     dtype = compute_dtype(queries, keys)
-    settings = _settings(
+    settings = make_settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
     pooled = _Pooled(keys, values, noise, settings, dtype)
-    problem = pooled.problem
     predictions = np.empty((queries.shape[0], values.shape[1]))
     variance = np.empty((queries.shape[0], noise.shape[1]))
-    chunk_n_rows = _chunk_n_rows(problem.n_keys, dtype)
-    for batch in gen_batches(queries.shape[0], chunk_n_rows):
-        chunk = problem.to_tensor(queries[batch])
-        widths = (
-            None if query_widths is None else problem.to_tensor(query_widths[batch])
-        )
-        weights = _row_weights(problem, chunk, widths)
+
+    def each(batch, weights):
         sums = _times(weights, pooled.weighted_values_t).to(torch.float64)
         squares = _times(weights.square_(), pooled.weighted_noise_t)
         squares = squares.to(torch.float64)
         totals = sums[:, -1:]
         predictions[batch] = (sums[:, :-1] / totals).cpu().numpy()
         variance[batch] = (squares / totals**2).cpu().numpy() / pooled.scale
+
+    pooled.for_each_chunk(queries, query_widths, each)
     return predictions, variance
 
 
@@ -314,7 +296,7 @@ def leave_one_out(
         :func:`prediction_variance`.
     """
     dtype = compute_dtype(keys)
-    settings = _settings(
+    settings = make_settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
     pooled = _Pooled(keys, values, noise, settings, dtype)
@@ -327,7 +309,9 @@ def leave_one_out(
     predictions = np.empty((n_keys, values.shape[1]))
     variance = np.empty((n_keys, noise.shape[1]))
     redo = []
-    for batch, weights, terms in pooled.chunks(keys, query_widths):
+
+    def each(batch, weights):
+        terms = pooled.terms(weights)
         own = position[batch]
         kept_rows = np.flatnonzero(own >= 0)
         own_t = torch.as_tensor(own, device=weights.device)
@@ -339,28 +323,30 @@ def leave_one_out(
             removed = pooled.unit[columns] * own_weight
             sums[rows_t] -= removed[:, None] * pooled.values_t[columns]
             squares[rows_t] -= (removed * own_weight)[:, None] * pooled.noise_t[columns]
-            # Where the key is its row's heaviest, sum the others apart.
-            heaviest = terms["dominant"][rows_t] == columns
-            rows_h, columns_h = rows_t[heaviest], columns[heaviest]
+            # Where the key is its row's dominant one, sum the others apart.
+            dominant = terms["dominant"][rows_t] == columns
+            rows_d, columns_d = rows_t[dominant], columns[dominant]
             kept_weight = (
-                pooled.problem.sample_weight[columns_h] - pooled.unit[columns_h]
-            ) * terms["top"][rows_h]
-            sums[rows_h] = (
-                terms["rest"][rows_h]
-                + kept_weight[:, None] * pooled.values_t[columns_h]
+                pooled.problem.sample_weight[columns_d] - pooled.unit[columns_d]
+            ) * terms["top"][rows_d]
+            sums[rows_d] = (
+                terms["rest"][rows_d]
+                + kept_weight[:, None] * pooled.values_t[columns_d]
             )
-            squares[rows_h] = (
-                terms["rest_squares"][rows_h]
-                + (kept_weight * terms["top"][rows_h])[:, None]
-                * pooled.noise_t[columns_h]
+            squares[rows_d] = (
+                terms["rest_squares"][rows_d]
+                + (kept_weight * terms["top"][rows_d])[:, None]
+                * pooled.noise_t[columns_d]
             )
-            exact = (terms["exact"][rows_h] | ~(sums[rows_h, -1] > 0)).cpu().numpy()
-            redo.extend(batch.start + rows_h.cpu().numpy()[exact])
+            exact = (terms["exact"][rows_d] | ~(sums[rows_d, -1] > 0)).cpu().numpy()
+            redo.extend(batch.start + rows_d.cpu().numpy()[exact])
         sums, squares = sums.to(torch.float64), squares.to(torch.float64)
         totals = sums[:, -1:]
         with np.errstate(divide="ignore", invalid="ignore"):
             predictions[batch] = (sums[:, :-1] / totals).cpu().numpy()
             variance[batch] = (squares / totals**2).cpu().numpy() / pooled.scale
+
+    pooled.for_each_chunk(keys, query_widths, each)
     for row in redo:
         predictions[row], variance[row] = _refit_without_one(
             keys[row : row + 1], keys, values, noise, settings_of(settings, row), row
@@ -393,75 +379,113 @@ def _refit_without_one(queries, keys, values, noise, settings, index):
     return predictions[0], variance[0]
 
 
-def _leave_out_blocks(queries, keys, values, settings, dtype):
-    """The predictions of every leave-one-out model, chunk by chunk.
+def _leave_out_block(pooled, terms, output, refits):
+    """The predictions of every leave-one-out model at a chunk's queries.
 
     For query q and key i, the prediction without one unit u_i of key i's
     weight is mu_i(q) = (S(q) - u_i w_i(q) y_i) / (W(q) - u_i w_i(q)), with S
     and W the weighted sums over all keys and w_i the kernel weight. Each
-    row's heaviest key is summed apart (see :meth:`_Pooled._terms`), so no
+    row's dominant key is summed apart (see :meth:`_Pooled.terms`), so no
     difference cancels; where the others' weights may have underflowed, its
-    column is recomputed by a pass without it.
+    column comes from ``refits``.
 
-    Yields
-    ------
-    batch : slice
-        The chunk's rows of ``queries``.
+    Parameters
+    ----------
+    pooled : _Pooled
+    terms : dict
+        From :meth:`_Pooled.terms`, completed by :func:`_add_denominator`.
     output : int
-        The column of ``values``.
+        The column of the values.
+    refits : dict
+        Row of the chunk -> the leave-one-out predictions of its dominant
+        key, one per output, from a pass without it.
+
+    Returns
+    -------
     leave_out : tensor of shape (n_rows, n_kept)
         mu_i(q) for the chunk's queries and the keys that take part, in a
-        block the next step reuses.
-    pooled : _Pooled
+        block the next call reuses.
     """
-    n_values = values.shape[1]
+    problem = pooled.problem
+    removed, dominant = terms["removed"], terms["dominant"]
+    n_rows = removed.shape[0]
+    rows = torch.arange(n_rows, device=removed.device)
+    leave_out = torch.addcmul(
+        terms["sums"][:, output : output + 1],
+        removed,
+        pooled.values_t[:, output] * terms["removal_scale"],
+        value=-1,
+        out=problem.named_block("leave_out", n_rows),
+    )
+    leave_out[rows, dominant] = (
+        terms["rest"][:, output]
+        + terms["kept_weight"] * pooled.values_t[dominant, output]
+    )
+    leave_out.div_(terms["denominator"])
+    for row, prediction in refits.items():
+        leave_out[row, dominant[row]] = float(prediction[output])
+    return leave_out
+
+
+def _add_denominator(pooled, terms):
+    """Add to ``terms`` the block of W(q) - u_i w_i(q), ``denominator``, and
+    the weight that stays of each row's dominant key, ``kept_weight``."""
+    problem = pooled.problem
+    removed, dominant, top = terms["removed"], terms["dominant"], terms["top"]
+    n_rows = removed.shape[0]
+    rows = torch.arange(n_rows, device=removed.device)
+    denominator = torch.sub(
+        terms["sums"][:, -1:],
+        removed,
+        alpha=terms["removal_scale"],
+        out=problem.named_block("denominator", n_rows),
+    )
+    kept_weight = (problem.sample_weight[dominant] - pooled.unit[dominant]) * top
+    denominator[rows, dominant] = terms["rest"][:, -1] + kept_weight
+    terms["denominator"] = denominator
+    terms["kept_weight"] = kept_weight
+
+
+def _dominant_refits(pooled, terms, batch, queries, keys, values, settings):
+    """The leave-one-out predictions of the dominant key of the rows whose
+    other keys' weights may have underflowed, by passes without it."""
+    no_noise = np.zeros((keys.shape[0], 0))
+    refits = {}
+    for row in np.flatnonzero(terms["exact"].cpu().numpy()):
+        query = batch.start + row
+        refits[row] = _refit_without_one(
+            queries[query : query + 1],
+            keys,
+            values,
+            no_noise,
+            settings_of(settings, query),
+            int(pooled.key_index(int(terms["dominant"][row]))),
+        )[0]
+    return refits
+
+
+def _leave_out_chunks(queries, keys, values, settings, dtype, each):
+    """The keys laid out, and the chunk step that hands ``each(batch,
+    output, leave_out)`` the leave-one-out predictions of a chunk of queries
+    for every output (see :func:`_leave_out_block`).
+
+    Returns
+    -------
+    pooled : _Pooled
+    chunk : callable
+        For :meth:`_Pooled.for_each_chunk`.
+    """
     no_noise = np.zeros((keys.shape[0], 0))
     pooled = _Pooled(keys, values, no_noise, settings, dtype)
-    problem = pooled.problem
-    for batch, weights, terms in pooled.chunks(
-        queries, settings["query_widths"], squares=False
-    ):
-        n_rows = weights.shape[0]
-        rows = torch.arange(n_rows, device=weights.device)
-        dominant, top = terms["dominant"], terms["top"]
-        # The weight each key's removal takes from the row: its kernel weight
-        # itself when every key removes one unit of a unit weight.
-        removed = weights
-        if not pooled.unit_removal:
-            removed = torch.mul(
-                weights, pooled.unit, out=problem.named_block("removed", n_rows)
-            )
-        denominator = problem.named_block("denominator", n_rows)
-        torch.sub(terms["sums"][:, -1:], removed, out=denominator)
-        kept_weight = (problem.sample_weight[dominant] - pooled.unit[dominant]) * top
-        denominator[rows, dominant] = terms["rest"][:, -1] + kept_weight
-        exact = {}
-        for row in np.flatnonzero(terms["exact"].cpu().numpy()):
-            query = batch.start + row
-            exact[row] = _refit_without_one(
-                queries[query : query + 1],
-                keys,
-                values,
-                no_noise,
-                settings_of(settings, query),
-                int(pooled.key_index(int(dominant[row]))),
-            )[0]
-        for output in range(n_values):
-            leave_out = torch.addcmul(
-                terms["sums"][:, output : output + 1],
-                removed,
-                pooled.values_t[:, output],
-                value=-1,
-                out=problem.named_block("leave_out", n_rows),
-            )
-            leave_out[rows, dominant] = (
-                terms["rest"][:, output]
-                + kept_weight * pooled.values_t[dominant, output]
-            )
-            leave_out.div_(denominator)
-            for row, prediction in exact.items():
-                leave_out[row, dominant[row]] = float(prediction[output])
-            yield batch, output, leave_out, pooled
+
+    def chunk(batch, weights):
+        terms = pooled.terms(weights, squares=False)
+        _add_denominator(pooled, terms)
+        refits = _dominant_refits(pooled, terms, batch, queries, keys, values, settings)
+        for output in range(values.shape[1]):
+            each(batch, output, _leave_out_block(pooled, terms, output, refits))
+
+    return pooled, chunk
 
 
 def leave_one_out_predictions(
@@ -494,19 +518,21 @@ def leave_one_out_predictions(
         of no weight. Not bounded by ``working_memory``.
     """
     dtype = compute_dtype(queries, keys)
-    settings = _settings(
+    settings = make_settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
     full = prediction_variance(
         queries, keys, values, np.zeros((keys.shape[0], 0)), **settings
     )[0]
     result = np.repeat(full[:, None, :], keys.shape[0], axis=1)
-    for batch, output, leave_out, pooled in _leave_out_blocks(
-        queries, keys, values, settings, dtype
-    ):
-        columns = pooled.key_index(np.arange(pooled.problem.n_keys))
+
+    def store(batch, output, leave_out):
         block = leave_out.to(torch.float64).cpu().numpy()
         result[batch, columns, output] = block
+
+    pooled, chunk = _leave_out_chunks(queries, keys, values, settings, dtype, store)
+    columns = pooled.key_index(np.arange(pooled.problem.n_keys))
+    pooled.for_each_chunk(queries, query_widths, chunk)
     return result
 
 
@@ -551,114 +577,75 @@ def jackknife_plus(
         Lower and upper bounds.
     """
     dtype = compute_dtype(queries, keys)
-    settings = _settings(
+    settings = make_settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
-    frequency = np.ones(keys.shape[0]) if sample_weight is None else sample_weight
-    frequency = np.asarray(frequency, dtype=np.float64)
-    # Ranks a hair below (1 - alpha)(N + 1), so that a product that rounds
-    # just above an integer rank is taken at that rank.
-    rank = (1.0 - alpha) * (frequency.sum() + 1.0) * (1.0 - 1e-12)
-    unit_weights = bool(np.all(frequency == 1.0))
     intervals = np.empty((queries.shape[0], values.shape[1], 2))
-    eps = torch.finfo(dtype).eps
-    ranked = None
-    for batch, output, leave_out, pooled in _leave_out_blocks(
-        queries, keys, values, settings, dtype
-    ):
-        if ranked is None:
-            ranked = _RankedResiduals(pooled, residuals, frequency, rank)
-        residual = ranked.outputs[output]
-        # The bounds are quantiles of mu_i(q) + R_i and of mu_i(q) - R_i.
-        # With every mu_i(q) of a row in [lowest, highest], the quantile of
-        # mu_i(q) + R_i lies in [lowest + Q, highest + Q], Q that of R: only
-        # the keys whose R_i is within highest - lowest of Q can be it, the
-        # keys below are below it, and the selection runs on those few.
-        lowest, highest = torch.aminmax(leave_out, dim=1)
-        size = torch.maximum(highest.abs(), lowest.abs()) + residual["largest"]
-        margins = ((highest - lowest) * (1 + 1e-9) + 8 * eps * size).cpu().numpy()
-        # Rows in groups of similar margins, each with its own window: one
-        # row of widely spread mu_i(q) does not widen every row's window.
-        by_margin = np.argsort(margins, kind="stable")
-        n_rows = len(by_margin)
-        for group in np.split(by_margin, _GROUP_EDGES * n_rows // _GROUP_EDGES[-1]):
-            if len(group) == 0:
-                continue
-            margin = float(margins[group[-1]])
-            lower, upper = _window_quantiles(
-                leave_out,
-                torch.as_tensor(group, device=leave_out.device),
-                residual,
-                ranked,
-                margin,
-                rank,
-                unit_weights,
-            )
-            rows = batch.start + group
-            intervals[rows, output, 0] = lower.to(torch.float64).cpu().numpy()
-            intervals[rows, output, 1] = upper.to(torch.float64).cpu().numpy()
-    return intervals.astype(_numpy_dtype(dtype), copy=False)
+
+    def bounds(batch, output, leave_out):
+        lower, upper = selection.bounds(leave_out, output)
+        intervals[batch, output, 0] = lower
+        intervals[batch, output, 1] = upper
+
+    pooled, chunk = _leave_out_chunks(queries, keys, values, settings, dtype, bounds)
+    selection = _Selection(pooled, residuals, sample_weight, alpha)
+    pooled.for_each_chunk(queries, query_widths, chunk)
+    return intervals.astype(numpy_dtype(queries, keys), copy=False)
 
 
-def _window_quantiles(leave_out, rows, residual, ranked, margin, rank, unit_weights):
-    """Jackknife+ bounds of some rows of the leave-one-out block, from the keys
-    whose residual is within ``margin`` of the residuals' quantile (see
-    :func:`jackknife_plus`).
+class _Selection:
+    """The jackknife+ bounds of leave-one-out blocks, by selection.
 
-    Returns
-    -------
-    lower, upper : tensors of shape (n_rows,)
-    """
-    quantile, ordered = residual["quantile"], residual["sorted"]
-    start = int(np.searchsorted(ordered, quantile - margin, "left"))
-    stop = int(np.searchsorted(ordered, quantile + margin, "right"))
-    columns = residual["order"][start:stop]
-    window = leave_out[rows[:, None], columns]
-    window_residuals = residual["values"][start:stop]
-    high = window + window_residuals
-    # The lower bound is minus the same quantile of R_i - mu_i(q).
-    negated_low = window_residuals - window
-    if unit_weights:
-        rank_in_window = ranked.upper_k - start
-        upper = high.kthvalue(rank_in_window, dim=1).values
-        lower = -negated_low.kthvalue(rank_in_window, dim=1).values
-        return lower, upper
-    below = residual["cumulative"][start - 1] if start > 0 else 0.0
-    window_frequency = ranked.frequency[columns]
-    upper = _weighted_upper(high, window_frequency, rank - below)
-    lower = -_weighted_upper(negated_low, window_frequency, rank - below)
-    return lower, upper
+    The bounds at q are quantiles of mu_i(q) + R_i and of mu_i(q) - R_i.
+    With every mu_i(q) of a row in [lowest, highest], the quantile of
+    mu_i(q) + R_i lies in [lowest + Q, highest + Q], Q that of the R_i: only
+    the keys whose R_i is within highest - lowest of Q can be it, those
+    below are below it, and the selection runs on those few. The keys are
+    kept in increasing order of their residuals, per output. Integer sample
+    weights (of a sum at most ``_MOST_REPEATS`` times the number of keys)
+    repeat their keys, so that the weighted quantile is a plain one, found
+    by ``kthvalue``; other weights sort the window.
 
-
-class _RankedResiduals:
-    """The keys' leave-one-out residuals in increasing order, per output.
-
-    Attributes
+    Parameters
     ----------
-    frequency : tensor of shape (n_kept,)
-        The sample weights of the keys that take part.
-    upper_k : int
-        With unit weights, the rank ceil((1 - alpha)(n + 1)).
-    outputs : list of dict
-        Per output: ``order`` (tensor), the keys by increasing residual;
-        ``values`` (tensor) and ``sorted`` (ndarray), the residuals in that
-        order; ``cumulative``, their cumulative weights; ``quantile``, the
-        residual at which the cumulative weight reaches the rank;
-        ``largest``, the largest residual.
+    pooled : _Pooled
+    residuals : ndarray of shape (n_keys, n_values)
+    sample_weight : ndarray of shape (n_keys,) or None
+    alpha : float
     """
 
-    def __init__(self, pooled, residuals, frequency, rank):
+    def __init__(self, pooled, residuals, sample_weight, alpha):
         problem = pooled.problem
-        kept = np.arange(len(frequency)) if pooled.kept is None else pooled.kept
+        self.problem = problem
+        self.eps = torch.finfo(problem.dtype).eps
+        n_keys = residuals.shape[0]
+        frequency = np.ones(n_keys) if sample_weight is None else sample_weight
+        frequency = np.asarray(frequency, dtype=np.float64)
+        # A rank a hair below (1 - alpha)(N + 1), so that a product that
+        # rounds just above an integer rank is taken at that rank.
+        self.rank = (1.0 - alpha) * (frequency.sum() + 1.0) * (1.0 - 1e-12)
+        kept = np.arange(n_keys) if pooled.kept is None else pooled.kept
         frequency, residuals = frequency[kept], residuals[kept]
+        self.repeated = bool(
+            np.all(frequency == np.round(frequency))
+            and frequency.sum() <= _MOST_REPEATS * len(kept)
+        )
         self.frequency = problem.to_tensor(frequency)
-        self.upper_k = min(int(math.ceil(rank)), len(kept))
+        repeats = None
+        if self.repeated:
+            repeats = frequency.astype(np.int64)
+            frequency = np.ones(int(repeats.sum()))
+        self.upper_k = min(int(math.ceil(self.rank)), int(frequency.sum()))
         self.outputs = []
         for column in residuals.T:
             order = np.argsort(column, kind="stable")
+            if repeats is not None:
+                order = np.repeat(order, repeats[order])
+                cumulative = np.arange(1.0, len(order) + 1)
+            else:
+                cumulative = np.cumsum(frequency[order])
             ordered = column[order]
-            cumulative = np.cumsum(frequency[order])
-            position = min(int(np.searchsorted(cumulative, rank)), len(kept) - 1)
+            position = min(int(np.searchsorted(cumulative, self.rank)), len(order) - 1)
             self.outputs.append(
                 dict(
                     order=torch.as_tensor(order, device=problem.device),
@@ -669,6 +656,68 @@ class _RankedResiduals:
                     largest=float(ordered[-1]),
                 )
             )
+
+    def bounds(self, leave_out, output):
+        """The lower and upper bounds of each row of a leave-one-out block.
+
+        Returns
+        -------
+        lower, upper : ndarray of shape (n_rows,)
+            Float64.
+        """
+        residual = self.outputs[output]
+        # Two passes are several times faster than aminmax on the CPU.
+        lowest, highest = leave_out.amin(dim=1), leave_out.amax(dim=1)
+        size = torch.maximum(highest.abs(), lowest.abs()) + residual["largest"]
+        margins = ((highest - lowest) * (1 + 1e-9) + 8 * self.eps * size).cpu().numpy()
+        # Rows in groups of similar margins, each with its own window: one
+        # row of widely spread mu_i(q) does not widen every row's window.
+        # The rows are put in that order once, so that each group's window
+        # is a gather of columns from a slice of rows.
+        by_margin = np.argsort(margins, kind="stable")
+        n_rows = len(by_margin)
+        by_margin_t = torch.as_tensor(by_margin, device=leave_out.device)
+        ordered_rows = torch.index_select(
+            leave_out,
+            0,
+            by_margin_t,
+            out=self.problem.named_block("ordered_rows", n_rows),
+        )
+        lower, upper = np.empty(n_rows), np.empty(n_rows)
+        edges = [0, *(_GROUP_EDGES * n_rows // _GROUP_EDGES[-1])]
+        for start, stop in zip(edges[:-1], edges[1:]):
+            if stop == start:
+                continue
+            low, high = self._window_bounds(
+                ordered_rows[start:stop], residual, float(margins[by_margin[stop - 1]])
+            )
+            rows = by_margin[start:stop]
+            lower[rows] = low.to(torch.float64).cpu().numpy()
+            upper[rows] = high.to(torch.float64).cpu().numpy()
+        return lower, upper
+
+    def _window_bounds(self, block, residual, margin):
+        """Bounds of the rows of a block, from the keys whose residual is
+        within ``margin`` of the residuals' quantile."""
+        quantile, ordered = residual["quantile"], residual["sorted"]
+        start = int(np.searchsorted(ordered, quantile - margin, "left"))
+        stop = int(np.searchsorted(ordered, quantile + margin, "right"))
+        columns = residual["order"][start:stop]
+        window = block.gather(1, columns[None, :].expand(block.shape[0], -1))
+        window_residuals = residual["values"][start:stop]
+        high = window + window_residuals
+        # The lower bound is minus the same quantile of R_i - mu_i(q).
+        negated_low = torch.sub(window_residuals, window, out=window)
+        if self.repeated:
+            rank_in_window = self.upper_k - start
+            upper = high.kthvalue(rank_in_window, dim=1).values
+            lower = -negated_low.kthvalue(rank_in_window, dim=1).values
+            return lower, upper
+        below = residual["cumulative"][start - 1] if start > 0 else 0.0
+        window_frequency = self.frequency[columns]
+        upper = _weighted_upper(high, window_frequency, self.rank - below)
+        lower = -_weighted_upper(negated_low, window_frequency, self.rank - below)
+        return lower, upper
 
 
 def _weighted_upper(block, frequency, rank):
