@@ -4,6 +4,7 @@
 # License: BSD 3 clause
 
 import math
+from numbers import Real
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from sknw._engine import (
     numpy_dtype,
     positive_weight_keys,
 )
+from sknw._local_moments import local_linear_fit
 
 # Blocks of (chunk_n_rows, n_keys) alive at once: the kernel weights and a
 # spare for their distances, the removed weights, their squares, and, for the
@@ -38,6 +40,22 @@ _REST_MARGIN = 50.0
 # their sum is at most this many times the number of keys; larger ones, and
 # fractional ones, by a sort of the window with cumulative weights.
 _MOST_REPEATS = 8
+
+
+NOISE_OPTIONS = ("local", "constant")
+
+
+def check_alpha(alpha, total):
+    """Refuse a jackknife+ miscoverage level outside (0, 1), or too small
+    for training samples of total weight ``total``."""
+    if not isinstance(alpha, Real) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a float in (0, 1); got alpha={alpha!r}.")
+    if (1 - alpha) * (total + 1) > total * (1 + 1e-12):
+        raise ValueError(
+            f"alpha={alpha!r} is too small for training samples of total "
+            f"weight {total:g}: jackknife+ needs alpha >= 1 / (n + 1) = "
+            f"{1 / (total + 1):.3g}, or its upper bound would be infinite."
+        )
 
 
 def _times(block, columns):
@@ -733,3 +751,543 @@ def _weighted_upper(block, frequency, rank):
     )
     index = torch.searchsorted(cumulative, threshold).clamp_(max=block.shape[1] - 1)
     return ordered.gather(1, index)[:, 0]
+
+
+# --------------------------------------------------------------------------
+# Local linear regression
+#
+# The local linear fit is linear in the targets: m(q) = sum_j a_j(q) y_j with
+# a_j = alpha_j (1 + g^T (z_j - m)), alpha_j = c_j w_j / W the kernel
+# attention, m and C the local mean and covariance of the inputs z (in the
+# moments' frame) and g = C^-1 (z_q - m); a_j = alpha_j where the design is
+# singular. Sums of c w^2 sigma^2 [1, z, z z^T] give sum_j a_j^2 sigma_j^2 /
+# c_j, and a rank-one downdate of the local normal equations gives every
+# leave-one-out fit.
+
+# Leave-one-out fits whose downdate divides by less than this (the sample's
+# leverage in the local fit is above 1 minus it) are solved again from the
+# downdated sums: leaving the sample out nearly or wholly empties a direction
+# of the design, where the fit may fall back to the local constant one.
+_LEVERAGE_MARGIN = 1e-2
+
+
+def local_linear_columns(moments, n_features, noise):
+    """The columns of the local linear standard errors.
+
+    Parameters
+    ----------
+    moments : ndarray of shape (n_keys, n_columns)
+        The :func:`~sknw._local_moments.moment_columns` of the keys.
+    n_features : int
+    noise : ndarray of shape (n_keys, n_noise)
+        Noise variance of each key, one column per noise level.
+
+    Returns
+    -------
+    columns : ndarray of shape (n_keys, n_noise * (1 + n_features + n_products))
+        ``noise[:, k] * [1, z, z_k z_l (k <= l)]`` for each noise level.
+    """
+    n_products = n_features * (n_features + 1) // 2
+    basis = np.hstack(
+        [np.ones((moments.shape[0], 1)), moments[:, : n_features + n_products]]
+    )
+    return (noise[:, :, None] * basis[:, None, :]).reshape(moments.shape[0], -1)
+
+
+class _LocalFits:
+    """The local linear fits of a chunk of queries, from their weighted sums.
+
+    Parameters
+    ----------
+    sums : tensor of shape (n_rows, n_columns + 1)
+        Sums of c w [moment columns, 1].
+    queries : tensor of shape (n_rows, n_features)
+        The queries in the moments' frame, float64.
+    bandwidth : tensor of shape (n_features,)
+        The widths in the moments' frame.
+    n_outputs : int
+
+    Attributes
+    ----------
+    fit : tensor of shape (n_rows, n_outputs)
+    slope : tensor of shape (n_rows, n_features, n_outputs)
+        Per unit of the frame's inputs.
+    mean : tensor of shape (n_rows, n_features)
+        The local mean m of the inputs.
+    inverse : tensor of shape (n_rows, n_features, n_features)
+        C^-1, 0 where the design is singular.
+    direction : tensor of shape (n_rows, n_features)
+        g = C^-1 (z_q - m).
+    total : tensor of shape (n_rows,)
+        W.
+    """
+
+    def __init__(self, sums, queries, bandwidth, n_outputs):
+        sums = sums.to(torch.float64)
+        n_rows, n_features = queries.shape
+        self.total = sums[:, -1]
+        mean_moments = sums[:, :-1] / sums[:, -1:]
+        self.fit, self.slope, regular = local_linear_fit(
+            mean_moments, queries, bandwidth, n_outputs
+        )
+        self.mean = mean_moments[:, :n_features]
+        upper = np.triu_indices(n_features)
+        position = np.zeros((n_features, n_features), dtype=np.int64)
+        position[upper] = np.arange(len(upper[0]))
+        position[upper[1], upper[0]] = np.arange(len(upper[0]))
+        index = torch.as_tensor(position.ravel() + n_features, device=sums.device)
+        second = mean_moments[:, index].reshape(n_rows, n_features, n_features)
+        covariance = second - self.mean[:, :, None] * self.mean[:, None, :]
+        identity = torch.eye(n_features, dtype=sums.dtype, device=sums.device)
+        safe = torch.where(regular[:, None, None], covariance, identity)
+        self.inverse = torch.linalg.inv(safe) * regular[:, None, None]
+        self.direction = (self.inverse @ (queries - self.mean)[:, :, None])[:, :, 0]
+
+    def variance(self, squares, n_noise):
+        """sum_j c_j w_j^2 sigma_j^2 (1 + g^T (z_j - m))^2 / W^2 per noise
+        level, from the sums of :func:`local_linear_columns` times c w^2."""
+        n_rows, n_features = self.mean.shape
+        if n_noise == 0:
+            return squares.new_zeros((n_rows, 0), dtype=torch.float64)
+        squares = squares.to(torch.float64).reshape(n_rows, n_noise, -1)
+        first = squares[:, :, 1 : 1 + n_features]
+        upper = np.triu_indices(n_features)
+        g = self.direction
+        # g^T P2 g over the stored upper triangle: off-diagonal entries twice.
+        twice = torch.as_tensor(
+            np.where(upper[0] == upper[1], 1.0, 2.0), device=g.device
+        )
+        pairs = g[:, upper[0]] * g[:, upper[1]] * twice
+        quadratic = (squares[:, :, 1 + n_features :] * pairs[:, None, :]).sum(2)
+        shift = 1.0 - (g * self.mean).sum(dim=1, keepdim=True)
+        linear = (first * g[:, None, :]).sum(dim=2)
+        total = shift**2 * squares[:, :, 0] + 2 * shift * linear + quadratic
+        return total / self.total[:, None] ** 2
+
+
+def local_linear_variance(
+    queries,
+    keys,
+    moments,
+    noise,
+    *,
+    frame_queries,
+    frame_bandwidth,
+    n_outputs,
+    bandwidth,
+    kernel,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+    device="cpu",
+):
+    """Local linear fits and the sums of their squared smoother weights
+    times noise.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_features)
+    keys : ndarray of shape (n_keys, n_features)
+    moments : ndarray of shape (n_keys, n_columns)
+        The :func:`~sknw._local_moments.moment_columns` of the keys.
+    noise : ndarray of shape (n_keys, n_noise)
+        Noise variance of each key, one column per noise level.
+    frame_queries : ndarray of shape (n_queries, n_features)
+        The queries in the moments' frame.
+    frame_bandwidth : ndarray of shape (n_features,)
+        The widths in the moments' frame.
+    n_outputs : int
+    bandwidth, kernel, sample_weight, key_widths, query_widths, device
+        As in :func:`sknw._engine.partial_sums`.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_outputs)
+        The fits in the frame's units of y.
+    variance : ndarray of shape (n_queries, n_noise)
+        sum_j a_j(q)^2 noise_j / c_j. Float64 both.
+    """
+    dtype = compute_dtype(queries, keys)
+    settings = make_settings(
+        bandwidth, kernel, sample_weight, key_widths, query_widths, device
+    )
+    n_features, n_noise = keys.shape[1], noise.shape[1]
+    columns = local_linear_columns(moments, n_features, noise)
+    pooled = _Pooled(keys, moments, columns, settings, dtype)
+    frame_queries = torch.as_tensor(frame_queries, device=pooled.problem.device)
+    frame_bandwidth = torch.as_tensor(frame_bandwidth, device=pooled.problem.device)
+    predictions = np.empty((queries.shape[0], n_outputs))
+    variance = np.empty((queries.shape[0], n_noise))
+
+    def each(batch, weights):
+        sums = _times(weights, pooled.weighted_values_t)
+        squares = _times(weights.square_(), pooled.weighted_noise_t)
+        fits = _LocalFits(sums, frame_queries[batch], frame_bandwidth, n_outputs)
+        predictions[batch] = fits.fit.cpu().numpy()
+        variance[batch] = fits.variance(squares, n_noise).cpu().numpy() / pooled.scale
+
+    pooled.for_each_chunk(queries, query_widths, each)
+    return predictions, variance
+
+
+def local_linear_leave_one_out(
+    keys,
+    moments,
+    noise,
+    *,
+    frame_keys,
+    frame_bandwidth,
+    n_outputs,
+    bandwidth,
+    kernel,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+    device="cpu",
+):
+    """Each key's local linear fit with one unit of its weight left out.
+
+    Key i's own column is left out of its row's sums, and the rest of its
+    weight added back, so no difference cancels.
+
+    Parameters
+    ----------
+    keys : ndarray of shape (n_keys, n_features)
+        Training inputs, also the queries.
+    moments, noise, frame_bandwidth, n_outputs
+        As in :func:`local_linear_variance`.
+    frame_keys : ndarray of shape (n_keys, n_features)
+        The keys in the moments' frame.
+    bandwidth, kernel, sample_weight, key_widths, query_widths, device
+        As in :func:`sknw._engine.partial_sums`; ``query_widths`` are the
+        keys' widths as queries.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_keys, n_outputs)
+        The leave-one-out fits, in the frame's units of y.
+    variance : ndarray of shape (n_keys, n_noise)
+        Their sums of squared smoother weights times noise.
+    """
+    dtype = compute_dtype(keys)
+    settings = make_settings(
+        bandwidth, kernel, sample_weight, key_widths, query_widths, device
+    )
+    n_keys, n_features = keys.shape
+    n_noise = noise.shape[1]
+    columns = local_linear_columns(moments, n_features, noise)
+    pooled = _Pooled(keys, moments, columns, settings, dtype)
+    problem = pooled.problem
+    frame_keys_t = torch.as_tensor(frame_keys, device=problem.device)
+    frame_bandwidth_t = torch.as_tensor(frame_bandwidth, device=problem.device)
+    position = np.arange(n_keys)
+    if pooled.kept is not None:
+        position = np.full(n_keys, -1)
+        position[pooled.kept] = np.arange(len(pooled.kept))
+    predictions = np.empty((n_keys, n_outputs))
+    variance = np.empty((n_keys, n_noise))
+    redo = []
+
+    def each(batch, weights):
+        own = position[batch]
+        rows = torch.as_tensor(np.flatnonzero(own >= 0), device=weights.device)
+        columns = torch.as_tensor(own, device=weights.device)[rows]
+        own_weight = weights[rows, columns].clone()
+        weights[rows, columns] = 0.0
+        sums = _times(weights, pooled.weighted_values_t)
+        squared = torch.mul(
+            weights, weights, out=problem.named_block("squared", len(own))
+        )
+        squares = _times(squared, pooled.weighted_noise_t)
+        others = sums[:, -1].clone()
+        kept = (problem.sample_weight[columns] - pooled.unit[columns]) * own_weight
+        sums[rows] += kept[:, None] * pooled.values_t[columns]
+        squares[rows] += (kept * own_weight)[:, None] * pooled.noise_t[columns]
+        # Where the other keys' weights may sit on the floor, or are all 0,
+        # a pass without the key.
+        exact = ~(others > pooled.rest_floor) | ~(sums[:, -1] > 0)
+        redo.extend(batch.start + np.flatnonzero(exact.cpu().numpy()))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fits = _LocalFits(sums, frame_keys_t[batch], frame_bandwidth_t, n_outputs)
+            predictions[batch] = fits.fit.cpu().numpy()
+            variance[batch] = (
+                fits.variance(squares, n_noise).cpu().numpy() / pooled.scale
+            )
+
+    pooled.for_each_chunk(keys, query_widths, each)
+    local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
+    for row in redo:
+        row_settings = _without_one(settings_of(settings, row), keys.shape[0], row)
+        fit, row_variance = local_linear_variance(
+            keys[row : row + 1],
+            keys,
+            moments,
+            noise,
+            frame_queries=frame_keys[row : row + 1],
+            **local,
+            **row_settings,
+        )
+        predictions[row], variance[row] = fit[0], row_variance[0]
+    return predictions, variance
+
+
+def _without_one(settings, n_keys, index):
+    """The settings with one unit of key ``index``'s weight removed."""
+    weight = settings["sample_weight"]
+    weight = np.ones(n_keys) if weight is None else np.array(weight)
+    weight[index] -= min(weight[index], 1.0)
+    if not np.any(weight > 0):
+        raise ValueError(
+            "Leaving one out needs training samples of total weight above 1."
+        )
+    return dict(settings, sample_weight=weight)
+
+
+def _local_leave_out_chunks(
+    queries, keys, moments, frame_queries, local, settings, dtype, each
+):
+    """The keys laid out, and the chunk step that hands ``each(batch,
+    output, leave_out)`` the local linear fits of every leave-one-out model
+    at a chunk of queries, per output, in the frame's units of y.
+
+    Without one unit u_i of key i's weight, with rho_i = u_i w_i / W, the
+    rank-one downdate of the local normal equations gives
+
+        mu_i(q) = m(q) - rho_i A_i E_i / (1 - rho_i (1 + H_i)),
+
+    A_i = 1 + g^T (z_i - m), H_i = (z_i - m)^T C^-1 (z_i - m) and E_i = y_i
+    minus the local line at z_i; rho_i (1 + H_i) is key i's leverage. Each
+    row's dominant key (see :meth:`_Pooled.terms`) is fitted from the sums
+    of the others, and a key of leverage within ``_LEVERAGE_MARGIN`` of 1
+    from the downdated sums; where the others' weights may have
+    underflowed, the dominant key's fit comes from a pass without it.
+
+    Returns
+    -------
+    pooled : _Pooled
+    chunk : callable
+        For :meth:`_Pooled.for_each_chunk`.
+    """
+    n_features = keys.shape[1]
+    n_outputs = local["n_outputs"]
+    n_products = n_features * (n_features + 1) // 2
+    no_noise = np.zeros((keys.shape[0], 0))
+    pooled = _Pooled(keys, moments, no_noise, settings, dtype)
+    problem = pooled.problem
+    device = problem.device
+    frame_queries_t = torch.as_tensor(frame_queries, device=device)
+    frame_bandwidth = torch.as_tensor(local["frame_bandwidth"], device=device)
+    kept_moments = pooled.values
+    # [1, z, z_k z_l (k <= l)] and, per output, [1, z, y] of the keys, one
+    # row each: the bases of A, H and E.
+    ones = np.ones((kept_moments.shape[0], 1))
+    inputs = kept_moments[:, : n_features + n_products]
+    basis = torch.as_tensor(np.hstack([ones, inputs]).T.copy(), device=device)
+    target_start = n_features + n_products
+    output_bases = [
+        torch.as_tensor(
+            np.hstack(
+                [
+                    ones,
+                    inputs[:, :n_features],
+                    kept_moments[:, target_start + output, None],
+                ]
+            ).T.copy(),
+            device=device,
+        )
+        for output in range(n_outputs)
+    ]
+    upper = np.triu_indices(n_features)
+    twice = torch.as_tensor(np.where(upper[0] == upper[1], 1.0, 2.0), device=device)
+
+    def fits_of(sums, rows):
+        return _LocalFits(sums, frame_queries_t[rows], frame_bandwidth, n_outputs)
+
+    def chunk(batch, weights):
+        n_rows = weights.shape[0]
+        terms = pooled.terms(weights, squares=False)
+        rows = torch.arange(n_rows, device=device)
+        queries_t = torch.arange(batch.start, batch.stop, device=device)
+        fits = fits_of(terms["sums"], queries_t)
+        dominant, top = terms["dominant"], terms["top"]
+        kept_weight = (problem.sample_weight[dominant] - pooled.unit[dominant]) * top
+        dominant_fit = fits_of(
+            terms["rest"] + kept_weight[:, None] * pooled.values_t[dominant],
+            queries_t,
+        ).fit
+        refits = {}
+        for row in np.flatnonzero(terms["exact"].cpu().numpy()):
+            query = batch.start + row
+            row_settings = _without_one(
+                settings_of(settings, query),
+                keys.shape[0],
+                int(pooled.key_index(int(dominant[row]))),
+            )
+            refits[row] = local_linear_variance(
+                queries[query : query + 1],
+                keys,
+                moments,
+                np.zeros((keys.shape[0], 0)),
+                frame_queries=frame_queries[query : query + 1],
+                **local,
+                **row_settings,
+            )[0][0]
+        # rho_i, then rho_i A_i.
+        share = torch.mul(
+            terms["removed"],
+            (terms["removal_scale"] / fits.total)[:, None],
+            out=problem.named_block("share", n_rows),
+        )
+        g, mean, inverse = fits.direction, fits.mean, fits.inverse
+        coefficients = torch.cat([1.0 - (g * mean).sum(1, keepdim=True), g], 1)
+        weighted_share = torch.mm(
+            coefficients.to(problem.dtype),
+            basis[: 1 + n_features],
+            out=problem.named_block("weighted_share", n_rows),
+        ).mul_(share)
+        # 1 - rho_i (1 + H_i), H_i = z^T C^-1 z - 2 m^T C^-1 z + m^T C^-1 m.
+        inverse_mean = (inverse @ mean[:, :, None])[:, :, 0]
+        coefficients = torch.cat(
+            [
+                1.0 + (mean * inverse_mean).sum(1, keepdim=True),
+                -2.0 * inverse_mean,
+                inverse[:, upper[0], upper[1]] * twice,
+            ],
+            1,
+        )
+        denominator = torch.mm(
+            coefficients.to(problem.dtype),
+            basis,
+            out=problem.named_block("denominator", n_rows),
+        )
+        denominator.mul_(share).neg_().add_(1.0)
+        denominator[rows, dominant] = 1.0
+        # Keys of leverage near 1, solved again from the downdated sums.
+        near = (denominator < _LEVERAGE_MARGIN).nonzero()
+        near_rows, near_keys = near[:, 0], near[:, 1]
+        near_fit = None
+        if len(near):
+            removed = terms["removed"][near_rows, near_keys] * terms["removal_scale"]
+            near_fit = fits_of(
+                terms["sums"][near_rows]
+                - removed[:, None] * pooled.values_t[near_keys],
+                queries_t[near_rows],
+            ).fit
+        for output in range(n_outputs):
+            slope = fits.slope[:, :, output]
+            fit = fits.fit[:, output]
+            # E_i = y_i - fit - slope^T (z_i - z_q).
+            coefficients = torch.cat(
+                [
+                    ((slope * frame_queries_t[batch]).sum(1) - fit)[:, None],
+                    -slope,
+                    torch.ones_like(fit)[:, None],
+                ],
+                1,
+            )
+            leave_out = torch.mm(
+                coefficients.to(problem.dtype),
+                output_bases[output],
+                out=problem.named_block("leave_out", n_rows),
+            )
+            leave_out.mul_(weighted_share).div_(denominator)
+            torch.sub(fit.to(problem.dtype)[:, None], leave_out, out=leave_out)
+            leave_out[rows, dominant] = dominant_fit[:, output].to(problem.dtype)
+            if near_fit is not None:
+                leave_out[near_rows, near_keys] = near_fit[:, output].to(problem.dtype)
+            for row, prediction in refits.items():
+                leave_out[row, dominant[row]] = float(prediction[output])
+            each(batch, output, leave_out)
+
+    return pooled, chunk
+
+
+def local_linear_leave_one_out_predictions(
+    queries, keys, moments, *, frame_queries, frame_bandwidth, n_outputs, **settings
+):
+    """The local linear fit at each query of every leave-one-out model.
+
+    Parameters
+    ----------
+    queries, keys, moments, frame_queries, frame_bandwidth, n_outputs
+        As in :func:`local_linear_variance`.
+    **settings
+        The engine's other arguments.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_keys, n_outputs)
+        In the frame's units of y; the full fit for a key of no weight. Not
+        bounded by ``working_memory``.
+    """
+    dtype = compute_dtype(queries, keys)
+    settings = make_settings(**settings)
+    local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
+    full = local_linear_variance(
+        queries,
+        keys,
+        moments,
+        np.zeros((keys.shape[0], 0)),
+        frame_queries=frame_queries,
+        **local,
+        **settings,
+    )[0]
+    result = np.repeat(full[:, None, :], keys.shape[0], axis=1)
+
+    def store(batch, output, leave_out):
+        result[batch, columns, output] = leave_out.to(torch.float64).cpu().numpy()
+
+    pooled, chunk = _local_leave_out_chunks(
+        queries, keys, moments, frame_queries, local, settings, dtype, store
+    )
+    columns = pooled.key_index(np.arange(pooled.problem.n_keys))
+    pooled.for_each_chunk(queries, settings["query_widths"], chunk)
+    return result
+
+
+def local_linear_jackknife_plus(
+    queries,
+    keys,
+    moments,
+    residuals,
+    *,
+    alpha,
+    frame_queries,
+    frame_bandwidth,
+    n_outputs,
+    **settings,
+):
+    """Jackknife+ intervals of local linear regression, as
+    :func:`jackknife_plus` does for Nadaraya-Watson.
+
+    Parameters
+    ----------
+    queries, keys, moments, frame_queries, frame_bandwidth, n_outputs
+        As in :func:`local_linear_variance`.
+    residuals : ndarray of shape (n_keys, n_outputs)
+        Absolute leave-one-out residuals, in the frame's units of y.
+    alpha : float
+    **settings
+        The engine's other arguments.
+
+    Returns
+    -------
+    intervals : ndarray of shape (n_queries, n_outputs, 2)
+        In the frame's units of y, float64.
+    """
+    dtype = compute_dtype(queries, keys)
+    settings = make_settings(**settings)
+    local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
+    intervals = np.empty((queries.shape[0], n_outputs, 2))
+
+    def bounds(batch, output, leave_out):
+        lower, upper = selection.bounds(leave_out, output)
+        intervals[batch, output, 0] = lower
+        intervals[batch, output, 1] = upper
+
+    pooled, chunk = _local_leave_out_chunks(
+        queries, keys, moments, frame_queries, local, settings, dtype, bounds
+    )
+    selection = _Selection(pooled, residuals, settings["sample_weight"], alpha)
+    pooled.for_each_chunk(queries, settings["query_widths"], chunk)
+    return intervals
