@@ -771,29 +771,6 @@ def _weighted_upper(block, frequency, rank):
 _LEVERAGE_MARGIN = 1e-2
 
 
-def local_linear_columns(moments, n_features, noise):
-    """The columns of the local linear standard errors.
-
-    Parameters
-    ----------
-    moments : ndarray of shape (n_keys, n_columns)
-        The :func:`~sknw._local_moments.moment_columns` of the keys.
-    n_features : int
-    noise : ndarray of shape (n_keys, n_noise)
-        Noise variance of each key, one column per noise level.
-
-    Returns
-    -------
-    columns : ndarray of shape (n_keys, n_noise * (1 + n_features + n_products))
-        ``noise[:, k] * [1, z, z_k z_l (k <= l)]`` for each noise level.
-    """
-    n_products = n_features * (n_features + 1) // 2
-    basis = np.hstack(
-        [np.ones((moments.shape[0], 1)), moments[:, : n_features + n_products]]
-    )
-    return (noise[:, :, None] * basis[:, None, :]).reshape(moments.shape[0], -1)
-
-
 class _LocalFits:
     """The local linear fits of a chunk of queries, from their weighted sums.
 
@@ -843,26 +820,39 @@ class _LocalFits:
         self.inverse = torch.linalg.inv(safe) * regular[:, None, None]
         self.direction = (self.inverse @ (queries - self.mean)[:, :, None])[:, :, 0]
 
-    def variance(self, squares, n_noise):
-        """sum_j c_j w_j^2 sigma_j^2 (1 + g^T (z_j - m))^2 / W^2 per noise
-        level, from the sums of :func:`local_linear_columns` times c w^2."""
-        n_rows, n_features = self.mean.shape
-        if n_noise == 0:
-            return squares.new_zeros((n_rows, 0), dtype=torch.float64)
-        squares = squares.to(torch.float64).reshape(n_rows, n_noise, -1)
-        first = squares[:, :, 1 : 1 + n_features]
-        upper = np.triu_indices(n_features)
+    def factor_coefficients(self):
+        """Coefficients on [1, z_j] of the factors A_j = 1 + g^T (z_j - m)
+        of the smoother weights a_j = alpha_j A_j, shape (n_rows, 1 +
+        n_features)."""
         g = self.direction
-        # g^T P2 g over the stored upper triangle: off-diagonal entries twice.
-        twice = torch.as_tensor(
-            np.where(upper[0] == upper[1], 1.0, 2.0), device=g.device
-        )
-        pairs = g[:, upper[0]] * g[:, upper[1]] * twice
-        quadratic = (squares[:, :, 1 + n_features :] * pairs[:, None, :]).sum(2)
-        shift = 1.0 - (g * self.mean).sum(dim=1, keepdim=True)
-        linear = (first * g[:, None, :]).sum(dim=2)
-        total = shift**2 * squares[:, :, 0] + 2 * shift * linear + quadratic
-        return total / self.total[:, None] ** 2
+        return torch.cat([1.0 - (g * self.mean).sum(1, keepdim=True), g], 1)
+
+
+def _input_basis(pooled, n_features):
+    """[1, z] of the keys that take part, one column each."""
+    inputs = pooled.values[:, :n_features]
+    basis = np.hstack([np.ones((inputs.shape[0], 1)), inputs]).T.copy()
+    return torch.as_tensor(basis, device=pooled.problem.device)
+
+
+def _factor_squares(pooled, fits, weights, basis, name):
+    """sum_j c_j (w_j A_j)^2 noise_j of a chunk, the (w_j A_j) block kept
+    in the block called ``name``.
+
+    Returns
+    -------
+    squares : tensor of shape (n_rows, n_noise)
+    factors : tensor of shape (n_rows, n_kept)
+        w_j A_j.
+    """
+    problem = pooled.problem
+    factors = torch.mm(
+        fits.factor_coefficients().to(problem.dtype),
+        basis,
+        out=problem.named_block(name, weights.shape[0]),
+    )
+    factors.mul_(weights)
+    return _times(factors.square_(), pooled.weighted_noise_t), factors
 
 
 def local_linear_variance(
@@ -912,8 +902,8 @@ def local_linear_variance(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
     n_features, n_noise = keys.shape[1], noise.shape[1]
-    columns = local_linear_columns(moments, n_features, noise)
-    pooled = _Pooled(keys, moments, columns, settings, dtype)
+    pooled = _Pooled(keys, moments, noise, settings, dtype)
+    basis = _input_basis(pooled, n_features)
     frame_queries = torch.as_tensor(frame_queries, device=pooled.problem.device)
     frame_bandwidth = torch.as_tensor(frame_bandwidth, device=pooled.problem.device)
     predictions = np.empty((queries.shape[0], n_outputs))
@@ -921,10 +911,11 @@ def local_linear_variance(
 
     def each(batch, weights):
         sums = _times(weights, pooled.weighted_values_t)
-        squares = _times(weights.square_(), pooled.weighted_noise_t)
         fits = _LocalFits(sums, frame_queries[batch], frame_bandwidth, n_outputs)
+        squares, _ = _factor_squares(pooled, fits, weights, basis, "factors")
         predictions[batch] = fits.fit.cpu().numpy()
-        variance[batch] = fits.variance(squares, n_noise).cpu().numpy() / pooled.scale
+        squares = squares.to(torch.float64) / fits.total[:, None] ** 2
+        variance[batch] = squares.cpu().numpy() / pooled.scale
 
     pooled.for_each_chunk(queries, query_widths, each)
     return predictions, variance
@@ -975,9 +966,9 @@ def local_linear_leave_one_out(
     )
     n_keys, n_features = keys.shape
     n_noise = noise.shape[1]
-    columns = local_linear_columns(moments, n_features, noise)
-    pooled = _Pooled(keys, moments, columns, settings, dtype)
+    pooled = _Pooled(keys, moments, noise, settings, dtype)
     problem = pooled.problem
+    basis = _input_basis(pooled, n_features)
     frame_keys_t = torch.as_tensor(frame_keys, device=problem.device)
     frame_bandwidth_t = torch.as_tensor(frame_bandwidth, device=problem.device)
     position = np.arange(n_keys)
@@ -995,24 +986,26 @@ def local_linear_leave_one_out(
         own_weight = weights[rows, columns].clone()
         weights[rows, columns] = 0.0
         sums = _times(weights, pooled.weighted_values_t)
-        squared = torch.mul(
-            weights, weights, out=problem.named_block("squared", len(own))
-        )
-        squares = _times(squared, pooled.weighted_noise_t)
         others = sums[:, -1].clone()
         kept = (problem.sample_weight[columns] - pooled.unit[columns]) * own_weight
         sums[rows] += kept[:, None] * pooled.values_t[columns]
-        squares[rows] += (kept * own_weight)[:, None] * pooled.noise_t[columns]
         # Where the other keys' weights may sit on the floor, or are all 0,
         # a pass without the key.
         exact = ~(others > pooled.rest_floor) | ~(sums[:, -1] > 0)
         redo.extend(batch.start + np.flatnonzero(exact.cpu().numpy()))
         with np.errstate(divide="ignore", invalid="ignore"):
             fits = _LocalFits(sums, frame_keys_t[batch], frame_bandwidth_t, n_outputs)
-            predictions[batch] = fits.fit.cpu().numpy()
-            variance[batch] = (
-                fits.variance(squares, n_noise).cpu().numpy() / pooled.scale
+            squares, _ = _factor_squares(pooled, fits, weights, basis, "factors")
+            # The rest of the key's own weight, at its own factor.
+            own_factor = (
+                fits.factor_coefficients()[rows].to(problem.dtype) * basis[:, columns].T
+            ).sum(1) * own_weight
+            squares[rows] += (kept * own_factor * own_factor)[:, None] * (
+                pooled.noise_t[columns]
             )
+            predictions[batch] = fits.fit.cpu().numpy()
+            squares = squares.to(torch.float64) / fits.total[:, None] ** 2
+            variance[batch] = squares.cpu().numpy() / pooled.scale
 
     pooled.for_each_chunk(keys, query_widths, each)
     local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
