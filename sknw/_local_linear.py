@@ -119,13 +119,13 @@ class _LocalLinearFitPredict:
             raise ValueError(
                 f"noise must be one of {NOISE_OPTIONS}; got noise={noise!r}."
             )
-        fit, _ = self._local_fit(X)
-        if return_std:
-            std = self._standard_errors(X, noise).astype(fit.dtype, copy=False)
-            if self._fit_y_ndim == 1:
-                return fit.ravel(), std.ravel()
-            return fit, std
-        return fit.ravel() if self._fit_y_ndim == 1 else fit
+        if not return_std:
+            fit, _ = self._local_fit(X)
+            return fit.ravel() if self._fit_y_ndim == 1 else fit
+        fit, std = self._fit_with_std(X, noise)
+        if self._fit_y_ndim == 1:
+            return fit.ravel(), std.ravel()
+        return fit, std
 
     def predict_interval(self, X, alpha=0.1):
         """Jackknife+ prediction intervals for new observations.
@@ -262,17 +262,24 @@ class _LocalLinearFitPredict:
             return float(self._fit_X.shape[0])
         return float(self._fit_sample_weight.sum())
 
-    def _standard_errors(self, X, noise):
-        """Standard errors at the queries, shaped (n_queries, n_outputs)."""
+    def _fit_with_std(self, X, noise):
+        """The fits and their standard errors at the queries, shaped
+        (n_queries, n_outputs) both."""
+        check_is_fitted(self)
         terms = self._leave_one_out_terms()
         if noise == "constant":
             noise_columns = np.ones((self._fit_X.shape[0], 1))
         else:
             noise_columns = terms["local_noise"]
-        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
-        X = X.astype(np.float64)
+        X_given = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        dtype = (
+            np.float32
+            if self._fit_float32 and X_given.dtype == np.float32
+            else np.float64
+        )
+        X = X_given.astype(np.float64)
         queries, settings = self._engine_settings(X)
-        _, variance = local_linear_variance(
+        fit, variance = local_linear_variance(
             queries,
             self._fit_X,
             self._fit_moments,
@@ -282,7 +289,13 @@ class _LocalLinearFitPredict:
         )
         if noise == "constant":
             variance = variance * terms["noise_level"]
-        return np.sqrt(np.maximum(variance, 0.0)) * self._moment_frame.y_scale
+        y_scale = self._moment_frame.y_scale
+        std = np.sqrt(np.maximum(variance, 0.0)) * y_scale
+        if self._fit_method == "dense":
+            fit = fit * y_scale
+        else:
+            fit, _ = self._local_fit(X_given)
+        return fit.astype(dtype, copy=False), std.astype(dtype, copy=False)
 
     def _leave_one_out_terms(self):
         """Leave-one-out residuals and noise levels, in the moments' units of

@@ -770,6 +770,10 @@ def _weighted_upper(block, frequency, rank):
 # of the design, where the fit may fall back to the local constant one.
 _LEVERAGE_MARGIN = 1e-2
 
+# A row's dominant key is solved again from the sums of the others where
+# the downdate for it divides by less than this.
+_DOMINANT_MARGIN = 0.5
+
 
 class _LocalFits:
     """The local linear fits of a chunk of queries, from their weighted sums.
@@ -1076,14 +1080,17 @@ def _local_leave_out_chunks(
     ones = np.ones((kept_moments.shape[0], 1))
     inputs = kept_moments[:, : n_features + n_products]
     basis = torch.as_tensor(np.hstack([ones, inputs]).T.copy(), device=device)
+    # Per output, [1, z, z_k z_l (k <= l), y, z_k y]: the basis of A_i E_i.
     target_start = n_features + n_products
+    cross_start = target_start + n_outputs
     output_bases = [
         torch.as_tensor(
             np.hstack(
                 [
                     ones,
-                    inputs[:, :n_features],
+                    inputs,
                     kept_moments[:, target_start + output, None],
+                    kept_moments[:, cross_start + output :: n_outputs],
                 ]
             ).T.copy(),
             device=device,
@@ -1091,23 +1098,67 @@ def _local_leave_out_chunks(
         for output in range(n_outputs)
     ]
     upper = np.triu_indices(n_features)
+    diagonal = np.arange(n_features)
     twice = torch.as_tensor(np.where(upper[0] == upper[1], 1.0, 2.0), device=device)
 
-    def fits_of(sums, rows):
-        return _LocalFits(sums, frame_queries_t[rows], frame_bandwidth, n_outputs)
+    one = torch.ones((), dtype=problem.dtype, device=device)
 
     def chunk(batch, weights):
         n_rows = weights.shape[0]
         terms = pooled.terms(weights, squares=False)
         rows = torch.arange(n_rows, device=device)
-        queries_t = torch.arange(batch.start, batch.stop, device=device)
-        fits = fits_of(terms["sums"], queries_t)
-        dominant, top = terms["dominant"], terms["top"]
-        kept_weight = (problem.sample_weight[dominant] - pooled.unit[dominant]) * top
-        dominant_fit = fits_of(
-            terms["rest"] + kept_weight[:, None] * pooled.values_t[dominant],
-            queries_t,
-        ).fit
+        chunk_queries = frame_queries_t[batch]
+        fits = _LocalFits(terms["sums"], chunk_queries, frame_bandwidth, n_outputs)
+        removed, dominant = terms["removed"], terms["dominant"]
+        # rho_i = s removed_i / W, the factor s / W in the coefficients.
+        share = (terms["removal_scale"] / fits.total)[:, None]
+        # 1 - rho_i (1 + H_i), H_i = z^T C^-1 z - 2 m^T C^-1 z + m^T C^-1 m.
+        mean, inverse = fits.mean, fits.inverse
+        inverse_mean = (inverse @ mean[:, :, None])[:, :, 0]
+        coefficients = torch.cat(
+            [
+                1.0 + (mean * inverse_mean).sum(1, keepdim=True),
+                -2.0 * inverse_mean,
+                inverse[:, upper[0], upper[1]] * twice,
+            ],
+            1,
+        )
+        denominator = torch.mm(
+            (coefficients * share).to(problem.dtype),
+            basis,
+            out=problem.named_block("denominator", n_rows),
+        )
+        torch.addcmul(one, removed, denominator, value=-1, out=denominator)
+        # The dominant key where its removal takes much of the fit, and any
+        # key of leverage near 1, are solved again: the dominant one from
+        # the others' sums, the others from the downdated sums.
+        again = (denominator[rows, dominant] < _DOMINANT_MARGIN) | terms["exact"]
+        again_rows = again.nonzero()[:, 0]
+        denominator[again_rows, dominant[again_rows]] = 1.0
+        # A pass of amin, then a search of the few rows it flags.
+        flagged = (denominator.amin(dim=1) < _LEVERAGE_MARGIN).nonzero()[:, 0]
+        near = (denominator[flagged] < _LEVERAGE_MARGIN).nonzero()
+        near_rows, near_keys = flagged[near[:, 0]], near[:, 1]
+        solved = None
+        if len(again_rows) or len(near_rows):
+            again_keys = dominant[again_rows]
+            kept_weight = (
+                problem.sample_weight[again_keys] - pooled.unit[again_keys]
+            ) * terms["top"][again_rows]
+            near_removed = removed[near_rows, near_keys] * terms["removal_scale"]
+            sums = torch.cat(
+                [
+                    terms["rest"][again_rows]
+                    + kept_weight[:, None] * pooled.values_t[again_keys],
+                    terms["sums"][near_rows]
+                    - near_removed[:, None] * pooled.values_t[near_keys],
+                ]
+            )
+            solved_rows = torch.cat([again_rows, near_rows])
+            solved_keys = torch.cat([again_keys, near_keys])
+            solved = _LocalFits(
+                sums, chunk_queries[solved_rows], frame_bandwidth, n_outputs
+            ).fit.to(problem.dtype)
         refits = {}
         for row in np.flatnonzero(terms["exact"].cpu().numpy()):
             query = batch.start + row
@@ -1125,56 +1176,26 @@ def _local_leave_out_chunks(
                 **local,
                 **row_settings,
             )[0][0]
-        # rho_i, then rho_i A_i.
-        share = torch.mul(
-            terms["removed"],
-            (terms["removal_scale"] / fits.total)[:, None],
-            out=problem.named_block("share", n_rows),
-        )
-        g, mean, inverse = fits.direction, fits.mean, fits.inverse
-        coefficients = torch.cat([1.0 - (g * mean).sum(1, keepdim=True), g], 1)
-        weighted_share = torch.mm(
-            coefficients.to(problem.dtype),
-            basis[: 1 + n_features],
-            out=problem.named_block("weighted_share", n_rows),
-        ).mul_(share)
-        # 1 - rho_i (1 + H_i), H_i = z^T C^-1 z - 2 m^T C^-1 z + m^T C^-1 m.
-        inverse_mean = (inverse @ mean[:, :, None])[:, :, 0]
-        coefficients = torch.cat(
-            [
-                1.0 + (mean * inverse_mean).sum(1, keepdim=True),
-                -2.0 * inverse_mean,
-                inverse[:, upper[0], upper[1]] * twice,
-            ],
-            1,
-        )
-        denominator = torch.mm(
-            coefficients.to(problem.dtype),
-            basis,
-            out=problem.named_block("denominator", n_rows),
-        )
-        denominator.mul_(share).neg_().add_(1.0)
-        denominator[rows, dominant] = 1.0
-        # Keys of leverage near 1, solved again from the downdated sums.
-        near = (denominator < _LEVERAGE_MARGIN).nonzero()
-        near_rows, near_keys = near[:, 0], near[:, 1]
-        near_fit = None
-        if len(near):
-            removed = terms["removed"][near_rows, near_keys] * terms["removal_scale"]
-            near_fit = fits_of(
-                terms["sums"][near_rows]
-                - removed[:, None] * pooled.values_t[near_keys],
-                queries_t[near_rows],
-            ).fit
+        # A_i = a_0 + a^T z_i, scaled by s / W.
+        factor = fits.factor_coefficients() * share
+        factor_0, factor_z = factor[:, :1], factor[:, 1:]
         for output in range(n_outputs):
             slope = fits.slope[:, :, output]
             fit = fits.fit[:, output]
-            # E_i = y_i - fit - slope^T (z_i - z_q).
+            # E_i = y_i - fit - slope^T (z_i - z_q) = e_0 + e^T z_i + y_i;
+            # A_i E_i on the basis [1, z, z_k z_l (k <= l), y, z_k y].
+            error_0 = ((slope * chunk_queries).sum(1) - fit)[:, None]
+            error_z = -slope
+            products = factor_z[:, :, None] * error_z[:, None, :]
+            products = products + products.transpose(1, 2)
+            products[:, diagonal, diagonal] /= 2
             coefficients = torch.cat(
                 [
-                    ((slope * frame_queries_t[batch]).sum(1) - fit)[:, None],
-                    -slope,
-                    torch.ones_like(fit)[:, None],
+                    factor_0 * error_0,
+                    factor_0 * error_z + error_0 * factor_z,
+                    products[:, upper[0], upper[1]],
+                    factor_0,
+                    factor_z,
                 ],
                 1,
             )
@@ -1183,11 +1204,16 @@ def _local_leave_out_chunks(
                 output_bases[output],
                 out=problem.named_block("leave_out", n_rows),
             )
-            leave_out.mul_(weighted_share).div_(denominator)
-            torch.sub(fit.to(problem.dtype)[:, None], leave_out, out=leave_out)
-            leave_out[rows, dominant] = dominant_fit[:, output].to(problem.dtype)
-            if near_fit is not None:
-                leave_out[near_rows, near_keys] = near_fit[:, output].to(problem.dtype)
+            leave_out.mul_(removed)
+            torch.addcdiv(
+                fit.to(problem.dtype)[:, None],
+                leave_out,
+                denominator,
+                value=-1,
+                out=leave_out,
+            )
+            if solved is not None:
+                leave_out[solved_rows, solved_keys] = solved[:, output]
             for row, prediction in refits.items():
                 leave_out[row, dominant[row]] = float(prediction[output])
             each(batch, output, leave_out)
