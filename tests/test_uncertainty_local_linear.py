@@ -111,7 +111,9 @@ def test_leave_one_out_fits_equal_refits(kernel, bandwidth, compact):
     predictions = predictions[:, :, 0] * model._moment_frame.y_scale[0]
     for i in range(len(X)):
         refit = _refit(kernel, bandwidth, X, y, _without_one(weight, i))
-        assert_allclose(predictions[:, i], refit.predict(queries), rtol=1e-10, atol=1e-10)
+        assert_allclose(
+            predictions[:, i], refit.predict(queries), rtol=1e-10, atol=1e-10
+        )
     residuals, _ = _leave_one_out_residuals_slow(kernel, bandwidth, X, y, weight)
     ours = model._leave_one_out_terms()["residuals"][:, 0]
     assert_allclose(
