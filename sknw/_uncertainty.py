@@ -428,12 +428,15 @@ def _leave_out_block(pooled, terms, output, refits):
     removed, dominant = terms["removed"], terms["dominant"]
     n_rows = removed.shape[0]
     rows = torch.arange(n_rows, device=removed.device)
+    # The last output's block overwrites the removals, needed no more: one
+    # block less to map for a single output.
+    last = output == pooled.n_values - 1
     leave_out = torch.addcmul(
         terms["sums"][:, output : output + 1],
         removed,
         pooled.values_t[:, output] * terms["removal_scale"],
         value=-1,
-        out=problem.named_block("leave_out", n_rows),
+        out=removed if last else problem.named_block("leave_out", n_rows),
     )
     leave_out[rows, dominant] = (
         terms["rest"][:, output]
