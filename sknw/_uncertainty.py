@@ -487,8 +487,9 @@ def _dominant_refits(pooled, terms, batch, queries, keys, values, settings):
 
 def _leave_out_chunks(queries, keys, values, settings, dtype, each):
     """The keys laid out, and the chunk step that hands ``each(batch,
-    output, leave_out)`` the leave-one-out predictions of a chunk of queries
-    for every output (see :func:`_leave_out_block`).
+    output, leave_out, spare)`` the leave-one-out predictions of a chunk of
+    queries for every output (see :func:`_leave_out_block`), with a block of
+    their shape free to overwrite, or None.
 
     Returns
     -------
@@ -504,7 +505,10 @@ def _leave_out_chunks(queries, keys, values, settings, dtype, each):
         _add_denominator(pooled, terms)
         refits = _dominant_refits(pooled, terms, batch, queries, keys, values, settings)
         for output in range(values.shape[1]):
-            each(batch, output, _leave_out_block(pooled, terms, output, refits))
+            leave_out = _leave_out_block(pooled, terms, output, refits)
+            # The denominators are not needed after the last output.
+            last = output == values.shape[1] - 1
+            each(batch, output, leave_out, terms["denominator"] if last else None)
 
     return pooled, chunk
 
@@ -547,7 +551,7 @@ def leave_one_out_predictions(
     )[0]
     result = np.repeat(full[:, None, :], keys.shape[0], axis=1)
 
-    def store(batch, output, leave_out):
+    def store(batch, output, leave_out, spare):
         block = leave_out.to(torch.float64).cpu().numpy()
         result[batch, columns, output] = block
 
@@ -603,8 +607,8 @@ def jackknife_plus(
     )
     intervals = np.empty((queries.shape[0], values.shape[1], 2))
 
-    def bounds(batch, output, leave_out):
-        lower, upper = selection.bounds(leave_out, output)
+    def bounds(batch, output, leave_out, spare):
+        lower, upper = selection.bounds(leave_out, output, spare)
         intervals[batch, output, 0] = lower
         intervals[batch, output, 1] = upper
 
@@ -678,8 +682,16 @@ class _Selection:
                 )
             )
 
-    def bounds(self, leave_out, output):
+    def bounds(self, leave_out, output, spare=None):
         """The lower and upper bounds of each row of a leave-one-out block.
+
+        Parameters
+        ----------
+        leave_out : tensor of shape (n_rows, n_kept)
+        output : int
+        spare : tensor of shape (n_rows, n_kept) or None
+            A block free to overwrite, for the rows in order of their
+            margins (otherwise a block of the selection's own).
 
         Returns
         -------
@@ -702,7 +714,11 @@ class _Selection:
             leave_out,
             0,
             by_margin_t,
-            out=self.problem.named_block("ordered_rows", n_rows),
+            out=(
+                self.problem.named_block("ordered_rows", n_rows)
+                if spare is None
+                else spare
+            ),
         )
         lower, upper = np.empty(n_rows), np.empty(n_rows)
         edges = [0, *(_GROUP_EDGES * n_rows // _GROUP_EDGES[-1])]
@@ -1047,8 +1063,9 @@ def _local_leave_out_chunks(
     queries, keys, moments, frame_queries, local, settings, dtype, each
 ):
     """The keys laid out, and the chunk step that hands ``each(batch,
-    output, leave_out)`` the local linear fits of every leave-one-out model
-    at a chunk of queries, per output, in the frame's units of y.
+    output, leave_out, spare)`` the local linear fits of every leave-one-out
+    model at a chunk of queries, per output, in the frame's units of y (and
+    a block free to overwrite, or None).
 
     Without one unit u_i of key i's weight, with rho_i = u_i w_i / W, the
     rank-one downdate of the local normal equations gives
@@ -1219,7 +1236,9 @@ def _local_leave_out_chunks(
                 leave_out[solved_rows, solved_keys] = solved[:, output]
             for row, prediction in refits.items():
                 leave_out[row, dominant[row]] = float(prediction[output])
-            each(batch, output, leave_out)
+            # The removals are not needed after the last output.
+            last = output == n_outputs - 1
+            each(batch, output, leave_out, removed if last else None)
 
     return pooled, chunk
 
@@ -1256,7 +1275,7 @@ def local_linear_leave_one_out_predictions(
     )[0]
     result = np.repeat(full[:, None, :], keys.shape[0], axis=1)
 
-    def store(batch, output, leave_out):
+    def store(batch, output, leave_out, spare):
         result[batch, columns, output] = leave_out.to(torch.float64).cpu().numpy()
 
     pooled, chunk = _local_leave_out_chunks(
@@ -1302,8 +1321,8 @@ def local_linear_jackknife_plus(
     local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
     intervals = np.empty((queries.shape[0], n_outputs, 2))
 
-    def bounds(batch, output, leave_out):
-        lower, upper = selection.bounds(leave_out, output)
+    def bounds(batch, output, leave_out, spare):
+        lower, upper = selection.bounds(leave_out, output, spare)
         intervals[batch, output, 0] = lower
         intervals[batch, output, 1] = upper
 
