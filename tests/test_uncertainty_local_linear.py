@@ -412,3 +412,26 @@ def test_bad_input_is_refused():
     lonely = LocalLinearRegressor().fit([[0.0], [1.0]], [1.0, 2.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="total weight above 1"):
         lonely.predict([[0.5]], return_std=True)
+
+
+def test_tree_path_and_local_widths():
+    X, y = _toy(400, noise=0.3)
+    queries = np.linspace(0, 5, 15)[:, None]
+    tree = LocalLinearRegressor(kernel="epanechnikov", bandwidth=0.3, algorithm="tree")
+    dense = LocalLinearRegressor(kernel="epanechnikov", bandwidth=0.3)
+    tree.fit(X, y)
+    dense.set_params(algorithm="dense").fit(X, y)
+    assert tree._fit_method == "tree"
+    assert_allclose(
+        tree.predict(queries, return_std=True),
+        dense.predict(queries, return_std=True),
+        rtol=1e-9,
+    )
+    assert_allclose(tree.predict_interval(queries), dense.predict_interval(queries))
+    for adaptive in ("sample", "query"):
+        model = LocalLinearRegressor(bandwidth=0.5, adaptive=adaptive, n_neighbors=5)
+        predictions, std = model.fit(X, y).predict(queries, return_std=True)
+        intervals = model.predict_interval(queries)
+        assert np.all(np.isfinite(std)) and np.all(std > 0)
+        assert np.all(intervals[:, 0] < predictions)
+        assert np.all(predictions < intervals[:, 1])
