@@ -1,4 +1,4 @@
-"""Chunked torch computation of standard errors and leave-one-out predictions."""
+"""Standard errors and jackknife+ intervals of the regressors, chunk by chunk."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
@@ -21,10 +21,11 @@ from sknw._engine import (
 from sknw._local_moments import local_linear_fit
 
 # Blocks of (chunk_n_rows, n_keys) alive at once: the kernel weights and a
-# spare for their distances, the removed weights, their squares, and, for the
-# intervals, the leave-one-out denominators and predictions, and up to four
-# blocks for the selection's window (the window, the two sets of bounds and
-# the selection's working copy).
+# spare for their distances, the removals (for fractional sample weights),
+# the squared weights or smoother factors, and, for the intervals, the
+# leave-one-out denominators and predictions, the rows in order of their
+# margins, and up to three for a group's window (the window, its two sets of
+# bounds; a sort's working copy when the weights are fractional).
 _BLOCKS_PER_ROW = 10
 
 # Percentiles at which the rows of a chunk, in order of their margins, are
@@ -41,7 +42,17 @@ _REST_MARGIN = 50.0
 # fractional ones, by a sort of the window with cumulative weights.
 _MOST_REPEATS = 8
 
+# Leave-one-out fits whose downdate divides by less than this (the sample's
+# leverage in the local fit is above 1 minus it) are solved again from the
+# downdated sums: leaving the sample out nearly or wholly empties a direction
+# of the design, where the fit may fall back to the local constant one.
+_LEVERAGE_MARGIN = 1e-2
 
+# A row's dominant key is solved again from the sums of the others where
+# the downdate for it divides by less than this.
+_DOMINANT_MARGIN = 0.5
+
+# How the noise variance is estimated from the leave-one-out residuals.
 NOISE_OPTIONS = ("local", "constant")
 
 
@@ -383,18 +394,23 @@ def settings_of(settings, row):
 def _refit_without_one(queries, keys, values, noise, settings, index):
     """Predictions and variance sums with one unit of key ``index``'s
     weight removed, by a fresh pass: the brute-force leave-one-out."""
+    settings = _without_one(settings, keys.shape[0], index)
+    predictions, variance = prediction_variance(
+        queries, keys, values, noise, **settings
+    )
+    return predictions[0], variance[0]
+
+
+def _without_one(settings, n_keys, index):
+    """The settings with one unit of key ``index``'s weight removed."""
     weight = settings["sample_weight"]
-    weight = np.ones(keys.shape[0]) if weight is None else np.array(weight)
+    weight = np.ones(n_keys) if weight is None else np.array(weight)
     weight[index] -= min(weight[index], 1.0)
     if not np.any(weight > 0):
         raise ValueError(
             "Leaving one out needs training samples of total weight above 1."
         )
-    settings = dict(settings, sample_weight=weight)
-    predictions, variance = prediction_variance(
-        queries, keys, values, noise, **settings
-    )
-    return predictions[0], variance[0]
+    return dict(settings, sample_weight=weight)
 
 
 def _leave_out_block(pooled, terms, output, refits):
@@ -779,19 +795,9 @@ def _weighted_upper(block, frequency, rank):
 # a_j = alpha_j (1 + g^T (z_j - m)), alpha_j = c_j w_j / W the kernel
 # attention, m and C the local mean and covariance of the inputs z (in the
 # moments' frame) and g = C^-1 (z_q - m); a_j = alpha_j where the design is
-# singular. Sums of c w^2 sigma^2 [1, z, z z^T] give sum_j a_j^2 sigma_j^2 /
-# c_j, and a rank-one downdate of the local normal equations gives every
-# leave-one-out fit.
-
-# Leave-one-out fits whose downdate divides by less than this (the sample's
-# leverage in the local fit is above 1 minus it) are solved again from the
-# downdated sums: leaving the sample out nearly or wholly empties a direction
-# of the design, where the fit may fall back to the local constant one.
-_LEVERAGE_MARGIN = 1e-2
-
-# A row's dominant key is solved again from the sums of the others where
-# the downdate for it divides by less than this.
-_DOMINANT_MARGIN = 0.5
+# singular. The block of c_j w_j A_j, A_j = 1 + g^T (z_j - m), gives
+# sum_j a_j^2 sigma_j^2 / c_j, and a rank-one downdate of the local normal
+# equations gives every leave-one-out fit.
 
 
 class _LocalFits:
@@ -1045,18 +1051,6 @@ def local_linear_leave_one_out(
         )
         predictions[row], variance[row] = fit[0], row_variance[0]
     return predictions, variance
-
-
-def _without_one(settings, n_keys, index):
-    """The settings with one unit of key ``index``'s weight removed."""
-    weight = settings["sample_weight"]
-    weight = np.ones(n_keys) if weight is None else np.array(weight)
-    weight[index] -= min(weight[index], 1.0)
-    if not np.any(weight > 0):
-        raise ValueError(
-            "Leaving one out needs training samples of total weight above 1."
-        )
-    return dict(settings, sample_weight=weight)
 
 
 def _local_leave_out_chunks(
