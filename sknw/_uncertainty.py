@@ -864,24 +864,17 @@ def _input_basis(pooled, n_features):
     return torch.as_tensor(basis, device=pooled.problem.device)
 
 
-def _factor_squares(pooled, fits, weights, basis, name):
-    """sum_j c_j (w_j A_j)^2 noise_j of a chunk, the (w_j A_j) block kept
-    in the block called ``name``.
-
-    Returns
-    -------
-    squares : tensor of shape (n_rows, n_noise)
-    factors : tensor of shape (n_rows, n_kept)
-        w_j A_j.
-    """
+def _factor_squares(pooled, fits, weights, basis):
+    """sum_j c_j (w_j A_j)^2 noise_j of a chunk, shape (n_rows, n_noise),
+    with the block of w_j A_j in the block called "factors"."""
     problem = pooled.problem
     factors = torch.mm(
         fits.factor_coefficients().to(problem.dtype),
         basis,
-        out=problem.named_block(name, weights.shape[0]),
+        out=problem.named_block("factors", weights.shape[0]),
     )
-    factors.mul_(weights)
-    return _times(factors.square_(), pooled.weighted_noise_t), factors
+    factors.mul_(weights).square_()
+    return _times(factors, pooled.weighted_noise_t)
 
 
 def local_linear_variance(
@@ -941,7 +934,7 @@ def local_linear_variance(
     def each(batch, weights):
         sums = _times(weights, pooled.weighted_values_t)
         fits = _LocalFits(sums, frame_queries[batch], frame_bandwidth, n_outputs)
-        squares, _ = _factor_squares(pooled, fits, weights, basis, "factors")
+        squares = _factor_squares(pooled, fits, weights, basis)
         predictions[batch] = fits.fit.cpu().numpy()
         squares = squares.to(torch.float64) / fits.total[:, None] ** 2
         variance[batch] = squares.cpu().numpy() / pooled.scale
@@ -1024,7 +1017,7 @@ def local_linear_leave_one_out(
         redo.extend(batch.start + np.flatnonzero(exact.cpu().numpy()))
         with np.errstate(divide="ignore", invalid="ignore"):
             fits = _LocalFits(sums, frame_keys_t[batch], frame_bandwidth_t, n_outputs)
-            squares, _ = _factor_squares(pooled, fits, weights, basis, "factors")
+            squares = _factor_squares(pooled, fits, weights, basis)
             # The rest of the key's own weight, at its own factor.
             own_factor = (
                 fits.factor_coefficients()[rows].to(problem.dtype) * basis[:, columns].T
