@@ -270,7 +270,7 @@ class _LocalLinearFitPredict:
         if noise == "constant":
             noise_columns = np.ones((self._fit_X.shape[0], 1))
         else:
-            noise_columns = terms["local_noise"]
+            noise_columns = self._local_noise()
         X_given = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         dtype = (
             np.float32
@@ -306,8 +306,9 @@ class _LocalLinearFitPredict:
         terms : dict
             ``residuals``: absolute leave-one-out residuals, shape
             (n_samples, n_outputs); ``noise_level``: the constant noise
-            variance per output; ``local_noise``: the local noise variance
-            at each training sample, shape (n_samples, n_outputs).
+            variance per output; ``scaled_squares``: the squared residuals
+            divided by 1 + the sums of squared smoother weights of their
+            left-out fits.
         """
         cache = self._uncertainty_cache
         if "residuals" in cache:
@@ -339,10 +340,22 @@ class _LocalLinearFitPredict:
         squares = residuals**2
         cache["residuals"] = np.abs(residuals)
         cache["noise_level"] = (weight @ squares) / (weight @ factor)
-        cache["local_noise"] = nadaraya_watson(
-            self._fit_X, self._fit_X, squares / factor[:, None], **settings
-        ).astype(np.float64)
+        cache["scaled_squares"] = squares / factor[:, None]
         return cache
+
+    def _local_noise(self):
+        """sigma**2 at the training samples: the scaled squared leave-one-out
+        residuals smoothed by Nadaraya-Watson with the fitted kernel and
+        width (a local linear smooth of squares could be negative), cached."""
+        cache = self._leave_one_out_terms()
+        if "local_noise" not in cache:
+            cache["local_noise"] = nadaraya_watson(
+                self._fit_X,
+                self._fit_X,
+                cache["scaled_squares"],
+                **self._engine_settings(self._fit_X, internal=True)[1],
+            ).astype(np.float64)
+        return cache["local_noise"]
 
     def _user_fit_X(self):
         """The training inputs in the user's units (the engine keeps them
