@@ -865,16 +865,30 @@ def _input_basis(pooled, n_features):
 
 
 def _factor_squares(pooled, fits, weights, basis):
-    """sum_j c_j (w_j A_j)^2 noise_j of a chunk, shape (n_rows, n_noise),
-    with the block of w_j A_j in the block called "factors"."""
+    """sum_j c_j (w_j A_j)^2 noise_j of a chunk, shape (n_rows, n_noise).
+
+    With one noise level, ``basis`` already carries sqrt(c_j noise_j) (see
+    :func:`_noise_basis`), and the sum is a squared norm of the block of
+    w_j A_j sqrt(c_j noise_j): no pass to square it.
+    """
     problem = pooled.problem
     factors = torch.mm(
         fits.factor_coefficients().to(problem.dtype),
         basis,
         out=problem.named_block("factors", weights.shape[0]),
     )
-    factors.mul_(weights).square_()
-    return _times(factors, pooled.weighted_noise_t)
+    factors.mul_(weights)
+    if pooled.noise_t.shape[1] == 1:
+        return torch.linalg.vector_norm(factors, dim=1, keepdim=True) ** 2
+    return _times(factors.square_(), pooled.weighted_noise_t)
+
+
+def _noise_basis(pooled, basis):
+    """``basis`` times sqrt(c_j noise_j) with one noise level, as it is
+    otherwise."""
+    if pooled.noise_t.shape[1] != 1:
+        return basis
+    return basis * pooled.weighted_noise_t[:, 0].sqrt()
 
 
 def local_linear_variance(
@@ -926,6 +940,7 @@ def local_linear_variance(
     n_features, n_noise = keys.shape[1], noise.shape[1]
     pooled = _Pooled(keys, moments, noise, settings, dtype)
     basis = _input_basis(pooled, n_features)
+    noise_basis = _noise_basis(pooled, basis)
     frame_queries = torch.as_tensor(frame_queries, device=pooled.problem.device)
     frame_bandwidth = torch.as_tensor(frame_bandwidth, device=pooled.problem.device)
     predictions = np.empty((queries.shape[0], n_outputs))
@@ -934,7 +949,7 @@ def local_linear_variance(
     def each(batch, weights):
         sums = _times(weights, pooled.weighted_values_t)
         fits = _LocalFits(sums, frame_queries[batch], frame_bandwidth, n_outputs)
-        squares = _factor_squares(pooled, fits, weights, basis)
+        squares = _factor_squares(pooled, fits, weights, noise_basis)
         predictions[batch] = fits.fit.cpu().numpy()
         squares = squares.to(torch.float64) / fits.total[:, None] ** 2
         variance[batch] = squares.cpu().numpy() / pooled.scale
@@ -991,6 +1006,7 @@ def local_linear_leave_one_out(
     pooled = _Pooled(keys, moments, noise, settings, dtype)
     problem = pooled.problem
     basis = _input_basis(pooled, n_features)
+    noise_basis = _noise_basis(pooled, basis)
     frame_keys_t = torch.as_tensor(frame_keys, device=problem.device)
     frame_bandwidth_t = torch.as_tensor(frame_bandwidth, device=problem.device)
     position = np.arange(n_keys)
@@ -1009,20 +1025,22 @@ def local_linear_leave_one_out(
         weights[rows, columns] = 0.0
         sums = _times(weights, pooled.weighted_values_t)
         others = sums[:, -1].clone()
-        kept = (problem.sample_weight[columns] - pooled.unit[columns]) * own_weight
-        sums[rows] += kept[:, None] * pooled.values_t[columns]
+        # What stays of the key's weight: c_i - u_i units at its own kernel
+        # weight.
+        rest_units = problem.sample_weight[columns] - pooled.unit[columns]
+        sums[rows] += (rest_units * own_weight)[:, None] * pooled.values_t[columns]
         # Where the other keys' weights may sit on the floor, or are all 0,
         # a pass without the key.
         exact = ~(others > pooled.rest_floor) | ~(sums[:, -1] > 0)
         redo.extend(batch.start + np.flatnonzero(exact.cpu().numpy()))
         with np.errstate(divide="ignore", invalid="ignore"):
             fits = _LocalFits(sums, frame_keys_t[batch], frame_bandwidth_t, n_outputs)
-            squares = _factor_squares(pooled, fits, weights, basis)
+            squares = _factor_squares(pooled, fits, weights, noise_basis)
             # The rest of the key's own weight, at its own factor.
             own_factor = (
                 fits.factor_coefficients()[rows].to(problem.dtype) * basis[:, columns].T
             ).sum(1) * own_weight
-            squares[rows] += (kept * own_factor * own_factor)[:, None] * (
+            squares[rows] += (rest_units * own_factor * own_factor)[:, None] * (
                 pooled.noise_t[columns]
             )
             predictions[batch] = fits.fit.cpu().numpy()
@@ -1163,9 +1181,13 @@ def _local_leave_out_chunks(
             )
             solved_rows = torch.cat([again_rows, near_rows])
             solved_keys = torch.cat([again_keys, near_keys])
-            solved = _LocalFits(
-                sums, chunk_queries[solved_rows], frame_bandwidth, n_outputs
-            ).fit.to(problem.dtype)
+            sums = sums.to(torch.float64)
+            solved = local_linear_fit(
+                sums[:, :-1] / sums[:, -1:],
+                chunk_queries[solved_rows],
+                frame_bandwidth,
+                n_outputs,
+            )[0].to(problem.dtype)
         refits = {}
         for row in np.flatnonzero(terms["exact"].cpu().numpy()):
             query = batch.start + row
