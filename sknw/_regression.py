@@ -3,7 +3,6 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
-
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
