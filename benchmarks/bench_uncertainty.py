@@ -22,6 +22,8 @@ round timing every call once:
 - ``MAPIE jackknife+``: ``CrossConformalRegressor(method="plus",
   cv=LeaveOneOut())``, which refits n times and gives the same intervals,
   only up to ``--mapie-max`` samples, timed once.
+- ``local linear: ...``: the same calls of a ``LocalLinearRegressor`` of the
+  same kernel and width, their ratios to its own ``predict``.
 
 The table gives seconds and the ratio to ``predict`` in the same run, with
 one torch thread by default (``--threads``): on a shared machine, threads that
@@ -50,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sknw import NadarayaWatsonRegressor
+from sknw import LocalLinearRegressor, NadarayaWatsonRegressor
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -113,7 +115,7 @@ def measure(n_samples, n_features, args):
     model.set_params(bandwidth=bandwidth).fit(X, y)
     rows = []
 
-    def row(name, seconds, note=""):
+    def row(name, seconds, note="", baseline="predict"):
         rows.append(
             dict(
                 n=n_samples,
@@ -122,23 +124,29 @@ def measure(n_samples, n_features, args):
                 call=name,
                 seconds=seconds,
                 note=note,
+                baseline=baseline,
             )
         )
-        print(f"  {name:40s} {seconds:9.4f} s {note}", flush=True)
+        print(f"  {name:54s} {seconds:9.4f} s {note}", flush=True)
 
     weight = np.random.default_rng(1).integers(1, 4, n_samples).astype(float)
     weighted = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device)
     weighted.fit(X, y, sample_weight=weight)
     scratch = NadarayaWatsonRegressor(bandwidth=bandwidth, device=device).fit(X, y)
 
-    def residuals_once():
+    local = LocalLinearRegressor(bandwidth=bandwidth, device=device).fit(X, y)
+    local_weighted = LocalLinearRegressor(bandwidth=bandwidth, device=device)
+    local_weighted.fit(X, y, sample_weight=weight)
+    local_scratch = LocalLinearRegressor(bandwidth=bandwidth, device=device).fit(X, y)
+
+    def residuals_once(estimator):
         # What the first return_std or predict_interval after fit computes.
-        scratch._uncertainty_cache = {}
-        scratch._leave_one_out_terms()
+        estimator._uncertainty_cache = {}
+        estimator._leave_one_out_terms()
 
     calls = {
         "predict": lambda: model.predict(queries),
-        "leave-one-out residuals (once per fit)": residuals_once,
+        "leave-one-out residuals (once per fit)": lambda: residuals_once(scratch),
         "return_std, noise=constant": lambda: model.predict(
             queries, return_std=True, noise="constant"
         ),
@@ -147,6 +155,20 @@ def measure(n_samples, n_features, args):
         ),
         "predict_interval": lambda: model.predict_interval(queries),
         "predict_interval, sample weights": lambda: weighted.predict_interval(queries),
+        "local linear: predict": lambda: local.predict(queries),
+        "local linear: leave-one-out residuals (once per fit)": lambda: residuals_once(
+            local_scratch
+        ),
+        "local linear: return_std, noise=constant": lambda: local.predict(
+            queries, return_std=True, noise="constant"
+        ),
+        "local linear: return_std, noise=local": lambda: local.predict(
+            queries, return_std=True, noise="local"
+        ),
+        "local linear: predict_interval": lambda: local.predict_interval(queries),
+        "local linear: predict_interval, sample weights": lambda: (
+            local_weighted.predict_interval(queries)
+        ),
     }
     # Round-robin: each round times every call once, so that the machine's
     # other work weighs on all of them alike; the best round of each counts.
@@ -157,7 +179,10 @@ def measure(n_samples, n_features, args):
         for name, call in calls.items():
             best[name] = min(best[name], once(call, device))
     for name, seconds in best.items():
-        row(name, seconds)
+        local_call = name.startswith("local linear")
+        row(
+            name, seconds, baseline="local linear: predict" if local_call else "predict"
+        )
     row(
         "bootstrap, 200 refits",
         once(lambda: bootstrap(X, y, queries, bandwidth, device), device),
@@ -174,9 +199,9 @@ def measure(n_samples, n_features, args):
         rows[-1]["note"] = f"one run; max abs difference to ours {difference:.1e}"
     else:
         row("MAPIE jackknife+ (n refits)", float("nan"), "skipped above --mapie-max")
-    baseline = rows[0]["seconds"]
+    baselines = {entry["call"]: entry["seconds"] for entry in rows}
     for entry in rows:
-        entry["ratio_to_predict"] = entry["seconds"] / baseline
+        entry["ratio_to_predict"] = entry["seconds"] / baselines[entry["baseline"]]
     return rows
 
 
@@ -211,7 +236,7 @@ def write(rows, args, started):
         + ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
         + ".",
         "",
-        "| n | d | width | call | seconds | x predict | note |",
+        "| n | d | width | call | seconds | x its predict | note |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in rows:

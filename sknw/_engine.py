@@ -509,7 +509,7 @@ def check_kernel_output(weights, shape):
         )
 
 
-def _chunk_n_rows(n_keys, dtype, n_threads=1):
+def _chunk_n_rows(n_keys, dtype, n_threads=1, blocks_per_row=_BLOCKS_PER_ROW):
     """Queries per chunk.
 
     Parameters
@@ -520,6 +520,8 @@ def _chunk_n_rows(n_keys, dtype, n_threads=1):
         Compute dtype.
     n_threads : int, default=1
         Threads computing chunks at once, each with blocks of its own.
+    blocks_per_row : int, default=_BLOCKS_PER_ROW
+        Blocks of (chunk_n_rows, n_keys) each thread keeps alive at once.
 
     Returns
     -------
@@ -528,7 +530,7 @@ def _chunk_n_rows(n_keys, dtype, n_threads=1):
         each block in about ``_CACHE_BLOCK_BYTES``.
     """
     itemsize = torch.finfo(dtype).bits // 8
-    budget = get_config()["working_memory"] * 2**20 // (_BLOCKS_PER_ROW * n_threads)
+    budget = get_config()["working_memory"] * 2**20 // (blocks_per_row * n_threads)
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
@@ -617,7 +619,9 @@ def n_compute_threads(device):
     return getattr(_ALLOWED_THREADS, "count", None) or torch.get_num_threads()
 
 
-def _for_each_chunk(problem, queries, query_widths, each):
+def _for_each_chunk(
+    problem, queries, query_widths, each, blocks_per_row=_BLOCKS_PER_ROW
+):
     """Weights of the queries, chunk by chunk, handed to ``each``.
 
     Parameters
@@ -632,9 +636,14 @@ def _for_each_chunk(problem, queries, query_widths, each):
         Called as ``each(batch, weights, log_shift, nearest)`` with a slice of
         the queries and what :meth:`_Problem.weights` returns for them,
         possibly on several threads at once, each chunk once.
+    blocks_per_row : int, default=_BLOCKS_PER_ROW
+        Blocks of (chunk_n_rows, n_keys) alive at once in a thread, those
+        of ``each`` included: the chunks are sized for that many.
     """
     n_threads = n_compute_threads(problem.device)
-    chunk_n_rows = _chunk_n_rows(problem.n_keys, problem.dtype, n_threads)
+    chunk_n_rows = _chunk_n_rows(
+        problem.n_keys, problem.dtype, n_threads, blocks_per_row
+    )
 
     def run(batch):
         chunk = problem.to_tensor(queries[batch])
@@ -1068,3 +1077,53 @@ def numpy_dtype(*arrays):
 
 def _numpy_dtype(dtype):
     return np.float32 if dtype == torch.float32 else np.float64
+
+
+# The chunk loop for the package's other modules (standard errors and
+# intervals), which compute more per chunk than a prediction does.
+
+
+def make_settings(
+    bandwidth,
+    kernel,
+    sample_weight=None,
+    key_widths=None,
+    query_widths=None,
+    device="cpu",
+):
+    """The engine's arguments besides the arrays, as one dictionary."""
+    return _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device)
+
+
+def make_problem(keys, settings, dtype):
+    """The keys laid out for :func:`for_each_chunk`, on the device of
+    ``settings`` (an absent one falls back to the CPU with a warning)."""
+    return _problem(keys, settings, dtype)
+
+
+def for_each_chunk(problem, queries, query_widths, each, *, blocks_per_row):
+    """Weights of the queries, chunk by chunk, handed to ``each``.
+
+    Parameters
+    ----------
+    problem : object
+        From :func:`make_problem`.
+    queries : ndarray of shape (n_queries, n_features)
+    query_widths : ndarray of shape (n_queries,) or None
+    each : callable
+        Called as ``each(batch, weights, log_shift, nearest)``, possibly on
+        several threads at once, each chunk once; see
+        :meth:`_Problem.weights`. ``problem.named_block`` gives it blocks of
+        its own, reused from chunk to chunk.
+    blocks_per_row : int
+        Blocks of (chunk_n_rows, n_keys) alive at once in a thread, the
+        weights' and ``each``'s together: the chunks are sized so that they
+        fit in ``working_memory``.
+    """
+    _for_each_chunk(problem, queries, query_widths, each, blocks_per_row)
+
+
+def log_weight_floor(dtype):
+    """The log-weight, relative to a row's largest, at which the kernel
+    weights of ``dtype`` are clamped."""
+    return _LOG_WEIGHT_FLOOR[dtype]

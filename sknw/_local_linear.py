@@ -10,7 +10,7 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
-from sknw._engine import attention, partial_sums
+from sknw._engine import attention, nadaraya_watson, partial_sums
 from sknw._kernels import KERNELS
 from sknw._local_moments import (
     local_fit_from_partial_sums,
@@ -20,6 +20,13 @@ from sknw._local_moments import (
 )
 from sknw._loo_local_linear import LocalLinearLeaveOneOut
 from sknw._neighbors import tree_partial_sums
+from sknw._uncertainty import (
+    NOISE_OPTIONS,
+    check_alpha,
+    local_linear_jackknife_plus,
+    local_linear_leave_one_out,
+    local_linear_variance,
+)
 from sknw._validation import check_numeric_target
 
 
@@ -67,23 +74,123 @@ class _LocalLinearFitPredict:
         )
         self._fit_moments = moment_columns(X, values, self._moment_frame)
         self._fit_y_ndim = y.ndim
+        # The leave-one-out residuals behind standard errors and intervals,
+        # computed when first asked for.
+        self._uncertainty_cache = {}
         return self
 
-    def predict(self, X):
+    def predict(self, X, return_std=False, noise="local"):
         """The local linear fit at each query.
+
+        With ``return_std=True``, also the standard error of each prediction.
+        The fit is linear in the targets, sum_i a_i(q) y_i, with the local
+        linear smoother weights a_i(q) (see :meth:`attention_weights`): they
+        sum to 1 and may be negative. For independent targets of variances
+        sigma**2(x_i), its variance is sum_i a_i(q)**2 sigma**2(x_i): the
+        variance of the estimate around its expectation, which does not
+        include the bias. Sample weights count as frequencies. See
+        :ref:`uncertainty`.
 
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features)
             Query points.
 
+        return_std : bool, default=False
+            Also return the standard error of each prediction.
+
+        noise : {"local", "constant"}, default="local"
+            How sigma**2 is estimated from the leave-one-out residuals of the
+            training samples, as in :meth:`NadarayaWatsonRegressor.predict`:
+            "local" smooths their squares with the Nadaraya-Watson weights
+            of the same kernel and width, "constant" takes their weighted
+            mean. Ignored unless ``return_std``.
+
         Returns
         -------
         y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
             Predictions, shaped as the ``y`` given to ``fit``.
+
+        y_std : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Standard errors of the predictions, one per output. Only with
+            ``return_std=True``.
         """
-        fit, _ = self._local_fit(X)
-        return fit.ravel() if self._fit_y_ndim == 1 else fit
+        if noise not in NOISE_OPTIONS:
+            raise ValueError(
+                f"noise must be one of {NOISE_OPTIONS}; got noise={noise!r}."
+            )
+        if not return_std:
+            fit, _ = self._local_fit(X)
+            return fit.ravel() if self._fit_y_ndim == 1 else fit
+        fit, std = self._fit_with_std(X, noise)
+        if self._fit_y_ndim == 1:
+            return fit.ravel(), std.ravel()
+        return fit, std
+
+    def predict_interval(self, X, alpha=0.1):
+        """Jackknife+ prediction intervals for new observations.
+
+        As :meth:`NadarayaWatsonRegressor.predict_interval`, with the local
+        linear fits: for each training sample i, mu_i(q) is the local linear
+        fit at q without it (without one unit of its frequency weight) and
+        R_i = abs(y_i - mu_i(x_i)); the interval runs from the
+        floor(alpha (n + 1))-th smallest of mu_i(q) - R_i to the
+        ceil((1 - alpha)(n + 1))-th smallest of mu_i(q) + R_i, and covers a
+        new exchangeable observation with probability at least
+        1 - 2 * alpha. Every mu_i(q) follows from the local sums at q by a
+        rank-one downdate, so the exact intervals cost one pass over the
+        training samples per query. See :ref:`uncertainty`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query points.
+
+        alpha : float in (0, 1), default=0.1
+            Miscoverage level; at least 1 / (n + 1).
+
+        Returns
+        -------
+        y_interval : ndarray of shape (n_queries, 2) or \
+                (n_queries, n_outputs, 2)
+            The lower (``[..., 0]``) and upper (``[..., 1]``) bounds, per
+            output when ``y`` had two dimensions.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sknw import LocalLinearRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.linspace(0, 5, 40)[:, None]
+        >>> y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 40)
+        >>> reg = LocalLinearRegressor(bandwidth=0.4).fit(X, y)
+        >>> interval = reg.predict_interval([[1.0], [2.5]], alpha=0.1)
+        >>> interval.shape
+        (2, 2)
+        >>> bool(np.all(interval[:, 0] < reg.predict([[1.0], [2.5]])))
+        True
+        """
+        check_is_fitted(self)
+        total = self._total_weight()
+        check_alpha(alpha, total)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        dtype = np.float32 if self._fit_float32 and X.dtype == np.float32 else None
+        X = X.astype(np.float64)
+        terms = self._leave_one_out_terms()
+        queries, settings = self._engine_settings(X)
+        intervals = local_linear_jackknife_plus(
+            queries,
+            self._fit_X,
+            self._fit_moments,
+            terms["residuals"],
+            alpha=alpha,
+            **self._frame_arguments(X),
+            **settings,
+        )
+        intervals *= self._moment_frame.y_scale[None, :, None]
+        if dtype is not None:
+            intervals = intervals.astype(dtype)
+        return intervals[:, 0] if self._fit_y_ndim == 1 else intervals
 
     def predict_gradient(self, X):
         """The slopes of the local linear fit at each query.
@@ -139,6 +246,116 @@ class _LocalLinearFitPredict:
         return smoother_weights(
             weights, self._user_fit_X(), X, self._bandwidth_array(), self._moment_frame
         )
+
+    def _frame_arguments(self, X):
+        """Queries and widths in the moments' frame, and the outputs."""
+        frame = self._moment_frame
+        return dict(
+            frame_queries=(X - frame.centre) / frame.x_scale,
+            frame_bandwidth=self._bandwidth_array() / frame.x_scale,
+            n_outputs=len(frame.y_scale),
+        )
+
+    def _total_weight(self):
+        """The sum of the sample weights, the n of leave-one-out."""
+        if self._fit_sample_weight is None:
+            return float(self._fit_X.shape[0])
+        return float(self._fit_sample_weight.sum())
+
+    def _fit_with_std(self, X, noise):
+        """The fits and their standard errors at the queries, shaped
+        (n_queries, n_outputs) both."""
+        check_is_fitted(self)
+        terms = self._leave_one_out_terms()
+        if noise == "constant":
+            noise_columns = np.ones((self._fit_X.shape[0], 1))
+        else:
+            noise_columns = self._local_noise()
+        X_given = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        dtype = (
+            np.float32
+            if self._fit_float32 and X_given.dtype == np.float32
+            else np.float64
+        )
+        X = X_given.astype(np.float64)
+        queries, settings = self._engine_settings(X)
+        fit, variance = local_linear_variance(
+            queries,
+            self._fit_X,
+            self._fit_moments,
+            noise_columns,
+            **self._frame_arguments(X),
+            **settings,
+        )
+        if noise == "constant":
+            variance = variance * terms["noise_level"]
+        y_scale = self._moment_frame.y_scale
+        std = np.sqrt(np.maximum(variance, 0.0)) * y_scale
+        if self._fit_method == "dense":
+            fit = fit * y_scale
+        else:
+            fit, _ = self._local_fit(X_given)
+        return fit.astype(dtype, copy=False), std.astype(dtype, copy=False)
+
+    def _leave_one_out_terms(self):
+        """Leave-one-out residuals and noise levels, in the moments' units of
+        y, computed at the first request after ``fit``.
+
+        Returns
+        -------
+        terms : dict
+            ``residuals``: absolute leave-one-out residuals, shape
+            (n_samples, n_outputs); ``noise_level``: the constant noise
+            variance per output; ``scaled_squares``: the squared residuals
+            divided by 1 + the sums of squared smoother weights of their
+            left-out fits.
+        """
+        cache = self._uncertainty_cache
+        if "residuals" in cache:
+            return cache
+        weight = self._fit_sample_weight
+        weight = np.ones(self._fit_X.shape[0]) if weight is None else weight
+        if not self._total_weight() > np.max(np.minimum(weight, 1.0)):
+            raise ValueError(
+                "Standard errors and intervals leave one training sample out: "
+                "they need training samples of total weight above 1."
+            )
+        user_X = self._user_fit_X()
+        settings = self._engine_settings(self._fit_X, internal=True)[1]
+        frame = self._frame_arguments(user_X)
+        predictions, variance = local_linear_leave_one_out(
+            self._fit_X,
+            self._fit_moments,
+            np.ones((self._fit_X.shape[0], 1)),
+            frame_keys=frame.pop("frame_queries"),
+            **frame,
+            **settings,
+        )
+        n_features = self.n_features_in_
+        n_products = n_features * (n_features + 1) // 2
+        start = n_features + n_products
+        targets = self._fit_moments[:, start : start + predictions.shape[1]]
+        residuals = targets - predictions
+        factor = 1.0 + variance[:, 0]
+        squares = residuals**2
+        cache["residuals"] = np.abs(residuals)
+        cache["noise_level"] = (weight @ squares) / (weight @ factor)
+        cache["scaled_squares"] = squares / factor[:, None]
+        return cache
+
+    def _local_noise(self):
+        """sigma**2 at the training samples: the scaled squared leave-one-out
+        residuals smoothed by Nadaraya-Watson with the fitted kernel and
+        width (a local linear smooth of squares could be negative), cached."""
+        cache = self._leave_one_out_terms()
+        if "local_noise" not in cache:
+            cache["local_noise"] = nadaraya_watson(
+                self._fit_X,
+                self._fit_X,
+                cache["scaled_squares"],
+                **self._engine_settings(self._fit_X, internal=True)[1],
+            ).astype(np.float64)
+        return cache["local_noise"]
 
     def _user_fit_X(self):
         """The training inputs in the user's units (the engine keeps them

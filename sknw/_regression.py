@@ -3,18 +3,20 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
-from numbers import Real
-
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
 from sknw._engine import nadaraya_watson, numpy_dtype
-from sknw._uncertainty import jackknife_plus, leave_one_out, prediction_variance
+from sknw._uncertainty import (
+    NOISE_OPTIONS,
+    check_alpha,
+    jackknife_plus,
+    leave_one_out,
+    prediction_variance,
+)
 from sknw._validation import check_numeric_target
-
-NOISE_OPTIONS = ("local", "constant")
 
 
 class _RegressorFitPredict:
@@ -172,15 +174,7 @@ class _RegressorFitPredict:
                [2.445, 4.069]])
         """
         check_is_fitted(self)
-        if not isinstance(alpha, Real) or not 0 < alpha < 1:
-            raise ValueError(f"alpha must be a float in (0, 1); got alpha={alpha!r}.")
-        total = self._total_weight()
-        if (1 - alpha) * (total + 1) > total * (1 + 1e-12):
-            raise ValueError(
-                f"alpha={alpha!r} is too small for training samples of total "
-                f"weight {total:g}: jackknife+ needs alpha >= 1 / (n + 1) = "
-                f"{1 / (total + 1):.3g}, or its upper bound would be infinite."
-            )
+        check_alpha(alpha, self._total_weight())
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         terms = self._leave_one_out_terms()
         queries, settings = self._engine_settings(X)

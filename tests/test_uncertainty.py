@@ -241,6 +241,18 @@ def test_jackknife_plus_with_weights_matches_its_definition(kernel):
     assert_allclose(model.predict_interval(queries, alpha=0.2), expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1, 20])
+def test_jackknife_plus_with_integer_weights_matches_its_definition(scale):
+    # Integer weights select among repeated samples; their sum far above
+    # the number of samples (scale 20) sorts with cumulative weights instead.
+    X, y, weight = _weighted_data()
+    weight = np.round(weight) * scale
+    queries = _queries()
+    model = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, y, sample_weight=weight)
+    expected = _jackknife_plus_slow(queries, X, y, 0.5, "gaussian", weight, 0.2)
+    assert_allclose(model.predict_interval(queries, alpha=0.2), expected, atol=1e-12)
+
+
 def test_jackknife_plus_matches_mapie():
     from mapie.regression import CrossConformalRegressor
 
