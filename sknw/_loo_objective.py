@@ -803,8 +803,7 @@ class LeaveOneOutObjective:
         predictions = sums[..., :-1] / torch.where(totals > 0, totals, 1.0)
         if bool(empty.any()):
             rows = empty.reshape(-1, len(chunk_t)).any(dim=0)
-            nearest = torch.zeros_like(predictions[..., 0, :]).expand(len(chunk_t), -1)
-            nearest = nearest.clone()
+            nearest = predictions.new_zeros((len(chunk_t), predictions.shape[-1]))
             nearest[rows] = self._nearest_values(sq[rows])
             predictions = torch.where(empty[..., None], nearest, predictions)
         return predictions, totals, empty
