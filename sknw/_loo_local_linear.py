@@ -5,24 +5,13 @@
 
 import numpy as np
 import torch
-from sklearn import get_config
-from sklearn.utils import gen_batches
 
 from sknw._engine import weighted_values
-from sknw._kernels import KERNELS
 from sknw._local_moments import local_linear_fit, moment_columns, moment_frame
-
-# Blocks of (chunk_n_rows, n_samples) alive at once, besides one per feature
-# for per-feature widths: the distances, the scaled distances, the kernel
-# weights and the intermediates automatic differentiation keeps for the
-# first and second derivatives.
-_BLOCKS_PER_ROW = 10
-
-# Each block at most this large.
-_LOO_BLOCK_BYTES = 8 * 2**20
+from sknw._loo_objective import PairwiseObjective
 
 
-class LocalLinearLeaveOneOut:
+class LocalLinearLeaveOneOut(PairwiseObjective):
     """Leave-one-out squared error of local linear regression.
 
     Row i is predicted by the local linear fit at x_i to the other samples,
@@ -34,7 +23,9 @@ class LocalLinearLeaveOneOut:
     the full fit's diagonal, rounds well at any width: at a tiny width a row's
     own weight dwarfs the others'. The loss, its gradient and, for one width,
     its second derivative come from torch's automatic differentiation of a
-    float64 computation, chunk by chunk.
+    float64 computation, chunk by chunk, on the machinery of
+    :class:`~sknw._loo_objective.PairwiseObjective` (the squared distances
+    kept at width 1 when they fit, chunks on threads).
 
     The interface is that of :class:`~sknw._loo_objective.LeaveOneOutObjective`.
 
@@ -72,24 +63,18 @@ class LocalLinearLeaveOneOut:
     ):
         if loss != "squared_error":
             raise ValueError(f"Local linear regression has no {loss!r} loss.")
-        self.dtype = torch.float64
-        self.device = device
-        self.kernel = KERNELS[kernel]
-        self.name = self.kernel.function.__name__
-        self.n_samples, self.n_features = X.shape
-        lowest, highest = np.min(X, axis=0), np.max(X, axis=0)
-        self.X_numpy = X - (lowest / 2 + highest / 2)
-        self.X = self._tensor(self.X_numpy)
+        super().__init__(
+            X,
+            sample_weight,
+            kernel=kernel,
+            device=device,
+            key_widths=key_widths,
+            query_widths=query_widths,
+            extra_blocks=X.shape[1],
+        )
         values = np.asarray(values, dtype=np.float64)
         self.n_outputs = values.shape[1]
         self.values = self._tensor(values)
-        if sample_weight is None:
-            sample_weight = np.ones(self.n_samples)
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        self.sample_weight_numpy = sample_weight
-        self.sample_weight = self._tensor(sample_weight)
-        kept_weight = sample_weight - np.minimum(sample_weight, 1)
-        self.kept_weight = self._tensor(kept_weight)
         frame = moment_frame(
             self.X_numpy.min(axis=0),
             self.X_numpy.max(axis=0),
@@ -101,74 +86,63 @@ class LocalLinearLeaveOneOut:
         self.x_scale = self._tensor(frame.x_scale)
         self.y_scale = self._tensor(frame.y_scale)
         # c * [columns, 1]: one product with the weights gives every sum.
-        self.columns = self._tensor(weighted_values(columns, sample_weight))
-        self.kept_columns = self._tensor(weighted_values(columns, kept_weight))
+        self.columns = self._tensor(weighted_values(columns, self.sample_weight_numpy))
+        self.kept_columns = self._tensor(
+            weighted_values(columns, self.kept_weight_numpy)
+        )
         self.key_factor = None
         if key_widths is not None:
             self.key_factor = self._tensor(1.0 / np.asarray(key_widths) ** 2)
-        self.row_factor = None
-        if query_widths is not None:
-            self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
-        blocks = _BLOCKS_PER_ROW + self.n_features
-        budget = get_config()["working_memory"] * 2**20 / blocks
-        self.chunk_n_rows = max(
-            1, int(min(budget, _LOO_BLOCK_BYTES) // (8 * self.n_samples))
-        )
 
-    def _tensor(self, array):
-        array = np.ascontiguousarray(array, dtype=np.float64)
-        return torch.as_tensor(array, device=self.device)
+    # Blocks of (chunk_n_rows, n_samples) alive at once, besides one per
+    # feature for per-feature widths: the distances, the scaled distances,
+    # the kernel weights and the intermediates automatic differentiation
+    # keeps for the first and second derivatives.
+    blocks_per_row = 10
 
-    def __call__(self, log_bandwidth, rows=None):
-        """Loss and gradient at ``log_bandwidth`` (see :meth:`evaluate`)."""
-        loss, gradient, _ = self.evaluate(log_bandwidth, rows, order=1)
-        return loss, gradient
+    # Each block at most this large.
+    largest_block = 8 * 2**20
 
-    def evaluate(self, log_bandwidth, rows=None, order=1):
-        """Loss and, as asked, its gradient and second derivative.
+    # The left-out pair is masked where the weights are formed: the kept
+    # distances hold 0 there (an infinite entry would make the derivative
+    # through it undefined).
+    own_pair = 0.0
 
-        Parameters
-        ----------
-        log_bandwidth : ndarray of shape (1,) or (n_features,)
-            Logarithm of the isotropic or per-feature width.
-        rows : ndarray of int, default=None
-            Rows to leave out and predict (all when None).
-        order : {0, 1, 2}, default=1
-            0: the loss; 1: and its gradient; 2: and, for one width, its
-            second derivative.
-
-        Returns
-        -------
-        loss : float
-            Sample-weighted mean over ``rows`` of the squared error, mean
-            over outputs.
-        gradient : ndarray of the shape of ``log_bandwidth``, or None
-        second : float or None
-        """
-        log_bandwidth = np.asarray(log_bandwidth, dtype=np.float64).ravel()
-        if order == 2 and log_bandwidth.size > 1:
-            raise ValueError("The second derivative is for one shared width.")
+    def _evaluate(self, log_bandwidth, rows, order):
+        """The loss, and as asked its gradient and second derivative (see
+        :meth:`~sknw._loo_objective.PairwiseObjective.evaluate`): the
+        sample-weighted mean over ``rows`` of the squared error, mean over
+        outputs."""
         rows = (
             np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
         )
-        loss = 0.0
-        gradient = np.zeros(log_bandwidth.size)
-        second = 0.0
-        for batch in gen_batches(len(rows), self.chunk_n_rows):
-            chunk = torch.as_tensor(rows[batch], device=self.device)
+
+        def terms(batch, chunk):
+            chunk = torch.as_tensor(chunk, device=self.device)
             log_h = self._tensor(log_bandwidth).requires_grad_(order > 0)
             with torch.set_grad_enabled(order > 0):
                 predictions = self._predictions(log_h, chunk)
                 errors = (predictions - self.values[chunk]).square().mean(dim=1)
                 chunk_loss = errors @ self.sample_weight[chunk]
-            loss += float(chunk_loss.detach())
+            loss = float(chunk_loss.detach())
             if order == 0:
-                continue
+                return loss, None, None
             (first,) = torch.autograd.grad(chunk_loss, log_h, create_graph=order == 2)
-            gradient += first.detach().cpu().numpy()
+            second = None
             if order == 2:
                 (curvature,) = torch.autograd.grad(first[0], log_h)
-                second += float(curvature[0])
+                second = float(curvature[0])
+            return loss, first.detach().cpu().numpy(), second
+
+        loss = 0.0
+        gradient = np.zeros(log_bandwidth.size)
+        second = 0.0
+        for chunk_loss, first, curvature in self._for_each_chunk(rows, terms):
+            loss += chunk_loss
+            if first is not None:
+                gradient += first
+            if curvature is not None:
+                second += curvature
         total_weight = self.sample_weight_numpy[rows].sum()
         if order == 0:
             return loss / total_weight, None, None
@@ -222,12 +196,14 @@ class LocalLinearLeaveOneOut:
     def _row_losses(self, log_bandwidth, rows):
         """Each row's c_i-weighted squared error (mean over outputs)."""
         log_h = self._tensor(log_bandwidth)
-        row_losses = []
-        for batch in gen_batches(len(rows), self.chunk_n_rows):
-            chunk = torch.as_tensor(rows[batch], device=self.device)
+
+        def chunk_losses(batch, chunk):
+            chunk = torch.as_tensor(chunk, device=self.device)
             predictions = self._predictions(log_h, chunk)
             errors = (predictions - self.values[chunk]).square().mean(dim=1)
-            row_losses.append((errors * self.sample_weight[chunk]).cpu().numpy())
+            return (errors * self.sample_weight[chunk]).cpu().numpy()
+
+        row_losses = self._for_each_chunk(rows, chunk_losses)
         return np.concatenate(row_losses) if row_losses else np.zeros(0)
 
     def predictions(self, log_bandwidth, rows=None):
@@ -239,18 +215,12 @@ class LocalLinearLeaveOneOut:
         """
         log_h = self._tensor(np.ravel(log_bandwidth))
         rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
-        return (
-            torch.cat(
-                [
-                    self._predictions(
-                        log_h, torch.as_tensor(rows[batch], device=self.device)
-                    )
-                    for batch in gen_batches(len(rows), self.chunk_n_rows)
-                ]
-            )
-            .cpu()
-            .numpy()
-        )
+
+        def chunk_predictions(batch, chunk):
+            chunk = torch.as_tensor(chunk, device=self.device)
+            return self._predictions(log_h, chunk).cpu().numpy()
+
+        return np.concatenate(self._for_each_chunk(rows, chunk_predictions))
 
     def _predictions(self, log_h, chunk):
         """Leave-one-out predictions of a chunk of rows, differentiable in
@@ -306,12 +276,22 @@ class LocalLinearLeaveOneOut:
     def _squared(self, log_h, chunk):
         """u^2 of a chunk of rows against every sample (a new block).
 
-        Summed feature by feature from coordinate differences; with one
-        width, the sum is taken first and multiplied by h^-2 once.
+        From the kept distances when they fit (see
+        :meth:`~sknw._loo_objective.PairwiseObjective._distance_cache`);
+        otherwise summed feature by feature from coordinate differences,
+        with one width the sum taken first and multiplied by h^-2 once.
         """
+        factors = torch.exp(-2 * log_h)
+        cache = self._distance_cache(log_h.numel() > 1)
+        if cache is not None:
+            rows = chunk.cpu().numpy()
+            sq = None
+            for distances, factor in zip(cache, factors):
+                term = self._rows_of(distances, rows, chunk) * factor
+                sq = term if sq is None else sq + term
+            return sq
         queries = self.X[chunk]
         keys_t = self.X.T
-        factors = torch.exp(-2 * log_h)
         per_feature = log_h.numel() > 1
         grad = log_h.requires_grad
         sq = None

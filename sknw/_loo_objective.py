@@ -163,102 +163,80 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
     raise ValueError(f"kernel={name!r} has no leave-one-out derivatives.")
 
 
-class LeaveOneOutObjective:
-    """Leave-one-out loss of Nadaraya-Watson as a function of log-bandwidths.
+class PairwiseObjective:
+    """What the leave-one-out objectives share: the rows and their frequency
+    weights, the loop over chunks of rows on threads, the blocks reused from
+    chunk to chunk, the squared distances kept at width 1 when they fit, and
+    the last few answers.
 
-    Leaving out one unit of row i's frequency weight c_i (all of it when
-    c_i < 1), with e_i = c_i - min(c_i, 1) the weight it keeps,
-
-        D_i = sum_{j != i} c_j K_ij + e_i,  N_i = sum_{j != i} c_j K_ij y_j + e_i y_i,
-
-    the prediction is N_i / D_i and the loss the c-weighted mean over rows of
-    the squared error (mean over outputs) or of the log-loss of the true
-    class. The loss, its gradient and, for one shared width, its second
-    derivative come from closed forms in one pass over the pairs, chunk by
-    chunk; the squared distances come from the prediction engine's
-    :class:`~sknw._engine._Problem`.
+    A subclass computes a chunk's terms in ``_evaluate``; it may set
+    ``blocks_per_row`` (the blocks of (chunk_n_rows, n_samples) alive at
+    once) and ``largest_block`` (the most bytes of one block).
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
         Training inputs, every sample weight > 0.
-    values : ndarray of shape (n_samples, n_values)
-        Targets, or one-hot labels for the log-loss.
-    kernel : str
-        A kernel name.
-    loss : {"squared_error", "log_loss"}
-        The loss of each left-out prediction.
     sample_weight : ndarray of shape (n_samples,) or None
         Positive frequency weights.
+    kernel : str
+        A kernel name.
     device : torch.device
-        Where to compute. On CUDA, without local widths or weights above 1,
-        the loss and gradient come from fused float32 Triton kernels that
-        store no (n_samples, n_samples) block.
-    key_widths : ndarray of shape (n_samples,), default=None
-        Local factors of each sample's width as a key.
-    query_widths : ndarray of shape (n_samples,), default=None
-        Local factors of each sample's width as the left-out query.
+        Where to compute.
+    key_widths, query_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as a key and as the left-out
+        query.
+    extra_blocks : int, default=0
+        Blocks per row besides ``blocks_per_row``.
     """
+
+    blocks_per_row = _BLOCKS_PER_ROW
+    largest_block = _LOO_BLOCK_BYTES
+    # The kept distances' entry on each row's own pair, which takes part
+    # only through the weight the row keeps.
+    own_pair = math.inf
 
     def __init__(
         self,
         X,
-        values,
+        sample_weight,
         *,
         kernel,
-        loss,
-        sample_weight,
         device,
         key_widths=None,
         query_widths=None,
+        extra_blocks=0,
     ):
         self.dtype = torch.float64
         self.device = device
         self.kernel_name = kernel
-        self.name = KERNELS[kernel].function.__name__
-        self.loss = loss
+        self.kernel = KERNELS[kernel]
+        self.name = self.kernel.function.__name__
         self.n_samples, self.n_features = X.shape
         lowest, highest = np.min(X, axis=0), np.max(X, axis=0)
         # Centred on the middle of the range: squared distances by the
         # product expansion and the gradient's moments stay accurate there.
         self.X_numpy = X - (lowest / 2 + highest / 2)
         self.X = self._tensor(self.X_numpy)
-        self.values_numpy = np.asarray(values, dtype=np.float64)
-        self.values = self._tensor(values)
         if sample_weight is None:
             sample_weight = np.ones(self.n_samples)
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
         self.sample_weight_numpy = sample_weight
         self.sample_weight = self._tensor(sample_weight)
         # The weight each row keeps for its own prediction.
-        self.kept_weight = self._tensor(sample_weight - np.minimum(sample_weight, 1))
+        self.kept_weight_numpy = sample_weight - np.minimum(sample_weight, 1)
+        self.kept_weight = self._tensor(self.kept_weight_numpy)
         self.keeps_weight = bool(np.any(sample_weight > 1))
         self.key_widths = key_widths
         self.query_widths = query_widths
         self.row_factor = None
         if query_widths is not None:
             self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
-        # c * [values, 1]: one product with the weights gives N and D.
-        self.weighted = _column_major(
-            self._tensor(weighted_values(self.values_numpy, sample_weight))
-        )
-        self.weighted_gradient = self.weighted
-        if key_widths is not None:
-            self.weighted_gradient = _column_major(
-                self.weighted / self._tensor(np.asarray(key_widths)[:, None] ** 2)
-            )
-        if loss == "log_loss":
-            self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
-        budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW
-        self.block_bytes = min(budget, _LOO_BLOCK_BYTES)
+        budget = get_config()["working_memory"] * 2**20
+        budget /= self.blocks_per_row + extra_blocks
+        self.block_bytes = min(budget, self.largest_block)
         self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
         self._forget_reused()
-        self.fused = (
-            key_widths is None
-            and query_widths is None
-            and not np.any(sample_weight > 1)
-            and _use_fused(device, kernel)
-        )
 
     def _tensor(self, array):
         array = np.ascontiguousarray(array, dtype=np.float64)
@@ -325,6 +303,225 @@ class LeaveOneOutObjective:
             self._recent = [*self._recent[1 - _N_RECENT :], (key, order, result)]
         return result
 
+    def _forget_reused(self):
+        """No reused blocks, no kept distances: what a new objective, a
+        released one and the float32 copy start from."""
+        self._local = threading.local()
+        self._recent = []
+        self._block_sets = []
+        self._cache = {}
+        self._cache_lock = threading.Lock()
+
+    def release(self):
+        """Free the reused blocks and kept distances (the next evaluation
+        makes them again)."""
+        self._forget_reused()
+
+    def _problem(self, bandwidth):
+        return _Problem(
+            self.X_numpy,
+            bandwidth,
+            self.kernel_name,
+            None,
+            self.dtype,
+            self.device,
+            key_widths=self.key_widths,
+            blocks=self._thread_blocks(),
+        )
+
+    def _thread_blocks(self):
+        """The reused blocks of the calling thread (chunks may be computed
+        on several threads at once, see :meth:`_for_each_chunk`)."""
+        blocks = getattr(self._local, "blocks", None)
+        if blocks is None:
+            blocks = self._local.blocks = {}
+        return blocks
+
+    def _for_each_chunk(self, rows, function, n_widths=1):
+        """``function(batch, chunk)`` on each chunk of ``rows``, its results
+        in the order of the chunks.
+
+        A problem that fits one chunk is one chunk (its distances may be
+        kept, see :meth:`_pairs`); a larger one is cut into chunks sized for
+        the threads of :func:`~sknw._engine.n_compute_threads`, computed on
+        that many threads with one torch thread each, the blocks of all of
+        them within the budget. So is one chunk whose pairs, at each of
+        ``n_widths`` widths, are _THREADED_PAIRS or more.
+        """
+        n_threads = n_compute_threads(self.device)
+        chunk_n_rows = self.chunk_n_rows
+        work = len(rows) * self.n_samples * n_widths
+        if len(rows) > chunk_n_rows:
+            chunk_n_rows = max(1, chunk_n_rows // n_threads)
+        elif work >= _THREADED_PAIRS and n_threads > 1 and len(rows) > 1:
+            # One chunk's worth, large enough to share among the threads.
+            chunk_n_rows = -(-len(rows) // n_threads)
+        else:
+            n_threads = 1
+        batches = [
+            slice(start, min(start + chunk_n_rows, len(rows)))
+            for start in range(0, len(rows), chunk_n_rows)
+        ]
+        results = [None] * len(batches)
+        # Each running chunk takes one set of blocks and gives it back: the
+        # sets outlive the threads, so blocks are not faulted in anew at
+        # every evaluation.
+        while len(self._block_sets) < n_threads:
+            self._block_sets.append({})
+        free = queue.SimpleQueue()
+        for blocks in self._block_sets[:n_threads]:
+            free.put(blocks)
+
+        def run(index):
+            batch = batches[index]
+            self._local.blocks = free.get()
+            try:
+                results[index] = function(batch, rows[batch])
+            finally:
+                free.put(self._local.blocks)
+
+        for_each_in_threads(run, list(range(len(batches))), n_threads)
+        return results
+
+    def _block(self, name, n_rows):
+        """The (n_rows, n_samples) view of the reused block called ``name``
+        (the blocks the engine's problems over these samples share)."""
+        return named_block(
+            self._thread_blocks(),
+            name,
+            (n_rows, self.n_samples),
+            self.dtype,
+            self.device,
+        )
+
+    @staticmethod
+    def _rows_of(block, chunk, chunk_t):
+        """The rows ``chunk`` (``chunk_t`` as a tensor) of a block over every
+        row: a view where they are consecutive, a copy otherwise."""
+        first, last = int(chunk[0]), int(chunk[-1])
+        if last - first + 1 == len(chunk) and np.all(np.diff(chunk) == 1):
+            return block[first : last + 1]
+        return block[chunk_t]
+
+    def _distance_cache(self, per_feature):
+        """Squared distances at width 1 (per feature for per-feature widths),
+        divided by the local widths, with :attr:`own_pair` on each row's own
+        pair; or None unless every row fits in one chunk and they fit in one
+        block's budget."""
+        key = "per_feature" if per_feature else "shared"
+        with self._cache_lock:
+            if key not in self._cache:
+                self._cache[key] = self._kept_distances(per_feature)
+            return self._cache[key]
+
+    def _kept_distances(self, per_feature):
+        """What :meth:`_distance_cache` keeps, computed."""
+        n_blocks = self.n_features if per_feature else 1
+        size = n_blocks * self.n_samples**2 * torch.finfo(self.dtype).bits // 8
+        cache = None
+        if self.chunk_n_rows >= self.n_samples and size <= self.block_bytes:
+            features = range(self.n_features) if per_feature else [None]
+            everything = np.arange(self.n_samples)
+            cache = []
+            for feature in features:
+                keys = self.X_numpy if feature is None else self.X_numpy[:, [feature]]
+                problem = _Problem(
+                    keys,
+                    1.0,
+                    self.kernel_name,
+                    None,
+                    self.dtype,
+                    self.device,
+                    key_widths=self.key_widths,
+                )
+                queries = problem.to_tensor(keys)
+                sq = problem.scaled_squared_distances(queries).clone()
+                if self.row_factor is not None:
+                    sq.mul_(self.row_factor[:, None])
+                sq[everything, everything] = self.own_pair
+                cache.append(sq)
+        return cache
+
+
+class LeaveOneOutObjective(PairwiseObjective):
+    """Leave-one-out loss of Nadaraya-Watson as a function of log-bandwidths.
+
+    Leaving out one unit of row i's frequency weight c_i (all of it when
+    c_i < 1), with e_i = c_i - min(c_i, 1) the weight it keeps,
+
+        D_i = sum_{j != i} c_j K_ij + e_i,  N_i = sum_{j != i} c_j K_ij y_j + e_i y_i,
+
+    the prediction is N_i / D_i and the loss the c-weighted mean over rows of
+    the squared error (mean over outputs) or of the log-loss of the true
+    class. The loss, its gradient and, for one shared width, its second
+    derivative come from closed forms in one pass over the pairs, chunk by
+    chunk; the squared distances come from the prediction engine's
+    :class:`~sknw._engine._Problem`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training inputs, every sample weight > 0.
+    values : ndarray of shape (n_samples, n_values)
+        Targets, or one-hot labels for the log-loss.
+    kernel : str
+        A kernel name.
+    loss : {"squared_error", "log_loss"}
+        The loss of each left-out prediction.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Positive frequency weights.
+    device : torch.device
+        Where to compute. On CUDA, without local widths or weights above 1,
+        the loss and gradient come from fused float32 Triton kernels that
+        store no (n_samples, n_samples) block.
+    key_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as a key.
+    query_widths : ndarray of shape (n_samples,), default=None
+        Local factors of each sample's width as the left-out query.
+    """
+
+    def __init__(
+        self,
+        X,
+        values,
+        *,
+        kernel,
+        loss,
+        sample_weight,
+        device,
+        key_widths=None,
+        query_widths=None,
+    ):
+        super().__init__(
+            X,
+            sample_weight,
+            kernel=kernel,
+            device=device,
+            key_widths=key_widths,
+            query_widths=query_widths,
+        )
+        self.loss = loss
+        self.values_numpy = np.asarray(values, dtype=np.float64)
+        self.values = self._tensor(values)
+        sample_weight = self.sample_weight_numpy
+        # c * [values, 1]: one product with the weights gives N and D.
+        self.weighted = _column_major(
+            self._tensor(weighted_values(self.values_numpy, sample_weight))
+        )
+        self.weighted_gradient = self.weighted
+        if key_widths is not None:
+            self.weighted_gradient = _column_major(
+                self.weighted / self._tensor(np.asarray(key_widths)[:, None] ** 2)
+            )
+        if loss == "log_loss":
+            self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
+        self.fused = (
+            key_widths is None
+            and query_widths is None
+            and not np.any(sample_weight > 1)
+            and _use_fused(device, kernel)
+        )
+
     def _evaluate(self, log_bandwidth, rows, order):
         """:meth:`evaluate`, computed."""
         per_feature = log_bandwidth.size > 1
@@ -362,20 +559,6 @@ class LeaveOneOutObjective:
             gradient / total_weight,
             totals[1] / total_weight if order == 2 else None,
         )
-
-    def _forget_reused(self):
-        """No reused blocks, no kept distances: what a new objective, a
-        released one and the float32 copy start from."""
-        self._local = threading.local()
-        self._recent = []
-        self._block_sets = []
-        self._cache = {}
-        self._cache_lock = threading.Lock()
-
-    def release(self):
-        """Free the reused blocks and kept distances (the next evaluation
-        makes them again)."""
-        self._forget_reused()
 
     def in_float32(self):
         """The same objective computing in float32, for a scan that only
@@ -487,83 +670,6 @@ class LeaveOneOutObjective:
             return losses / total_weight, row_losses.cpu().numpy() / total_weight
         return losses / total_weight
 
-    def _problem(self, bandwidth):
-        return _Problem(
-            self.X_numpy,
-            bandwidth,
-            self.kernel_name,
-            None,
-            self.dtype,
-            self.device,
-            key_widths=self.key_widths,
-            blocks=self._thread_blocks(),
-        )
-
-    def _thread_blocks(self):
-        """The reused blocks of the calling thread (chunks may be computed
-        on several threads at once, see :meth:`_for_each_chunk`)."""
-        blocks = getattr(self._local, "blocks", None)
-        if blocks is None:
-            blocks = self._local.blocks = {}
-        return blocks
-
-    def _for_each_chunk(self, rows, function, n_widths=1):
-        """``function(batch, chunk)`` on each chunk of ``rows``, its results
-        in the order of the chunks.
-
-        A problem that fits one chunk is one chunk (its distances may be
-        kept, see :meth:`_pairs`); a larger one is cut into chunks sized for
-        the threads of :func:`~sknw._engine.n_compute_threads`, computed on
-        that many threads with one torch thread each, the blocks of all of
-        them within the budget. So is one chunk whose pairs, at each of
-        ``n_widths`` widths, are _THREADED_PAIRS or more.
-        """
-        n_threads = n_compute_threads(self.device)
-        chunk_n_rows = self.chunk_n_rows
-        work = len(rows) * self.n_samples * n_widths
-        if len(rows) > chunk_n_rows:
-            chunk_n_rows = max(1, chunk_n_rows // n_threads)
-        elif work >= _THREADED_PAIRS and n_threads > 1 and len(rows) > 1:
-            # One chunk's worth, large enough to share among the threads.
-            chunk_n_rows = -(-len(rows) // n_threads)
-        else:
-            n_threads = 1
-        batches = [
-            slice(start, min(start + chunk_n_rows, len(rows)))
-            for start in range(0, len(rows), chunk_n_rows)
-        ]
-        results = [None] * len(batches)
-        # Each running chunk takes one set of blocks and gives it back: the
-        # sets outlive the threads, so blocks are not faulted in anew at
-        # every evaluation.
-        while len(self._block_sets) < n_threads:
-            self._block_sets.append({})
-        free = queue.SimpleQueue()
-        for blocks in self._block_sets[:n_threads]:
-            free.put(blocks)
-
-        def run(index):
-            batch = batches[index]
-            self._local.blocks = free.get()
-            try:
-                results[index] = function(batch, rows[batch])
-            finally:
-                free.put(self._local.blocks)
-
-        for_each_in_threads(run, list(range(len(batches))), n_threads)
-        return results
-
-    def _block(self, name, n_rows):
-        """The (n_rows, n_samples) view of the reused block called ``name``
-        (the blocks the engine's problems over these samples share)."""
-        return named_block(
-            self._thread_blocks(),
-            name,
-            (n_rows, self.n_samples),
-            self.dtype,
-            self.device,
-        )
-
     def _pairs(self, bandwidth, chunk, scaled=False):
         """u^2 of a chunk of rows against every sample at ``bandwidth``, and
         each row's shift.
@@ -597,16 +703,9 @@ class LeaveOneOutObjective:
         chunk_t = torch.as_tensor(chunk, device=self.device)
         per_feature = np.size(bandwidth) > 1
         cache = self._distance_cache(per_feature)
-        consecutive = cache is not None and (
-            int(chunk[-1]) - int(chunk[0]) + 1 == len(chunk)
-            and np.all(np.diff(chunk) == 1)
-        )
 
         def rows_of(block):
-            if consecutive:
-                # A run of consecutive rows: a view of the kept distances.
-                return block[int(chunk[0]) : int(chunk[-1]) + 1]
-            return block[chunk_t]
+            return self._rows_of(block, chunk, chunk_t)
 
         if cache is not None and scaled and not per_feature:
             scale = 1.0 / float(np.ravel(bandwidth)[0]) ** 2
@@ -644,44 +743,6 @@ class LeaveOneOutObjective:
                     self._cache["shared"][0].amin(dim=1, keepdim=True), everything
                 )
             return self._cache["minima"]
-
-    def _distance_cache(self, per_feature):
-        """Squared distances at width 1 (per feature for per-feature widths),
-        divided by the local widths, with +inf on each row's own pair; or
-        None when they do not fit (see :meth:`_pairs`)."""
-        key = "per_feature" if per_feature else "shared"
-        with self._cache_lock:
-            if key not in self._cache:
-                self._cache[key] = self._kept_distances(per_feature)
-            return self._cache[key]
-
-    def _kept_distances(self, per_feature):
-        """What :meth:`_distance_cache` keeps, computed."""
-        n_blocks = self.n_features if per_feature else 1
-        size = n_blocks * self.n_samples**2 * torch.finfo(self.dtype).bits // 8
-        cache = None
-        if self.chunk_n_rows >= self.n_samples and size <= self.block_bytes:
-            features = range(self.n_features) if per_feature else [None]
-            everything = np.arange(self.n_samples)
-            cache = []
-            for feature in features:
-                keys = self.X_numpy if feature is None else self.X_numpy[:, [feature]]
-                problem = _Problem(
-                    keys,
-                    1.0,
-                    self.kernel_name,
-                    None,
-                    self.dtype,
-                    self.device,
-                    key_widths=self.key_widths,
-                )
-                queries = problem.to_tensor(keys)
-                sq = problem.scaled_squared_distances(queries).clone()
-                if self.row_factor is not None:
-                    sq.mul_(self.row_factor[:, None])
-                sq[everything, everything] = math.inf
-                cache.append(sq)
-        return cache
 
     def _chunk_terms(self, sq, sq_min, chunk, order, scaled, scale=1.0, row_out=None):
         """Summed loss (and derivatives) of a chunk of rows.

@@ -209,8 +209,8 @@ MUTANTS = [
     Mutant(
         "loo-chunk-budget-factor",
         OBJ,
-        'budget = get_config()["working_memory"] * 2**20 / _BLOCKS_PER_ROW',
-        'budget = get_config()["working_memory"] * 2**20',
+        "budget /= self.blocks_per_row + extra_blocks",
+        "budget /= 1 + extra_blocks",
         (EXACT, "tests/test_loo.py"),
     ),
     Mutant(
