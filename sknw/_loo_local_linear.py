@@ -49,32 +49,26 @@ class LocalLinearLeaveOneOut(PairwiseObjective):
         Local factors of each sample's width as the left-out query.
     """
 
-    def __init__(
-        self,
-        X,
-        values,
-        *,
-        kernel,
-        loss,
-        sample_weight,
-        device,
-        key_widths=None,
-        query_widths=None,
-    ):
-        if loss != "squared_error":
-            raise ValueError(f"Local linear regression has no {loss!r} loss.")
-        super().__init__(
-            X,
-            sample_weight,
-            kernel=kernel,
-            device=device,
-            key_widths=key_widths,
-            query_widths=query_widths,
-            extra_blocks=X.shape[1],
-        )
-        values = np.asarray(values, dtype=np.float64)
+    # Blocks of (chunk_n_rows, n_samples) alive at once, besides one per
+    # feature for per-feature widths: the distances, the scaled distances,
+    # the kernel weights and the intermediates automatic differentiation
+    # keeps for the first and second derivatives.
+    blocks_per_row = 10
+    blocks_per_feature = 1
+
+    # Each block at most this large.
+    largest_block = 8 * 2**20
+
+    # The left-out pair is masked where the weights are formed: the kept
+    # distances hold 0 there (an infinite entry would make the derivative
+    # through it undefined).
+    own_pair = 0.0
+
+    def _prepare(self):
+        if self.loss != "squared_error":
+            raise ValueError(f"Local linear regression has no {self.loss!r} loss.")
+        values = self.values_numpy
         self.n_outputs = values.shape[1]
-        self.values = self._tensor(values)
         frame = moment_frame(
             self.X_numpy.min(axis=0),
             self.X_numpy.max(axis=0),
@@ -91,22 +85,8 @@ class LocalLinearLeaveOneOut(PairwiseObjective):
             weighted_values(columns, self.kept_weight_numpy)
         )
         self.key_factor = None
-        if key_widths is not None:
-            self.key_factor = self._tensor(1.0 / np.asarray(key_widths) ** 2)
-
-    # Blocks of (chunk_n_rows, n_samples) alive at once, besides one per
-    # feature for per-feature widths: the distances, the scaled distances,
-    # the kernel weights and the intermediates automatic differentiation
-    # keeps for the first and second derivatives.
-    blocks_per_row = 10
-
-    # Each block at most this large.
-    largest_block = 8 * 2**20
-
-    # The left-out pair is masked where the weights are formed: the kept
-    # distances hold 0 there (an infinite entry would make the derivative
-    # through it undefined).
-    own_pair = 0.0
+        if self.key_widths is not None:
+            self.key_factor = self._tensor(1.0 / np.asarray(self.key_widths) ** 2)
 
     def _evaluate(self, log_bandwidth, rows, order):
         """The loss, and as asked its gradient and second derivative (see

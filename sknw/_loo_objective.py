@@ -169,28 +169,15 @@ class PairwiseObjective:
     chunk to chunk, the squared distances kept at width 1 when they fit, and
     the last few answers.
 
-    A subclass computes a chunk's terms in ``_evaluate``; it may set
-    ``blocks_per_row`` (the blocks of (chunk_n_rows, n_samples) alive at
-    once) and ``largest_block`` (the most bytes of one block).
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Training inputs, every sample weight > 0.
-    sample_weight : ndarray of shape (n_samples,) or None
-        Positive frequency weights.
-    kernel : str
-        A kernel name.
-    device : torch.device
-        Where to compute.
-    key_widths, query_widths : ndarray of shape (n_samples,), default=None
-        Local factors of each sample's width as a key and as the left-out
-        query.
-    extra_blocks : int, default=0
-        Blocks per row besides ``blocks_per_row``.
+    A subclass computes what it needs once in ``_prepare`` and a chunk's
+    terms in ``_evaluate``; it may set ``blocks_per_row`` and
+    ``blocks_per_feature`` (the blocks of (chunk_n_rows, n_samples) alive at
+    once, in all and for each feature) and ``largest_block`` (the most bytes
+    of one block). Its parameters are those of :class:`LeaveOneOutObjective`.
     """
 
     blocks_per_row = _BLOCKS_PER_ROW
+    blocks_per_feature = 0
     largest_block = _LOO_BLOCK_BYTES
     # The kept distances' entry on each row's own pair, which takes part
     # only through the weight the row keeps.
@@ -199,14 +186,17 @@ class PairwiseObjective:
     def __init__(
         self,
         X,
-        sample_weight,
+        values,
         *,
         kernel,
+        loss,
+        sample_weight,
         device,
         key_widths=None,
         query_widths=None,
-        extra_blocks=0,
     ):
+        self.loss = loss
+        self.values_numpy = np.asarray(values, dtype=np.float64)
         self.dtype = torch.float64
         self.device = device
         self.kernel_name = kernel
@@ -232,11 +222,16 @@ class PairwiseObjective:
         self.row_factor = None
         if query_widths is not None:
             self.row_factor = self._tensor(1.0 / np.asarray(query_widths) ** 2)
+        self.values = self._tensor(self.values_numpy)
         budget = get_config()["working_memory"] * 2**20
-        budget /= self.blocks_per_row + extra_blocks
+        budget /= self.blocks_per_row + self.blocks_per_feature * self.n_features
         self.block_bytes = min(budget, self.largest_block)
         self.chunk_n_rows = max(1, int(self.block_bytes // (8 * self.n_samples)))
         self._forget_reused()
+        self._prepare()
+
+    def _prepare(self):
+        """What a subclass computes once from the rows, after them."""
 
     def _tensor(self, array):
         array = np.ascontiguousarray(array, dtype=np.float64)
@@ -480,30 +475,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         Local factors of each sample's width as the left-out query.
     """
 
-    def __init__(
-        self,
-        X,
-        values,
-        *,
-        kernel,
-        loss,
-        sample_weight,
-        device,
-        key_widths=None,
-        query_widths=None,
-    ):
-        super().__init__(
-            X,
-            sample_weight,
-            kernel=kernel,
-            device=device,
-            key_widths=key_widths,
-            query_widths=query_widths,
-        )
-        self.loss = loss
-        self.values_numpy = np.asarray(values, dtype=np.float64)
-        self.values = self._tensor(values)
+    def _prepare(self):
         sample_weight = self.sample_weight_numpy
+        key_widths, loss = self.key_widths, self.loss
         # c * [values, 1]: one product with the weights gives N and D.
         self.weighted = _column_major(
             self._tensor(weighted_values(self.values_numpy, sample_weight))
@@ -517,9 +491,9 @@ class LeaveOneOutObjective(PairwiseObjective):
             self.labels = self._tensor(np.argmax(self.values_numpy, axis=1)).long()
         self.fused = (
             key_widths is None
-            and query_widths is None
-            and not np.any(sample_weight > 1)
-            and _use_fused(device, kernel)
+            and self.query_widths is None
+            and not self.keeps_weight
+            and _use_fused(self.device, self.kernel_name)
         )
 
     def _evaluate(self, log_bandwidth, rows, order):

@@ -209,8 +209,8 @@ MUTANTS = [
     Mutant(
         "loo-chunk-budget-factor",
         OBJ,
-        "budget /= self.blocks_per_row + extra_blocks",
-        "budget /= 1 + extra_blocks",
+        "budget /= self.blocks_per_row + self.blocks_per_feature * self.n_features",
+        "budget /= 1 + self.blocks_per_feature * self.n_features",
         (EXACT, "tests/test_loo.py"),
     ),
     Mutant(
