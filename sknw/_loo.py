@@ -875,8 +875,9 @@ class _Search:
         return None if np.array_equal(moved, point) else moved
 
     def _polish(self, log_bandwidth, n_steps=1):
-        """Newton steps on the widths off their bounds, with the Hessian from
-        differences of the analytic gradient.
+        """Newton steps on the widths off their bounds, with the analytic
+        Hessian where the objective has one (one width, or the Gaussian's per
+        feature), from differences of the analytic gradient otherwise.
 
         L-BFGS-B judges its line searches by loss values, which pins the
         widths down to about the square root of the precision; a Newton step
@@ -893,12 +894,16 @@ class _Search:
             return log_bandwidth
         value, gradient = objective(log_bandwidth)
         for _ in range(n_steps):
-            step = 1e-5
-            hessian = np.empty((free.sum(), free.sum()))
-            for row, index in enumerate(np.flatnonzero(free)):
-                shifted = log_bandwidth.copy()
-                shifted[index] += step
-                hessian[row] = (objective(shifted)[1] - gradient)[free] / step
+            if objective.feature_hessian or log_bandwidth.size == 1:
+                value, gradient, hessian = objective.evaluate(log_bandwidth, order=2)
+                hessian = np.atleast_2d(hessian)[np.ix_(free, free)]
+            else:
+                step = 1e-5
+                hessian = np.empty((free.sum(), free.sum()))
+                for row, index in enumerate(np.flatnonzero(free)):
+                    shifted = log_bandwidth.copy()
+                    shifted[index] += step
+                    hessian[row] = (objective(shifted)[1] - gradient)[free] / step
             hessian = (hessian + hessian.T) / 2
             eigenvalues, eigenvectors = np.linalg.eigh(hessian)
             if eigenvalues.min() <= 0:

@@ -179,6 +179,8 @@ class PairwiseObjective:
     blocks_per_row = _BLOCKS_PER_ROW
     blocks_per_feature = 0
     largest_block = _LOO_BLOCK_BYTES
+    # Whether order=2 gives the Hessian of per-feature widths.
+    feature_hessian = False
     # The kept distances' entry on each row's own pair, which takes part
     # only through the weight the row keeps.
     own_pair = math.inf
@@ -271,19 +273,22 @@ class PairwiseObjective:
         rows : ndarray of int, default=None
             Rows to leave out and predict (all when None).
         order : {0, 1, 2}, default=1
-            0: the loss; 1: and its gradient; 2: and, for one width, its
-            second derivative.
+            0: the loss; 1: and its gradient; 2: and its second derivative
+            (per feature, the Hessian, where :attr:`feature_hessian`).
 
         Returns
         -------
         loss : float
         gradient : ndarray of the shape of ``log_bandwidth``, or None
-        second : float or None
+        second : float, ndarray of shape (n_features, n_features), or None
         """
         log_bandwidth = np.asarray(log_bandwidth, dtype=np.float64).ravel()
         per_feature = log_bandwidth.size > 1
-        if order == 2 and per_feature:
-            raise ValueError("The second derivative is for one shared width.")
+        if order == 2 and per_feature and not self.feature_hessian:
+            raise ValueError(
+                "The second derivative per feature is for the Gaussian kernel "
+                "of Nadaraya-Watson."
+            )
         # A search often asks again for a point it has just evaluated (the
         # end of one run is the start of the next): the last few answers on
         # every row are kept.
@@ -478,6 +483,8 @@ class LeaveOneOutObjective(PairwiseObjective):
     def _prepare(self):
         sample_weight = self.sample_weight_numpy
         key_widths, loss = self.key_widths, self.loss
+        # d2K / ds_k ds_l = K (a_k a_l - 2 delta_kl a_k) for the Gaussian.
+        self.feature_hessian = self.name == "gaussian"
         # c * [values, 1]: one product with the weights gives N and D.
         self.weighted = _column_major(
             self._tensor(weighted_values(self.values_numpy, sample_weight))
@@ -508,7 +515,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         bandwidth = np.exp(log_bandwidth)
         scaled = None
         if per_feature and order >= 1:
-            scaled = self._moment_columns(self.X / self._tensor(bandwidth))
+            scaled = self._moment_columns(bandwidth)
         totals = np.zeros(3)
         gradient = np.zeros(log_bandwidth.size)
 
@@ -518,12 +525,13 @@ class LeaveOneOutObjective(PairwiseObjective):
             )
             return self._chunk_terms(sq, sq_min, chunk, order, scaled, scale=scale)
 
+        second_total = 0.0
         for loss, first, second in self._for_each_chunk(rows, terms):
             totals[0] += loss
             if first is not None:
                 gradient += first
             if second is not None:
-                totals[1] += second
+                second_total = second_total + second
         total_weight = row_weight.sum()
         loss = totals[0] / total_weight
         if order == 0:
@@ -531,7 +539,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         return (
             loss,
             gradient / total_weight,
-            totals[1] / total_weight if order == 2 else None,
+            second_total / total_weight if order == 2 else None,
         )
 
     def in_float32(self):
@@ -780,14 +788,24 @@ class LeaveOneOutObjective(PairwiseObjective):
             empty, 0.0, 1 / torch.where(empty, 1.0, totals[:, 0])
         )
         if per_feature:
-            gradient = self._feature_derivatives(
-                first, scaled, chunk_t, predictions, inverse_totals
-            )
+            moments = self._feature_moments(first, scaled, chunk_t)
+            derivative = (
+                moments[:, :, :-1] - predictions[:, None, :] * moments[:, :, -1:]
+            ) * inverse_totals[:, None, None]
             # (rows, n_features, n_values) -> summed loss gradient.
-            gradient = (gradient * (row_weight[:, None] * slope)[:, None, :]).sum(
+            gradient = (derivative * (row_weight[:, None] * slope)[:, None, :]).sum(
                 dim=(0, 2)
             )
-            return loss, gradient.cpu().numpy(), None
+            if order == 1:
+                return loss, gradient.cpu().numpy(), None
+            hessian = self._feature_hessian(
+                weights,
+                scaled,
+                chunk,
+                (moments, derivative, predictions, inverse_totals),
+                (slope, curvature, row_weight),
+            )
+            return loss, gradient.cpu().numpy(), hessian
         if in_place:
             first_sums, second_sums = self._gaussian_moment_sums(
                 weights, sq, scale, position, chunk_t, order
@@ -916,23 +934,23 @@ class LeaveOneOutObjective(PairwiseObjective):
         second_sums = _times(weights, self.weighted).mul_(scale**2)
         return first_sums, second_sums.sub_(first_sums, alpha=2)
 
-    def _feature_derivatives(
-        self, slopes, scaled, chunk_t, predictions, inverse_totals
-    ):
-        """d prediction / d log h_k of each row, for every feature k.
+    def _feature_moments(self, block, scaled, chunk_t):
+        """sum_j P_ij a_ijk c_j [y_j, 1] of each row for every feature k, P a
+        chunk's block and a_ijk = (x_ik - x_jk)^2 / h_k^2 (over the local
+        widths) the feature's share of u^2.
 
-        With P the chunk's block of G, sum_j P_ij (z_ik - z_jk)^2 w_j is
+        With z = x / h, sum_j P_ij (z_ik - z_jk)^2 w_j is
         z_ik^2 (P w)_i - 2 z_ik (P (z_k w))_i + (P (z_k^2 w))_i: one product
         of P with the columns [w, z_k w, z_k^2 w]_k of :meth:`_moment_columns`,
-        on coordinates z = x / h centred on the middle of the data's range,
-        where the expansion cancels least.
+        on coordinates centred on the middle of the data's range, where the
+        expansion cancels least.
 
         Returns
         -------
-        derivatives : tensor of shape (n_rows, n_features, n_values)
+        moments : tensor of shape (n_rows, n_features, n_values + 1)
         """
-        z, columns = scaled
-        products = _times(slopes, columns).reshape(
+        z, columns, _ = scaled
+        products = _times(block, columns).reshape(
             len(chunk_t), 1 + 2 * self.n_features, -1
         )
         plain = products[:, :1]
@@ -942,13 +960,95 @@ class LeaveOneOutObjective(PairwiseObjective):
         moments = z_rows**2 * plain - 2 * z_rows * linear + quadratic
         if self.row_factor is not None:
             moments = moments * self.row_factor[chunk_t, None, None]
-        return (
-            moments[:, :, :-1] - predictions[:, None, :] * moments[:, :, -1:]
-        ) * inverse_totals[:, None, None]
+        return moments
 
-    def _moment_columns(self, scaled):
-        """The scaled coordinates and the columns [w, z_k w, z_k^2 w]_k that
-        :meth:`_feature_derivatives` multiplies each chunk's block with."""
+    def _feature_hessian(self, weights, scaled, chunk, first, loss_slopes):
+        """The Gaussian's summed loss Hessian in the per-feature log-widths of
+        a chunk of rows.
+
+        With F_k = sum_j K a_k c [y, 1] (``first``'s moments), p_k the
+        predictions' derivatives and T_kl = sum_j K (a_k a_l - 2 delta_kl a_k)
+        c [y, 1], the second derivatives of the predictions are
+        (T_kl - p T_kl^D - p_k F_l^D - p_l F_k^D) / D.
+
+        Parameters
+        ----------
+        weights : tensor of shape (n_rows, n_samples)
+            The chunk's block of weights K (0 on each row's own pair).
+        scaled : tuple
+            From :meth:`_moment_columns`.
+        chunk : ndarray of int
+        first : tuple
+            The moments F, derivatives p_k, predictions and 1 / D.
+        loss_slopes : tuple
+            d loss / d prediction, the log-loss's curvature (or None) and
+            the rows' weights.
+
+        Returns
+        -------
+        hessian : ndarray of shape (n_features, n_features)
+        """
+        moments, derivative, predictions, inverse_totals = first
+        slope, curvature, row_weight = loss_slopes
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        position = torch.arange(len(chunk), device=self.device)
+        bandwidth = scaled[2]
+        n_features = self.n_features
+        second = []
+        block = self._block("hessian", len(chunk))
+        for feature in range(n_features):
+            torch.mul(
+                weights, self._feature_share(feature, bandwidth, chunk), out=block
+            )
+            # The row's own pair: weight 0 times a_k = +inf.
+            block[position, chunk_t] = 0.0
+            second.append(self._feature_moments(block, scaled, chunk_t))
+        second = torch.stack(second, dim=1)
+        diagonal = torch.arange(n_features, device=self.device)
+        second[:, diagonal, diagonal] -= 2 * moments
+        totals = moments[:, :, -1]
+        second_derivative = (
+            second[..., :-1]
+            - predictions[:, None, None, :] * second[..., -1:]
+            - derivative[:, :, None, :] * totals[:, None, :, None]
+            - derivative[:, None, :, :] * totals[:, :, None, None]
+        ) * inverse_totals[:, None, None, None]
+        if self.loss == "squared_error":
+            quadratic = (derivative[:, :, None, :] * derivative[:, None, :, :]).sum(-1)
+            quadratic = quadratic * (2 / derivative.shape[-1])
+        else:
+            labels = self.labels[chunk_t, None, None].expand(-1, n_features, 1)
+            true = derivative.gather(2, labels)[:, :, 0]
+            quadratic = curvature[:, None, None] * true[:, :, None] * true[:, None, :]
+        terms = quadratic + (second_derivative * slope[:, None, None, :]).sum(-1)
+        return (terms * row_weight[:, None, None]).sum(dim=0).cpu().numpy()
+
+    def _feature_share(self, feature, bandwidth, chunk):
+        """a_ijk = (x_ik - x_jk)^2 / h_k^2 over the local widths, of a chunk
+        of rows against every sample (+inf on each row's own pair where the
+        distances are kept)."""
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        cache = self._distance_cache(True)
+        inverse = 1.0 / float(bandwidth[feature]) ** 2
+        block = self._block("share", len(chunk))
+        if cache is not None:
+            return torch.mul(
+                self._rows_of(cache[feature], chunk, chunk_t), inverse, out=block
+            )
+        column = self.X[:, feature]
+        torch.sub(column[chunk_t, None], column[None, :], out=block).square_()
+        block.mul_(inverse)
+        if self.key_widths is not None:
+            block.mul_(self._tensor(1.0 / np.asarray(self.key_widths) ** 2))
+        if self.row_factor is not None:
+            block.mul_(self.row_factor[chunk_t, None])
+        return block
+
+    def _moment_columns(self, bandwidth):
+        """The scaled coordinates, the columns [w, z_k w, z_k^2 w]_k that
+        :meth:`_feature_moments` multiplies each chunk's block with, and the
+        widths."""
+        scaled = self.X / self._tensor(bandwidth)
         w = self.weighted_gradient
         linear = scaled[:, :, None] * w[:, None, :]
         quadratic = (scaled**2)[:, :, None] * w[:, None, :]
@@ -956,7 +1056,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             [w, linear.flatten(1), quadratic.flatten(1)],
             dim=1,
         )
-        return scaled, _column_major(columns)
+        return scaled, _column_major(columns), np.asarray(bandwidth)
 
     def _nearest_values(self, sq):
         """Average of the nearest other samples' values (ties averaged)."""

@@ -203,6 +203,48 @@ def test_integer_weights_give_the_loss_of_repeated_rows():
                 assert_allclose(got, expected, rtol=1e-11)
 
 
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+@pytest.mark.parametrize("widths", [None, "key_widths", "query_widths"])
+@pytest.mark.parametrize("kept", [True, False])
+def test_per_feature_hessian_matches_numpy(loss, widths, kept):
+    # The Gaussian's Hessian in the per-feature log-widths against second
+    # differences of the NumPy reference loss, with frequency weights (some
+    # above 1), local widths, and the distances kept or computed per chunk.
+    X, values, sample_weight = weighted_problem(loss)
+    local = {}
+    if widths is not None:
+        local[widths] = np.random.default_rng(3).uniform(0.5, 2.0, len(X))
+    log_bandwidth = np.log([1.2, 2.0, 0.9, 1.5])
+    with sklearn.config_context(working_memory=64 if kept else 0.05):
+        loo = objective(
+            X, values, "gaussian", loss, sample_weight=sample_weight, **local
+        )
+        assert (loo._distance_cache(True) is not None) == kept
+        value, gradient, hessian = loo.evaluate(log_bandwidth, order=2)
+
+    def numpy_loss(log_widths):
+        return reference_loss(
+            X, values, np.exp(log_widths), "gaussian", loss, sample_weight, **local
+        )
+
+    assert value == pytest.approx(numpy_loss(log_bandwidth), rel=1e-12)
+    step = 1e-4
+    numeric = np.empty((4, 4))
+    for k in range(4):
+        for m in range(4):
+            shifts = [
+                np.eye(4)[k] * step * a + np.eye(4)[m] * step * b
+                for a in (1, -1)
+                for b in (1, -1)
+            ]
+            corners = [numpy_loss(log_bandwidth + shift) for shift in shifts]
+            numeric[k, m] = (corners[0] - corners[1] - corners[2] + corners[3]) / (
+                4 * step**2
+            )
+    assert_allclose(hessian, numeric, rtol=1e-4, atol=1e-7)
+    assert_allclose(hessian, hessian.T, rtol=1e-10, atol=1e-14)
+
+
 def test_scan_matches_single_evaluations():
     X, y = toy_4d(n_samples=90)
     loo = objective(X, y[:, None])
