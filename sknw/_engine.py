@@ -262,14 +262,7 @@ class _Problem:
             return log_weights.exp_(), log_shift, nearest
 
         sq = self.squared_distances(queries * self.scale)
-        if self.key_inverse is not None:
-            sq.mul_(self.key_inverse.square())
-        kernel = self.kernel
-        if kernel.of_squared:
-            weights = kernel.in_place(sq.mul_(self._u_factor(query_widths, 2)))
-        else:
-            u = sq.sqrt_().mul_(self._u_factor(query_widths, 1))
-            weights = (kernel.in_place or kernel.function)(u)
+        weights = self.kernel_of_squared_distances(sq, query_widths)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
             indicator, distance = self.nearest(queries[empty])
@@ -280,6 +273,70 @@ class _Problem:
             log_shift = self._local.row_log_divisor.copy()
             log_shift[np.isfinite(nearest)] = 0.0
         return weights, log_shift, nearest
+
+    def kernel_of_squared_distances(self, sq, query_widths, rows=None, cols=None):
+        """Weights of a kernel outside the log domain from squared scaled
+        distances, computed in place.
+
+        The block of :meth:`weights` and the (query, key) pairs of the tree
+        path both come here: the same correctly rounded operations on the
+        same numbers give the same u, so a compact kernel's edge (the
+        top-hat's above all) is decided alike on both paths.
+
+        Parameters
+        ----------
+        sq : tensor of shape (n_queries, n_keys) or (n_pairs,)
+            Squared distances in the keys' scaled units, from
+            :func:`sum_squared_differences`; overwritten.
+        query_widths : tensor of shape (n_queries,) or None
+            The queries' local width factors.
+        rows, cols : tensor of int of shape (n_pairs,), default=None
+            The query and key of each pair when ``sq`` holds pairs.
+
+        Returns
+        -------
+        weights : tensor of the shape of ``sq``
+        """
+        if self.key_inverse is not None:
+            inverse = self.key_inverse if cols is None else self.key_inverse[0, cols]
+            sq.mul_(inverse.square())
+        kernel = self.kernel
+        factor = self._u_factor(query_widths, 2 if kernel.of_squared else 1)
+        if rows is not None and isinstance(factor, torch.Tensor):
+            factor = factor[rows, 0]
+        if kernel.of_squared:
+            return kernel.in_place(sq.mul_(factor))
+        u = sq.sqrt_().mul_(factor)
+        return (kernel.in_place or kernel.function)(u)
+
+    def pair_weights(self, queries, query_widths, rows, cols):
+        """Kernel weights of (query, key) pairs, bit for bit those that
+        :meth:`weights` gives a kernel outside the log domain on its block.
+
+        Parameters
+        ----------
+        queries : tensor of shape (n_queries, n_features)
+            Queries, as given.
+        query_widths : tensor of shape (n_queries,) or None
+            Their local width factors.
+        rows, cols : tensor of int of shape (n_pairs,)
+            The query and the key of each pair.
+
+        Returns
+        -------
+        weights : tensor of shape (n_pairs,)
+        """
+        scaled = queries * self.scale
+        keys_t = self.scaled_keys_t
+        n_features = scaled.shape[1]
+        sq = torch.empty(len(rows), dtype=self.dtype, device=self.device)
+        sum_squared_differences(
+            [scaled[rows, feature] for feature in range(n_features)],
+            [keys_t[feature, cols] for feature in range(n_features)],
+            sq,
+            torch.empty_like(sq),
+        )
+        return self.kernel_of_squared_distances(sq, query_widths, rows, cols)
 
     def _log_weights(self, queries, query_widths):
         """Log-weights of a log-domain kernel, shifted to a row maximum of 0.
@@ -411,24 +468,19 @@ class _Problem:
     def squared_distances(self, scaled_queries):
         """Squared distances of scaled queries to the scaled keys.
 
-        Summed feature by feature from coordinate differences: two passes over
-        the block per feature, faster than ``torch.cdist`` at every number of
-        features measured (up to 32).
+        Summed feature by feature from coordinate differences (see
+        :func:`sum_squared_differences`), faster than ``torch.cdist`` at every
+        number of features measured (up to 32).
         """
-        n_features = scaled_queries.shape[1]
+        n_rows, n_features = scaled_queries.shape
         keys_t = self.scaled_keys_t
-        block = self.block(scaled_queries.shape[0])
-        torch.sub(scaled_queries[:, :1], keys_t[:1], out=block).square_()
-        if n_features > 1:
-            difference = self.block(scaled_queries.shape[0], spare=True)
-            for feature in range(1, n_features):
-                torch.sub(
-                    scaled_queries[:, feature : feature + 1],
-                    keys_t[feature : feature + 1],
-                    out=difference,
-                )
-                block.addcmul_(difference, difference)
-        return block
+        spare = self.block(n_rows, spare=True) if n_features > 1 else None
+        return sum_squared_differences(
+            [scaled_queries[:, feature : feature + 1] for feature in range(n_features)],
+            [keys_t[feature : feature + 1] for feature in range(n_features)],
+            self.block(n_rows),
+            spare,
+        )
 
     def _log_shift(self, row_min, query_widths):
         """Largest log-weight of each row, in float64, from its smallest
@@ -488,6 +540,34 @@ class _Problem:
             weights = weights / divisor[:, None]
             self._local.row_log_divisor = np.log(divisor)
         return self.to_tensor(weights)
+
+
+def sum_squared_differences(left, right, out, spare):
+    """The sum over features of ``(left[f] - right[f])**2``, into ``out``.
+
+    One correctly rounded operation at a time (difference, square, sum, in
+    the order of the features), never a fused multiply-add: an entry then
+    has the same bits whatever the layout it is computed in, a block of
+    queries by keys or gathered (query, key) pairs.
+
+    Parameters
+    ----------
+    left, right : sequence of tensors
+        One pair of broadcastable tensors per feature.
+    out : tensor
+        Receives the sums.
+    spare : tensor of the shape of ``out``, or None
+        Scratch memory; None is allowed with one feature.
+
+    Returns
+    -------
+    out : tensor
+    """
+    torch.sub(left[0], right[0], out=out).square_()
+    for left_feature, right_feature in zip(left[1:], right[1:]):
+        torch.sub(left_feature, right_feature, out=spare).square_()
+        out.add_(spare)
+    return out
 
 
 def check_kernel_output(weights, shape):

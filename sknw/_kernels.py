@@ -15,10 +15,11 @@ def gaussian(u):
 
 
 # The top-hat's edge. A sample within a relative 2^-21 of u = 1 counts as
-# on the edge, of weight 0, on every path: the dense and tree paths round u
-# in different orders, and rounding must not decide the weight of a sample
+# on the edge, of weight 0: rounding must not decide the weight of a sample
 # that sits at u = 1 (as the k-th neighbour does with adaptive="query" when
-# the width equals the typical k-th neighbour distance).
+# the width equals the typical k-th neighbour distance). The dense and tree
+# paths compute u by the same operations, so they decide alike even at the
+# band's own edge.
 TOPHAT_EDGE = 1.0 - 2.0**-21
 
 

@@ -10,6 +10,7 @@ from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import gen_batches
 
 from sknw._engine import (
+    _Problem,
     _settings,
     _weight_scale,
     compute_dtype,
@@ -124,15 +125,14 @@ query_widths
     settings = _settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
     )
-    keys, values, settings, kept = positive_weight_keys(
-        keys, values, settings, compute_dtype(queries, keys)
-    )
+    dtype = compute_dtype(queries, keys)
+    keys, values, settings, kept = positive_weight_keys(keys, values, settings, dtype)
     if kept is not None:
         # The tree was built over all the keys; rebuild over those that
         # take part.
         tree = None
     budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
-    search = _TreeSearch(keys, values, settings, truncation, tree, budget)
+    search = _TreeSearch(keys, values, settings, truncation, tree, budget, dtype)
     # Each query's neighbours are counted before any is gathered, and
     # gathered a slice of queries at a time within the budget, wherever the
     # crowded queries are; the arrays per query (coordinates, radii, counts)
@@ -171,10 +171,14 @@ class _TreeSearch:
     """Keys, their tree and the kernel, laid out for the batches of queries.
 
     Coordinates are scaled by ``reference / bandwidth`` (the tree's units
-    are the smallest width), so none grows however small the width.
+    are the smallest width), so none grows however small the width. The
+    tree only gathers candidates, within a radius wide enough for the
+    rounding of the compute dtype; a kernel outside the log domain is then
+    weighed by the dense path's own code (:meth:`_Problem.pair_weights`), so
+    both paths decide a compact kernel's edge alike.
     """
 
-    def __init__(self, keys, values, settings, truncation, tree, budget):
+    def __init__(self, keys, values, settings, truncation, tree, budget, dtype):
         self.kernel = KERNELS[settings["kernel"]]
         self.budget = budget
         self.truncation = truncation
@@ -189,14 +193,31 @@ class _TreeSearch:
         self.width_ratio = self.largest_key_width / float(np.min(key_widths))
         self.log_domain = self.kernel.log_slope is not None
         self.power = 1 if self.kernel.exact_distances else 2
+        self.problem = self.slack = None
+        if not self.log_domain:
+            self.problem = _Problem(
+                keys,
+                settings["bandwidth"],
+                settings["kernel"],
+                settings["sample_weight"],
+                dtype,
+                torch.device("cpu"),
+                key_widths=self.key_widths,
+            )
+            # The dense path rounds each coordinate, times its scale, in the
+            # compute dtype, and u with it: a key it may count lies within
+            # this many tree units beyond the exact radius, plus a relative
+            # margin for the rounding of u itself.
+            eps = torch.finfo(dtype).eps
+            largest = float(np.abs(self.scaled_keys).max(initial=0))
+            self.slack = (eps, 8 * eps * np.sqrt(keys.shape[1]) * largest)
         largest = np.finfo(np.float64).max
         with np.errstate(over="ignore", divide="ignore"):
-            # u = distance / reference, as factors capped at the largest
-            # float so that 0 times them stays 0.
-            one = np.float64(1.0)
-            self.u_factor = min(one / self.reference, largest)
+            # The log-weight's factor of the squared distance (of the
+            # distance, for the exponential), capped at the largest float so
+            # that 0 times it stays 0.
             self.log_factor = min(
-                one / np.float64(self.reference) ** self.power, largest
+                np.float64(1.0) / np.float64(self.reference) ** self.power, largest
             )
             self.log_factor *= self.kernel.log_slope or 0.0
 
@@ -215,9 +236,12 @@ class _TreeSearch:
                 self.kernel,
                 self.truncation,
             )
-        else:
-            radius = reach * np.ones(len(scaled))
-        return scaled, widths, radius * (1 + _RADIUS_MARGIN)
+            return scaled, widths, radius * (1 + _RADIUS_MARGIN)
+        eps, absolute = self.slack
+        largest = float(np.abs(scaled).max(initial=0))
+        absolute = absolute + 8 * eps * np.sqrt(scaled.shape[1]) * largest
+        radius = reach * np.ones(len(scaled)) * (1 + _RADIUS_MARGIN + 64 * eps)
+        return scaled, widths, radius + absolute
 
     def sums(self, partial, batch, queries, scaled, widths, rows, cols):
         """Fill ``partial`` on the rows ``batch`` from their (row, key) pairs.
@@ -225,13 +249,13 @@ class _TreeSearch:
         Log-shifts and nearest sums are left for the caller to scale by the
         largest sample weight.
         """
-        sq = ((scaled[rows] - self.scaled_keys[cols]) ** 2).sum(axis=1)
-        if self.key_widths is not None:
-            sq = sq * (1.0 / self.key_widths[cols]) ** 2
-        if widths is not None:
-            sq = sq * (1.0 / widths[rows]) ** 2
         beyond = np.zeros(len(scaled), dtype=bool)
         if self.log_domain:
+            sq = ((scaled[rows] - self.scaled_keys[cols]) ** 2).sum(axis=1)
+            if self.key_widths is not None:
+                sq = sq * (1.0 / self.key_widths[cols]) ** 2
+            if widths is not None:
+                sq = sq * (1.0 / widths[rows]) ** 2
             argument = np.sqrt(sq) if self.power == 1 else sq
             row_min = np.full(len(scaled), np.inf)
             np.minimum.at(row_min, rows, argument)
@@ -246,9 +270,14 @@ class _TreeSearch:
             beyond = ~np.isfinite(log_shift)
             partial.log_shift[batch] = np.where(beyond, -np.inf, log_shift)
         else:
-            with np.errstate(over="ignore"):
-                u = np.sqrt(sq) * self.u_factor
-            weights = self.kernel.function(torch.as_tensor(u)).numpy()
+            problem = self.problem
+            weights = problem.pair_weights(
+                problem.to_tensor(queries),
+                None if widths is None else problem.to_tensor(widths),
+                torch.as_tensor(rows),
+                torch.as_tensor(cols),
+            )
+            weights = weights.to(torch.float64).numpy()
         sums = np.zeros((len(scaled), self.weighted.shape[1]))
         for column in range(self.weighted.shape[1]):
             sums[:, column] = np.bincount(
