@@ -158,14 +158,14 @@ class _BaseNadarayaWatson(BaseEstimator):
                     f"{type(self).__name__} needs at least 2 samples of positive "
                     f"weight to leave one out; got n_samples = {n_used}."
                 )
-            name = KERNELS[self.kernel].function.__name__
-            if name in ("tophat", "constant"):
+            kernel = KERNELS[self.kernel]
+            if not kernel.learnable:
+                name = type(self).__name__
                 raise ValueError(
-                    f"{type(self).__name__} cannot learn the width of the {name} "
+                    f"{name} cannot learn the width of the {kernel.name} "
                     "kernel: its leave-one-out loss is piecewise constant in the "
-                    "width, so its gradient is 0. Tune the width of "
-                    "NadarayaWatsonRegressor or NadarayaWatsonClassifier with "
-                    "GridSearchCV instead."
+                    f"width, so its gradient is 0. Tune the width of "
+                    f"{name.removesuffix('CV')} with GridSearchCV instead."
                 )
         self._check_algorithm()
         check_device(self.device)
@@ -217,9 +217,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             )
         if self.algorithm != "tree":
             return
-        if callable(self.kernel) or KERNELS[self.kernel].function.__name__ == (
-            "constant"
-        ):
+        if callable(self.kernel) or not KERNELS[self.kernel].has_reach:
             raise ValueError(
                 "algorithm='tree' needs a named kernel that gives no weight "
                 "beyond some distance, or the Gaussian or exponential with a "
@@ -271,7 +269,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         kernel = None if callable(self.kernel) else KERNELS[self.kernel]
         if (
             kernel is None
-            or kernel.function.__name__ == "constant"
+            or not kernel.has_reach
             or self.adaptive is not None
             or resolve_device(self.device).type != "cpu"
             or X.shape[0] < AUTO_TREE_MIN_SAMPLES

@@ -166,7 +166,13 @@ class _Problem:
         self.sample_weight = self.to_tensor(sample_weight)
         if callable(kernel):
             self.user_kernel = kernel
-            self.kernel = Kernel(self._call_kernel, compact=False, exact_distances=True)
+            self.kernel = Kernel(
+                "callable",
+                self._call_kernel,
+                exact_distances=True,
+                learnable=False,
+                fused=False,
+            )
         else:
             self.kernel = KERNELS[kernel]
         # The log-domain kernel of u^2 (the Gaussian) works on squared

@@ -11,7 +11,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
 from sknw._engine import attention, partial_sums
-from sknw._kernels import KERNELS
 from sknw._local_moments import (
     local_fit_from_partial_sums,
     moment_columns,
@@ -407,18 +406,6 @@ class LocalLinearRegressorCV(
     >>> reg.n_iter_ >= 1
     True
     """
-
-    def _check_fit_inputs(self, X, sample_weight):
-        if isinstance(self.kernel, str):
-            name = KERNELS[self.kernel].function.__name__
-            if name in ("tophat", "constant"):
-                raise ValueError(
-                    f"{type(self).__name__} cannot learn the width of the {name} "
-                    "kernel: its leave-one-out loss is piecewise constant in the "
-                    "width, so its gradient is 0. Tune the width of "
-                    "LocalLinearRegressor with GridSearchCV instead."
-                )
-        return super()._check_fit_inputs(X, sample_weight)
 
     def _fit_bandwidth(self, X, values, sample_weight, local_widths, loss):
         # The learner's warning at the upper bound speaks of the weighted

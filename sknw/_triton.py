@@ -9,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from sknw._kernels import KERNELS
+from sknw._kernels import KERNELS, TOPHAT_EDGE
 
 # Route the leave-one-out objective through the kernels on any device,
 # provided Triton can run there (a CPU needs TRITON_INTERPRET=1).
@@ -37,7 +37,16 @@ _DOT_MIN_VALUES = 8
 
 # The log-domain kernels as exp(-slope * argument): the Gaussian's argument
 # is u^2, the exponential's u.
-_LOG_SLOPES = {"gaussian": 0.5, "exponential": 1.0}
+_LOG_SLOPES = {
+    kernel.name: -kernel.log_slope
+    for kernel in KERNELS.values()
+    if kernel.log_slope is not None
+}
+
+# The top-hat's edge in u^2, as float32 rounds it (1 - 2^-20): a key within
+# a relative 2^-21 of u = 1 has weight 0, as on the torch paths. A Triton
+# constant once Triton is imported (compiled kernels read no other globals).
+_TOPHAT_EDGE_SQUARED = float(torch.tensor(TOPHAT_EDGE**2, dtype=torch.float32))
 
 # The kernels are defined on first use, after Triton's import (which this
 # module defers: importing sknw does not import Triton).
@@ -78,7 +87,7 @@ def triton_available():
 
 def supports_kernel(kernel):
     """Whether ``kernel`` is a name the fused kernels compute."""
-    return isinstance(kernel, str) and kernel in KERNELS
+    return isinstance(kernel, str) and kernel in KERNELS and KERNELS[kernel].fused
 
 
 def fused_partial_sums(queries, keys, values, kernel):
@@ -277,10 +286,9 @@ def _interpreting():
 def _kernel_name(kernel):
     """The canonical name of a kernel name or alias."""
     if not supports_kernel(kernel):
-        raise ValueError(
-            f"The fused kernels take one of {sorted(KERNELS)}; got {kernel!r}."
-        )
-    return KERNELS[kernel].function.__name__
+        names = sorted(name for name in KERNELS if supports_kernel(name))
+        raise ValueError(f"The fused kernels take one of {names}; got {kernel!r}.")
+    return KERNELS[kernel].name
 
 
 def _check_runnable(*tensors):
@@ -434,7 +442,7 @@ def _build():
     again in its module's namespace, so the kernels and the functions they
     call are module globals.
     """
-    global _built, triton, tl
+    global _built, triton, tl, _TOPHAT_EDGE_SQUARED
     global _squared_distances, _log_arguments, _shifted_weights
     global _compact_weights, _weight_slopes
     global _partial_sums_kernel, _loo_gradient_kernel
@@ -443,6 +451,8 @@ def _build():
         return
     import triton
     import triton.language as tl
+
+    _TOPHAT_EDGE_SQUARED = tl.constexpr(_TOPHAT_EDGE_SQUARED)
 
     with _triton_mode():
         _define_kernels()
@@ -529,7 +539,7 @@ def _define_kernels():
     @triton.jit
     def _compact_weights(sq, KERNEL: tl.constexpr):
         if KERNEL == "tophat":
-            weights = tl.where(sq < 1.0, 1.0, 0.0)
+            weights = tl.where(sq < _TOPHAT_EDGE_SQUARED, 1.0, 0.0)
         elif KERNEL == "epanechnikov":
             weights = tl.maximum(1.0 - sq, 0.0)
         elif KERNEL == "linear":
@@ -550,6 +560,7 @@ def _define_kernels():
             # edge, where the cosine of a rounded product loses its digits.
             weights = tl.where(u < 1.0, tl.sin(1.5707963267948966 * (1.0 - u)), 0.0)
         else:
+            # The constant kernel: _kernel_name lets no other name through.
             weights = tl.full(sq.shape, 1.0, tl.float32)
         return weights
 

@@ -21,6 +21,7 @@ from sknw import (
     NadarayaWatsonRegressorCV,
     _triton,
 )
+from sknw._engine import nadaraya_watson
 from sknw._kernels import KERNELS
 from sknw._loo_objective import LeaveOneOutObjective, _use_fused
 
@@ -144,6 +145,25 @@ def test_points_one_width_apart_get_no_compact_weight():
         assert expected[1] == expected[2] == 0.0
         assert sums[0, -1] == pytest.approx(expected.sum(), rel=1e-6)
         assert min_sq[0] == 0.0
+
+
+def test_tophat_band_below_its_edge_has_no_weight():
+    # Keys at u = 1 - 2^-22 and u = 1 - 2^-19 (float32 values): the first is
+    # within the top-hat's band of a relative 2^-21 below u = 1, which has
+    # weight 0 on the torch paths too; the second is inside.
+    keys = np.array([[1.0 - 2.0**-22], [1.0 - 2.0**-19], [8.0]])
+    queries = np.zeros((1, 1))
+    values = np.ones((len(keys), 1))
+    _, sums, _ = fused(queries, keys, values, np.ones(len(keys)), "tophat")
+    assert sums[0, -1] == 1.0
+    engine = nadaraya_watson(
+        queries.astype(np.float32),
+        keys.astype(np.float32),
+        np.array([[1.0], [2.0], [3.0]]),
+        bandwidth=1.0,
+        kernel="tophat",
+    )
+    assert engine[0, 0] == 2.0
 
 
 @pytest.mark.parametrize("alias", ["boxcar", "uniform", "triangular", "quartic"])
