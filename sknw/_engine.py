@@ -47,9 +47,6 @@ _FUSED_SHIFT_BOUND = 4.0
 # to this size their squared differences stay finite.
 _FUSED_LARGEST_COORDINATE = 1e15
 
-# Whether the warning that the fused kernel cannot run was given.
-_FUSED_WARNED = False
-
 # Each pass over a block runs from cache when the block is a few MiB; larger
 # blocks make every elementwise pass a trip to main memory.
 _CACHE_BLOCK_BYTES = 4 * 2**20
@@ -835,31 +832,22 @@ def partial_sums(
 def _fused_route(queries, keys, settings, dtype):
     """Whether the fused Triton kernel computes these sums.
 
-    It does for float32 on CUDA with a named kernel and fixed widths, when
-    Triton runs there (a warning, once, says why not when it does not), and
-    the coordinates divided by the bandwidth stay far from float32's range.
+    It does for float32 with a named kernel and fixed widths where
+    :func:`sknw._triton.use_fused` says so (on CUDA when Triton runs there),
+    and the coordinates divided by the bandwidth stay far from float32's
+    range.
     """
     from sknw import _triton
 
-    # An absent CUDA device is left to the chunk loop, which warns once and
-    # computes on the CPU.
-    device = torch.device(settings["device"])
-    on_cuda = device.type == "cuda" and torch.cuda.is_available()
-    if not (on_cuda or _triton._FORCE) or dtype != torch.float32:
-        return False
-    if not _triton.supports_kernel(settings["kernel"]):
+    if dtype != torch.float32:
         return False
     if settings["key_widths"] is not None or settings["query_widths"] is not None:
         return False
-    available, reason = _triton.triton_available()
-    if not available:
-        if device.type == "cuda" and not _FUSED_WARNED:
-            globals()["_FUSED_WARNED"] = True
-            warnings.warn(
-                f"The fused GPU kernel cannot run: {reason}. Predictions are "
-                "computed chunk by chunk with torch instead.",
-                UserWarning,
-            )
+    if not _triton.use_fused(
+        torch.device(settings["device"]),
+        settings["kernel"],
+        "Predictions are computed chunk by chunk with torch instead.",
+    ):
         return False
     largest = max(np.abs(queries).max(initial=0), np.abs(keys).max(initial=0))
     return largest / np.min(settings["bandwidth"]) < _FUSED_LARGEST_COORDINATE

@@ -5,6 +5,7 @@
 
 import os
 import sys
+import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -83,6 +84,45 @@ def triton_available():
     if not torch.cuda.is_available():
         return False, "no CUDA device is available and TRITON_INTERPRET is not set"
     return True, ""
+
+
+def fused_device(device):
+    """Whether the fused kernels compute on ``device``: a CUDA device that is
+    present (the tests under Triton's interpreter take the CPU too)."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+# The fallbacks whose warning that the fused kernels cannot run was given.
+_WARNED = set()
+
+
+def use_fused(device, kernel, fallback):
+    """Whether the fused kernels compute with ``kernel`` on ``device``.
+
+    They do on a device of :func:`fused_device`, for a kernel they support,
+    whenever Triton runs there. Where it does not, on CUDA, a warning says
+    why and what computes instead, once per ``fallback``.
+
+    Parameters
+    ----------
+    device : torch.device
+    kernel : str or callable
+    fallback : str
+        The sentence of the warning that says what computes instead.
+
+    Returns
+    -------
+    fused : bool
+    """
+    if not (fused_device(device) and supports_kernel(kernel)):
+        return False
+    available, reason = triton_available()
+    if not available and device.type == "cuda" and fallback not in _WARNED:
+        _WARNED.add(fallback)
+        warnings.warn(
+            f"The fused GPU kernels cannot run: {reason}. {fallback}", UserWarning
+        )
+    return available
 
 
 def supports_kernel(kernel):

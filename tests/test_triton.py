@@ -51,8 +51,10 @@ LEARNABLE = [name for name in NAMES if name not in ("tophat", "constant")]
 
 @pytest.fixture
 def forced(monkeypatch):
-    """Fused objectives on the CPU too (under the interpreter)."""
+    """Fused objectives and predictions on the CPU too (under the
+    interpreter)."""
     monkeypatch.setattr(_triton, "_FORCE", True)
+    monkeypatch.setattr(_triton, "fused_device", lambda device: True)
 
 
 def tensor(array):
@@ -367,6 +369,25 @@ def test_weights_above_1_stay_on_the_float64_path(forced):
     assert not objective.fused
 
 
+def test_prediction_warns_once_without_triton(monkeypatch):
+    monkeypatch.setattr(
+        _triton, "triton_available", lambda: (False, "Triton is not installed")
+    )
+    monkeypatch.setattr(_triton, "fused_device", lambda device: True)
+    monkeypatch.setattr(_triton, "_WARNED", set())
+    fallback = "Predictions are computed chunk by chunk with torch instead."
+    with pytest.warns(UserWarning, match="Triton is not installed"):
+        assert not _triton.use_fused(torch.device("cuda"), "gaussian", fallback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not _triton.use_fused(torch.device("cuda"), "gaussian", fallback)
+        assert not _triton.use_fused(torch.device("cpu"), "gaussian", "other")
+    # The routing takes an absent CUDA device for what it is.
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        assert not _triton.fused_device(torch.device("cuda"))
+
+
 def test_missing_triton_on_cuda_warns_and_falls_back(monkeypatch):
     monkeypatch.setattr(
         _triton, "triton_available", lambda: (False, "Triton is not installed")
@@ -463,9 +484,7 @@ def test_estimators_predict_through_the_fused_kernel(forced):
     for kernel in ("gaussian", "epanechnikov"):
         classifier = NadarayaWatsonClassifier(kernel=kernel, bandwidth=0.7).fit(X, y)
         got = classifier.predict_proba(queries)
-        _triton._FORCE = False
         expected = classifier.predict_proba(queries.astype(np.float64))
-        _triton._FORCE = True
         assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
         assert_array_equal(
             classifier.predict(queries), classifier.predict(queries.astype(np.float64))
