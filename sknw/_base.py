@@ -15,12 +15,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._bandwidth import BANDWIDTH_RULES, weighted_neighbor_distances
 from sknw._engine import (
+    ActiveKeys,
     attention,
     compute_dtype,
     merge_partial_sums,
     nadaraya_watson,
     numpy_dtype,
-    positive_weight_keys,
     resolve_device,
     single_threaded_torch,
 )
@@ -246,10 +246,9 @@ class _BaseNadarayaWatson(BaseEstimator):
             method, tree = self._auto_algorithm(X)
         if method == "dense":
             return "dense", None
-        if sample_weight is not None:
-            settings = dict(sample_weight=sample_weight, key_widths=None)
-            if positive_weight_keys(X, None, settings, compute_dtype(X))[3] is not None:
-                return "tree", None
+        active = ActiveKeys.select(X, None, sample_weight, None, compute_dtype(X))
+        if active.kept is not None:
+            return "tree", None
         return "tree", tree or build_tree(X, self._bandwidth)
 
     def _auto_algorithm(self, X):

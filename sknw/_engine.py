@@ -101,6 +101,51 @@ def as_tensor(array, dtype, device):
     return torch.as_tensor(array, dtype=dtype, device=device)
 
 
+def bandwidth_per_feature(bandwidth, n_features):
+    """The bandwidth as a float64 array of shape (n_features,) (a read-only
+    view when it is one number)."""
+    return np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
+
+
+def feature_scale(bandwidth, n_features):
+    """``reference / bandwidth`` per feature, and the reference (the
+    smallest width): coordinates times these factors (<= 1) are in units of
+    the reference width, so none grows however small the width."""
+    bandwidth = bandwidth_per_feature(bandwidth, n_features)
+    reference = float(bandwidth.min())
+    return reference / bandwidth, reference
+
+
+def inverse_width_power(reference, power, query_widths=None, largest=np.inf):
+    """1 / (reference * query_widths)^power in float64, at most ``largest``.
+
+    Capped at the dtype's largest value, a factor times a distance of 0
+    stays 0 instead of 0 * inf; uncapped, rows whose factors overflow are
+    not taken for equals.
+
+    Parameters
+    ----------
+    reference : float
+        The smallest width.
+    power : {1, 2}
+        Of distances or of squared distances.
+    query_widths : ndarray of shape (n_queries,), default=None
+        Local width factors of the queries.
+    largest : float, default=inf
+        The cap.
+
+    Returns
+    -------
+    factor : float, or ndarray of shape (n_queries,) with ``query_widths``
+    """
+    with np.errstate(over="ignore", divide="ignore"):
+        factor = np.float64(1.0) / np.float64(reference) ** power
+        if query_widths is None:
+            return float(min(factor, largest))
+        factor = factor / np.asarray(query_widths, dtype=np.float64) ** power
+    return np.minimum(factor, largest)
+
+
 def compute_dtype(*arrays):
     """float32 when every array is float32, float64 otherwise."""
     if all(array.dtype == np.float32 for array in arrays):
@@ -149,12 +194,9 @@ class _Problem:
         self.dtype = dtype
         self.device = device
         self.n_keys = n_keys
-        bandwidth = np.broadcast_to(
-            np.asarray(bandwidth, dtype=np.float64), (n_features,)
-        )
-        self.reference = float(bandwidth.min())
+        scale, self.reference = feature_scale(bandwidth, n_features)
         self.largest = float(torch.finfo(dtype).max)
-        self.scale = self.to_tensor(self.reference / bandwidth)
+        self.scale = self.to_tensor(scale)
         self.key_inverse = None
         if key_widths is not None:
             self.key_inverse = self.to_tensor(1.0 / np.asarray(key_widths))[None, :]
@@ -215,12 +257,11 @@ class _Problem:
         Computed in float64 and capped at the dtype's largest value, so a
         distance of 0 times it stays 0 instead of 0 * inf.
         """
-        with np.errstate(over="ignore", divide="ignore"):
-            factor = np.float64(1.0) / np.float64(self.reference) ** power
         if query_widths is None:
-            return float(min(factor, self.largest))
-        factor = factor / query_widths.to(torch.float64)[:, None] ** power
-        return factor.clamp_(max=self.largest).to(self.dtype)
+            return inverse_width_power(self.reference, power, largest=self.largest)
+        widths = query_widths.to(torch.float64).cpu().numpy()
+        factor = inverse_width_power(self.reference, power, widths, self.largest)
+        return self.to_tensor(factor[:, None])
 
     def weights(self, queries, query_widths=None):
         """Kernel weights of a chunk of queries, each row scaled by a factor.
@@ -494,11 +535,10 @@ class _Problem:
         key is at distance 0.
         """
         row_min = row_min.to(torch.float64).ravel().cpu().numpy()
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            factor = np.float64(1.0) / np.float64(self.reference) ** self.power
-            if query_widths is not None:
-                widths = query_widths.to(torch.float64).cpu().numpy()
-                factor = factor / widths**self.power
+        if query_widths is not None:
+            query_widths = query_widths.to(torch.float64).cpu().numpy()
+        factor = inverse_width_power(self.reference, self.power, query_widths)
+        with np.errstate(over="ignore", invalid="ignore"):
             log_shift = row_min * factor * self.kernel.log_slope
         return np.where(row_min == 0, 0.0, log_shift)
 
@@ -615,17 +655,17 @@ def _chunk_n_rows(n_keys, dtype, n_threads=1):
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
-def _problem(keys, settings, dtype):
-    """The keys laid out for the chunk loop, on the device of ``settings``."""
-    device = resolve_device(settings["device"], fall_back=True)
+def _problem(active, bandwidth, kernel, dtype, device):
+    """The keys that take part laid out for the chunk loop, on ``device``
+    (the CPU, with a warning, when it is absent)."""
     return _Problem(
-        keys,
-        settings["bandwidth"],
-        settings["kernel"],
-        settings["sample_weight"],
+        active.keys,
+        bandwidth,
+        kernel,
+        active.sample_weight,
         dtype,
-        device,
-        key_widths=settings["key_widths"],
+        resolve_device(device, fall_back=True),
+        key_widths=active.key_widths,
     )
 
 
@@ -797,103 +837,82 @@ def partial_sums(
         disjoint sets of keys, into the predictions over their union.
     """
     dtype = compute_dtype(queries, keys)
-    partial, no_keys = start_partial_sums(queries, keys, values, sample_weight)
-    if no_keys:
-        return partial
-    settings = _settings(
-        bandwidth, kernel, sample_weight, key_widths, query_widths, device
-    )
-    weight_scale = _weight_scale(sample_weight)
-    keys, values, settings, _ = positive_weight_keys(keys, values, settings, dtype)
-    if _fused_route(queries, keys, settings, dtype):
-        return _fused_partial_sums(
-            queries, keys, values, settings, weight_scale, partial
-        )
-    problem = _problem(keys, settings, dtype)
+    partial = start_partial_sums(queries.shape[0], values.shape[1])
+    active = ActiveKeys.select(keys, values, sample_weight, key_widths, dtype)
+    if active.is_empty:
+        return active.undo_weight_scale(partial)
+    fixed_widths = key_widths is None and query_widths is None
+    if fixed_widths and _fused_route(queries, keys, bandwidth, kernel, device, dtype):
+        _fused_partial_sums(queries, active, bandwidth, kernel, device, partial)
+        return active.undo_weight_scale(partial)
+    problem = _problem(active, bandwidth, kernel, dtype, device)
     # One product gives the weighted sums and the totals together;
     # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times faster than
     # the other orientation for so few columns.
-    weighted = weighted_values(values, settings["sample_weight"])
-    weighted_values_t = problem.to_tensor(weighted.T)
+    weighted_values_t = problem.to_tensor(active.weighted_values().T)
 
     def chunk_sums(batch, weights, log_shift, nearest):
         sums = (weighted_values_t @ weights.T).T.cpu().numpy().astype(np.float64)
         empty = np.isfinite(nearest)
-        partial.nearest_sums[batch][empty] = sums[empty] * weight_scale
+        partial.nearest_sums[batch][empty] = sums[empty]
         sums[empty] = 0.0
         partial.sums[batch] = sums
-        partial.log_shift[batch] = log_shift + np.log(weight_scale)
+        partial.log_shift[batch] = log_shift
         partial.nearest[batch] = nearest
 
-    _for_each_chunk(problem, queries, settings["query_widths"], chunk_sums)
-    return partial
+    _for_each_chunk(problem, queries, query_widths, chunk_sums)
+    return active.undo_weight_scale(partial)
 
 
-def _fused_route(queries, keys, settings, dtype):
-    """Whether the fused Triton kernel computes these sums.
+def _fused_route(queries, keys, bandwidth, kernel, device, dtype):
+    """Whether the fused Triton kernel computes these sums (of fixed widths).
 
-    It does for float32 with a named kernel and fixed widths where
-    :func:`sknw._triton.use_fused` says so (on CUDA when Triton runs there),
-    and the coordinates divided by the bandwidth stay far from float32's
-    range.
+    It does for float32 where :func:`sknw._triton.use_fused` says so (a
+    named kernel on CUDA when Triton runs there), and the coordinates
+    divided by the bandwidth stay far from float32's range.
     """
     from sknw import _triton
 
-    if dtype != torch.float32:
-        return False
-    if settings["key_widths"] is not None or settings["query_widths"] is not None:
-        return False
-    if not _triton.use_fused(
-        torch.device(settings["device"]),
-        settings["kernel"],
+    if dtype != torch.float32 or not _triton.use_fused(
+        torch.device(device),
+        kernel,
         "Predictions are computed chunk by chunk with torch instead.",
     ):
         return False
     largest = max(np.abs(queries).max(initial=0), np.abs(keys).max(initial=0))
-    return largest / np.min(settings["bandwidth"]) < _FUSED_LARGEST_COORDINATE
+    return largest / np.min(bandwidth) < _FUSED_LARGEST_COORDINATE
 
 
-def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
-    """:func:`partial_sums` by the fused Triton kernel, in float32."""
+def _fused_partial_sums(queries, active, bandwidth, kernel, device, partial):
+    """:func:`partial_sums` by the fused Triton kernel, in float32, into
+    ``partial`` (the weight scale left for the caller to undo)."""
     from sknw import _triton
 
-    device = resolve_device(settings["device"], fall_back=True)
-    n_features = keys.shape[1]
-    inverse = 1.0 / np.broadcast_to(
-        np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
-    )
-    sample_weight = settings["sample_weight"]
-    weighted = weighted_values(values, sample_weight)
+    device = resolve_device(device, fall_back=True)
+    inverse = 1.0 / bandwidth_per_feature(bandwidth, queries.shape[1])
+    weighted = active.weighted_values()
 
     def tensor(array):
         return as_tensor(array, torch.float32, device)
 
     row_max, sums, min_sq = _triton.fused_partial_sums(
         tensor(queries * inverse),
-        tensor(keys * inverse),
+        tensor(active.keys * inverse),
         tensor(weighted),
-        settings["kernel"],
+        kernel,
     )
     sums = sums.cpu().numpy().astype(np.float64)
-    partial.log_shift[:] = row_max.cpu().numpy() + np.log(weight_scale)
+    partial.log_shift[:] = row_max.cpu().numpy()
     empty = ~(sums[:, -1] > 0)
     if np.any(empty):
-        problem = _Problem(
-            keys,
-            settings["bandwidth"],
-            settings["kernel"],
-            sample_weight,
-            torch.float32,
-            device,
-        )
+        problem = _problem(active, bandwidth, kernel, torch.float32, device)
         indicator, distance = problem.nearest(problem.to_tensor(queries[empty]))
         nearest_sums = indicator.to(torch.float32) @ tensor(weighted)
-        partial.nearest_sums[empty] = nearest_sums.cpu().numpy() * weight_scale
+        partial.nearest_sums[empty] = nearest_sums.cpu().numpy()
         partial.nearest[empty] = distance.cpu().numpy()
         sums[empty] = 0.0
-        partial.log_shift[empty] = np.log(weight_scale)
+        partial.log_shift[empty] = 0.0
     partial.sums[:] = sums
-    return partial
 
 
 def combine_partial_sums(partials):
@@ -933,27 +952,19 @@ def combine_partial_sums(partials):
     )
 
 
-def start_partial_sums(queries, keys, values, sample_weight):
-    """Zeroed partial sums of the queries, and whether no key takes part.
+def start_partial_sums(n_queries, n_values):
+    """Zeroed partial sums of ``n_queries`` queries over ``n_values`` values.
 
     Returns
     -------
     partial : PartialSums
-        With a shift of -inf on every row when no key takes part (no keys,
-        or all their sample weights 0).
-    no_keys : bool
     """
-    n_queries, n_values = queries.shape[0], values.shape[1]
-    partial = PartialSums(
+    return PartialSums(
         log_shift=np.zeros(n_queries),
         sums=np.zeros((n_queries, n_values + 1)),
         nearest=np.full(n_queries, np.inf),
         nearest_sums=np.zeros((n_queries, n_values + 1)),
     )
-    no_keys = keys.shape[0] == 0 or _weight_scale(sample_weight) == 0
-    if no_keys:
-        partial.log_shift[:] = -np.inf
-    return partial, no_keys
 
 
 def weighted_values(values, sample_weight):
@@ -1046,22 +1057,127 @@ device
     """
     dtype = compute_dtype(queries, keys)
     result = np.zeros((queries.shape[0], keys.shape[0]), dtype=_numpy_dtype(dtype))
-    settings = _settings(
-        bandwidth, kernel, sample_weight, key_widths, query_widths, device
-    )
-    keys, _, settings, kept = positive_weight_keys(keys, None, settings, dtype)
-    problem = _problem(keys, settings, dtype)
+    active = ActiveKeys.select(keys, None, sample_weight, key_widths, dtype)
+    problem = _problem(active, bandwidth, kernel, dtype, device)
 
     def normalise(batch, weights, log_shift, nearest):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
-        if kept is None:
+        if active.kept is None:
             result[batch] = weights.cpu().numpy()
         else:
-            result[batch, kept] = weights.cpu().numpy()
+            result[batch, active.kept] = weights.cpu().numpy()
 
-    _for_each_chunk(problem, queries, settings["query_widths"], normalise)
+    _for_each_chunk(problem, queries, query_widths, normalise)
     return result
+
+
+class ActiveKeys(NamedTuple):
+    """The keys that take part in the sums, and what goes with them.
+
+    Sample weights are divided by their largest, ``weight_scale``: that
+    changes no average, and keeps a float32 sum of weighted values from
+    overflowing; :meth:`undo_weight_scale` multiplies it back into the
+    partial sums, the one place where it is undone. A key whose scaled
+    weight is below ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in
+    float64), or below n_keys times e^-87 (e^-708) over the dtype's
+    precision, takes no part, not even as the nearest: the kernel weights
+    stop at e^-87 (e^-708) of a row's largest, and n far keys at that floor
+    must not outweigh it.
+
+    Attributes
+    ----------
+    keys : ndarray of shape (n_active, n_features)
+    values : ndarray of shape (n_active, n_values) or None
+    sample_weight : ndarray of shape (n_active,) or None
+        Divided by ``weight_scale``; None without sample weights.
+    key_widths : ndarray of shape (n_active,) or None
+        Local width factors.
+    weight_scale : float
+        The largest sample weight (0 when none is positive); 1 without
+        sample weights.
+    kept : ndarray of int or None
+        Indices of the active keys among those given; None when all are.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray
+    sample_weight: np.ndarray
+    key_widths: np.ndarray
+    weight_scale: float
+    kept: np.ndarray
+
+    @classmethod
+    def select(cls, keys, values, sample_weight, key_widths, dtype):
+        """The keys of ``keys`` that take part, for sums in ``dtype``.
+
+        Parameters
+        ----------
+        keys : ndarray of shape (n_keys, n_features)
+        values : ndarray of shape (n_keys, n_values) or None
+        sample_weight : ndarray of shape (n_keys,) or None
+        key_widths : ndarray of shape (n_keys,) or None
+        dtype : torch.dtype
+            Compute dtype.
+
+        Returns
+        -------
+        active : ActiveKeys
+        """
+        if sample_weight is None:
+            return cls(keys, values, None, key_widths, 1.0, None)
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        weight_scale = float(np.max(sample_weight, initial=0))
+        if not weight_scale > 0:
+            kept = np.zeros(0, dtype=np.intp)
+            values = None if values is None else values[kept]
+            return cls(keys[kept], values, sample_weight[kept], None, 0.0, kept)
+        sample_weight = sample_weight / weight_scale
+        # Each far key's weight is floored at e^-87 (e^-708): n of them
+        # together must stay below the precision of the lightest key that
+        # takes part.
+        n_floor = (
+            keys.shape[0] * math.exp(_LOG_WEIGHT_FLOOR[dtype]) / torch.finfo(dtype).eps
+        )
+        floor = max(_SAMPLE_WEIGHT_FLOOR[dtype], n_floor)
+        if np.all(sample_weight > floor):
+            return cls(keys, values, sample_weight, key_widths, weight_scale, None)
+        kept = np.flatnonzero(sample_weight > floor)
+        return cls(
+            keys[kept],
+            None if values is None else values[kept],
+            sample_weight[kept],
+            None if key_widths is None else key_widths[kept],
+            weight_scale,
+            kept,
+        )
+
+    @property
+    def is_empty(self):
+        """Whether no key takes part (no keys, or all their weights 0)."""
+        return self.keys.shape[0] == 0
+
+    def weighted_values(self):
+        """The values with a column of ones, times the sample weights (see
+        :func:`weighted_values`)."""
+        return weighted_values(self.values, self.sample_weight)
+
+    def undo_weight_scale(self, partial):
+        """``partial``, sums over these keys, brought back to the sample
+        weights as given: shifts by log(weight_scale), nearest sums times it
+        (a shift of -inf on every row when no key takes part).
+
+        Returns
+        -------
+        partial : PartialSums
+            The same arrays, updated in place.
+        """
+        if self.is_empty:
+            partial.log_shift[:] = -np.inf
+            return partial
+        partial.log_shift[:] += np.log(self.weight_scale)
+        partial.nearest_sums[:] *= self.weight_scale
+        return partial
 
 
 def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device):
@@ -1077,26 +1193,8 @@ def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device
 
 
 def positive_weight_keys(keys, values, settings, dtype):
-    """Scale the sample weights to a largest of 1 and drop the keys they zero.
-
-    Scaling changes no average, and keeps a float32 sum of weighted values
-    from overflowing. A key whose scaled weight is below
-    ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in float64), or below
-    n_keys times e^-87 (e^-708) over the dtype's precision, takes no part,
-    not even as the nearest: the kernel weights stop at e^-87 (e^-708) of a
-    row's largest, and n far keys at that floor must not outweigh it.
-
-    Parameters
-    ----------
-    keys : ndarray of shape (n_keys, n_features)
-        All keys.
-    values : ndarray of shape (n_keys, n_values) or None
-        Their values.
-    settings : dict
-        The engine's other arguments; ``sample_weight`` and ``key_widths``
-        are filtered with the keys.
-    dtype : torch.dtype
-        Compute dtype.
+    """:meth:`ActiveKeys.select` for the engine's other arguments as one
+    dictionary (see :func:`_settings`).
 
     Returns
     -------
@@ -1105,31 +1203,20 @@ def positive_weight_keys(keys, values, settings, dtype):
     kept : ndarray of int or None
         Indices of those keys; None when all are kept.
     """
-    sample_weight = settings["sample_weight"]
-    if sample_weight is None:
+    if settings["sample_weight"] is None:
         return keys, values, settings, None
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    sample_weight = sample_weight / sample_weight.max()
-    # Each far key's weight is floored at e^-87 (e^-708): n of them together
-    # must stay below the precision of the lightest key that takes part.
-    n_floor = (
-        keys.shape[0] * math.exp(_LOG_WEIGHT_FLOOR[dtype]) / torch.finfo(dtype).eps
+    active = ActiveKeys.select(
+        keys, values, settings["sample_weight"], settings["key_widths"], dtype
     )
-    floor = max(_SAMPLE_WEIGHT_FLOOR[dtype], n_floor)
-    settings = dict(settings, sample_weight=sample_weight)
-    if np.all(sample_weight > floor):
-        return keys, values, settings, None
-    kept = np.flatnonzero(sample_weight > floor)
-    settings["sample_weight"] = sample_weight[kept]
-    if settings["key_widths"] is not None:
-        settings["key_widths"] = settings["key_widths"][kept]
-    values = None if values is None else values[kept]
-    return keys[kept], values, settings, kept
+    settings = dict(
+        settings, sample_weight=active.sample_weight, key_widths=active.key_widths
+    )
+    return active.keys, active.values, settings, active.kept
 
 
 def _weight_scale(sample_weight):
-    """The largest sample weight, which :func:`positive_weight_keys` divides
-    out; 1 without sample weights."""
+    """The largest sample weight, which :class:`ActiveKeys` divides out; 1
+    without sample weights."""
     if sample_weight is None:
         return 1.0
     return float(np.max(sample_weight))

@@ -10,7 +10,7 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
-from sknw._engine import attention, partial_sums
+from sknw._engine import attention, bandwidth_per_feature, partial_sums
 from sknw._local_moments import (
     local_fit_from_partial_sums,
     moment_columns,
@@ -147,9 +147,7 @@ class _LocalLinearFitPredict:
         return self._fit_X / self._coordinate_scale
 
     def _bandwidth_array(self):
-        return np.broadcast_to(
-            np.asarray(self.bandwidth_, dtype=np.float64), (self.n_features_in_,)
-        ).copy()
+        return bandwidth_per_feature(self.bandwidth_, self.n_features_in_).copy()
 
     def _local_fit(self, X):
         """The fitted values and slopes at the queries.

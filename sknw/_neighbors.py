@@ -10,14 +10,13 @@ from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import gen_batches
 
 from sknw._engine import (
-    _Problem,
-    _settings,
-    _weight_scale,
+    ActiveKeys,
+    _problem,
     compute_dtype,
-    positive_weight_keys,
+    feature_scale,
+    inverse_width_power,
     single_threaded_torch,
     start_partial_sums,
-    weighted_values,
 )
 from sknw._kernels import KERNELS
 
@@ -38,18 +37,9 @@ def _pair_bytes(n_features):
     return 8 * (3 * n_features + 6)
 
 
-def _scale(bandwidth, n_features):
-    """``reference / bandwidth`` per feature, and the reference (the
-    smallest width): the tree's units are the reference width, so no
-    coordinate grows, however small the width."""
-    bandwidth = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
-    reference = float(bandwidth.min())
-    return reference / bandwidth, reference
-
-
 def build_tree(keys, bandwidth):
     """A tree over the keys scaled by ``reference / bandwidth`` per feature."""
-    scaled = keys * _scale(bandwidth, keys.shape[1])[0]
+    scaled = keys * feature_scale(bandwidth, keys.shape[1])[0]
     if keys.shape[1] <= KD_TREE_MAX_FEATURES:
         return KDTree(scaled)
     return BallTree(scaled)
@@ -73,7 +63,7 @@ def neighbor_fraction(tree, queries, bandwidth, radius):
     -------
     fraction : float
     """
-    scale, reference = _scale(bandwidth, queries.shape[1])
+    scale, reference = feature_scale(bandwidth, queries.shape[1])
     radius = radius * reference * (1 + _RADIUS_MARGIN)
     counts = tree.query_radius(queries * scale, radius, count_only=True)
     return float(np.mean(counts)) / tree.data.shape[0]
@@ -118,30 +108,24 @@ query_widths
     partial : PartialSums
         Float64 arrays, as :func:`sknw._engine.partial_sums` returns.
     """
-    partial, no_keys = start_partial_sums(queries, keys, values, sample_weight)
-    if no_keys:
-        return partial
-    weight_scale = _weight_scale(sample_weight)
-    settings = _settings(
-        bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
-    )
+    partial = start_partial_sums(queries.shape[0], values.shape[1])
     dtype = compute_dtype(queries, keys)
-    keys, values, settings, kept = positive_weight_keys(keys, values, settings, dtype)
-    if kept is not None:
+    active = ActiveKeys.select(keys, values, sample_weight, key_widths, dtype)
+    if active.is_empty:
+        return active.undo_weight_scale(partial)
+    if active.kept is not None:
         # The tree was built over all the keys; rebuild over those that
         # take part.
         tree = None
     budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
-    search = _TreeSearch(keys, values, settings, truncation, tree, budget, dtype)
+    search = _TreeSearch(active, bandwidth, kernel, truncation, tree, budget, dtype)
     # Each query's neighbours are counted before any is gathered, and
     # gathered a slice of queries at a time within the budget, wherever the
     # crowded queries are; the arrays per query (coordinates, radii, counts)
     # take fewer bytes than the budget's pairs.
     with single_threaded_torch():
         _gather_and_sum(search, partial, queries, query_widths, budget)
-    partial.log_shift[:] += np.log(weight_scale)
-    partial.nearest_sums[:] *= weight_scale
-    return partial
+    return active.undo_weight_scale(partial)
 
 
 def _gather_and_sum(search, partial, queries, query_widths, budget):
@@ -178,16 +162,16 @@ class _TreeSearch:
     both paths decide a compact kernel's edge alike.
     """
 
-    def __init__(self, keys, values, settings, truncation, tree, budget, dtype):
-        self.kernel = KERNELS[settings["kernel"]]
+    def __init__(self, active, bandwidth, kernel, truncation, tree, budget, dtype):
+        self.kernel = KERNELS[kernel]
         self.budget = budget
         self.truncation = truncation
-        self.keys = keys
-        self.scale, self.reference = _scale(settings["bandwidth"], keys.shape[1])
-        self.tree = build_tree(keys, settings["bandwidth"]) if tree is None else tree
+        self.keys = keys = active.keys
+        self.scale, self.reference = feature_scale(bandwidth, keys.shape[1])
+        self.tree = build_tree(keys, bandwidth) if tree is None else tree
         self.scaled_keys = keys * self.scale
-        self.weighted = weighted_values(values, settings["sample_weight"])
-        self.key_widths = settings["key_widths"]
+        self.weighted = active.weighted_values()
+        self.key_widths = active.key_widths
         key_widths = np.ones(1) if self.key_widths is None else self.key_widths
         self.largest_key_width = float(np.max(key_widths))
         self.width_ratio = self.largest_key_width / float(np.min(key_widths))
@@ -195,15 +179,7 @@ class _TreeSearch:
         self.power = 1 if self.kernel.exact_distances else 2
         self.problem = self.slack = None
         if not self.log_domain:
-            self.problem = _Problem(
-                keys,
-                settings["bandwidth"],
-                settings["kernel"],
-                settings["sample_weight"],
-                dtype,
-                torch.device("cpu"),
-                key_widths=self.key_widths,
-            )
+            self.problem = _problem(active, bandwidth, kernel, dtype, "cpu")
             # The dense path rounds each coordinate, times its scale, in the
             # compute dtype, and u with it: a key it may count lies within
             # this many tree units beyond the exact radius, plus a relative
@@ -211,15 +187,11 @@ class _TreeSearch:
             eps = torch.finfo(dtype).eps
             largest = float(np.abs(self.scaled_keys).max(initial=0))
             self.slack = (eps, 8 * eps * np.sqrt(keys.shape[1]) * largest)
-        largest = np.finfo(np.float64).max
-        with np.errstate(over="ignore", divide="ignore"):
-            # The log-weight's factor of the squared distance (of the
-            # distance, for the exponential), capped at the largest float so
-            # that 0 times it stays 0.
-            self.log_factor = min(
-                np.float64(1.0) / np.float64(self.reference) ** self.power, largest
-            )
-            self.log_factor *= self.kernel.log_slope or 0.0
+        # The log-weight's factor of the squared distance (of the distance,
+        # for the exponential), capped so that 0 times it stays 0.
+        self.log_factor = inverse_width_power(
+            self.reference, self.power, largest=np.finfo(np.float64).max
+        ) * (self.kernel.log_slope or 0.0)
 
     def radii(self, queries, query_widths, batch):
         """Scaled queries, their local widths and search radii (tree units)."""
@@ -302,8 +274,10 @@ class _TreeSearch:
 
 
 def truncation_radius(kernel_spec, truncation):
-    """The u beyond which a log-domain kernel's weight is below ``truncation``
-    times its weight at u = 0."""
+    """The fall in u (in u^2 for the Gaussian, as a u) beyond which a
+    log-domain kernel's weight is below ``truncation`` times its weight at
+    the nearest key: log(1 / truncation) / |log_slope|, square-rooted for
+    the kernels of u^2."""
     drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
     return drop if kernel_spec.exact_distances else float(np.sqrt(drop))
 
@@ -325,16 +299,16 @@ def _truncation_radius(nearest_distance, reach, kernel_spec, truncation):
     the row's largest.
 
     The largest weight is the nearest key's (in u); the kernel's log falls by
-    log(1 / truncation) at u^2 = u_min^2 + 2 log(1 / truncation) for the
-    Gaussian and at u = u_min + log(1 / truncation) for the exponential.
+    log(1 / truncation) at u^2 = u_min^2 + r^2 for the Gaussian and at
+    u = u_min + r for the exponential, r from :func:`truncation_radius`.
     ``nearest_distance`` bounds u_min times the nearest key's width factor
     from above, and ``reach`` (the largest factor between a distance and u)
     turns the fall in u into a distance.
     """
-    drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
+    fall = reach * truncation_radius(kernel_spec, truncation)
     if kernel_spec.exact_distances:
-        return nearest_distance + reach * drop
-    return np.hypot(nearest_distance, reach * np.sqrt(drop))
+        return nearest_distance + fall
+    return np.hypot(nearest_distance, fall)
 
 
 def _pairs(tree, scaled, radius):

@@ -22,6 +22,7 @@ from sknw._base import _scaled
 from sknw._classification import NadarayaWatsonClassifier, NadarayaWatsonClassifierCV
 from sknw._engine import (
     PartialSums,
+    bandwidth_per_feature,
     combine_partial_sums,
     merge_partial_sums,
     partial_sums,
@@ -608,9 +609,7 @@ def _merged_local_linear(
         frame=frame,
         scale=scale,
     )
-    bandwidth = np.broadcast_to(
-        np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
-    )
+    bandwidth = bandwidth_per_feature(settings["bandwidth"], n_features)
     if gradient:
         return da.blockwise(
             _local_slopes,
