@@ -13,7 +13,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sknw._bandwidth import BANDWIDTH_RULES, weighted_neighbor_distances
+from sknw._bandwidth import (
+    BANDWIDTH_RULES,
+    neighbor_index,
+    weighted_neighbor_distances,
+)
 from sknw._engine import (
     ActiveKeys,
     attention,
@@ -302,7 +306,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         local_widths : ndarray of shape (n_samples,) or None
             None without ``adaptive``.
         """
-        self._neighbor_X = self._neighbor_weight = None
+        self._neighbor_index = self._neighbor_weight = None
         self._local_width_floor = self._local_width_scale = None
         if self.adaptive is None:
             return None
@@ -311,11 +315,15 @@ class _BaseNadarayaWatson(BaseEstimator):
             if sample_weight is None
             else (sample_weight > 0)
         )
-        self._neighbor_X = X[used]
+        # Kept for the queries' widths with adaptive="query".
+        self._neighbor_index = neighbor_index(X[used])
         self._neighbor_weight = None if sample_weight is None else sample_weight[used]
         distances = np.zeros(X.shape[0])
         distances[used], clipped = weighted_neighbor_distances(
-            self._neighbor_X, self._neighbor_weight, self.n_neighbors
+            X[used],
+            self._neighbor_weight,
+            self.n_neighbors,
+            neighbors=self._neighbor_index,
         )
         if clipped:
             warnings.warn(
@@ -446,7 +454,11 @@ class _BaseNadarayaWatson(BaseEstimator):
         query_widths = None
         if config["adaptive"] == "query":
             distances, _ = weighted_neighbor_distances(
-                self._neighbor_X, self._neighbor_weight, config["n_neighbors"], X
+                None,
+                self._neighbor_weight,
+                config["n_neighbors"],
+                X,
+                neighbors=self._neighbor_index,
             )
             query_widths = (
                 np.maximum(distances, self._local_width_floor) / self._local_width_scale

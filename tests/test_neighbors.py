@@ -382,29 +382,3 @@ def test_keys_at_the_edge_weigh_alike_on_both_paths(dtype, kernel):
             n_counted += dense[0, 0] > 0 and exact_u > 1
     # In float32, some keys beyond the edge count, as the data round.
     assert n_counted > 0 or not (dtype == np.float32 and kernel == "epanechnikov")
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tophat_kth_neighbour_at_the_typical_width(dtype):
-    # With adaptive="query" and the width equal to the typical k-th
-    # neighbour distance, every query's k-th neighbour is at u = 1 up to
-    # rounding: the dense and tree paths count it alike.
-    rng = np.random.default_rng(0)
-    X = rng.uniform(-1, 1, size=(400, 2)).astype(dtype)
-    y = rng.uniform(-1, 1, size=400)
-    queries = rng.uniform(-1, 1, size=(150, 2)).astype(dtype)
-    probe = NadarayaWatsonRegressor(adaptive="query", n_neighbors=6).fit(X, y)
-    width = probe._local_width_scale
-    dense, tree = fit_both(
-        "tophat", X, y, bandwidth=width, adaptive="query", n_neighbors=6
-    )
-    predicted = dense.predict(queries)
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
-    assert_allclose(tree.predict(queries), predicted, rtol=rtol, atol=rtol)
-    # Counting the k-th neighbour or not moves a prediction by about a
-    # sixth of the range; the predictions differ from those of a width a
-    # hair larger, which counts it everywhere.
-    wider = NadarayaWatsonRegressor(
-        kernel="tophat", bandwidth=width * 1.001, adaptive="query", n_neighbors=6
-    ).fit(X, y)
-    assert np.mean(np.abs(wider.predict(queries) - predicted) > 1e-3) > 0.5
