@@ -153,20 +153,23 @@ def compute_dtype(*arrays):
     return torch.float64
 
 
-class _Problem:
+class PreparedKeys:
     """Keys, bandwidth and kernel laid out for the chunk loop.
 
-    Keys and queries are scaled per feature by ``reference / bandwidth``
-    (factors <= 1, so nothing overflows), where ``reference`` is the smallest
-    width. Query i and key j are then at distance s_ij, and
-    u_ij = s_ij / (reference * key_widths[j] * query_widths[i]).
+    Keys and queries are scaled per feature by ``smallest_width /
+    bandwidth`` (factors <= 1, so nothing overflows). Query i and key j are
+    then at distance s_ij, and
+    u_ij = s_ij / (smallest_width * key_widths[j] * query_widths[i]).
 
-    Squared distances are summed feature by feature from coordinate
-    differences, except for the Gaussian in float64 with two features or
-    more: there one matrix product of augmented vectors [q, 1, |q|^2] and
-    [-2 k, |k|^2, 1] gives them, on data centred on the middle of the keys'
-    range, which keeps the expansion accurate far from the origin and
-    independent of the order of the keys. In float32 that expansion would round by about
+    How squared distances are computed is chosen once, as
+    ``distance_method``: "differences", summed feature by feature from
+    coordinate differences; "product", for the Gaussian in float64 with two
+    features or more, one matrix product of augmented vectors [q, 1, |q|^2]
+    and [-2 k, |k|^2, 1], on data centred on the middle of the keys' range
+    (which keeps the expansion accurate far from the origin and independent
+    of the order of the keys); "search", for the Gaussian along one feature,
+    differences to the keys with each query's nearest key from a binary
+    search. In float32 the expansion would round by about
     (range / bandwidth)^2 times the precision, so float32 always takes
     differences.
     """
@@ -194,7 +197,7 @@ class _Problem:
         self.dtype = dtype
         self.device = device
         self.n_keys = n_keys
-        scale, self.reference = feature_scale(bandwidth, n_features)
+        scale, self.smallest_width = feature_scale(bandwidth, n_features)
         self.largest = float(torch.finfo(dtype).max)
         self.scale = self.to_tensor(scale)
         self.key_inverse = None
@@ -214,17 +217,18 @@ class _Problem:
             )
         else:
             self.kernel = KERNELS[kernel]
-        # The log-domain kernel of u^2 (the Gaussian) works on squared
-        # distances; every other kernel on distances.
+        # The log-weight is log_slope times u^argument_power: the Gaussian's
+        # works on squared distances, every other kernel on distances.
         log_domain = self.kernel.log_slope is not None
-        self.power = 2 if log_domain and not self.kernel.exact_distances else 1
+        squared = log_domain and not self.kernel.exact_distances
+        self.argument_power = 2 if squared else 1
 
         self.keys = self.to_tensor(keys)
         # One contiguous row per feature, broadcast against a column of
         # queries.
         self.scaled_keys_t = (self.keys * self.scale).T.contiguous()
-        self.product = self.power == 2 and dtype == torch.float64 and n_features >= 2
-        if self.product:
+        self.distance_method = "differences"
+        if squared and dtype == torch.float64 and n_features >= 2:
             lowest, highest = np.min(keys, axis=0), np.max(keys, axis=0)
             self.centre = self.to_tensor((lowest / 2 + highest / 2))
             centred_t = (self.keys - self.centre).mul_(self.scale).T
@@ -233,34 +237,41 @@ class _Problem:
                 [-2 * centred_t, (centred_t**2).sum(dim=0, keepdim=True), ones]
             ).contiguous()
             # The expansion rounds by the precision times (radius / width)^2.
-            self.product = self._within_product_radius(centred_t.T)
-        # Along one feature, each query's nearest key comes from a binary
-        # search, which spares a pass over the block.
-        self.sorted_keys = None
-        if self.power == 2 and n_features == 1 and key_widths is None:
+            if self._within_product_radius(centred_t.T):
+                self.distance_method = "product"
+        elif squared and n_features == 1 and key_widths is None:
+            # Each query's nearest key from a binary search spares a pass
+            # over the block.
             self.sorted_keys = self.scaled_keys_t[0].sort().values
+            self.distance_method = "search"
+
+    @property
+    def reference(self):
+        """The smallest width (the name the learner reads)."""
+        return self.smallest_width
 
     def _within_product_radius(self, centred):
         """Whether centred scaled points are few enough widths from the centre
         for the product's rounding to stay below about 1e-10."""
         if centred.numel() == 0:
             return True
-        radius = float(centred.abs().max()) / self.reference
+        radius = float(centred.abs().max()) / self.smallest_width
         return radius <= _PRODUCT_MAX_RADIUS
 
     def to_tensor(self, array):
         return as_tensor(array, self.dtype, self.device)
 
     def _u_factor(self, query_widths, power):
-        """1 / (reference * query_widths)^power, per row or one number.
+        """1 / (smallest_width * query_widths)^power, per row or one number.
 
         Computed in float64 and capped at the dtype's largest value, so a
         distance of 0 times it stays 0 instead of 0 * inf.
         """
+        smallest, largest = self.smallest_width, self.largest
         if query_widths is None:
-            return inverse_width_power(self.reference, power, largest=self.largest)
+            return inverse_width_power(smallest, power, largest=largest)
         widths = query_widths.to(torch.float64).cpu().numpy()
-        factor = inverse_width_power(self.reference, power, widths, self.largest)
+        factor = inverse_width_power(smallest, power, widths, largest)
         return self.to_tensor(factor[:, None])
 
     def weights(self, queries, query_widths=None):
@@ -284,12 +295,12 @@ class _Problem:
         log_shift : ndarray of shape (n_queries,)
             The log of each row's divisor: its largest log-weight for the
             log-domain kernels, 0 for the others.
-        nearest : ndarray of shape (n_queries,)
+        nearest_sq : ndarray of shape (n_queries,)
             The nearest key's squared scaled distance on the rows that hold
             an indicator, inf on the others.
         """
         n_queries = queries.shape[0]
-        nearest = np.full(n_queries, np.inf)
+        nearest_sq = np.full(n_queries, np.inf)
         if self.kernel.log_slope is not None:
             log_weights, log_shift, row_min = self._log_weights(queries, query_widths)
             log_weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype])
@@ -301,22 +312,22 @@ class _Problem:
             beyond = ~np.isfinite(log_shift)
             if np.any(beyond):
                 row_min = row_min.to(torch.float64).ravel().cpu().numpy()
-                nearest[beyond] = row_min[beyond] ** (3 - self.power)
+                nearest_sq[beyond] = row_min[beyond] ** (3 - self.argument_power)
                 log_shift[beyond] = -np.inf
-            return log_weights.exp_(), log_shift, nearest
+            return log_weights.exp_(), log_shift, nearest_sq
 
         sq = self.squared_distances(queries * self.scale)
         weights = self.kernel_of_squared_distances(sq, query_widths)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
-            indicator, distance = self.nearest(queries[empty])
+            indicator, distance = self.nearest_keys(queries[empty])
             weights[empty] = indicator.to(self.dtype)
-            nearest[empty.cpu().numpy()] = distance.cpu().numpy()
+            nearest_sq[empty.cpu().numpy()] = distance.cpu().numpy()
         log_shift = np.zeros(n_queries)
         if callable(getattr(self, "user_kernel", None)):
             log_shift = self._local.row_log_divisor.copy()
-            log_shift[np.isfinite(nearest)] = 0.0
-        return weights, log_shift, nearest
+            log_shift[np.isfinite(nearest_sq)] = 0.0
+        return weights, log_shift, nearest_sq
 
     def kernel_of_squared_distances(self, sq, query_widths, rows=None, cols=None):
         """Weights of a kernel outside the log domain from squared scaled
@@ -398,37 +409,21 @@ class _Problem:
             Each row's smallest squared distance (distance, for the
             exponential), scaled as the keys are.
         """
-        slope = self._u_factor(query_widths, self.power) * self.kernel.log_slope
-        if self.sorted_keys is not None and query_widths is None:
+        slope = self._u_factor(query_widths, self.argument_power)
+        slope = slope * self.kernel.log_slope
+        if self.distance_method == "search" and query_widths is None:
             scaled = queries * self.scale
             row_min = self._nearest_1d(scaled)
-            relative = torch.sub(
+            differences = torch.sub(
                 scaled, self.scaled_keys_t, out=self.block(len(scaled))
             )
-            if self._fused_shift_is_exact(row_min, slope):
-                log_weights = torch.addcmul(
-                    -slope * row_min, relative, relative, value=slope, out=relative
-                )
-            else:
-                log_weights = relative.square_().sub_(row_min).mul_(slope)
-            return log_weights, self._log_shift(row_min, query_widths), row_min
-
-        relative = self.scaled_squared_distances(queries)
-        if self.power == 1:
-            relative.sqrt_()
-        row_min = relative.amin(dim=1, keepdim=True)
-        if self._fused_shift_is_exact(row_min, slope):
-            if isinstance(slope, torch.Tensor):
-                log_weights = torch.addcmul(
-                    -slope * row_min, relative, slope, out=relative
-                )
-            else:
-                # Several times faster than addcmul with a 0-d tensor.
-                log_weights = torch.add(
-                    -slope * row_min, relative, alpha=slope, out=relative
-                )
+            log_weights = _shifted(differences, row_min, slope, square=True)
         else:
-            log_weights = relative.sub_(row_min).mul_(slope)
+            arguments = self.scaled_squared_distances(queries)
+            if self.argument_power == 1:
+                arguments.sqrt_()
+            row_min = arguments.amin(dim=1, keepdim=True)
+            log_weights = _shifted(arguments, row_min, slope)
         return log_weights, self._log_shift(row_min, query_widths), row_min
 
     def scaled_squared_distances(self, queries):
@@ -449,31 +444,21 @@ class _Problem:
             In the main block, which the next call reuses.
         """
         centred = None
-        if self.product:
+        if self.distance_method == "product":
             centred = (queries - self.centre).mul_(self.scale)
         if centred is not None and self._within_product_radius(centred):
             ones = torch.ones_like(centred[:, :1])
             augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
-            relative = torch.mm(
+            sq = torch.mm(
                 augmented, self.augmented_keys_t, out=self.block(len(queries))
             )
             if self.key_inverse is not None:
-                relative.clamp_(min=0)
+                sq.clamp_(min=0)
         else:
-            relative = self.squared_distances(queries * self.scale)
+            sq = self.squared_distances(queries * self.scale)
         if self.key_inverse is not None:
-            relative.mul_(self.key_inverse.square())
-        return relative
-
-    def _fused_shift_is_exact(self, row_min, slope):
-        """Whether slope * d - slope * min rounds as well as slope * (d - min).
-
-        The fused form, one pass over the block instead of two, rounds by the
-        precision times |slope * min|: negligible while the nearest key is
-        within about a width of every query of the chunk.
-        """
-        largest = float((row_min * slope).abs().max()) if row_min.numel() else 0.0
-        return largest <= _FUSED_SHIFT_BOUND
+            sq.mul_(self.key_inverse.square())
+        return sq
 
     def _nearest_1d(self, scaled):
         """Squared distance from each query to its nearest key, one feature.
@@ -484,11 +469,11 @@ class _Problem:
         keys = self.sorted_keys
         right = torch.searchsorted(keys, scaled[:, 0]).clamp_(max=len(keys) - 1)
         left = (right - 1).clamp_(min=0)
-        nearest = torch.minimum(
+        row_min = torch.minimum(
             (scaled[:, 0] - keys[left]).square_(),
             (scaled[:, 0] - keys[right]).square_(),
         )
-        return nearest[:, None]
+        return row_min[:, None]
 
     def block(self, n_rows, spare=False):
         """A (n_rows, n_keys) block of memory reused from chunk to chunk.
@@ -537,12 +522,14 @@ class _Problem:
         row_min = row_min.to(torch.float64).ravel().cpu().numpy()
         if query_widths is not None:
             query_widths = query_widths.to(torch.float64).cpu().numpy()
-        factor = inverse_width_power(self.reference, self.power, query_widths)
+        factor = inverse_width_power(
+            self.smallest_width, self.argument_power, query_widths
+        )
         with np.errstate(over="ignore", invalid="ignore"):
             log_shift = row_min * factor * self.kernel.log_slope
         return np.where(row_min == 0, 0.0, log_shift)
 
-    def nearest(self, queries):
+    def nearest_keys(self, queries):
         """Indicator of each query's nearest keys in u, ties included.
 
         The limit the Gaussian reaches far from the data. Distances come from
@@ -556,16 +543,16 @@ class _Problem:
         distance : tensor of shape (n_queries,)
             Their squared scaled distance.
         """
-        relative = torch.zeros(
+        sq = torch.zeros(
             (queries.shape[0], self.n_keys), dtype=self.dtype, device=self.device
         )
         for feature in range(queries.shape[1]):
             diff = queries[:, feature, None] - self.keys[None, :, feature]
-            relative.add_(diff.mul_(self.scale[feature]).square_())
+            sq.add_(diff.mul_(self.scale[feature]).square_())
         if self.key_inverse is not None:
-            relative.mul_(self.key_inverse.square())
-        smallest = relative.amin(dim=1, keepdim=True)
-        return relative <= smallest, smallest.ravel()
+            sq.mul_(self.key_inverse.square())
+        smallest = sq.amin(dim=1, keepdim=True)
+        return sq <= smallest, smallest.ravel()
 
     def _call_kernel(self, u):
         """A callable kernel's weights, row by row divided by a power of 2
@@ -583,6 +570,33 @@ class _Problem:
             weights = weights / divisor[:, None]
             self._local.row_log_divisor = np.log(divisor)
         return self.to_tensor(weights)
+
+
+# The name the learner and the uncertainty estimates import.
+_Problem = PreparedKeys
+
+
+def _shifted(arguments, row_min, slope, square=False):
+    """``slope * (arguments - row_min)`` (of ``arguments`` squared when
+    ``square``), in place.
+
+    The fused form, slope * a - slope * min, takes one pass over the block
+    instead of two and rounds by the precision times |slope * min|: it is
+    taken while that stays below ``_FUSED_SHIFT_BOUND``, as it does while
+    the nearest key is within about a width of every query of the chunk.
+    """
+    largest = float((row_min * slope).abs().max()) if row_min.numel() else 0.0
+    if largest > _FUSED_SHIFT_BOUND:
+        if square:
+            arguments.square_()
+        return arguments.sub_(row_min).mul_(slope)
+    offset = -slope * row_min
+    if square:
+        return torch.addcmul(offset, arguments, arguments, value=slope, out=arguments)
+    if isinstance(slope, torch.Tensor):
+        return torch.addcmul(offset, arguments, slope, out=arguments)
+    # Several times faster than addcmul with a 0-d tensor.
+    return torch.add(offset, arguments, alpha=slope, out=arguments)
 
 
 def sum_squared_differences(left, right, out, spare):
@@ -655,10 +669,10 @@ def _chunk_n_rows(n_keys, dtype, n_threads=1):
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
-def _problem(active, bandwidth, kernel, dtype, device):
+def prepare_keys(active, bandwidth, kernel, dtype, device):
     """The keys that take part laid out for the chunk loop, on ``device``
     (the CPU, with a warning, when it is absent)."""
-    return _Problem(
+    return PreparedKeys(
         active.keys,
         bandwidth,
         kernel,
@@ -745,15 +759,15 @@ def _for_each_chunk(problem, queries, query_widths, each):
 
     Parameters
     ----------
-    problem : _Problem
+    problem : PreparedKeys
         The prepared keys.
     queries : ndarray of shape (n_queries, n_features)
         Points to weigh the keys for.
     query_widths : ndarray of shape (n_queries,) or None
         Their local width factors.
     each : callable
-        Called as ``each(batch, weights, log_shift, nearest)`` with a slice of
-        the queries and what :meth:`_Problem.weights` returns for them,
+        Called as ``each(batch, weights, log_shift, nearest_sq)`` with a slice of
+        the queries and what :meth:`PreparedKeys.weights` returns for them,
         possibly on several threads at once, each chunk once.
     """
     n_threads = n_compute_threads(problem.device)
@@ -781,7 +795,7 @@ class PartialSums(NamedTuple):
         log-weight, plus the log of the largest sample weight).
     sums : ndarray of shape (n_queries, n_values + 1)
         Sums of weight times value, then the sum of weights.
-    nearest : ndarray of shape (n_queries,)
+    nearest_sq : ndarray of shape (n_queries,)
         On rows of zero total weight, the nearest key's squared scaled
         distance; inf on the others.
     nearest_sums : ndarray of shape (n_queries, n_values + 1)
@@ -790,7 +804,7 @@ class PartialSums(NamedTuple):
 
     log_shift: np.ndarray
     sums: np.ndarray
-    nearest: np.ndarray
+    nearest_sq: np.ndarray
     nearest_sums: np.ndarray
 
 
@@ -845,20 +859,20 @@ def partial_sums(
     if fixed_widths and _fused_route(queries, keys, bandwidth, kernel, device, dtype):
         _fused_partial_sums(queries, active, bandwidth, kernel, device, partial)
         return active.undo_weight_scale(partial)
-    problem = _problem(active, bandwidth, kernel, dtype, device)
+    problem = prepare_keys(active, bandwidth, kernel, dtype, device)
     # One product gives the weighted sums and the totals together;
     # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times faster than
     # the other orientation for so few columns.
     weighted_values_t = problem.to_tensor(active.weighted_values().T)
 
-    def chunk_sums(batch, weights, log_shift, nearest):
+    def chunk_sums(batch, weights, log_shift, nearest_sq):
         sums = (weighted_values_t @ weights.T).T.cpu().numpy().astype(np.float64)
-        empty = np.isfinite(nearest)
+        empty = np.isfinite(nearest_sq)
         partial.nearest_sums[batch][empty] = sums[empty]
         sums[empty] = 0.0
         partial.sums[batch] = sums
         partial.log_shift[batch] = log_shift
-        partial.nearest[batch] = nearest
+        partial.nearest_sq[batch] = nearest_sq
 
     _for_each_chunk(problem, queries, query_widths, chunk_sums)
     return active.undo_weight_scale(partial)
@@ -905,11 +919,11 @@ def _fused_partial_sums(queries, active, bandwidth, kernel, device, partial):
     partial.log_shift[:] = row_max.cpu().numpy()
     empty = ~(sums[:, -1] > 0)
     if np.any(empty):
-        problem = _problem(active, bandwidth, kernel, torch.float32, device)
-        indicator, distance = problem.nearest(problem.to_tensor(queries[empty]))
+        problem = prepare_keys(active, bandwidth, kernel, torch.float32, device)
+        indicator, distance = problem.nearest_keys(problem.to_tensor(queries[empty]))
         nearest_sums = indicator.to(torch.float32) @ tensor(weighted)
         partial.nearest_sums[empty] = nearest_sums.cpu().numpy()
-        partial.nearest[empty] = distance.cpu().numpy()
+        partial.nearest_sq[empty] = distance.cpu().numpy()
         sums[empty] = 0.0
         partial.log_shift[empty] = 0.0
     partial.sums[:] = sums
@@ -939,15 +953,15 @@ def combine_partial_sums(partials):
     # small that float64 cannot hold the log-weights) is added unscaled.
     relative[np.isnan(relative)] = 0.0
     scales = np.exp(relative)
-    nearest = np.stack([partial.nearest for partial in partials])
-    closest = nearest.min(axis=0)
+    nearest_sq = np.stack([partial.nearest_sq for partial in partials])
+    closest = nearest_sq.min(axis=0)
     return PartialSums(
         log_shift=top,
         sums=sum(scale[:, None] * p.sums for scale, p in zip(scales, partials)),
-        nearest=closest,
+        nearest_sq=closest,
         nearest_sums=sum(
             tied[:, None] * p.nearest_sums
-            for tied, p in zip(nearest == closest, partials)
+            for tied, p in zip(nearest_sq == closest, partials)
         ),
     )
 
@@ -962,7 +976,7 @@ def start_partial_sums(n_queries, n_values):
     return PartialSums(
         log_shift=np.zeros(n_queries),
         sums=np.zeros((n_queries, n_values + 1)),
-        nearest=np.full(n_queries, np.inf),
+        nearest_sq=np.full(n_queries, np.inf),
         nearest_sums=np.zeros((n_queries, n_values + 1)),
     )
 
@@ -1058,9 +1072,9 @@ device
     dtype = compute_dtype(queries, keys)
     result = np.zeros((queries.shape[0], keys.shape[0]), dtype=_numpy_dtype(dtype))
     active = ActiveKeys.select(keys, None, sample_weight, key_widths, dtype)
-    problem = _problem(active, bandwidth, kernel, dtype, device)
+    problem = prepare_keys(active, bandwidth, kernel, dtype, device)
 
-    def normalise(batch, weights, log_shift, nearest):
+    def normalise(batch, weights, log_shift, nearest_sq):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
         if active.kept is None:

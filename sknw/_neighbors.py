@@ -11,10 +11,10 @@ from sklearn.utils import gen_batches
 
 from sknw._engine import (
     ActiveKeys,
-    _problem,
     compute_dtype,
     feature_scale,
     inverse_width_power,
+    prepare_keys,
     single_threaded_torch,
     start_partial_sums,
 )
@@ -158,7 +158,7 @@ class _TreeSearch:
     are the smallest width), so none grows however small the width. The
     tree only gathers candidates, within a radius wide enough for the
     rounding of the compute dtype; a kernel outside the log domain is then
-    weighed by the dense path's own code (:meth:`_Problem.pair_weights`), so
+    weighed by the dense path's own code (:meth:`PreparedKeys.pair_weights`), so
     both paths decide a compact kernel's edge alike.
     """
 
@@ -179,7 +179,7 @@ class _TreeSearch:
         self.power = 1 if self.kernel.exact_distances else 2
         self.problem = self.slack = None
         if not self.log_domain:
-            self.problem = _problem(active, bandwidth, kernel, dtype, "cpu")
+            self.problem = prepare_keys(active, bandwidth, kernel, dtype, "cpu")
             # The dense path rounds each coordinate, times its scale, in the
             # compute dtype, and u with it: a key it may count lies within
             # this many tree units beyond the exact radius, plus a relative
@@ -258,7 +258,7 @@ class _TreeSearch:
         empty = ~(sums[:, -1] > 0) | beyond
         if np.any(empty):
             positions = np.flatnonzero(empty)
-            nearest, nearest_sums = _nearest(
+            nearest_sq, nearest_sums = _nearest(
                 self.tree,
                 queries[positions],
                 self.keys,
@@ -267,7 +267,7 @@ class _TreeSearch:
                 self.weighted,
                 self.budget,
             )
-            partial.nearest[batch][positions] = nearest
+            partial.nearest_sq[batch][positions] = nearest_sq
             partial.nearest_sums[batch][positions] = nearest_sums
             sums[empty] = 0.0
         partial.sums[batch] = sums

@@ -694,7 +694,7 @@ def _block_partial_sums(
 def _pack(partial):
     """One array of shape (n_queries, width) holding a PartialSums."""
     return np.column_stack(
-        [partial.log_shift, partial.nearest, partial.sums, partial.nearest_sums]
+        [partial.log_shift, partial.nearest_sq, partial.sums, partial.nearest_sums]
     )
 
 
@@ -704,7 +704,7 @@ def _unpack(packed):
     return PartialSums(
         log_shift=packed[:, 0],
         sums=packed[:, 2 : 2 + n_sums],
-        nearest=packed[:, 1],
+        nearest_sq=packed[:, 1],
         nearest_sums=packed[:, 2 + n_sums :],
     )
 

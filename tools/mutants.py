@@ -59,8 +59,8 @@ MUTANTS = [
     Mutant(
         "float32-product-expansion",
         E,
-        "self.product = self.power == 2 and dtype == torch.float64 and n_features >= 2",
-        "self.product = self.power == 2 and n_features >= 2",
+        "if squared and dtype == torch.float64 and n_features >= 2:",
+        "if squared and n_features >= 2:",
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
@@ -95,8 +95,8 @@ MUTANTS = [
     Mutant(
         "fused-shift-always",
         E,
-        "return largest <= _FUSED_SHIFT_BOUND",
-        "return True",
+        "if largest > _FUSED_SHIFT_BOUND:",
+        "if False:",
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
