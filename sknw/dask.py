@@ -610,24 +610,13 @@ def _merged_local_linear(
         scale=scale,
     )
     bandwidth = bandwidth_per_feature(settings["bandwidth"], n_features)
+    # The slopes carry one more axis, over the features.
+    function, index, meta = _local_fits, "io", np.empty((0, 0))
     if gradient:
-        return da.blockwise(
-            _local_slopes,
-            "iof",
-            combined,
-            "ijp",
-            X,
-            "if",
-            new_axes={"o": n_outputs},
-            concatenate=True,
-            dtype=np.float64,
-            meta=np.empty((0, 0, 0)),
-            bandwidth=bandwidth,
-            frame=frame,
-        )
+        function, index, meta = _local_slopes, "iof", np.empty((0, 0, 0))
     return da.blockwise(
-        _local_fits,
-        "io",
+        function,
+        index,
         combined,
         "ijp",
         X,
@@ -635,7 +624,7 @@ def _merged_local_linear(
         new_axes={"o": n_outputs},
         concatenate=True,
         dtype=np.float64,
-        meta=np.empty((0, 0)),
+        meta=meta,
         bandwidth=bandwidth,
         frame=frame,
     )
