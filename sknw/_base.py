@@ -8,7 +8,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -41,6 +41,7 @@ from sknw._validation import (
     check_coordinates,
     check_device,
     check_kernel_callable,
+    check_numeric_target,
     check_sample_weight,
     check_value_range,
     coordinate_scale,
@@ -96,8 +97,10 @@ class _BaseNadarayaWatson(BaseEstimator):
     # Whether fit learns the width by leave-one-out (the CV estimators).
     _learns_bandwidth = False
 
-    # The leave-one-out loss the CV estimators minimise; None: Nadaraya-Watson's.
+    # The leave-one-out objective the CV estimators minimise; None:
+    # Nadaraya-Watson's, of the loss ``_loss``.
     _loo_objective = None
+    _loss = "squared_error"
 
     def __init__(
         self,
@@ -117,6 +120,50 @@ class _BaseNadarayaWatson(BaseEstimator):
         self.algorithm = algorithm
         self.truncation = truncation
         self.device = device
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Store the training data and resolve (or learn) the bandwidth.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (the keys).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Training targets (the values): numbers for the regressors, class
+            labels (numbers or strings, of shape (n_samples,)) for the
+            classifiers.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights: non-negative multipliers of each sample's
+            kernel weight; an integer weight is the same as repeating the row.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y = self._validate_fit_data(X, y)
+        sample_weight = self._check_fit_inputs(X, sample_weight)
+        X, values = self._encode_targets(X, y)
+        self._fit_common(X, values, sample_weight, loss=self._loss)
+        return self
+
+    def _validate_fit_data(self, X, y):
+        """``X`` and numeric targets ``y``, validated."""
+        # Targets near the largest float overflow the validation's quick sum,
+        # which then checks them one by one; that overflow is no concern.
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = validate_data(
+                self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
+            )
+        check_numeric_target(y, type(self).__name__)
+        return X, y
+
+    def _encode_targets(self, X, y):
+        """The inputs and the values ``fit`` keeps, one row per sample (the
+        targets as a column per output), and what else it keeps of ``y``."""
+        self._fit_y_ndim = y.ndim
+        return X, y.reshape(y.shape[0], -1)
 
     def attention_weights(self, X):
         """Normalised attention of each query over the training samples.

@@ -6,7 +6,7 @@
 import warnings
 
 import numpy as np
-from sklearn.base import RegressorMixin, _fit_context
+from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
@@ -19,12 +19,11 @@ from sknw._local_moments import (
 )
 from sknw._loo_local_linear import LocalLinearLeaveOneOut
 from sknw._neighbors import tree_partial_sums
-from sknw._validation import check_numeric_target
 
 
 class _LocalLinearFitPredict:
-    """``fit``, ``predict`` and ``predict_gradient`` of the local linear
-    regressors."""
+    """The target encoding, ``predict`` and ``predict_gradient`` of the
+    local linear regressors."""
 
     _loo_objective = LocalLinearLeaveOneOut
 
@@ -33,40 +32,16 @@ class _LocalLinearFitPredict:
         tags.target_tags.multi_output = True
         return tags
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Store the training data and resolve (or learn) the bandwidth.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Numeric training targets.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Frequency weights: non-negative multipliers of each sample's
-            kernel weight; an integer weight is the same as repeating the row.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        X, y = validate_data(
-            self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
-        )
-        check_numeric_target(y, type(self).__name__)
-        sample_weight = self._check_fit_inputs(X, sample_weight)
+    def _encode_targets(self, X, y):
+        # The moments are computed in float64 whatever the input's dtype.
         self._fit_float32 = X.dtype == np.float32
-        X = X.astype(np.float64)
-        values = y.reshape(y.shape[0], -1).astype(np.float64)
-        self._fit_common(X, values, sample_weight, loss="squared_error")
+        X, values = super()._encode_targets(X.astype(np.float64), y)
+        values = values.astype(np.float64)
         self._moment_frame = moment_frame(
             X.min(axis=0), X.max(axis=0), np.abs(values).max(axis=0)
         )
         self._fit_moments = moment_columns(X, values, self._moment_frame)
-        self._fit_y_ndim = y.ndim
-        return self
+        return X, values
 
     def predict(self, X):
         """The local linear fit at each query.

@@ -359,8 +359,8 @@ MUTANTS = [
     Mutant(
         "classifier-loo-loss-squared",
         CLF,
-        'self._fit_common(X, one_hot, sample_weight, loss="log_loss")',
-        'self._fit_common(X, one_hot, sample_weight, loss="squared_error")',
+        '    _loss = "log_loss"',
+        '    _loss = "squared_error"',
         (EXACT, "tests/test_classification.py", "tests/test_loo.py"),
     ),
 ]
