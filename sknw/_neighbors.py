@@ -38,7 +38,8 @@ def _pair_bytes(n_features):
 
 
 def build_tree(keys, bandwidth):
-    """A tree over the keys scaled by ``reference / bandwidth`` per feature."""
+    """A tree over the keys scaled by ``smallest_width / bandwidth`` per
+    feature."""
     scaled = keys * feature_scale(bandwidth, keys.shape[1])[0]
     if keys.shape[1] <= KD_TREE_MAX_FEATURES:
         return KDTree(scaled)
@@ -63,8 +64,8 @@ def neighbor_fraction(tree, queries, bandwidth, radius):
     -------
     fraction : float
     """
-    scale, reference = feature_scale(bandwidth, queries.shape[1])
-    radius = radius * reference * (1 + _RADIUS_MARGIN)
+    scale, smallest_width = feature_scale(bandwidth, queries.shape[1])
+    radius = radius * smallest_width * (1 + _RADIUS_MARGIN)
     counts = tree.query_radius(queries * scale, radius, count_only=True)
     return float(np.mean(counts)) / tree.data.shape[0]
 
@@ -154,7 +155,7 @@ def _gather_and_sum(search, partial, queries, query_widths, budget):
 class _TreeSearch:
     """Keys, their tree and the kernel, laid out for the batches of queries.
 
-    Coordinates are scaled by ``reference / bandwidth`` (the tree's units
+    Coordinates are scaled by ``smallest_width / bandwidth`` (the tree's units
     are the smallest width), so none grows however small the width. The
     tree only gathers candidates, within a radius wide enough for the
     rounding of the compute dtype; a kernel outside the log domain is then
@@ -167,7 +168,7 @@ class _TreeSearch:
         self.budget = budget
         self.truncation = truncation
         self.keys = keys = active.keys
-        self.scale, self.reference = feature_scale(bandwidth, keys.shape[1])
+        self.scale, self.smallest_width = feature_scale(bandwidth, keys.shape[1])
         self.tree = build_tree(keys, bandwidth) if tree is None else tree
         self.scaled_keys = keys * self.scale
         self.weighted = active.weighted_values()
@@ -176,7 +177,7 @@ class _TreeSearch:
         self.largest_key_width = float(np.max(key_widths))
         self.width_ratio = self.largest_key_width / float(np.min(key_widths))
         self.log_domain = self.kernel.log_slope is not None
-        self.power = 1 if self.kernel.exact_distances else 2
+        self.argument_power = 1 if self.kernel.exact_distances else 2
         self.problem = self.slack = None
         if not self.log_domain:
             self.problem = prepare_keys(active, bandwidth, kernel, dtype, "cpu")
@@ -190,7 +191,9 @@ class _TreeSearch:
         # The log-weight's factor of the squared distance (of the distance,
         # for the exponential), capped so that 0 times it stays 0.
         self.log_factor = inverse_width_power(
-            self.reference, self.power, largest=np.finfo(np.float64).max
+            self.smallest_width,
+            self.argument_power,
+            largest=np.finfo(np.float64).max,
         ) * (self.kernel.log_slope or 0.0)
 
     def radii(self, queries, query_widths, batch):
@@ -198,7 +201,7 @@ class _TreeSearch:
         scaled = queries * self.scale
         widths = None if query_widths is None else query_widths[batch]
         # Key j is within reach of query i when u_ij = s_ij / (w_j v_i) < 1.
-        reach = self.reference * self.largest_key_width
+        reach = self.smallest_width * self.largest_key_width
         reach = reach * (1.0 if widths is None else widths)
         if self.log_domain:
             nearest_distance, _ = self.tree.query(scaled, k=1)
@@ -228,7 +231,7 @@ class _TreeSearch:
                 sq = sq * (1.0 / self.key_widths[cols]) ** 2
             if widths is not None:
                 sq = sq * (1.0 / widths[rows]) ** 2
-            argument = np.sqrt(sq) if self.power == 1 else sq
+            argument = np.sqrt(sq) if self.argument_power == 1 else sq
             row_min = np.full(len(scaled), np.inf)
             np.minimum.at(row_min, rows, argument)
             # Shifted by the row's smallest argument before the factor, as
@@ -325,7 +328,7 @@ def _nearest(tree, queries, keys, scale, key_widths, weighted, budget):
 
     Distances are compared as the dense path compares them: squared
     coordinate differences of the data as given, times the scale
-    ``reference / bandwidth``, divided by the key's width squared. With
+    ``smallest_width / bandwidth``, divided by the key's width squared. With
     local widths every key may be a candidate, so queries are taken a few at
     a time, within ``budget`` pairs.
     """
