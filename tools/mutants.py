@@ -131,8 +131,8 @@ MUTANTS = [
     Mutant(
         "tree-radius-margin",
         T,
-        "return scaled, widths, radius * (1 + _RADIUS_MARGIN)",
-        "return scaled, widths, radius * (1 - _RADIUS_MARGIN)",
+        "* (1 + _RADIUS_MARGIN + 64 * eps)",
+        "* (1 - _RADIUS_MARGIN)",
         (EXACT, "tests/test_neighbors.py"),
     ),
     Mutant(
