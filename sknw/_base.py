@@ -148,23 +148,6 @@ class _BaseNadarayaWatson(BaseEstimator):
         self._fit_common(X, values, sample_weight, loss=self._loss)
         return self
 
-    def _validate_fit_data(self, X, y):
-        """``X`` and numeric targets ``y``, validated."""
-        # Targets near the largest float overflow the validation's quick sum,
-        # which then checks them one by one; that overflow is no concern.
-        with np.errstate(over="ignore", invalid="ignore"):
-            X, y = validate_data(
-                self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
-            )
-        check_numeric_target(y, type(self).__name__)
-        return X, y
-
-    def _encode_targets(self, X, y):
-        """The inputs and the values ``fit`` keeps, one row per sample (the
-        targets as a column per output), and what else it keeps of ``y``."""
-        self._fit_y_ndim = y.ndim
-        return X, y.reshape(y.shape[0], -1)
-
     def attention_weights(self, X):
         """Normalised attention of each query over the training samples.
 
@@ -185,6 +168,23 @@ class _BaseNadarayaWatson(BaseEstimator):
         X, settings = self._engine_settings(X)
         with single_threaded_torch():
             return attention(X, self._fit_X, **settings)
+
+    def _validate_fit_data(self, X, y):
+        """``X`` and numeric targets ``y``, validated."""
+        # Targets near the largest float overflow the validation's quick sum,
+        # which then checks them one by one; that overflow is no concern.
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = validate_data(
+                self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
+            )
+        check_numeric_target(y, type(self).__name__)
+        return X, y
+
+    def _encode_targets(self, X, y):
+        """The inputs and the values ``fit`` keeps, one row per sample (the
+        targets as a column per output), and what else it keeps of ``y``."""
+        self._fit_y_ndim = y.ndim
+        return X, y.reshape(y.shape[0], -1)
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
@@ -215,7 +215,7 @@ class _BaseNadarayaWatson(BaseEstimator):
                 raise ValueError(
                     f"{name} cannot learn the width of the {kernel.name} "
                     "kernel: its leave-one-out loss is piecewise constant in the "
-                    f"width, so its gradient is 0. Tune the width of "
+                    "width, so its gradient is 0. Tune the width of "
                     f"{name.removesuffix('CV')} with GridSearchCV instead."
                 )
         self._check_algorithm()

@@ -20,20 +20,6 @@ class _ClassifierFitPredict:
 
     _loss = "log_loss"
 
-    def _validate_fit_data(self, X, y):
-        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
-        check_classification_targets(y)
-        return X, y
-
-    def _encode_targets(self, X, y):
-        self.classes_, self._fit_codes = np.unique(y, return_inverse=True)
-        # Labels are kept as indices into classes_; one-hot columns are made
-        # at prediction, a block of classes at a time, and here only for the
-        # leave-one-out learning.
-        if not self._learns_bandwidth:
-            return X, None
-        return X, _one_hot(self._fit_codes, 0, len(self.classes_))
-
     def predict(self, X):
         """The most probable class at each query.
 
@@ -99,6 +85,20 @@ class _ClassifierFitPredict:
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(proba)
+
+    def _validate_fit_data(self, X, y):
+        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
+        check_classification_targets(y)
+        return X, y
+
+    def _encode_targets(self, X, y):
+        self.classes_, self._fit_codes = np.unique(y, return_inverse=True)
+        # Labels are kept as indices into classes_; one-hot columns are made
+        # at prediction, a block of classes at a time, and here only for the
+        # leave-one-out learning.
+        if not self._learns_bandwidth:
+            return X, None
+        return X, _one_hot(self._fit_codes, 0, len(self.classes_))
 
     def _class_blocks(self, X):
         """Class probabilities by blocks of queries and of classes.

@@ -32,17 +32,6 @@ class _LocalLinearFitPredict:
         tags.target_tags.multi_output = True
         return tags
 
-    def _encode_targets(self, X, y):
-        # The moments are computed in float64 whatever the input's dtype.
-        self._fit_float32 = X.dtype == np.float32
-        X, values = super()._encode_targets(X.astype(np.float64), y)
-        values = values.astype(np.float64)
-        self._moment_frame = moment_frame(
-            X.min(axis=0), X.max(axis=0), np.abs(values).max(axis=0)
-        )
-        self._fit_moments = moment_columns(X, values, self._moment_frame)
-        return X, values
-
     def predict(self, X):
         """The local linear fit at each query.
 
@@ -113,6 +102,17 @@ class _LocalLinearFitPredict:
         return smoother_weights(
             weights, self._user_fit_X(), X, self._bandwidth_array(), self._moment_frame
         )
+
+    def _encode_targets(self, X, y):
+        # The moments are computed in float64 whatever the input's dtype.
+        self._fit_float32 = X.dtype == np.float32
+        X, values = super()._encode_targets(X.astype(np.float64), y)
+        values = values.astype(np.float64)
+        self._moment_frame = moment_frame(
+            X.min(axis=0), X.max(axis=0), np.abs(values).max(axis=0)
+        )
+        self._fit_moments = moment_columns(X, values, self._moment_frame)
+        return X, values
 
     def _user_fit_X(self):
         """The training inputs in the user's units (the engine keeps them

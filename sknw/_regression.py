@@ -25,12 +25,6 @@ class _RegressorFitPredict:
         tags.target_tags.multi_output = True
         return tags
 
-    def _encode_targets(self, X, y):
-        # The leave-one-out residuals behind standard errors and intervals,
-        # computed when first asked for.
-        self._uncertainty_cache = {}
-        return super()._encode_targets(X, y)
-
     def predict(self, X, return_std=False, noise="local"):
         """Attention-weighted average of the training targets at each query.
 
@@ -169,6 +163,12 @@ class _RegressorFitPredict:
         if self._fit_y_ndim == 1:
             intervals = intervals[:, 0]
         return intervals
+
+    def _encode_targets(self, X, y):
+        # The leave-one-out residuals behind standard errors and intervals,
+        # computed when first asked for.
+        self._uncertainty_cache = {}
+        return super()._encode_targets(X, y)
 
     def _total_weight(self):
         """The sum of the sample weights, the n of leave-one-out."""
