@@ -86,8 +86,9 @@ def tree_partial_sums(
     """:func:`sknw._engine.partial_sums` over the neighbours of each query.
 
     A compact kernel weighs only the keys within one width: a radius query
-    finds them, and the weights are computed exactly from their coordinate
-    differences, so the sums equal the dense path's up to rounding. The
+    finds them, and the dense path's code weighs them from their coordinate
+    differences, each weight equal to the dense path's to the bit, so the
+    sums equal the dense path's up to the order of the additions. The
     Gaussian and the exponential, with a ``truncation`` t in (0, 1), keep
     the keys whose weight is at least t times the largest weight of the row
     (computed in the log domain from the nearest key's distance).
