@@ -856,7 +856,10 @@ def partial_sums(
     if active.is_empty:
         return active.undo_weight_scale(partial)
     fixed_widths = key_widths is None and query_widths is None
-    if fixed_widths and _fused_route(queries, keys, bandwidth, kernel, device, dtype):
+    fused = fixed_widths and _fused_route(
+        queries, active.keys, bandwidth, kernel, device, dtype
+    )
+    if fused:
         _fused_partial_sums(queries, active, bandwidth, kernel, device, partial)
         return active.undo_weight_scale(partial)
     problem = prepare_keys(active, bandwidth, kernel, dtype, device)
