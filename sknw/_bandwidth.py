@@ -120,7 +120,9 @@ BANDWIDTH_RULES = {"scott": scott_bandwidth, "silverman": silverman_bandwidth}
 BANDWIDTH_FACTORS = {"scott": scott_factor, "silverman": silverman_factor}
 
 
-def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
+def weighted_neighbor_distances(
+    X, sample_weight, n_neighbors, queries=None, neighbors=None
+):
     """Distance at which the weights of the nearest samples add up to
     ``n_neighbors``: a k-th neighbour distance with frequency weights.
 
@@ -130,8 +132,8 @@ def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-        Samples of positive weight.
+    X : ndarray of shape (n_samples, n_features) or None
+        Samples of positive weight; None with ``queries`` and ``neighbors``.
     sample_weight : ndarray of shape (n_samples,) or None
         Their frequency weights; None is all ones.
     n_neighbors : int
@@ -140,6 +142,9 @@ def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
         Points to measure from; None measures from each sample to the others
         (one unit of its own weight, or all of it below 1, is itself; the
         rest are copies at distance 0).
+    neighbors : NearestNeighbors, default=None
+        An index fitted on ``X``, from :func:`neighbor_index`; built here
+        when None.
 
     Returns
     -------
@@ -149,7 +154,7 @@ def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
     clipped : bool
         Whether that happened for some point.
     """
-    n_samples = X.shape[0]
+    n_samples = X.shape[0] if X is not None else neighbors.n_samples_fit_
     weight = np.ones(n_samples) if sample_weight is None else sample_weight
     leave_out = queries is None
     queries = X if leave_out else queries
@@ -157,7 +162,8 @@ def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
     clipped = False
     if n_samples == 0:
         return distances, True
-    neighbors = NearestNeighbors().fit(X)
+    if neighbors is None:
+        neighbors = neighbor_index(X)
     pending = np.arange(queries.shape[0])
     n_asked = min(n_samples, n_neighbors + 1)
     # Integer weights add up exactly; a relative slack absorbs rounding of
@@ -179,3 +185,9 @@ def weighted_neighbor_distances(X, sample_weight, n_neighbors, queries=None):
         pending = pending[~done]
         n_asked = min(n_samples, 2 * n_asked)
     return distances, clipped
+
+
+def neighbor_index(X):
+    """The nearest-neighbour index that :func:`weighted_neighbor_distances`
+    searches, fitted on ``X`` (samples of positive weight)."""
+    return NearestNeighbors().fit(X)

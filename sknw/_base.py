@@ -8,19 +8,23 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sknw._bandwidth import BANDWIDTH_RULES, weighted_neighbor_distances
+from sknw._bandwidth import (
+    BANDWIDTH_RULES,
+    neighbor_index,
+    weighted_neighbor_distances,
+)
 from sknw._engine import (
+    ActiveKeys,
     attention,
     compute_dtype,
     merge_partial_sums,
     nadaraya_watson,
     numpy_dtype,
-    positive_weight_keys,
     resolve_device,
     single_threaded_torch,
 )
@@ -37,6 +41,7 @@ from sknw._validation import (
     check_coordinates,
     check_device,
     check_kernel_callable,
+    check_numeric_target,
     check_sample_weight,
     check_value_range,
     coordinate_scale,
@@ -92,8 +97,10 @@ class _BaseNadarayaWatson(BaseEstimator):
     # Whether fit learns the width by leave-one-out (the CV estimators).
     _learns_bandwidth = False
 
-    # The leave-one-out loss the CV estimators minimise; None: Nadaraya-Watson's.
+    # The leave-one-out objective the CV estimators minimise; None:
+    # Nadaraya-Watson's, of the loss ``_loss``.
     _loo_objective = None
+    _loss = "squared_error"
 
     def __init__(
         self,
@@ -113,6 +120,33 @@ class _BaseNadarayaWatson(BaseEstimator):
         self.algorithm = algorithm
         self.truncation = truncation
         self.device = device
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Store the training data and resolve (or learn) the bandwidth.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (the keys).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Training targets (the values): numbers for the regressors, class
+            labels (numbers or strings, of shape (n_samples,)) for the
+            classifiers.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights: non-negative multipliers of each sample's
+            kernel weight; an integer weight is the same as repeating the row.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y = self._validate_fit_data(X, y)
+        sample_weight = self._check_fit_inputs(X, sample_weight)
+        X, values = self._encode_targets(X, y)
+        self._fit_common(X, values, sample_weight, loss=self._loss)
+        return self
 
     def attention_weights(self, X):
         """Normalised attention of each query over the training samples.
@@ -134,6 +168,23 @@ class _BaseNadarayaWatson(BaseEstimator):
         X, settings = self._engine_settings(X)
         with single_threaded_torch():
             return attention(X, self._fit_X, **settings)
+
+    def _validate_fit_data(self, X, y):
+        """``X`` and numeric targets ``y``, validated."""
+        # Targets near the largest float overflow the validation's quick sum,
+        # which then checks them one by one; that overflow is no concern.
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = validate_data(
+                self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
+            )
+        check_numeric_target(y, type(self).__name__)
+        return X, y
+
+    def _encode_targets(self, X, y):
+        """The inputs and the values ``fit`` keeps, one row per sample (the
+        targets as a column per output), and what else it keeps of ``y``."""
+        self._fit_y_ndim = y.ndim
+        return X, y.reshape(y.shape[0], -1)
 
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
@@ -158,14 +209,14 @@ class _BaseNadarayaWatson(BaseEstimator):
                     f"{type(self).__name__} needs at least 2 samples of positive "
                     f"weight to leave one out; got n_samples = {n_used}."
                 )
-            name = KERNELS[self.kernel].function.__name__
-            if name in ("tophat", "constant"):
+            kernel = KERNELS[self.kernel]
+            if not kernel.learnable:
+                name = type(self).__name__
                 raise ValueError(
-                    f"{type(self).__name__} cannot learn the width of the {name} "
+                    f"{name} cannot learn the width of the {kernel.name} "
                     "kernel: its leave-one-out loss is piecewise constant in the "
                     "width, so its gradient is 0. Tune the width of "
-                    "NadarayaWatsonRegressor or NadarayaWatsonClassifier with "
-                    "GridSearchCV instead."
+                    f"{name.removesuffix('CV')} with GridSearchCV instead."
                 )
         self._check_algorithm()
         check_device(self.device)
@@ -217,9 +268,7 @@ class _BaseNadarayaWatson(BaseEstimator):
             )
         if self.algorithm != "tree":
             return
-        if callable(self.kernel) or KERNELS[self.kernel].function.__name__ == (
-            "constant"
-        ):
+        if callable(self.kernel) or not KERNELS[self.kernel].has_reach:
             raise ValueError(
                 "algorithm='tree' needs a named kernel that gives no weight "
                 "beyond some distance, or the Gaussian or exponential with a "
@@ -248,10 +297,9 @@ class _BaseNadarayaWatson(BaseEstimator):
             method, tree = self._auto_algorithm(X)
         if method == "dense":
             return "dense", None
-        if sample_weight is not None:
-            settings = dict(sample_weight=sample_weight, key_widths=None)
-            if positive_weight_keys(X, None, settings, compute_dtype(X))[3] is not None:
-                return "tree", None
+        active = ActiveKeys.select(X, None, sample_weight, None, compute_dtype(X))
+        if active.kept is not None:
+            return "tree", None
         return "tree", tree or build_tree(X, self._bandwidth)
 
     def _auto_algorithm(self, X):
@@ -271,7 +319,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         kernel = None if callable(self.kernel) else KERNELS[self.kernel]
         if (
             kernel is None
-            or kernel.function.__name__ == "constant"
+            or not kernel.has_reach
             or self.adaptive is not None
             or resolve_device(self.device).type != "cpu"
             or X.shape[0] < AUTO_TREE_MIN_SAMPLES
@@ -305,7 +353,7 @@ class _BaseNadarayaWatson(BaseEstimator):
         local_widths : ndarray of shape (n_samples,) or None
             None without ``adaptive``.
         """
-        self._neighbor_X = self._neighbor_weight = None
+        self._neighbor_index = self._neighbor_weight = None
         self._local_width_floor = self._local_width_scale = None
         if self.adaptive is None:
             return None
@@ -314,11 +362,15 @@ class _BaseNadarayaWatson(BaseEstimator):
             if sample_weight is None
             else (sample_weight > 0)
         )
-        self._neighbor_X = X[used]
+        # Kept for the queries' widths with adaptive="query".
+        self._neighbor_index = neighbor_index(X[used])
         self._neighbor_weight = None if sample_weight is None else sample_weight[used]
         distances = np.zeros(X.shape[0])
         distances[used], clipped = weighted_neighbor_distances(
-            self._neighbor_X, self._neighbor_weight, self.n_neighbors
+            X[used],
+            self._neighbor_weight,
+            self.n_neighbors,
+            neighbors=self._neighbor_index,
         )
         if clipped:
             warnings.warn(
@@ -449,7 +501,11 @@ class _BaseNadarayaWatson(BaseEstimator):
         query_widths = None
         if config["adaptive"] == "query":
             distances, _ = weighted_neighbor_distances(
-                self._neighbor_X, self._neighbor_weight, config["n_neighbors"], X
+                None,
+                self._neighbor_weight,
+                config["n_neighbors"],
+                X,
+                neighbors=self._neighbor_index,
             )
             query_widths = (
                 np.maximum(distances, self._local_width_floor) / self._local_width_scale

@@ -5,7 +5,7 @@
 
 import numpy as np
 from sklearn import get_config
-from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.base import ClassifierMixin
 from sklearn.utils import gen_batches
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -15,41 +15,10 @@ from sknw._engine import numpy_dtype
 
 
 class _ClassifierFitPredict:
-    """``fit`` and the prediction methods of the Nadaraya-Watson classifiers."""
+    """The label encoding and the prediction methods of the Nadaraya-Watson
+    classifiers."""
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Store the training data, its classes, and resolve (or learn) the
-        bandwidth.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs (the keys).
-        y : array-like of shape (n_samples,)
-            Class labels: numbers or strings.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Frequency weights: non-negative multipliers of each sample's
-            kernel weight; an integer weight is the same as repeating the row.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
-        check_classification_targets(y)
-        sample_weight = self._check_fit_inputs(X, sample_weight)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        # Labels are kept as indices into classes_; one-hot columns are made
-        # at prediction, a block of classes at a time, and here only for the
-        # leave-one-out learning.
-        one_hot = None
-        if self._learns_bandwidth:
-            one_hot = _one_hot(y_encoded, 0, len(self.classes_))
-        self._fit_common(X, one_hot, sample_weight, loss="log_loss")
-        self._fit_codes = y_encoded
-        return self
+    _loss = "log_loss"
 
     def predict(self, X):
         """The most probable class at each query.
@@ -116,6 +85,20 @@ class _ClassifierFitPredict:
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(proba)
+
+    def _validate_fit_data(self, X, y):
+        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
+        check_classification_targets(y)
+        return X, y
+
+    def _encode_targets(self, X, y):
+        self.classes_, self._fit_codes = np.unique(y, return_inverse=True)
+        # Labels are kept as indices into classes_; one-hot columns are made
+        # at prediction, a block of classes at a time, and here only for the
+        # leave-one-out learning.
+        if not self._learns_bandwidth:
+            return X, None
+        return X, _one_hot(self._fit_codes, 0, len(self.classes_))
 
     def _class_blocks(self, X):
         """Class probabilities by blocks of queries and of classes.

@@ -47,9 +47,6 @@ _FUSED_SHIFT_BOUND = 4.0
 # to this size their squared differences stay finite.
 _FUSED_LARGEST_COORDINATE = 1e15
 
-# Whether the warning that the fused kernel cannot run was given.
-_FUSED_WARNED = False
-
 # Each pass over a block runs from cache when the block is a few MiB; larger
 # blocks make every elementwise pass a trip to main memory.
 _CACHE_BLOCK_BYTES = 4 * 2**20
@@ -104,6 +101,51 @@ def as_tensor(array, dtype, device):
     return torch.as_tensor(array, dtype=dtype, device=device)
 
 
+def bandwidth_per_feature(bandwidth, n_features):
+    """The bandwidth as a float64 array of shape (n_features,) (a read-only
+    view when it is one number)."""
+    return np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
+
+
+def feature_scale(bandwidth, n_features):
+    """``reference / bandwidth`` per feature, and the reference (the
+    smallest width): coordinates times these factors (<= 1) are in units of
+    the reference width, so none grows however small the width."""
+    bandwidth = bandwidth_per_feature(bandwidth, n_features)
+    reference = float(bandwidth.min())
+    return reference / bandwidth, reference
+
+
+def inverse_width_power(reference, power, query_widths=None, largest=np.inf):
+    """1 / (reference * query_widths)^power in float64, at most ``largest``.
+
+    Capped at the dtype's largest value, a factor times a distance of 0
+    stays 0 instead of 0 * inf; uncapped, rows whose factors overflow are
+    not taken for equals.
+
+    Parameters
+    ----------
+    reference : float
+        The smallest width.
+    power : {1, 2}
+        Of distances or of squared distances.
+    query_widths : ndarray of shape (n_queries,), default=None
+        Local width factors of the queries.
+    largest : float, default=inf
+        The cap.
+
+    Returns
+    -------
+    factor : float, or ndarray of shape (n_queries,) with ``query_widths``
+    """
+    with np.errstate(over="ignore", divide="ignore"):
+        factor = np.float64(1.0) / np.float64(reference) ** power
+        if query_widths is None:
+            return float(min(factor, largest))
+        factor = factor / np.asarray(query_widths, dtype=np.float64) ** power
+    return np.minimum(factor, largest)
+
+
 def compute_dtype(*arrays):
     """float32 when every array is float32, float64 otherwise."""
     if all(array.dtype == np.float32 for array in arrays):
@@ -111,20 +153,23 @@ def compute_dtype(*arrays):
     return torch.float64
 
 
-class _Problem:
+class PreparedKeys:
     """Keys, bandwidth and kernel laid out for the chunk loop.
 
-    Keys and queries are scaled per feature by ``reference / bandwidth``
-    (factors <= 1, so nothing overflows), where ``reference`` is the smallest
-    width. Query i and key j are then at distance s_ij, and
-    u_ij = s_ij / (reference * key_widths[j] * query_widths[i]).
+    Keys and queries are scaled per feature by ``smallest_width /
+    bandwidth`` (factors <= 1, so nothing overflows). Query i and key j are
+    then at distance s_ij, and
+    u_ij = s_ij / (smallest_width * key_widths[j] * query_widths[i]).
 
-    Squared distances are summed feature by feature from coordinate
-    differences, except for the Gaussian in float64 with two features or
-    more: there one matrix product of augmented vectors [q, 1, |q|^2] and
-    [-2 k, |k|^2, 1] gives them, on data centred on the middle of the keys'
-    range, which keeps the expansion accurate far from the origin and
-    independent of the order of the keys. In float32 that expansion would round by about
+    How squared distances are computed is chosen once, as
+    ``distance_method``: "differences", summed feature by feature from
+    coordinate differences; "product", for the Gaussian in float64 with two
+    features or more, one matrix product of augmented vectors [q, 1, |q|^2]
+    and [-2 k, |k|^2, 1], on data centred on the middle of the keys' range
+    (which keeps the expansion accurate far from the origin and independent
+    of the order of the keys); "search", for the Gaussian along one feature,
+    differences to the keys with each query's nearest key from a binary
+    search. In float32 the expansion would round by about
     (range / bandwidth)^2 times the precision, so float32 always takes
     differences.
     """
@@ -152,12 +197,9 @@ class _Problem:
         self.dtype = dtype
         self.device = device
         self.n_keys = n_keys
-        bandwidth = np.broadcast_to(
-            np.asarray(bandwidth, dtype=np.float64), (n_features,)
-        )
-        self.reference = float(bandwidth.min())
+        scale, self.smallest_width = feature_scale(bandwidth, n_features)
         self.largest = float(torch.finfo(dtype).max)
-        self.scale = self.to_tensor(self.reference / bandwidth)
+        self.scale = self.to_tensor(scale)
         self.key_inverse = None
         if key_widths is not None:
             self.key_inverse = self.to_tensor(1.0 / np.asarray(key_widths))[None, :]
@@ -166,20 +208,27 @@ class _Problem:
         self.sample_weight = self.to_tensor(sample_weight)
         if callable(kernel):
             self.user_kernel = kernel
-            self.kernel = Kernel(self._call_kernel, compact=False, exact_distances=True)
+            self.kernel = Kernel(
+                "callable",
+                self._call_kernel,
+                exact_distances=True,
+                learnable=False,
+                fused=False,
+            )
         else:
             self.kernel = KERNELS[kernel]
-        # The log-domain kernel of u^2 (the Gaussian) works on squared
-        # distances; every other kernel on distances.
+        # The log-weight is log_slope times u^argument_power: the Gaussian's
+        # works on squared distances, every other kernel on distances.
         log_domain = self.kernel.log_slope is not None
-        self.power = 2 if log_domain and not self.kernel.exact_distances else 1
+        squared = log_domain and not self.kernel.exact_distances
+        self.argument_power = 2 if squared else 1
 
         self.keys = self.to_tensor(keys)
         # One contiguous row per feature, broadcast against a column of
         # queries.
         self.scaled_keys_t = (self.keys * self.scale).T.contiguous()
-        self.product = self.power == 2 and dtype == torch.float64 and n_features >= 2
-        if self.product:
+        self.distance_method = "differences"
+        if squared and dtype == torch.float64 and n_features >= 2:
             lowest, highest = np.min(keys, axis=0), np.max(keys, axis=0)
             self.centre = self.to_tensor((lowest / 2 + highest / 2))
             centred_t = (self.keys - self.centre).mul_(self.scale).T
@@ -188,36 +237,42 @@ class _Problem:
                 [-2 * centred_t, (centred_t**2).sum(dim=0, keepdim=True), ones]
             ).contiguous()
             # The expansion rounds by the precision times (radius / width)^2.
-            self.product = self._within_product_radius(centred_t.T)
-        # Along one feature, each query's nearest key comes from a binary
-        # search, which spares a pass over the block.
-        self.sorted_keys = None
-        if self.power == 2 and n_features == 1 and key_widths is None:
+            if self._within_product_radius(centred_t.T):
+                self.distance_method = "product"
+        elif squared and n_features == 1 and key_widths is None:
+            # Each query's nearest key from a binary search spares a pass
+            # over the block.
             self.sorted_keys = self.scaled_keys_t[0].sort().values
+            self.distance_method = "search"
+
+    @property
+    def reference(self):
+        """The smallest width (the name the learner reads)."""
+        return self.smallest_width
 
     def _within_product_radius(self, centred):
         """Whether centred scaled points are few enough widths from the centre
         for the product's rounding to stay below about 1e-10."""
         if centred.numel() == 0:
             return True
-        radius = float(centred.abs().max()) / self.reference
+        radius = float(centred.abs().max()) / self.smallest_width
         return radius <= _PRODUCT_MAX_RADIUS
 
     def to_tensor(self, array):
         return as_tensor(array, self.dtype, self.device)
 
     def _u_factor(self, query_widths, power):
-        """1 / (reference * query_widths)^power, per row or one number.
+        """1 / (smallest_width * query_widths)^power, per row or one number.
 
         Computed in float64 and capped at the dtype's largest value, so a
         distance of 0 times it stays 0 instead of 0 * inf.
         """
-        with np.errstate(over="ignore", divide="ignore"):
-            factor = np.float64(1.0) / np.float64(self.reference) ** power
+        smallest, largest = self.smallest_width, self.largest
         if query_widths is None:
-            return float(min(factor, self.largest))
-        factor = factor / query_widths.to(torch.float64)[:, None] ** power
-        return factor.clamp_(max=self.largest).to(self.dtype)
+            return inverse_width_power(smallest, power, largest=largest)
+        widths = query_widths.to(torch.float64).cpu().numpy()
+        factor = inverse_width_power(smallest, power, widths, largest)
+        return self.to_tensor(factor[:, None])
 
     def weights(self, queries, query_widths=None):
         """Kernel weights of a chunk of queries, each row scaled by a factor.
@@ -240,12 +295,12 @@ class _Problem:
         log_shift : ndarray of shape (n_queries,)
             The log of each row's divisor: its largest log-weight for the
             log-domain kernels, 0 for the others.
-        nearest : ndarray of shape (n_queries,)
+        nearest_sq : ndarray of shape (n_queries,)
             The nearest key's squared scaled distance on the rows that hold
             an indicator, inf on the others.
         """
         n_queries = queries.shape[0]
-        nearest = np.full(n_queries, np.inf)
+        nearest_sq = np.full(n_queries, np.inf)
         if self.kernel.log_slope is not None:
             log_weights, log_shift, row_min = self._log_weights(queries, query_widths)
             log_weights.clamp_(min=_LOG_WEIGHT_FLOOR[self.dtype])
@@ -257,29 +312,86 @@ class _Problem:
             beyond = ~np.isfinite(log_shift)
             if np.any(beyond):
                 row_min = row_min.to(torch.float64).ravel().cpu().numpy()
-                nearest[beyond] = row_min[beyond] ** (3 - self.power)
+                nearest_sq[beyond] = row_min[beyond] ** (3 - self.argument_power)
                 log_shift[beyond] = -np.inf
-            return log_weights.exp_(), log_shift, nearest
+            return log_weights.exp_(), log_shift, nearest_sq
 
         sq = self.squared_distances(queries * self.scale)
-        if self.key_inverse is not None:
-            sq.mul_(self.key_inverse.square())
-        kernel = self.kernel
-        if kernel.of_squared:
-            weights = kernel.in_place(sq.mul_(self._u_factor(query_widths, 2)))
-        else:
-            u = sq.sqrt_().mul_(self._u_factor(query_widths, 1))
-            weights = (kernel.in_place or kernel.function)(u)
+        weights = self.kernel_of_squared_distances(sq, query_widths)
         empty = ~(weights @ self.sample_weight > 0)
         if bool(empty.any()):
-            indicator, distance = self.nearest(queries[empty])
+            indicator, distance = self.nearest_keys(queries[empty])
             weights[empty] = indicator.to(self.dtype)
-            nearest[empty.cpu().numpy()] = distance.cpu().numpy()
+            nearest_sq[empty.cpu().numpy()] = distance.cpu().numpy()
         log_shift = np.zeros(n_queries)
         if callable(getattr(self, "user_kernel", None)):
             log_shift = self._local.row_log_divisor.copy()
-            log_shift[np.isfinite(nearest)] = 0.0
-        return weights, log_shift, nearest
+            log_shift[np.isfinite(nearest_sq)] = 0.0
+        return weights, log_shift, nearest_sq
+
+    def kernel_of_squared_distances(self, sq, query_widths, rows=None, cols=None):
+        """Weights of a kernel outside the log domain from squared scaled
+        distances, computed in place.
+
+        The block of :meth:`weights` and the (query, key) pairs of the tree
+        path both come here: the same correctly rounded operations on the
+        same numbers give the same u, so a compact kernel's edge (the
+        top-hat's above all) is decided alike on both paths.
+
+        Parameters
+        ----------
+        sq : tensor of shape (n_queries, n_keys) or (n_pairs,)
+            Squared distances in the keys' scaled units, from
+            :func:`sum_squared_differences`; overwritten.
+        query_widths : tensor of shape (n_queries,) or None
+            The queries' local width factors.
+        rows, cols : tensor of int of shape (n_pairs,), default=None
+            The query and key of each pair when ``sq`` holds pairs.
+
+        Returns
+        -------
+        weights : tensor of the shape of ``sq``
+        """
+        if self.key_inverse is not None:
+            inverse = self.key_inverse if cols is None else self.key_inverse[0, cols]
+            sq.mul_(inverse.square())
+        kernel = self.kernel
+        factor = self._u_factor(query_widths, 2 if kernel.of_squared else 1)
+        if rows is not None and isinstance(factor, torch.Tensor):
+            factor = factor[rows, 0]
+        if kernel.of_squared:
+            return kernel.in_place(sq.mul_(factor))
+        u = sq.sqrt_().mul_(factor)
+        return (kernel.in_place or kernel.function)(u)
+
+    def pair_weights(self, queries, query_widths, rows, cols):
+        """Kernel weights of (query, key) pairs, bit for bit those that
+        :meth:`weights` gives a kernel outside the log domain on its block.
+
+        Parameters
+        ----------
+        queries : tensor of shape (n_queries, n_features)
+            Queries, as given.
+        query_widths : tensor of shape (n_queries,) or None
+            Their local width factors.
+        rows, cols : tensor of int of shape (n_pairs,)
+            The query and the key of each pair.
+
+        Returns
+        -------
+        weights : tensor of shape (n_pairs,)
+        """
+        scaled = queries * self.scale
+        keys_t = self.scaled_keys_t
+        n_features = scaled.shape[1]
+        sq = torch.empty(len(rows), dtype=self.dtype, device=self.device)
+        sum_squared_differences(
+            [scaled[rows, feature] for feature in range(n_features)],
+            [keys_t[feature, cols] for feature in range(n_features)],
+            sq,
+            torch.empty_like(sq),
+        )
+        return self.kernel_of_squared_distances(sq, query_widths, rows, cols)
 
     def _log_weights(self, queries, query_widths):
         """Log-weights of a log-domain kernel, shifted to a row maximum of 0.
@@ -297,37 +409,21 @@ class _Problem:
             Each row's smallest squared distance (distance, for the
             exponential), scaled as the keys are.
         """
-        slope = self._u_factor(query_widths, self.power) * self.kernel.log_slope
-        if self.sorted_keys is not None and query_widths is None:
+        slope = self._u_factor(query_widths, self.argument_power)
+        slope = slope * self.kernel.log_slope
+        if self.distance_method == "search" and query_widths is None:
             scaled = queries * self.scale
             row_min = self._nearest_1d(scaled)
-            relative = torch.sub(
+            differences = torch.sub(
                 scaled, self.scaled_keys_t, out=self.block(len(scaled))
             )
-            if self._fused_shift_is_exact(row_min, slope):
-                log_weights = torch.addcmul(
-                    -slope * row_min, relative, relative, value=slope, out=relative
-                )
-            else:
-                log_weights = relative.square_().sub_(row_min).mul_(slope)
-            return log_weights, self._log_shift(row_min, query_widths), row_min
-
-        relative = self.scaled_squared_distances(queries)
-        if self.power == 1:
-            relative.sqrt_()
-        row_min = relative.amin(dim=1, keepdim=True)
-        if self._fused_shift_is_exact(row_min, slope):
-            if isinstance(slope, torch.Tensor):
-                log_weights = torch.addcmul(
-                    -slope * row_min, relative, slope, out=relative
-                )
-            else:
-                # Several times faster than addcmul with a 0-d tensor.
-                log_weights = torch.add(
-                    -slope * row_min, relative, alpha=slope, out=relative
-                )
+            log_weights = _shifted(differences, row_min, slope, square=True)
         else:
-            log_weights = relative.sub_(row_min).mul_(slope)
+            arguments = self.scaled_squared_distances(queries)
+            if self.argument_power == 1:
+                arguments.sqrt_()
+            row_min = arguments.amin(dim=1, keepdim=True)
+            log_weights = _shifted(arguments, row_min, slope)
         return log_weights, self._log_shift(row_min, query_widths), row_min
 
     def scaled_squared_distances(self, queries):
@@ -348,31 +444,21 @@ class _Problem:
             In the main block, which the next call reuses.
         """
         centred = None
-        if self.product:
+        if self.distance_method == "product":
             centred = (queries - self.centre).mul_(self.scale)
         if centred is not None and self._within_product_radius(centred):
             ones = torch.ones_like(centred[:, :1])
             augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
-            relative = torch.mm(
+            sq = torch.mm(
                 augmented, self.augmented_keys_t, out=self.block(len(queries))
             )
             if self.key_inverse is not None:
-                relative.clamp_(min=0)
+                sq.clamp_(min=0)
         else:
-            relative = self.squared_distances(queries * self.scale)
+            sq = self.squared_distances(queries * self.scale)
         if self.key_inverse is not None:
-            relative.mul_(self.key_inverse.square())
-        return relative
-
-    def _fused_shift_is_exact(self, row_min, slope):
-        """Whether slope * d - slope * min rounds as well as slope * (d - min).
-
-        The fused form, one pass over the block instead of two, rounds by the
-        precision times |slope * min|: negligible while the nearest key is
-        within about a width of every query of the chunk.
-        """
-        largest = float((row_min * slope).abs().max()) if row_min.numel() else 0.0
-        return largest <= _FUSED_SHIFT_BOUND
+            sq.mul_(self.key_inverse.square())
+        return sq
 
     def _nearest_1d(self, scaled):
         """Squared distance from each query to its nearest key, one feature.
@@ -383,11 +469,11 @@ class _Problem:
         keys = self.sorted_keys
         right = torch.searchsorted(keys, scaled[:, 0]).clamp_(max=len(keys) - 1)
         left = (right - 1).clamp_(min=0)
-        nearest = torch.minimum(
+        row_min = torch.minimum(
             (scaled[:, 0] - keys[left]).square_(),
             (scaled[:, 0] - keys[right]).square_(),
         )
-        return nearest[:, None]
+        return row_min[:, None]
 
     def block(self, n_rows, spare=False):
         """A (n_rows, n_keys) block of memory reused from chunk to chunk.
@@ -411,24 +497,19 @@ class _Problem:
     def squared_distances(self, scaled_queries):
         """Squared distances of scaled queries to the scaled keys.
 
-        Summed feature by feature from coordinate differences: two passes over
-        the block per feature, faster than ``torch.cdist`` at every number of
-        features measured (up to 32).
+        Summed feature by feature from coordinate differences (see
+        :func:`sum_squared_differences`), faster than ``torch.cdist`` at every
+        number of features measured (up to 32).
         """
-        n_features = scaled_queries.shape[1]
+        n_rows, n_features = scaled_queries.shape
         keys_t = self.scaled_keys_t
-        block = self.block(scaled_queries.shape[0])
-        torch.sub(scaled_queries[:, :1], keys_t[:1], out=block).square_()
-        if n_features > 1:
-            difference = self.block(scaled_queries.shape[0], spare=True)
-            for feature in range(1, n_features):
-                torch.sub(
-                    scaled_queries[:, feature : feature + 1],
-                    keys_t[feature : feature + 1],
-                    out=difference,
-                )
-                block.addcmul_(difference, difference)
-        return block
+        spare = self.block(n_rows, spare=True) if n_features > 1 else None
+        return sum_squared_differences(
+            [scaled_queries[:, feature : feature + 1] for feature in range(n_features)],
+            [keys_t[feature : feature + 1] for feature in range(n_features)],
+            self.block(n_rows),
+            spare,
+        )
 
     def _log_shift(self, row_min, query_widths):
         """Largest log-weight of each row, in float64, from its smallest
@@ -439,15 +520,16 @@ class _Problem:
         key is at distance 0.
         """
         row_min = row_min.to(torch.float64).ravel().cpu().numpy()
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            factor = np.float64(1.0) / np.float64(self.reference) ** self.power
-            if query_widths is not None:
-                widths = query_widths.to(torch.float64).cpu().numpy()
-                factor = factor / widths**self.power
+        if query_widths is not None:
+            query_widths = query_widths.to(torch.float64).cpu().numpy()
+        factor = inverse_width_power(
+            self.smallest_width, self.argument_power, query_widths
+        )
+        with np.errstate(over="ignore", invalid="ignore"):
             log_shift = row_min * factor * self.kernel.log_slope
         return np.where(row_min == 0, 0.0, log_shift)
 
-    def nearest(self, queries):
+    def nearest_keys(self, queries):
         """Indicator of each query's nearest keys in u, ties included.
 
         The limit the Gaussian reaches far from the data. Distances come from
@@ -461,16 +543,16 @@ class _Problem:
         distance : tensor of shape (n_queries,)
             Their squared scaled distance.
         """
-        relative = torch.zeros(
+        sq = torch.zeros(
             (queries.shape[0], self.n_keys), dtype=self.dtype, device=self.device
         )
         for feature in range(queries.shape[1]):
             diff = queries[:, feature, None] - self.keys[None, :, feature]
-            relative.add_(diff.mul_(self.scale[feature]).square_())
+            sq.add_(diff.mul_(self.scale[feature]).square_())
         if self.key_inverse is not None:
-            relative.mul_(self.key_inverse.square())
-        smallest = relative.amin(dim=1, keepdim=True)
-        return relative <= smallest, smallest.ravel()
+            sq.mul_(self.key_inverse.square())
+        smallest = sq.amin(dim=1, keepdim=True)
+        return sq <= smallest, smallest.ravel()
 
     def _call_kernel(self, u):
         """A callable kernel's weights, row by row divided by a power of 2
@@ -488,6 +570,61 @@ class _Problem:
             weights = weights / divisor[:, None]
             self._local.row_log_divisor = np.log(divisor)
         return self.to_tensor(weights)
+
+
+# The name the learner and the uncertainty estimates import.
+_Problem = PreparedKeys
+
+
+def _shifted(arguments, row_min, slope, square=False):
+    """``slope * (arguments - row_min)`` (of ``arguments`` squared when
+    ``square``), in place.
+
+    The fused form, slope * a - slope * min, takes one pass over the block
+    instead of two and rounds by the precision times |slope * min|: it is
+    taken while that stays below ``_FUSED_SHIFT_BOUND``, as it does while
+    the nearest key is within about a width of every query of the chunk.
+    """
+    largest = float((row_min * slope).abs().max()) if row_min.numel() else 0.0
+    if largest > _FUSED_SHIFT_BOUND:
+        if square:
+            arguments.square_()
+        return arguments.sub_(row_min).mul_(slope)
+    offset = -slope * row_min
+    if square:
+        return torch.addcmul(offset, arguments, arguments, value=slope, out=arguments)
+    if isinstance(slope, torch.Tensor):
+        return torch.addcmul(offset, arguments, slope, out=arguments)
+    # Several times faster than addcmul with a 0-d tensor.
+    return torch.add(offset, arguments, alpha=slope, out=arguments)
+
+
+def sum_squared_differences(left, right, out, spare):
+    """The sum over features of ``(left[f] - right[f])**2``, into ``out``.
+
+    One correctly rounded operation at a time (difference, square, sum, in
+    the order of the features), never a fused multiply-add: an entry then
+    has the same bits whatever the layout it is computed in, a block of
+    queries by keys or gathered (query, key) pairs.
+
+    Parameters
+    ----------
+    left, right : sequence of tensors
+        One pair of broadcastable tensors per feature.
+    out : tensor
+        Receives the sums.
+    spare : tensor of the shape of ``out``, or None
+        Scratch memory; None is allowed with one feature.
+
+    Returns
+    -------
+    out : tensor
+    """
+    torch.sub(left[0], right[0], out=out).square_()
+    for left_feature, right_feature in zip(left[1:], right[1:]):
+        torch.sub(left_feature, right_feature, out=spare).square_()
+        out.add_(spare)
+    return out
 
 
 def check_kernel_output(weights, shape):
@@ -534,17 +671,17 @@ def _chunk_n_rows(n_keys, dtype, n_threads=1, blocks_per_row=_BLOCKS_PER_ROW):
     return max(1, int(min(budget, _CACHE_BLOCK_BYTES) // (n_keys * itemsize)))
 
 
-def _problem(keys, settings, dtype):
-    """The keys laid out for the chunk loop, on the device of ``settings``."""
-    device = resolve_device(settings["device"], fall_back=True)
-    return _Problem(
-        keys,
-        settings["bandwidth"],
-        settings["kernel"],
-        settings["sample_weight"],
+def prepare_keys(active, bandwidth, kernel, dtype, device):
+    """The keys that take part laid out for the chunk loop, on ``device``
+    (the CPU, with a warning, when it is absent)."""
+    return PreparedKeys(
+        active.keys,
+        bandwidth,
+        kernel,
+        active.sample_weight,
         dtype,
-        device,
-        key_widths=settings["key_widths"],
+        resolve_device(device, fall_back=True),
+        key_widths=active.key_widths,
     )
 
 
@@ -626,15 +763,15 @@ def _for_each_chunk(
 
     Parameters
     ----------
-    problem : _Problem
+    problem : PreparedKeys
         The prepared keys.
     queries : ndarray of shape (n_queries, n_features)
         Points to weigh the keys for.
     query_widths : ndarray of shape (n_queries,) or None
         Their local width factors.
     each : callable
-        Called as ``each(batch, weights, log_shift, nearest)`` with a slice of
-        the queries and what :meth:`_Problem.weights` returns for them,
+        Called as ``each(batch, weights, log_shift, nearest_sq)`` with a slice of
+        the queries and what :meth:`PreparedKeys.weights` returns for them,
         possibly on several threads at once, each chunk once.
     blocks_per_row : int, default=_BLOCKS_PER_ROW
         Blocks of (chunk_n_rows, n_keys) alive at once in a thread, those
@@ -667,7 +804,7 @@ class PartialSums(NamedTuple):
         log-weight, plus the log of the largest sample weight).
     sums : ndarray of shape (n_queries, n_values + 1)
         Sums of weight times value, then the sum of weights.
-    nearest : ndarray of shape (n_queries,)
+    nearest_sq : ndarray of shape (n_queries,)
         On rows of zero total weight, the nearest key's squared scaled
         distance; inf on the others.
     nearest_sums : ndarray of shape (n_queries, n_values + 1)
@@ -676,7 +813,7 @@ class PartialSums(NamedTuple):
 
     log_shift: np.ndarray
     sums: np.ndarray
-    nearest: np.ndarray
+    nearest_sq: np.ndarray
     nearest_sums: np.ndarray
 
 
@@ -723,112 +860,85 @@ def partial_sums(
         disjoint sets of keys, into the predictions over their union.
     """
     dtype = compute_dtype(queries, keys)
-    partial, no_keys = start_partial_sums(queries, keys, values, sample_weight)
-    if no_keys:
-        return partial
-    settings = _settings(
-        bandwidth, kernel, sample_weight, key_widths, query_widths, device
+    partial = start_partial_sums(queries.shape[0], values.shape[1])
+    active = ActiveKeys.select(keys, values, sample_weight, key_widths, dtype)
+    if active.is_empty:
+        return active.undo_weight_scale(partial)
+    fixed_widths = key_widths is None and query_widths is None
+    fused = fixed_widths and _fused_route(
+        queries, active.keys, bandwidth, kernel, device, dtype
     )
-    weight_scale = _weight_scale(sample_weight)
-    keys, values, settings, _ = positive_weight_keys(keys, values, settings, dtype)
-    if _fused_route(queries, keys, settings, dtype):
-        return _fused_partial_sums(
-            queries, keys, values, settings, weight_scale, partial
-        )
-    problem = _problem(keys, settings, dtype)
+    if fused:
+        _fused_partial_sums(queries, active, bandwidth, kernel, device, partial)
+        return active.undo_weight_scale(partial)
+    problem = prepare_keys(active, bandwidth, kernel, dtype, device)
     # One product gives the weighted sums and the totals together;
     # (n_values + 1, n_keys) @ (n_keys, n_rows) is several times faster than
     # the other orientation for so few columns.
-    weighted = weighted_values(values, settings["sample_weight"])
-    weighted_values_t = problem.to_tensor(weighted.T)
+    weighted_values_t = problem.to_tensor(active.weighted_values().T)
 
-    def chunk_sums(batch, weights, log_shift, nearest):
+    def chunk_sums(batch, weights, log_shift, nearest_sq):
         sums = (weighted_values_t @ weights.T).T.cpu().numpy().astype(np.float64)
-        empty = np.isfinite(nearest)
-        partial.nearest_sums[batch][empty] = sums[empty] * weight_scale
+        empty = np.isfinite(nearest_sq)
+        partial.nearest_sums[batch][empty] = sums[empty]
         sums[empty] = 0.0
         partial.sums[batch] = sums
-        partial.log_shift[batch] = log_shift + np.log(weight_scale)
-        partial.nearest[batch] = nearest
+        partial.log_shift[batch] = log_shift
+        partial.nearest_sq[batch] = nearest_sq
 
-    _for_each_chunk(problem, queries, settings["query_widths"], chunk_sums)
-    return partial
+    _for_each_chunk(problem, queries, query_widths, chunk_sums)
+    return active.undo_weight_scale(partial)
 
 
-def _fused_route(queries, keys, settings, dtype):
-    """Whether the fused Triton kernel computes these sums.
+def _fused_route(queries, keys, bandwidth, kernel, device, dtype):
+    """Whether the fused Triton kernel computes these sums (of fixed widths).
 
-    It does for float32 on CUDA with a named kernel and fixed widths, when
-    Triton runs there (a warning, once, says why not when it does not), and
-    the coordinates divided by the bandwidth stay far from float32's range.
+    It does for float32 where :func:`sknw._triton.use_fused` says so (a
+    named kernel on CUDA when Triton runs there), and the coordinates
+    divided by the bandwidth stay far from float32's range.
     """
     from sknw import _triton
 
-    # An absent CUDA device is left to the chunk loop, which warns once and
-    # computes on the CPU.
-    device = torch.device(settings["device"])
-    on_cuda = device.type == "cuda" and torch.cuda.is_available()
-    if not (on_cuda or _triton._FORCE) or dtype != torch.float32:
-        return False
-    if not _triton.supports_kernel(settings["kernel"]):
-        return False
-    if settings["key_widths"] is not None or settings["query_widths"] is not None:
-        return False
-    available, reason = _triton.triton_available()
-    if not available:
-        if device.type == "cuda" and not _FUSED_WARNED:
-            globals()["_FUSED_WARNED"] = True
-            warnings.warn(
-                f"The fused GPU kernel cannot run: {reason}. Predictions are "
-                "computed chunk by chunk with torch instead.",
-                UserWarning,
-            )
+    if dtype != torch.float32 or not _triton.use_fused(
+        torch.device(device),
+        kernel,
+        "Predictions are computed chunk by chunk with torch instead.",
+    ):
         return False
     largest = max(np.abs(queries).max(initial=0), np.abs(keys).max(initial=0))
-    return largest / np.min(settings["bandwidth"]) < _FUSED_LARGEST_COORDINATE
+    return largest / np.min(bandwidth) < _FUSED_LARGEST_COORDINATE
 
 
-def _fused_partial_sums(queries, keys, values, settings, weight_scale, partial):
-    """:func:`partial_sums` by the fused Triton kernel, in float32."""
+def _fused_partial_sums(queries, active, bandwidth, kernel, device, partial):
+    """:func:`partial_sums` by the fused Triton kernel, in float32, into
+    ``partial`` (the weight scale left for the caller to undo)."""
     from sknw import _triton
 
-    device = resolve_device(settings["device"], fall_back=True)
-    n_features = keys.shape[1]
-    inverse = 1.0 / np.broadcast_to(
-        np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
-    )
-    sample_weight = settings["sample_weight"]
-    weighted = weighted_values(values, sample_weight)
+    device = resolve_device(device, fall_back=True)
+    inverse = 1.0 / bandwidth_per_feature(bandwidth, queries.shape[1])
+    weighted = active.weighted_values()
 
     def tensor(array):
         return as_tensor(array, torch.float32, device)
 
     row_max, sums, min_sq = _triton.fused_partial_sums(
         tensor(queries * inverse),
-        tensor(keys * inverse),
+        tensor(active.keys * inverse),
         tensor(weighted),
-        settings["kernel"],
+        kernel,
     )
     sums = sums.cpu().numpy().astype(np.float64)
-    partial.log_shift[:] = row_max.cpu().numpy() + np.log(weight_scale)
+    partial.log_shift[:] = row_max.cpu().numpy()
     empty = ~(sums[:, -1] > 0)
     if np.any(empty):
-        problem = _Problem(
-            keys,
-            settings["bandwidth"],
-            settings["kernel"],
-            sample_weight,
-            torch.float32,
-            device,
-        )
-        indicator, distance = problem.nearest(problem.to_tensor(queries[empty]))
+        problem = prepare_keys(active, bandwidth, kernel, torch.float32, device)
+        indicator, distance = problem.nearest_keys(problem.to_tensor(queries[empty]))
         nearest_sums = indicator.to(torch.float32) @ tensor(weighted)
-        partial.nearest_sums[empty] = nearest_sums.cpu().numpy() * weight_scale
-        partial.nearest[empty] = distance.cpu().numpy()
+        partial.nearest_sums[empty] = nearest_sums.cpu().numpy()
+        partial.nearest_sq[empty] = distance.cpu().numpy()
         sums[empty] = 0.0
-        partial.log_shift[empty] = np.log(weight_scale)
+        partial.log_shift[empty] = 0.0
     partial.sums[:] = sums
-    return partial
 
 
 def combine_partial_sums(partials):
@@ -855,40 +965,32 @@ def combine_partial_sums(partials):
     # small that float64 cannot hold the log-weights) is added unscaled.
     relative[np.isnan(relative)] = 0.0
     scales = np.exp(relative)
-    nearest = np.stack([partial.nearest for partial in partials])
-    closest = nearest.min(axis=0)
+    nearest_sq = np.stack([partial.nearest_sq for partial in partials])
+    closest = nearest_sq.min(axis=0)
     return PartialSums(
         log_shift=top,
         sums=sum(scale[:, None] * p.sums for scale, p in zip(scales, partials)),
-        nearest=closest,
+        nearest_sq=closest,
         nearest_sums=sum(
             tied[:, None] * p.nearest_sums
-            for tied, p in zip(nearest == closest, partials)
+            for tied, p in zip(nearest_sq == closest, partials)
         ),
     )
 
 
-def start_partial_sums(queries, keys, values, sample_weight):
-    """Zeroed partial sums of the queries, and whether no key takes part.
+def start_partial_sums(n_queries, n_values):
+    """Zeroed partial sums of ``n_queries`` queries over ``n_values`` values.
 
     Returns
     -------
     partial : PartialSums
-        With a shift of -inf on every row when no key takes part (no keys,
-        or all their sample weights 0).
-    no_keys : bool
     """
-    n_queries, n_values = queries.shape[0], values.shape[1]
-    partial = PartialSums(
+    return PartialSums(
         log_shift=np.zeros(n_queries),
         sums=np.zeros((n_queries, n_values + 1)),
-        nearest=np.full(n_queries, np.inf),
+        nearest_sq=np.full(n_queries, np.inf),
         nearest_sums=np.zeros((n_queries, n_values + 1)),
     )
-    no_keys = keys.shape[0] == 0 or _weight_scale(sample_weight) == 0
-    if no_keys:
-        partial.log_shift[:] = -np.inf
-    return partial, no_keys
 
 
 def weighted_values(values, sample_weight):
@@ -981,22 +1083,127 @@ device
     """
     dtype = compute_dtype(queries, keys)
     result = np.zeros((queries.shape[0], keys.shape[0]), dtype=_numpy_dtype(dtype))
-    settings = _settings(
-        bandwidth, kernel, sample_weight, key_widths, query_widths, device
-    )
-    keys, _, settings, kept = positive_weight_keys(keys, None, settings, dtype)
-    problem = _problem(keys, settings, dtype)
+    active = ActiveKeys.select(keys, None, sample_weight, key_widths, dtype)
+    problem = prepare_keys(active, bandwidth, kernel, dtype, device)
 
-    def normalise(batch, weights, log_shift, nearest):
+    def normalise(batch, weights, log_shift, nearest_sq):
         weights.mul_(problem.sample_weight)
         weights.div_(weights.sum(dim=1, keepdim=True))
-        if kept is None:
+        if active.kept is None:
             result[batch] = weights.cpu().numpy()
         else:
-            result[batch, kept] = weights.cpu().numpy()
+            result[batch, active.kept] = weights.cpu().numpy()
 
-    _for_each_chunk(problem, queries, settings["query_widths"], normalise)
+    _for_each_chunk(problem, queries, query_widths, normalise)
     return result
+
+
+class ActiveKeys(NamedTuple):
+    """The keys that take part in the sums, and what goes with them.
+
+    Sample weights are divided by their largest, ``weight_scale``: that
+    changes no average, and keeps a float32 sum of weighted values from
+    overflowing; :meth:`undo_weight_scale` multiplies it back into the
+    partial sums, the one place where it is undone. A key whose scaled
+    weight is below ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in
+    float64), or below n_keys times e^-87 (e^-708) over the dtype's
+    precision, takes no part, not even as the nearest: the kernel weights
+    stop at e^-87 (e^-708) of a row's largest, and n far keys at that floor
+    must not outweigh it.
+
+    Attributes
+    ----------
+    keys : ndarray of shape (n_active, n_features)
+    values : ndarray of shape (n_active, n_values) or None
+    sample_weight : ndarray of shape (n_active,) or None
+        Divided by ``weight_scale``; None without sample weights.
+    key_widths : ndarray of shape (n_active,) or None
+        Local width factors.
+    weight_scale : float
+        The largest sample weight (0 when none is positive); 1 without
+        sample weights.
+    kept : ndarray of int or None
+        Indices of the active keys among those given; None when all are.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray
+    sample_weight: np.ndarray
+    key_widths: np.ndarray
+    weight_scale: float
+    kept: np.ndarray
+
+    @classmethod
+    def select(cls, keys, values, sample_weight, key_widths, dtype):
+        """The keys of ``keys`` that take part, for sums in ``dtype``.
+
+        Parameters
+        ----------
+        keys : ndarray of shape (n_keys, n_features)
+        values : ndarray of shape (n_keys, n_values) or None
+        sample_weight : ndarray of shape (n_keys,) or None
+        key_widths : ndarray of shape (n_keys,) or None
+        dtype : torch.dtype
+            Compute dtype.
+
+        Returns
+        -------
+        active : ActiveKeys
+        """
+        if sample_weight is None:
+            return cls(keys, values, None, key_widths, 1.0, None)
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        weight_scale = float(np.max(sample_weight, initial=0))
+        if not weight_scale > 0:
+            kept = np.zeros(0, dtype=np.intp)
+            values = None if values is None else values[kept]
+            return cls(keys[kept], values, sample_weight[kept], None, 0.0, kept)
+        sample_weight = sample_weight / weight_scale
+        # Each far key's weight is floored at e^-87 (e^-708): n of them
+        # together must stay below the precision of the lightest key that
+        # takes part.
+        n_floor = (
+            keys.shape[0] * math.exp(_LOG_WEIGHT_FLOOR[dtype]) / torch.finfo(dtype).eps
+        )
+        floor = max(_SAMPLE_WEIGHT_FLOOR[dtype], n_floor)
+        if np.all(sample_weight > floor):
+            return cls(keys, values, sample_weight, key_widths, weight_scale, None)
+        kept = np.flatnonzero(sample_weight > floor)
+        return cls(
+            keys[kept],
+            None if values is None else values[kept],
+            sample_weight[kept],
+            None if key_widths is None else key_widths[kept],
+            weight_scale,
+            kept,
+        )
+
+    @property
+    def is_empty(self):
+        """Whether no key takes part (no keys, or all their weights 0)."""
+        return self.keys.shape[0] == 0
+
+    def weighted_values(self):
+        """The values with a column of ones, times the sample weights (see
+        :func:`weighted_values`)."""
+        return weighted_values(self.values, self.sample_weight)
+
+    def undo_weight_scale(self, partial):
+        """``partial``, sums over these keys, brought back to the sample
+        weights as given: shifts by log(weight_scale), nearest sums times it
+        (a shift of -inf on every row when no key takes part).
+
+        Returns
+        -------
+        partial : PartialSums
+            The same arrays, updated in place.
+        """
+        if self.is_empty:
+            partial.log_shift[:] = -np.inf
+            return partial
+        partial.log_shift[:] += np.log(self.weight_scale)
+        partial.nearest_sums[:] *= self.weight_scale
+        return partial
 
 
 def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device):
@@ -1012,26 +1219,8 @@ def _settings(bandwidth, kernel, sample_weight, key_widths, query_widths, device
 
 
 def positive_weight_keys(keys, values, settings, dtype):
-    """Scale the sample weights to a largest of 1 and drop the keys they zero.
-
-    Scaling changes no average, and keeps a float32 sum of weighted values
-    from overflowing. A key whose scaled weight is below
-    ``_SAMPLE_WEIGHT_FLOOR`` (1e-30 in float32, 1e-290 in float64), or below
-    n_keys times e^-87 (e^-708) over the dtype's precision, takes no part,
-    not even as the nearest: the kernel weights stop at e^-87 (e^-708) of a
-    row's largest, and n far keys at that floor must not outweigh it.
-
-    Parameters
-    ----------
-    keys : ndarray of shape (n_keys, n_features)
-        All keys.
-    values : ndarray of shape (n_keys, n_values) or None
-        Their values.
-    settings : dict
-        The engine's other arguments; ``sample_weight`` and ``key_widths``
-        are filtered with the keys.
-    dtype : torch.dtype
-        Compute dtype.
+    """:meth:`ActiveKeys.select` for the engine's other arguments as one
+    dictionary (see :func:`_settings`).
 
     Returns
     -------
@@ -1040,31 +1229,20 @@ def positive_weight_keys(keys, values, settings, dtype):
     kept : ndarray of int or None
         Indices of those keys; None when all are kept.
     """
-    sample_weight = settings["sample_weight"]
-    if sample_weight is None:
+    if settings["sample_weight"] is None:
         return keys, values, settings, None
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    sample_weight = sample_weight / sample_weight.max()
-    # Each far key's weight is floored at e^-87 (e^-708): n of them together
-    # must stay below the precision of the lightest key that takes part.
-    n_floor = (
-        keys.shape[0] * math.exp(_LOG_WEIGHT_FLOOR[dtype]) / torch.finfo(dtype).eps
+    active = ActiveKeys.select(
+        keys, values, settings["sample_weight"], settings["key_widths"], dtype
     )
-    floor = max(_SAMPLE_WEIGHT_FLOOR[dtype], n_floor)
-    settings = dict(settings, sample_weight=sample_weight)
-    if np.all(sample_weight > floor):
-        return keys, values, settings, None
-    kept = np.flatnonzero(sample_weight > floor)
-    settings["sample_weight"] = sample_weight[kept]
-    if settings["key_widths"] is not None:
-        settings["key_widths"] = settings["key_widths"][kept]
-    values = None if values is None else values[kept]
-    return keys[kept], values, settings, kept
+    settings = dict(
+        settings, sample_weight=active.sample_weight, key_widths=active.key_widths
+    )
+    return active.keys, active.values, settings, active.kept
 
 
 def _weight_scale(sample_weight):
-    """The largest sample weight, which :func:`positive_weight_keys` divides
-    out; 1 without sample weights."""
+    """The largest sample weight, which :class:`ActiveKeys` divides out; 1
+    without sample weights."""
     if sample_weight is None:
         return 1.0
     return float(np.max(sample_weight))
@@ -1098,7 +1276,15 @@ def make_settings(
 def make_problem(keys, settings, dtype):
     """The keys laid out for :func:`for_each_chunk`, on the device of
     ``settings`` (an absent one falls back to the CPU with a warning)."""
-    return _problem(keys, settings, dtype)
+    return PreparedKeys(
+        keys,
+        settings["bandwidth"],
+        settings["kernel"],
+        settings["sample_weight"],
+        dtype,
+        resolve_device(settings["device"], fall_back=True),
+        key_widths=settings["key_widths"],
+    )
 
 
 def for_each_chunk(problem, queries, query_widths, each, *, blocks_per_row):

@@ -15,10 +15,11 @@ def gaussian(u):
 
 
 # The top-hat's edge. A sample within a relative 2^-21 of u = 1 counts as
-# on the edge, of weight 0, on every path: the dense and tree paths round u
-# in different orders, and rounding must not decide the weight of a sample
+# on the edge, of weight 0: rounding must not decide the weight of a sample
 # that sits at u = 1 (as the k-th neighbour does with adaptive="query" when
-# the width equals the typical k-th neighbour distance).
+# the width equals the typical k-th neighbour distance). The dense and tree
+# paths compute u by the same operations, so they decide alike even at the
+# band's own edge.
 TOPHAT_EDGE = 1.0 - 2.0**-21
 
 
@@ -103,14 +104,17 @@ def _cosine_in_place(u):
 
 @dataclass(frozen=True)
 class Kernel:
-    """A named kernel and how the engine evaluates it.
+    """A named kernel and how the engine evaluates it: the one place that
+    states a kernel's facts.
 
     Attributes
     ----------
+    name : str
+        The canonical name (the aliases map to the same entry).
     function : callable
         K(u) on a tensor of scaled distances u >= 0.
     compact : bool
-        Whether K(u) = 0 for every u >= 1.
+        Whether K(u) = 0 for every u >= 1 (the top-hat: from its edge).
     exact_distances : bool
         Whether u comes from coordinate differences rather than the matrix
         product expansion |q|^2 - 2 q.k + |k|^2. The expansion is fast but
@@ -126,36 +130,63 @@ class Kernel:
         when ``of_squared``, else of u.
     of_squared : bool
         Whether ``in_place`` takes u**2.
+    learnable : bool
+        Whether the leave-one-out loss varies with the width, so that the
+        CV estimators can learn it (the top-hat's and the constant's loss is
+        piecewise constant in the width: its gradient is 0).
+    fused : bool
+        Whether the fused Triton kernels compute it.
     """
 
+    name: str
     function: object
-    compact: bool
+    compact: bool = False
     exact_distances: bool = False
     log_slope: float = None
     in_place: object = None
     of_squared: bool = False
+    learnable: bool = True
+    fused: bool = True
+
+    @property
+    def has_reach(self):
+        """Whether a tree can find the keys that matter: within one width
+        for a compact kernel, within a truncation radius for a log-domain
+        one (not for the constant kernel)."""
+        return self.compact or self.log_slope is not None
 
 
-_GAUSSIAN = Kernel(gaussian, False, log_slope=-0.5)
-_TOPHAT = Kernel(tophat, True, True, None, _tophat_of_squared, True)
-_LINEAR = Kernel(linear, True, True, None, _linear_in_place)
-_BIWEIGHT = Kernel(biweight, True, True, None, _biweight_of_squared, True)
+def _compact(name, function, in_place, of_squared=False, **facts):
+    return Kernel(
+        name,
+        function,
+        compact=True,
+        exact_distances=True,
+        in_place=in_place,
+        of_squared=of_squared,
+        **facts,
+    )
 
-KERNELS = {
-    "gaussian": _GAUSSIAN,
-    "tophat": _TOPHAT,
-    "boxcar": _TOPHAT,
-    "uniform": _TOPHAT,
-    "epanechnikov": Kernel(
-        epanechnikov, True, True, None, _epanechnikov_of_squared, True
-    ),
-    "linear": _LINEAR,
-    "triangular": _LINEAR,
-    "biweight": _BIWEIGHT,
-    "quartic": _BIWEIGHT,
-    "triweight": Kernel(triweight, True, True, None, _triweight_of_squared, True),
-    "tricube": Kernel(tricube, True, True, None, _tricube_in_place),
-    "cosine": Kernel(cosine, True, True, None, _cosine_in_place),
-    "exponential": Kernel(exponential, False, exact_distances=True, log_slope=-1.0),
-    "constant": Kernel(constant, False),
+
+_CANONICAL = [
+    Kernel("gaussian", gaussian, log_slope=-0.5),
+    _compact("tophat", tophat, _tophat_of_squared, True, learnable=False),
+    _compact("epanechnikov", epanechnikov, _epanechnikov_of_squared, True),
+    _compact("linear", linear, _linear_in_place),
+    _compact("biweight", biweight, _biweight_of_squared, True),
+    _compact("triweight", triweight, _triweight_of_squared, True),
+    _compact("tricube", tricube, _tricube_in_place),
+    _compact("cosine", cosine, _cosine_in_place),
+    Kernel("exponential", exponential, exact_distances=True, log_slope=-1.0),
+    Kernel("constant", constant, learnable=False),
+]
+
+_ALIASES = {
+    "boxcar": "tophat",
+    "uniform": "tophat",
+    "triangular": "linear",
+    "quartic": "biweight",
 }
+
+KERNELS = {kernel.name: kernel for kernel in _CANONICAL}
+KERNELS.update({alias: KERNELS[name] for alias, name in _ALIASES.items()})

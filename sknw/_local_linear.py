@@ -6,12 +6,11 @@
 import warnings
 
 import numpy as np
-from sklearn.base import RegressorMixin, _fit_context
+from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
-from sknw._engine import attention, nadaraya_watson, partial_sums
-from sknw._kernels import KERNELS
+from sknw._engine import attention, bandwidth_per_feature, nadaraya_watson, partial_sums
 from sknw._local_moments import (
     local_fit_from_partial_sums,
     moment_columns,
@@ -27,12 +26,11 @@ from sknw._uncertainty import (
     local_linear_leave_one_out,
     local_linear_variance,
 )
-from sknw._validation import check_numeric_target
 
 
 class _LocalLinearFitPredict:
-    """``fit``, ``predict`` and ``predict_gradient`` of the local linear
-    regressors."""
+    """The target encoding, ``predict`` and ``predict_gradient`` of the
+    local linear regressors."""
 
     _loo_objective = LocalLinearLeaveOneOut
 
@@ -40,44 +38,6 @@ class _LocalLinearFitPredict:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Store the training data and resolve (or learn) the bandwidth.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Numeric training targets.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Frequency weights: non-negative multipliers of each sample's
-            kernel weight; an integer weight is the same as repeating the row.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        X, y = validate_data(
-            self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
-        )
-        check_numeric_target(y, type(self).__name__)
-        sample_weight = self._check_fit_inputs(X, sample_weight)
-        self._fit_float32 = X.dtype == np.float32
-        X = X.astype(np.float64)
-        values = y.reshape(y.shape[0], -1).astype(np.float64)
-        self._fit_common(X, values, sample_weight, loss="squared_error")
-        self._moment_frame = moment_frame(
-            X.min(axis=0), X.max(axis=0), np.abs(values).max(axis=0)
-        )
-        self._fit_moments = moment_columns(X, values, self._moment_frame)
-        self._fit_y_ndim = y.ndim
-        # The leave-one-out residuals behind standard errors and intervals,
-        # computed when first asked for.
-        self._uncertainty_cache = {}
-        return self
 
     def predict(self, X, return_std=False, noise="local"):
         """The local linear fit at each query.
@@ -357,6 +317,20 @@ class _LocalLinearFitPredict:
             ).astype(np.float64)
         return cache["local_noise"]
 
+    def _encode_targets(self, X, y):
+        # The moments are computed in float64 whatever the input's dtype.
+        self._fit_float32 = X.dtype == np.float32
+        X, values = super()._encode_targets(X.astype(np.float64), y)
+        values = values.astype(np.float64)
+        self._moment_frame = moment_frame(
+            X.min(axis=0), X.max(axis=0), np.abs(values).max(axis=0)
+        )
+        self._fit_moments = moment_columns(X, values, self._moment_frame)
+        # The leave-one-out residuals behind standard errors and intervals,
+        # computed when first asked for.
+        self._uncertainty_cache = {}
+        return X, values
+
     def _user_fit_X(self):
         """The training inputs in the user's units (the engine keeps them
         scaled by a power of 2 when they are tiny)."""
@@ -365,9 +339,7 @@ class _LocalLinearFitPredict:
         return self._fit_X / self._coordinate_scale
 
     def _bandwidth_array(self):
-        return np.broadcast_to(
-            np.asarray(self.bandwidth_, dtype=np.float64), (self.n_features_in_,)
-        ).copy()
+        return bandwidth_per_feature(self.bandwidth_, self.n_features_in_).copy()
 
     def _local_fit(self, X):
         """The fitted values and slopes at the queries.
@@ -624,18 +596,6 @@ class LocalLinearRegressorCV(
     >>> reg.n_iter_ >= 1
     True
     """
-
-    def _check_fit_inputs(self, X, sample_weight):
-        if isinstance(self.kernel, str):
-            name = KERNELS[self.kernel].function.__name__
-            if name in ("tophat", "constant"):
-                raise ValueError(
-                    f"{type(self).__name__} cannot learn the width of the {name} "
-                    "kernel: its leave-one-out loss is piecewise constant in the "
-                    "width, so its gradient is 0. Tune the width of "
-                    "LocalLinearRegressor with GridSearchCV instead."
-                )
-        return super()._check_fit_inputs(X, sample_weight)
 
     def _fit_bandwidth(self, X, values, sample_weight, local_widths, loss):
         # The learner's warning at the upper bound speaks of the weighted

@@ -7,7 +7,6 @@ import copy as _copy
 import math
 import queue
 import threading
-import warnings
 
 import numpy as np
 import torch
@@ -1141,20 +1140,11 @@ def _column_major(columns):
 
 
 def _use_fused(device, kernel):
-    """Whether the fused Triton kernels compute the objective on ``device``.
-
-    On CUDA they do whenever Triton runs; without it the float64 path runs,
-    with a warning that says why.
-    """
-    if not (device.type == "cuda" or _triton._FORCE):
-        return False
-    if not _triton.supports_kernel(kernel):
-        return False
-    available, reason = _triton.triton_available()
-    if not available and device.type == "cuda":
-        warnings.warn(
-            f"The fused GPU kernels cannot run: {reason}. The leave-one-out "
-            "loss is computed in float64 with torch instead.",
-            UserWarning,
-        )
-    return available
+    """Whether the fused Triton kernels compute the objective on ``device``
+    (see :func:`sknw._triton.use_fused`); without Triton on CUDA the float64
+    path runs, with a warning, once, that says why."""
+    return _triton.use_fused(
+        device,
+        kernel,
+        "The leave-one-out loss is computed in float64 with torch instead.",
+    )

@@ -10,13 +10,13 @@ from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils import gen_batches
 
 from sknw._engine import (
-    _settings,
-    _weight_scale,
+    ActiveKeys,
     compute_dtype,
-    positive_weight_keys,
+    feature_scale,
+    inverse_width_power,
+    prepare_keys,
     single_threaded_torch,
     start_partial_sums,
-    weighted_values,
 )
 from sknw._kernels import KERNELS
 
@@ -37,18 +37,10 @@ def _pair_bytes(n_features):
     return 8 * (3 * n_features + 6)
 
 
-def _scale(bandwidth, n_features):
-    """``reference / bandwidth`` per feature, and the reference (the
-    smallest width): the tree's units are the reference width, so no
-    coordinate grows, however small the width."""
-    bandwidth = np.broadcast_to(np.asarray(bandwidth, dtype=np.float64), (n_features,))
-    reference = float(bandwidth.min())
-    return reference / bandwidth, reference
-
-
 def build_tree(keys, bandwidth):
-    """A tree over the keys scaled by ``reference / bandwidth`` per feature."""
-    scaled = keys * _scale(bandwidth, keys.shape[1])[0]
+    """A tree over the keys scaled by ``smallest_width / bandwidth`` per
+    feature."""
+    scaled = keys * feature_scale(bandwidth, keys.shape[1])[0]
     if keys.shape[1] <= KD_TREE_MAX_FEATURES:
         return KDTree(scaled)
     return BallTree(scaled)
@@ -72,8 +64,8 @@ def neighbor_fraction(tree, queries, bandwidth, radius):
     -------
     fraction : float
     """
-    scale, reference = _scale(bandwidth, queries.shape[1])
-    radius = radius * reference * (1 + _RADIUS_MARGIN)
+    scale, smallest_width = feature_scale(bandwidth, queries.shape[1])
+    radius = radius * smallest_width * (1 + _RADIUS_MARGIN)
     counts = tree.query_radius(queries * scale, radius, count_only=True)
     return float(np.mean(counts)) / tree.data.shape[0]
 
@@ -94,8 +86,9 @@ def tree_partial_sums(
     """:func:`sknw._engine.partial_sums` over the neighbours of each query.
 
     A compact kernel weighs only the keys within one width: a radius query
-    finds them, and the weights are computed exactly from their coordinate
-    differences, so the sums equal the dense path's up to rounding. The
+    finds them, and the dense path's code weighs them from their coordinate
+    differences, each weight equal to the dense path's to the bit, so the
+    sums equal the dense path's up to the order of the additions. The
     Gaussian and the exponential, with a ``truncation`` t in (0, 1), keep
     the keys whose weight is at least t times the largest weight of the row
     (computed in the log domain from the nearest key's distance).
@@ -117,31 +110,24 @@ query_widths
     partial : PartialSums
         Float64 arrays, as :func:`sknw._engine.partial_sums` returns.
     """
-    partial, no_keys = start_partial_sums(queries, keys, values, sample_weight)
-    if no_keys:
-        return partial
-    weight_scale = _weight_scale(sample_weight)
-    settings = _settings(
-        bandwidth, kernel, sample_weight, key_widths, query_widths, "cpu"
-    )
-    keys, values, settings, kept = positive_weight_keys(
-        keys, values, settings, compute_dtype(queries, keys)
-    )
-    if kept is not None:
+    partial = start_partial_sums(queries.shape[0], values.shape[1])
+    dtype = compute_dtype(queries, keys)
+    active = ActiveKeys.select(keys, values, sample_weight, key_widths, dtype)
+    if active.is_empty:
+        return active.undo_weight_scale(partial)
+    if active.kept is not None:
         # The tree was built over all the keys; rebuild over those that
         # take part.
         tree = None
     budget = get_config()["working_memory"] * 2**20 // _pair_bytes(keys.shape[1])
-    search = _TreeSearch(keys, values, settings, truncation, tree, budget)
+    search = _TreeSearch(active, bandwidth, kernel, truncation, tree, budget, dtype)
     # Each query's neighbours are counted before any is gathered, and
     # gathered a slice of queries at a time within the budget, wherever the
     # crowded queries are; the arrays per query (coordinates, radii, counts)
     # take fewer bytes than the budget's pairs.
     with single_threaded_torch():
         _gather_and_sum(search, partial, queries, query_widths, budget)
-    partial.log_shift[:] += np.log(weight_scale)
-    partial.nearest_sums[:] *= weight_scale
-    return partial
+    return active.undo_weight_scale(partial)
 
 
 def _gather_and_sum(search, partial, queries, query_widths, budget):
@@ -170,42 +156,53 @@ def _gather_and_sum(search, partial, queries, query_widths, budget):
 class _TreeSearch:
     """Keys, their tree and the kernel, laid out for the batches of queries.
 
-    Coordinates are scaled by ``reference / bandwidth`` (the tree's units
-    are the smallest width), so none grows however small the width.
+    Coordinates are scaled by ``smallest_width / bandwidth`` (the tree's units
+    are the smallest width), so none grows however small the width. The
+    tree only gathers candidates, within a radius wide enough for the
+    rounding of the compute dtype; a kernel outside the log domain is then
+    weighed by the dense path's own code (:meth:`PreparedKeys.pair_weights`), so
+    both paths decide a compact kernel's edge alike.
     """
 
-    def __init__(self, keys, values, settings, truncation, tree, budget):
-        self.kernel = KERNELS[settings["kernel"]]
+    def __init__(self, active, bandwidth, kernel, truncation, tree, budget, dtype):
+        self.kernel = KERNELS[kernel]
         self.budget = budget
         self.truncation = truncation
-        self.keys = keys
-        self.scale, self.reference = _scale(settings["bandwidth"], keys.shape[1])
-        self.tree = build_tree(keys, settings["bandwidth"]) if tree is None else tree
+        self.keys = keys = active.keys
+        self.scale, self.smallest_width = feature_scale(bandwidth, keys.shape[1])
+        self.tree = build_tree(keys, bandwidth) if tree is None else tree
         self.scaled_keys = keys * self.scale
-        self.weighted = weighted_values(values, settings["sample_weight"])
-        self.key_widths = settings["key_widths"]
+        self.weighted = active.weighted_values()
+        self.key_widths = active.key_widths
         key_widths = np.ones(1) if self.key_widths is None else self.key_widths
         self.largest_key_width = float(np.max(key_widths))
         self.width_ratio = self.largest_key_width / float(np.min(key_widths))
         self.log_domain = self.kernel.log_slope is not None
-        self.power = 1 if self.kernel.exact_distances else 2
-        largest = np.finfo(np.float64).max
-        with np.errstate(over="ignore", divide="ignore"):
-            # u = distance / reference, as factors capped at the largest
-            # float so that 0 times them stays 0.
-            one = np.float64(1.0)
-            self.u_factor = min(one / self.reference, largest)
-            self.log_factor = min(
-                one / np.float64(self.reference) ** self.power, largest
-            )
-            self.log_factor *= self.kernel.log_slope or 0.0
+        self.argument_power = 1 if self.kernel.exact_distances else 2
+        self.problem = self.slack = None
+        if not self.log_domain:
+            self.problem = prepare_keys(active, bandwidth, kernel, dtype, "cpu")
+            # The dense path rounds each coordinate, times its scale, in the
+            # compute dtype, and u with it: a key it may count lies within
+            # this many tree units beyond the exact radius, plus a relative
+            # margin for the rounding of u itself.
+            eps = torch.finfo(dtype).eps
+            largest = float(np.abs(self.scaled_keys).max(initial=0))
+            self.slack = (eps, 8 * eps * np.sqrt(keys.shape[1]) * largest)
+        # The log-weight's factor of the squared distance (of the distance,
+        # for the exponential), capped so that 0 times it stays 0.
+        self.log_factor = inverse_width_power(
+            self.smallest_width,
+            self.argument_power,
+            largest=np.finfo(np.float64).max,
+        ) * (self.kernel.log_slope or 0.0)
 
     def radii(self, queries, query_widths, batch):
         """Scaled queries, their local widths and search radii (tree units)."""
         scaled = queries * self.scale
         widths = None if query_widths is None else query_widths[batch]
         # Key j is within reach of query i when u_ij = s_ij / (w_j v_i) < 1.
-        reach = self.reference * self.largest_key_width
+        reach = self.smallest_width * self.largest_key_width
         reach = reach * (1.0 if widths is None else widths)
         if self.log_domain:
             nearest_distance, _ = self.tree.query(scaled, k=1)
@@ -215,9 +212,12 @@ class _TreeSearch:
                 self.kernel,
                 self.truncation,
             )
-        else:
-            radius = reach * np.ones(len(scaled))
-        return scaled, widths, radius * (1 + _RADIUS_MARGIN)
+            return scaled, widths, radius * (1 + _RADIUS_MARGIN)
+        eps, absolute = self.slack
+        largest = float(np.abs(scaled).max(initial=0))
+        absolute = absolute + 8 * eps * np.sqrt(scaled.shape[1]) * largest
+        radius = reach * np.ones(len(scaled)) * (1 + _RADIUS_MARGIN + 64 * eps)
+        return scaled, widths, radius + absolute
 
     def sums(self, partial, batch, queries, scaled, widths, rows, cols):
         """Fill ``partial`` on the rows ``batch`` from their (row, key) pairs.
@@ -225,14 +225,14 @@ class _TreeSearch:
         Log-shifts and nearest sums are left for the caller to scale by the
         largest sample weight.
         """
-        sq = ((scaled[rows] - self.scaled_keys[cols]) ** 2).sum(axis=1)
-        if self.key_widths is not None:
-            sq = sq * (1.0 / self.key_widths[cols]) ** 2
-        if widths is not None:
-            sq = sq * (1.0 / widths[rows]) ** 2
         beyond = np.zeros(len(scaled), dtype=bool)
         if self.log_domain:
-            argument = np.sqrt(sq) if self.power == 1 else sq
+            sq = ((scaled[rows] - self.scaled_keys[cols]) ** 2).sum(axis=1)
+            if self.key_widths is not None:
+                sq = sq * (1.0 / self.key_widths[cols]) ** 2
+            if widths is not None:
+                sq = sq * (1.0 / widths[rows]) ** 2
+            argument = np.sqrt(sq) if self.argument_power == 1 else sq
             row_min = np.full(len(scaled), np.inf)
             np.minimum.at(row_min, rows, argument)
             # Shifted by the row's smallest argument before the factor, as
@@ -246,9 +246,14 @@ class _TreeSearch:
             beyond = ~np.isfinite(log_shift)
             partial.log_shift[batch] = np.where(beyond, -np.inf, log_shift)
         else:
-            with np.errstate(over="ignore"):
-                u = np.sqrt(sq) * self.u_factor
-            weights = self.kernel.function(torch.as_tensor(u)).numpy()
+            problem = self.problem
+            weights = problem.pair_weights(
+                problem.to_tensor(queries),
+                None if widths is None else problem.to_tensor(widths),
+                torch.as_tensor(rows),
+                torch.as_tensor(cols),
+            )
+            weights = weights.to(torch.float64).numpy()
         sums = np.zeros((len(scaled), self.weighted.shape[1]))
         for column in range(self.weighted.shape[1]):
             sums[:, column] = np.bincount(
@@ -257,7 +262,7 @@ class _TreeSearch:
         empty = ~(sums[:, -1] > 0) | beyond
         if np.any(empty):
             positions = np.flatnonzero(empty)
-            nearest, nearest_sums = _nearest(
+            nearest_sq, nearest_sums = _nearest(
                 self.tree,
                 queries[positions],
                 self.keys,
@@ -266,15 +271,17 @@ class _TreeSearch:
                 self.weighted,
                 self.budget,
             )
-            partial.nearest[batch][positions] = nearest
+            partial.nearest_sq[batch][positions] = nearest_sq
             partial.nearest_sums[batch][positions] = nearest_sums
             sums[empty] = 0.0
         partial.sums[batch] = sums
 
 
 def truncation_radius(kernel_spec, truncation):
-    """The u beyond which a log-domain kernel's weight is below ``truncation``
-    times its weight at u = 0."""
+    """The fall in u (in u^2 for the Gaussian, as a u) beyond which a
+    log-domain kernel's weight is below ``truncation`` times its weight at
+    the nearest key: log(1 / truncation) / |log_slope|, square-rooted for
+    the kernels of u^2."""
     drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
     return drop if kernel_spec.exact_distances else float(np.sqrt(drop))
 
@@ -296,16 +303,16 @@ def _truncation_radius(nearest_distance, reach, kernel_spec, truncation):
     the row's largest.
 
     The largest weight is the nearest key's (in u); the kernel's log falls by
-    log(1 / truncation) at u^2 = u_min^2 + 2 log(1 / truncation) for the
-    Gaussian and at u = u_min + log(1 / truncation) for the exponential.
+    log(1 / truncation) at u^2 = u_min^2 + r^2 for the Gaussian and at
+    u = u_min + r for the exponential, r from :func:`truncation_radius`.
     ``nearest_distance`` bounds u_min times the nearest key's width factor
     from above, and ``reach`` (the largest factor between a distance and u)
     turns the fall in u into a distance.
     """
-    drop = np.log(1.0 / truncation) / abs(kernel_spec.log_slope)
+    fall = reach * truncation_radius(kernel_spec, truncation)
     if kernel_spec.exact_distances:
-        return nearest_distance + reach * drop
-    return np.hypot(nearest_distance, reach * np.sqrt(drop))
+        return nearest_distance + fall
+    return np.hypot(nearest_distance, fall)
 
 
 def _pairs(tree, scaled, radius):
@@ -322,7 +329,7 @@ def _nearest(tree, queries, keys, scale, key_widths, weighted, budget):
 
     Distances are compared as the dense path compares them: squared
     coordinate differences of the data as given, times the scale
-    ``reference / bandwidth``, divided by the key's width squared. With
+    ``smallest_width / bandwidth``, divided by the key's width squared. With
     local widths every key may be a candidate, so queries are taken a few at
     a time, within ``budget`` pairs.
     """

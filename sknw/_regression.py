@@ -4,7 +4,7 @@
 # License: BSD 3 clause
 
 import numpy as np
-from sklearn.base import RegressorMixin, _fit_context
+from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
@@ -16,52 +16,16 @@ from sknw._uncertainty import (
     leave_one_out,
     prediction_variance,
 )
-from sknw._validation import check_numeric_target
 
 
 class _RegressorFitPredict:
-    """``fit`` and ``predict`` of the Nadaraya-Watson regressors."""
+    """The target encoding and ``predict`` of the Nadaraya-Watson
+    regressors."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Store the training data and resolve (or learn) the bandwidth.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs (the keys).
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Numeric training targets (the values).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Frequency weights: non-negative multipliers of each sample's
-            kernel weight; an integer weight is the same as repeating the row.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        # Targets near the largest float overflow the validation's quick sum,
-        # which then checks them one by one; that overflow is no concern.
-        with np.errstate(over="ignore", invalid="ignore"):
-            X, y = validate_data(
-                self, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=True
-            )
-        check_numeric_target(y, type(self).__name__)
-        sample_weight = self._check_fit_inputs(X, sample_weight)
-        self._fit_common(
-            X, y.reshape(y.shape[0], -1), sample_weight, loss="squared_error"
-        )
-        self._fit_y_ndim = y.ndim
-        # The leave-one-out residuals behind standard errors and intervals,
-        # computed when first asked for.
-        self._uncertainty_cache = {}
-        return self
 
     def predict(self, X, return_std=False, noise="local"):
         """Attention-weighted average of the training targets at each query.
@@ -193,6 +157,12 @@ class _RegressorFitPredict:
         if self._fit_y_ndim == 1:
             intervals = intervals[:, 0]
         return intervals
+
+    def _encode_targets(self, X, y):
+        # The leave-one-out residuals behind standard errors and intervals,
+        # computed when first asked for.
+        self._uncertainty_cache = {}
+        return super()._encode_targets(X, y)
 
     def _total_weight(self):
         """The sum of the sample weights, the n of leave-one-out."""

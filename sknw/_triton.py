@@ -5,15 +5,12 @@
 
 import os
 import sys
+import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
 
-from sknw._kernels import KERNELS
-
-# Route the leave-one-out objective through the kernels on any device,
-# provided Triton can run there (a CPU needs TRITON_INTERPRET=1).
-_FORCE = False
+from sknw._kernels import KERNELS, TOPHAT_EDGE
 
 # Queries per program, and keys weighed by one program at a time (fewer in
 # the gradient kernel, which holds more tiles). With 8 warps, these sizes fit
@@ -37,7 +34,16 @@ _DOT_MIN_VALUES = 8
 
 # The log-domain kernels as exp(-slope * argument): the Gaussian's argument
 # is u^2, the exponential's u.
-_LOG_SLOPES = {"gaussian": 0.5, "exponential": 1.0}
+_LOG_SLOPES = {
+    kernel.name: -kernel.log_slope
+    for kernel in KERNELS.values()
+    if kernel.log_slope is not None
+}
+
+# The top-hat's edge in u^2, as float32 rounds it (1 - 2^-20): a key within
+# a relative 2^-21 of u = 1 has weight 0, as on the torch paths. A Triton
+# constant once Triton is imported (compiled kernels read no other globals).
+_TOPHAT_EDGE_SQUARED = float(torch.tensor(TOPHAT_EDGE**2, dtype=torch.float32))
 
 # The kernels are defined on first use, after Triton's import (which this
 # module defers: importing sknw does not import Triton).
@@ -76,9 +82,48 @@ def triton_available():
     return True, ""
 
 
+def fused_device(device):
+    """Whether the fused kernels compute on ``device``: a CUDA device that is
+    present (the tests under Triton's interpreter take the CPU too)."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+# The fallbacks whose warning that the fused kernels cannot run was given.
+_WARNED = set()
+
+
+def use_fused(device, kernel, fallback):
+    """Whether the fused kernels compute with ``kernel`` on ``device``.
+
+    They do on a device of :func:`fused_device`, for a kernel they support,
+    whenever Triton runs there. Where it does not, on CUDA, a warning says
+    why and what computes instead, once per ``fallback``.
+
+    Parameters
+    ----------
+    device : torch.device
+    kernel : str or callable
+    fallback : str
+        The sentence of the warning that says what computes instead.
+
+    Returns
+    -------
+    fused : bool
+    """
+    if not (fused_device(device) and supports_kernel(kernel)):
+        return False
+    available, reason = triton_available()
+    if not available and device.type == "cuda" and fallback not in _WARNED:
+        _WARNED.add(fallback)
+        warnings.warn(
+            f"The fused GPU kernels cannot run: {reason}. {fallback}", UserWarning
+        )
+    return available
+
+
 def supports_kernel(kernel):
     """Whether ``kernel`` is a name the fused kernels compute."""
-    return isinstance(kernel, str) and kernel in KERNELS
+    return isinstance(kernel, str) and kernel in KERNELS and KERNELS[kernel].fused
 
 
 def fused_partial_sums(queries, keys, values, kernel):
@@ -277,10 +322,9 @@ def _interpreting():
 def _kernel_name(kernel):
     """The canonical name of a kernel name or alias."""
     if not supports_kernel(kernel):
-        raise ValueError(
-            f"The fused kernels take one of {sorted(KERNELS)}; got {kernel!r}."
-        )
-    return KERNELS[kernel].function.__name__
+        names = sorted(name for name in KERNELS if supports_kernel(name))
+        raise ValueError(f"The fused kernels take one of {names}; got {kernel!r}.")
+    return KERNELS[kernel].name
 
 
 def _check_runnable(*tensors):
@@ -434,7 +478,7 @@ def _build():
     again in its module's namespace, so the kernels and the functions they
     call are module globals.
     """
-    global _built, triton, tl
+    global _built, triton, tl, _TOPHAT_EDGE_SQUARED
     global _squared_distances, _log_arguments, _shifted_weights
     global _compact_weights, _weight_slopes
     global _partial_sums_kernel, _loo_gradient_kernel
@@ -443,6 +487,8 @@ def _build():
         return
     import triton
     import triton.language as tl
+
+    _TOPHAT_EDGE_SQUARED = tl.constexpr(_TOPHAT_EDGE_SQUARED)
 
     with _triton_mode():
         _define_kernels()
@@ -529,7 +575,7 @@ def _define_kernels():
     @triton.jit
     def _compact_weights(sq, KERNEL: tl.constexpr):
         if KERNEL == "tophat":
-            weights = tl.where(sq < 1.0, 1.0, 0.0)
+            weights = tl.where(sq < _TOPHAT_EDGE_SQUARED, 1.0, 0.0)
         elif KERNEL == "epanechnikov":
             weights = tl.maximum(1.0 - sq, 0.0)
         elif KERNEL == "linear":
@@ -550,6 +596,7 @@ def _define_kernels():
             # edge, where the cosine of a rounded product loses its digits.
             weights = tl.where(u < 1.0, tl.sin(1.5707963267948966 * (1.0 - u)), 0.0)
         else:
+            # The constant kernel: _kernel_name lets no other name through.
             weights = tl.full(sq.shape, 1.0, tl.float32)
         return weights
 

@@ -22,6 +22,7 @@ from sknw._base import _scaled
 from sknw._classification import NadarayaWatsonClassifier, NadarayaWatsonClassifierCV
 from sknw._engine import (
     PartialSums,
+    bandwidth_per_feature,
     combine_partial_sums,
     merge_partial_sums,
     partial_sums,
@@ -174,15 +175,6 @@ def predict_partitioned(
     classes, bandwidth, scale, values_scale = _check_data(
         estimator, X_train, y_train, X, sample_weight, classifier
     )
-    if scale != 1 and not isinstance(estimator, LocalLinearRegressor):
-        # Training data so small that squared distances would underflow: in
-        # memory, fit scales them up by a power of 2 (exact); so do the
-        # partitions, queries beyond the coordinate limit brought back to it.
-        dtype = np.float32 if X_train.dtype == X.dtype == np.float32 else np.float64
-        limit = largest_coordinate(dtype, n_features)
-        X_train = X_train * scale
-        X = da.clip(X * scale, -limit, limit)
-        bandwidth = _scaled(bandwidth, scale)
     n_values = len(classes) if classifier else (y_train.shape[1:] or (1,))[0]
     settings = dict(
         bandwidth=bandwidth, kernel=estimator.kernel, device=estimator.device
@@ -196,12 +188,22 @@ def predict_partitioned(
             n_outputs=n_values,
             settings=settings,
             gradient=method == "predict_gradient",
+            scale=scale,
         )
         if X_train.dtype == np.float32 and X.dtype == np.float32:
             fits = fits.astype(np.float32)
         if y_train.ndim == 1:
             return fits[:, 0] if method == "predict" else fits[:, 0, :]
         return fits
+    if scale != 1:
+        # Training data so small that squared distances would underflow: in
+        # memory, fit scales them up by a power of 2 (exact); so do the
+        # partitions, queries beyond the coordinate limit brought back to it.
+        dtype = np.float32 if X_train.dtype == X.dtype == np.float32 else np.float64
+        limit = largest_coordinate(dtype, n_features)
+        X_train = X_train * scale
+        X = da.clip(X * scale, -limit, limit)
+        settings["bandwidth"] = _scaled(bandwidth, scale)
     averages = _merged_predictions(
         X_train,
         y_train,
@@ -567,14 +569,17 @@ def _merged_predictions(X_train, y_train, X, sample_weight, **options):
 
 
 def _merged_local_linear(
-    X_train, y_train, X, sample_weight, *, n_outputs, settings, gradient
+    X_train, y_train, X, sample_weight, *, n_outputs, settings, gradient, scale
 ):
     """Lazy local linear fits (or slopes), float64.
 
     As :func:`_merged_predictions`, with the sums of the moment columns of
     the local linear fit, taken in the frame of the whole training set (its
     range and largest targets: one more pass over it), so that the fits
-    equal those of the estimator fitted in memory up to rounding.
+    equal those of the estimator fitted in memory up to rounding. As in
+    memory, the kernel weights are computed on coordinates scaled by
+    ``scale`` (a power of 2 that lifts tiny coordinates), the moments and
+    the fits in the units of ``X_train``: the slopes need no scaling back.
 
     Returns
     -------
@@ -600,30 +605,18 @@ def _merged_local_linear(
         sample_weight,
         width,
         n_outputs=n_outputs,
-        settings=settings,
+        settings=dict(settings, bandwidth=_scaled(settings["bandwidth"], scale)),
         frame=frame,
+        scale=scale,
     )
-    bandwidth = np.broadcast_to(
-        np.asarray(settings["bandwidth"], dtype=np.float64), (n_features,)
-    )
+    bandwidth = bandwidth_per_feature(settings["bandwidth"], n_features)
+    # The slopes carry one more axis, over the features.
+    function, index, meta = _local_fits, "io", np.empty((0, 0))
     if gradient:
-        return da.blockwise(
-            _local_slopes,
-            "iof",
-            combined,
-            "ijp",
-            X,
-            "if",
-            new_axes={"o": n_outputs},
-            concatenate=True,
-            dtype=np.float64,
-            meta=np.empty((0, 0, 0)),
-            bandwidth=bandwidth,
-            frame=frame,
-        )
+        function, index, meta = _local_slopes, "iof", np.empty((0, 0, 0))
     return da.blockwise(
-        _local_fits,
-        "io",
+        function,
+        index,
         combined,
         "ijp",
         X,
@@ -631,18 +624,26 @@ def _merged_local_linear(
         new_axes={"o": n_outputs},
         concatenate=True,
         dtype=np.float64,
-        meta=np.empty((0, 0)),
+        meta=meta,
         bandwidth=bandwidth,
         frame=frame,
     )
 
 
-def _block_local_sums(queries, keys, y, sample_weight, *, n_outputs, settings, frame):
-    """Packed partial sums of the moment columns of one partition."""
+def _block_local_sums(
+    queries, keys, y, sample_weight, *, n_outputs, settings, frame, scale
+):
+    """Packed partial sums of the moment columns of one partition, the
+    kernel weights computed on the coordinates times ``scale``."""
     queries = np.asarray(queries, dtype=np.float64)
     keys = np.asarray(keys, dtype=np.float64)
     values = np.asarray(y, dtype=np.float64).reshape(len(y), n_outputs)
     columns = moment_columns(keys, values, frame)
+    if scale != 1:
+        limit = largest_coordinate(np.float64, keys.shape[1])
+        keys = keys * scale
+        with np.errstate(over="ignore"):
+            queries = np.clip(queries * scale, -limit, limit)
     partial = partial_sums(
         queries, keys, columns, sample_weight=sample_weight, **settings
     )
@@ -682,7 +683,7 @@ def _block_partial_sums(
 def _pack(partial):
     """One array of shape (n_queries, width) holding a PartialSums."""
     return np.column_stack(
-        [partial.log_shift, partial.nearest, partial.sums, partial.nearest_sums]
+        [partial.log_shift, partial.nearest_sq, partial.sums, partial.nearest_sums]
     )
 
 
@@ -692,7 +693,7 @@ def _unpack(packed):
     return PartialSums(
         log_shift=packed[:, 0],
         sums=packed[:, 2 : 2 + n_sums],
-        nearest=packed[:, 1],
+        nearest_sq=packed[:, 1],
         nearest_sums=packed[:, 2 + n_sums :],
     )
 

@@ -1,9 +1,12 @@
 """Bandwidth rules against scipy and statsmodels, and the fitted bandwidth_."""
 
+import pickle
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from scipy.stats import gaussian_kde
+from sklearn.neighbors import NearestNeighbors
 from statsmodels.nonparametric.kernel_density import KDEMultivariate
 
 from sknw import NadarayaWatsonRegressor
@@ -149,6 +152,20 @@ def test_duplicates_get_the_smallest_positive_width():
     expected = nadaraya_watson_slow(X, X, y, 1.0, "gaussian", key_widths=widths)
     assert_allclose(model.predict(X), expected, rtol=1e-10)
     assert np.all(np.isfinite(model.predict([[0.0], [100.0]])))
+
+
+def test_adaptive_query_keeps_its_fitted_neighbour_index(monkeypatch):
+    X = make_X(n_samples=50)
+    model = NadarayaWatsonRegressor(adaptive="query", n_neighbors=5).fit(X, X[:, 0])
+    queries = make_X(n_samples=20, seed=4)
+    expected = model.predict(queries)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the neighbour index was fitted again")
+
+    monkeypatch.setattr(NearestNeighbors, "fit", refuse)
+    assert_allclose(model.predict(queries), expected, rtol=0)
+    assert_allclose(pickle.loads(pickle.dumps(model)).predict(queries), expected)
 
 
 def test_adaptive_query_widths_do_not_depend_on_other_queries():

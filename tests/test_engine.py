@@ -99,13 +99,13 @@ def test_chunk_size_follows_working_memory(monkeypatch):
     from sknw import _engine
 
     seen = []
-    original = _engine._Problem.weights
+    original = _engine.PreparedKeys.weights
 
     def record(problem, queries, query_widths=None):
         seen.append(queries.shape[0])
         return original(problem, queries, query_widths)
 
-    monkeypatch.setattr(_engine._Problem, "weights", record)
+    monkeypatch.setattr(_engine.PreparedKeys, "weights", record)
     queries, keys, values, _ = make_data(n_keys=1000, n_queries=500)
     previous = torch.get_num_threads()
     try:

@@ -68,3 +68,36 @@ def test_learning_estimator_refused():
         predict_partitioned(
             LocalLinearRegressor(), X, y, queries, method="predict_proba"
         )
+
+
+@pytest.mark.parametrize("bandwidth", ["scott", 0.6])
+def test_tiny_coordinates_fit_as_in_memory(bandwidth):
+    # Squared distances of coordinates near 1e-170 underflow; fit computes
+    # the weights on coordinates scaled up by a power of 2, and so does the
+    # partitioned prediction, the slopes staying in the units of X (about
+    # 1e170 here). The unscaled problem is the scale-free reference.
+    scale = 1e-170
+    X, y, sample_weight, queries = _data(None)
+    width = bandwidth if isinstance(bandwidth, str) else bandwidth * scale
+    reg = LocalLinearRegressor(bandwidth=width)
+    X_train = da.from_array(X * scale, chunks=(ROW_CHUNKS, 2))
+    y_train = da.from_array(y, chunks=(ROW_CHUNKS,))
+    weights = da.from_array(sample_weight, chunks=(ROW_CHUNKS,))
+    X_query = da.from_array(queries * scale, chunks=(15, 2))
+    fits, slopes = (
+        predict_partitioned(
+            reg, X_train, y_train, X_query, sample_weight=weights, method=method
+        ).compute()
+        for method in ("predict", "predict_gradient")
+    )
+    reg.fit(X * scale, y, sample_weight=sample_weight)
+    assert_allclose(fits, reg.predict(queries * scale), rtol=1e-10, atol=1e-10)
+    slopes_in_memory = reg.predict_gradient(queries * scale)
+    assert_allclose(slopes, slopes_in_memory, rtol=1e-8, atol=1e-9 / scale)
+    unscaled = LocalLinearRegressor(bandwidth=np.asarray(reg.bandwidth_) / scale)
+    unscaled.fit(X, y, sample_weight=sample_weight)
+    assert_allclose(fits, unscaled.predict(queries), rtol=1e-9, atol=1e-9)
+    assert_allclose(
+        slopes * scale, unscaled.predict_gradient(queries), rtol=1e-7, atol=1e-8
+    )
+    assert np.abs(slopes * scale).max() > 0.1

@@ -296,3 +296,89 @@ def test_truncated_tree_at_a_huge_width_equals_the_dense_path():
     X, y, queries, _ = make_data(seed=11)
     dense, tree = fit_both("gaussian", X, y, bandwidth=1e200, truncation=1e-12)
     assert_allclose(tree.predict(queries), dense.predict(queries), rtol=1e-12)
+
+
+def _edge_keys(dtype, n_features, centre, seed):
+    """A query, a key well inside its reach (value 0) and keys at u = centre
+    (value 1), then the last key's first coordinate moved by one to four
+    steps of ``dtype`` to either side: a fine scan across the edge, as the
+    data round."""
+    rng = np.random.default_rng(seed)
+    width = rng.choice([0.7, 1.3, 0.1])
+    direction = rng.normal(size=n_features)
+    direction /= np.linalg.norm(direction)
+    query = rng.uniform(-width, width, size=n_features).astype(dtype)
+    inside = query + 0.25 * width * direction
+    key = (query + centre * width * direction).astype(dtype)
+    axis = int(np.argmax(np.abs(direction)))
+    keys = []
+    for step in range(-4, 5):
+        moved = key.copy()
+        for _ in range(abs(step)):
+            moved[axis] = np.nextafter(moved[axis], dtype(np.sign(step) * np.inf))
+        keys.append(np.vstack([inside, moved]).astype(dtype))
+    return query[None, :], keys, np.array([[0.0], [1.0]]), float(width)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 3])
+@pytest.mark.parametrize("widths", [None, "query", "sample"])
+def test_tophat_edge_is_decided_alike_by_the_dense_and_tree_paths(
+    dtype, n_features, widths
+):
+    from sknw._engine import merge_partial_sums, nadaraya_watson
+    from sknw._neighbors import tree_partial_sums
+
+    n_clear = 0
+    centres = [1.0, 1.0 - 2.0**-21, 1.0 - 1e-4, 1.0 + 1e-4]
+    for seed, centre in enumerate(centres * 2):
+        query, all_keys, values, width = _edge_keys(dtype, n_features, centre, seed)
+        for keys in all_keys:
+            # The width given as the bandwidth, or as a local factor of a
+            # unit bandwidth: u is rounded in another order each time.
+            settings = dict(kernel="tophat", bandwidth=width)
+            if widths == "query":
+                settings.update(bandwidth=1.0, query_widths=np.array([width]))
+            elif widths == "sample":
+                settings.update(bandwidth=1.0, key_widths=np.full(2, width))
+            dense = nadaraya_watson(query, keys, values, **settings)
+            partial = tree_partial_sums(query, keys, values, **settings)
+            tree = merge_partial_sums([partial])
+            # 0 (the edge key left out) or 1/2 (counted), on both paths.
+            assert dense[0, 0] in (0.0, 0.5)
+            assert tree[0, 0] == dense[0, 0]
+            # Where the exact u of the edge key is clearly inside or beyond
+            # the top-hat's band [1 - 2^-21, 1], the reference agrees.
+            exact_u = np.linalg.norm(keys[1].astype(float) - query[0]) / width
+            margin = 1e-6 if dtype == np.float32 else 1e-14
+            if 1 - 2.0**-21 - margin < exact_u < 1 + margin:
+                continue
+            n_clear += 1
+            expected = nadaraya_watson_slow(query, keys, values, width, "tophat")
+            assert_allclose(dense, expected, rtol=0, atol=1e-15)
+    assert n_clear >= 36
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["linear", "epanechnikov"])
+def test_keys_at_the_edge_weigh_alike_on_both_paths(dtype, kernel):
+    # A key one or two steps of the dtype beyond u = 1 may still get a tiny
+    # weight from the rounding of u: the tree gathers it as the dense path
+    # weighs it, so the paths agree to the bit on which keys count.
+    from sknw._engine import merge_partial_sums, nadaraya_watson
+    from sknw._neighbors import tree_partial_sums
+
+    n_counted = 0
+    for seed in range(40):
+        query, all_keys, values, width = _edge_keys(dtype, 3, 1.0, seed)
+        for keys in all_keys:
+            settings = dict(kernel=kernel, bandwidth=width)
+            dense = nadaraya_watson(query, keys, values, **settings)
+            partial = tree_partial_sums(query, keys, values, **settings)
+            tree = merge_partial_sums([partial])
+            assert (tree[0, 0] > 0) == (dense[0, 0] > 0)
+            assert_allclose(tree, dense, rtol=1e-5, atol=0)
+            exact_u = np.linalg.norm(keys[1].astype(float) - query[0]) / width
+            n_counted += dense[0, 0] > 0 and exact_u > 1
+    # In float32, some keys beyond the edge count, as the data round.
+    assert n_counted > 0 or not (dtype == np.float32 and kernel == "epanechnikov")

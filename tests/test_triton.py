@@ -21,6 +21,7 @@ from sknw import (
     NadarayaWatsonRegressorCV,
     _triton,
 )
+from sknw._engine import nadaraya_watson
 from sknw._kernels import KERNELS
 from sknw._loo_objective import LeaveOneOutObjective, _use_fused
 
@@ -50,8 +51,9 @@ LEARNABLE = [name for name in NAMES if name not in ("tophat", "constant")]
 
 @pytest.fixture
 def forced(monkeypatch):
-    """Fused objectives on the CPU too (under the interpreter)."""
-    monkeypatch.setattr(_triton, "_FORCE", True)
+    """Fused objectives and predictions on the CPU too (under the
+    interpreter)."""
+    monkeypatch.setattr(_triton, "fused_device", lambda device: True)
 
 
 def tensor(array):
@@ -146,6 +148,25 @@ def test_points_one_width_apart_get_no_compact_weight():
         assert min_sq[0] == 0.0
 
 
+def test_tophat_band_below_its_edge_has_no_weight():
+    # Keys at u = 1 - 2^-22 and u = 1 - 2^-19 (float32 values): the first is
+    # within the top-hat's band of a relative 2^-21 below u = 1, which has
+    # weight 0 on the torch paths too; the second is inside.
+    keys = np.array([[1.0 - 2.0**-22], [1.0 - 2.0**-19], [8.0]])
+    queries = np.zeros((1, 1))
+    values = np.ones((len(keys), 1))
+    _, sums, _ = fused(queries, keys, values, np.ones(len(keys)), "tophat")
+    assert sums[0, -1] == 1.0
+    engine = nadaraya_watson(
+        queries.astype(np.float32),
+        keys.astype(np.float32),
+        np.array([[1.0], [2.0], [3.0]]),
+        bandwidth=1.0,
+        kernel="tophat",
+    )
+    assert engine[0, 0] == 2.0
+
+
 @pytest.mark.parametrize("alias", ["boxcar", "uniform", "triangular", "quartic"])
 def test_aliases_compute_their_kernel(alias):
     queries, keys, y, sample_weight = prediction_problem(2, 1)
@@ -234,7 +255,7 @@ def loo_objective(X, values, kernel, loss, sample_weight, device="cpu", **widths
 def fused_and_float64(X, values, kernel, loss, sample_weight, log_bandwidth, rows):
     """Loss and gradient from the fused kernels and from the float64 path."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_triton, "_FORCE", True)
+        patch.setattr(_triton, "fused_device", lambda device: True)
         fused = loo_objective(X, values, kernel, loss, sample_weight, DEVICE)
         assert fused.fused
         fused_result = fused(log_bandwidth, rows)
@@ -347,14 +368,37 @@ def test_weights_above_1_stay_on_the_float64_path(forced):
     assert not objective.fused
 
 
-def test_missing_triton_on_cuda_warns_and_falls_back(monkeypatch):
+def test_prediction_warns_once_without_triton(monkeypatch):
     monkeypatch.setattr(
         _triton, "triton_available", lambda: (False, "Triton is not installed")
     )
+    monkeypatch.setattr(_triton, "fused_device", lambda device: True)
+    monkeypatch.setattr(_triton, "_WARNED", set())
+    fallback = "Predictions are computed chunk by chunk with torch instead."
+    with pytest.warns(UserWarning, match="Triton is not installed"):
+        assert not _triton.use_fused(torch.device("cuda"), "gaussian", fallback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not _triton.use_fused(torch.device("cuda"), "gaussian", fallback)
+        assert not _triton.use_fused(torch.device("cpu"), "gaussian", "other")
+    # The routing takes an absent CUDA device for what it is.
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        assert not _triton.fused_device(torch.device("cuda"))
+
+
+def test_missing_triton_on_cuda_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(
+        _triton, "triton_available", lambda: (False, "Triton is not installed")
+    )
+    monkeypatch.setattr(_triton, "fused_device", lambda device: device.type == "cuda")
+    monkeypatch.setattr(_triton, "_WARNED", set())
     with pytest.warns(UserWarning, match="Triton is not installed"):
         assert not _use_fused(torch.device("cuda"), "gaussian")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # Once per process, as prediction warns.
+        assert not _use_fused(torch.device("cuda"), "gaussian")
         assert not _use_fused(torch.device("cpu"), "gaussian")
 
 
@@ -363,7 +407,8 @@ def test_learned_bandwidth_matches_float64(monkeypatch):
     X, values, _ = loo_problem(60, 2, "squared_error", seed=5)
     y = values[:, 0]
     expected = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y)
-    monkeypatch.setattr(_triton, "_FORCE", True)
+    routing = _triton.fused_device
+    monkeypatch.setattr(_triton, "fused_device", lambda device: True)
     model = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y)
     assert_allclose(model.bandwidth_, expected.bandwidth_, rtol=1e-3)
     assert model.loss_curve_[-1] == pytest.approx(expected.loss_curve_[-1], rel=1e-5)
@@ -371,7 +416,7 @@ def test_learned_bandwidth_matches_float64(monkeypatch):
     labels = (y > np.median(y)).astype(int)
     classifier = NadarayaWatsonClassifierCV(solver="adam", random_state=0)
     classifier.fit(X, labels)
-    monkeypatch.setattr(_triton, "_FORCE", False)
+    monkeypatch.setattr(_triton, "fused_device", routing)
     reference = NadarayaWatsonClassifierCV(solver="adam", random_state=0)
     reference.fit(X, labels)
     assert classifier.bandwidth_ == pytest.approx(reference.bandwidth_, rel=1e-3)
@@ -443,9 +488,7 @@ def test_estimators_predict_through_the_fused_kernel(forced):
     for kernel in ("gaussian", "epanechnikov"):
         classifier = NadarayaWatsonClassifier(kernel=kernel, bandwidth=0.7).fit(X, y)
         got = classifier.predict_proba(queries)
-        _triton._FORCE = False
         expected = classifier.predict_proba(queries.astype(np.float64))
-        _triton._FORCE = True
         assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
         assert_array_equal(
             classifier.predict(queries), classifier.predict(queries.astype(np.float64))

@@ -59,8 +59,8 @@ MUTANTS = [
     Mutant(
         "float32-product-expansion",
         E,
-        "self.product = self.power == 2 and dtype == torch.float64 and n_features >= 2",
-        "self.product = self.power == 2 and n_features >= 2",
+        "if squared and dtype == torch.float64 and n_features >= 2:",
+        "if squared and n_features >= 2:",
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
@@ -74,15 +74,15 @@ MUTANTS = [
     Mutant(
         "dense-key-width-power",
         E,
-        "            sq.mul_(self.key_inverse.square())\n        kernel = self.kernel",
-        "            sq.mul_(self.key_inverse)\n        kernel = self.kernel",
+        "            sq.mul_(inverse.square())",
+        "            sq.mul_(inverse)",
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
         "dense-query-width-power",
         E,
-        "factor = factor / query_widths.to(torch.float64)[:, None] ** power",
-        "factor = factor / query_widths.to(torch.float64)[:, None] ** 2",
+        "factor = factor / np.asarray(query_widths, dtype=np.float64) ** power",
+        "factor = factor / np.asarray(query_widths, dtype=np.float64) ** 2",
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
@@ -95,8 +95,8 @@ MUTANTS = [
     Mutant(
         "fused-shift-always",
         E,
-        "return largest <= _FUSED_SHIFT_BOUND",
-        "return True",
+        "if largest > _FUSED_SHIFT_BOUND:",
+        "if False:",
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
@@ -121,32 +121,40 @@ MUTANTS = [
         (EXACT, "tests/test_engine.py"),
     ),
     Mutant(
-        "dense-weight-scale-dropped",
+        "weight-scale-dropped",
         E,
-        "partial.log_shift[batch] = log_shift + np.log(weight_scale)",
-        "partial.log_shift[batch] = log_shift",
-        (EXACT, "tests/test_engine.py"),
+        "partial.log_shift[:] += np.log(self.weight_scale)",
+        "partial.log_shift[:] += 0.0",
+        (EXACT, "tests/test_engine.py", "tests/test_neighbors.py"),
     ),
     # The tree.
     Mutant(
         "tree-radius-margin",
         T,
-        "return scaled, widths, radius * (1 + _RADIUS_MARGIN)",
-        "return scaled, widths, radius * (1 - _RADIUS_MARGIN)",
+        "* (1 + _RADIUS_MARGIN + 64 * eps)",
+        "* (1 - _RADIUS_MARGIN)",
+        (EXACT, "tests/test_neighbors.py"),
+    ),
+    Mutant(
+        "tree-compact-radius-without-rounding-slack",
+        T,
+        "(1 + _RADIUS_MARGIN + 64 * eps)\n"
+        "        return scaled, widths, radius + absolute",
+        "(1 + _RADIUS_MARGIN)\n        return scaled, widths, radius",
         (EXACT, "tests/test_neighbors.py"),
     ),
     Mutant(
         "tree-gaussian-radius-ignores-nearest",
         T,
-        "return np.hypot(nearest_distance, reach * np.sqrt(drop))",
-        "return reach * np.sqrt(drop)",
+        "return np.hypot(nearest_distance, fall)",
+        "return fall",
         (EXACT, "tests/test_neighbors.py"),
     ),
     Mutant(
         "tree-exponential-radius-ignores-nearest",
         T,
-        "return nearest_distance + reach * drop",
-        "return reach * drop",
+        "return nearest_distance + fall",
+        "return fall",
         (EXACT, "tests/test_neighbors.py"),
     ),
     Mutant(
@@ -175,13 +183,6 @@ MUTANTS = [
         T,
         "nearest_distance[:, 0] * self.width_ratio,",
         "nearest_distance[:, 0],",
-        (EXACT, "tests/test_neighbors.py"),
-    ),
-    Mutant(
-        "tree-weight-scale-dropped",
-        T,
-        "partial.log_shift[:] += np.log(weight_scale)",
-        "partial.log_shift[:] += 0.0",
         (EXACT, "tests/test_neighbors.py"),
     ),
     # The learner.
@@ -358,8 +359,8 @@ MUTANTS = [
     Mutant(
         "classifier-loo-loss-squared",
         CLF,
-        'self._fit_common(X, one_hot, sample_weight, loss="log_loss")',
-        'self._fit_common(X, one_hot, sample_weight, loss="squared_error")',
+        '    _loss = "log_loss"',
+        '    _loss = "squared_error"',
         (EXACT, "tests/test_classification.py", "tests/test_loo.py"),
     ),
 ]
