@@ -4,6 +4,7 @@
 # License: BSD 3 clause
 
 import math
+import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -108,16 +109,16 @@ def bandwidth_per_feature(bandwidth, n_features):
 
 
 def feature_scale(bandwidth, n_features):
-    """``reference / bandwidth`` per feature, and the reference (the
-    smallest width): coordinates times these factors (<= 1) are in units of
-    the reference width, so none grows however small the width."""
+    """``smallest / bandwidth`` per feature, and the smallest width:
+    coordinates times these factors (<= 1) are in units of the smallest
+    width, so none grows however small the width."""
     bandwidth = bandwidth_per_feature(bandwidth, n_features)
-    reference = float(bandwidth.min())
-    return reference / bandwidth, reference
+    smallest = float(bandwidth.min())
+    return smallest / bandwidth, smallest
 
 
-def inverse_width_power(reference, power, query_widths=None, largest=np.inf):
-    """1 / (reference * query_widths)^power in float64, at most ``largest``.
+def inverse_width_power(smallest, power, query_widths=None, largest=np.inf):
+    """1 / (smallest * query_widths)^power in float64, at most ``largest``.
 
     Capped at the dtype's largest value, a factor times a distance of 0
     stays 0 instead of 0 * inf; uncapped, rows whose factors overflow are
@@ -125,7 +126,7 @@ def inverse_width_power(reference, power, query_widths=None, largest=np.inf):
 
     Parameters
     ----------
-    reference : float
+    smallest : float
         The smallest width.
     power : {1, 2}
         Of distances or of squared distances.
@@ -139,7 +140,7 @@ def inverse_width_power(reference, power, query_widths=None, largest=np.inf):
     factor : float, or ndarray of shape (n_queries,) with ``query_widths``
     """
     with np.errstate(over="ignore", divide="ignore"):
-        factor = np.float64(1.0) / np.float64(reference) ** power
+        factor = np.float64(1.0) / np.float64(smallest) ** power
         if query_widths is None:
             return float(min(factor, largest))
         factor = factor / np.asarray(query_widths, dtype=np.float64) ** power
@@ -244,11 +245,6 @@ class PreparedKeys:
             # over the block.
             self.sorted_keys = self.scaled_keys_t[0].sort().values
             self.distance_method = "search"
-
-    @property
-    def reference(self):
-        """The smallest width (the name the learner reads)."""
-        return self.smallest_width
 
     def _within_product_radius(self, centred):
         """Whether centred scaled points are few enough widths from the centre
@@ -572,10 +568,6 @@ class PreparedKeys:
         return self.to_tensor(weights)
 
 
-# The name the learner and the uncertainty estimates import.
-_Problem = PreparedKeys
-
-
 def _shifted(arguments, row_min, slope, square=False):
     """``slope * (arguments - row_min)`` (of ``arguments`` squared when
     ``square``), in place.
@@ -732,19 +724,45 @@ def for_each_in_threads(function, items, n_threads):
     items : list
         The items.
     n_threads : int
-        The most threads; one computes in the calling thread.
+        The most threads: workers kept from call to call, or the calling
+        thread alone for one (or when it is a worker itself).
     """
     n_threads = max(1, min(n_threads, len(items)))
     with single_threaded_torch():
-        if n_threads == 1:
+        if n_threads == 1 or getattr(_WORKER, "active", False):
+            # One thread, or called from a worker: in the calling thread.
             for item in items:
                 function(item)
             return
-        with ThreadPoolExecutor(
-            n_threads, initializer=torch.set_num_threads, initargs=(1,)
-        ) as pool:
-            for _ in pool.map(function, items):
-                pass
+        for _ in _worker_pool(n_threads).map(function, items):
+            pass
+
+
+# Worker threads kept from call to call (starting them costs about 0.25 ms
+# a call), one pool per number of threads; a forked child starts its own.
+_POOLS = {}
+_POOLS_LOCK = threading.Lock()
+_WORKER = threading.local()
+
+
+def _worker_pool(n_threads):
+    """The kept pool of ``n_threads`` workers, each with one torch thread."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(n_threads)
+        if pool is None:
+            pool = _POOLS[n_threads] = ThreadPoolExecutor(
+                n_threads, initializer=_start_worker
+            )
+        return pool
+
+
+def _start_worker():
+    torch.set_num_threads(1)
+    _WORKER.active = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def n_compute_threads(device):
@@ -1299,7 +1317,7 @@ def for_each_chunk(problem, queries, query_widths, each, *, blocks_per_row):
     each : callable
         Called as ``each(batch, weights, log_shift, nearest)``, possibly on
         several threads at once, each chunk once; see
-        :meth:`_Problem.weights`. ``problem.named_block`` gives it blocks of
+        :meth:`PreparedKeys.weights`. ``problem.named_block`` gives it blocks of
         its own, reused from chunk to chunk.
     blocks_per_row : int
         Blocks of (chunk_n_rows, n_keys) alive at once in a thread, the

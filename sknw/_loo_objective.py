@@ -15,9 +15,9 @@ from sklearn.utils import gen_batches
 
 from sknw import _triton
 from sknw._engine import (
-    _LOG_WEIGHT_FLOOR,
-    _Problem,
+    PreparedKeys,
     for_each_in_threads,
+    log_weight_floor,
     n_compute_threads,
     named_block,
     weighted_values,
@@ -80,7 +80,7 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
     second : tensor or None
         d^2K/dt^2 for one width at ``order=2``.
     """
-    floor = _LOG_WEIGHT_FLOOR[sq.dtype]
+    floor = log_weight_floor(sq.dtype)
     first = second = None
     if name == "gaussian":
         weights = torch.add(
@@ -317,7 +317,7 @@ class PairwiseObjective:
         self._forget_reused()
 
     def _problem(self, bandwidth):
-        return _Problem(
+        return PreparedKeys(
             self.X_numpy,
             bandwidth,
             self.kernel_name,
@@ -424,7 +424,7 @@ class PairwiseObjective:
             cache = []
             for feature in features:
                 keys = self.X_numpy if feature is None else self.X_numpy[:, [feature]]
-                problem = _Problem(
+                problem = PreparedKeys(
                     keys,
                     1.0,
                     self.kernel_name,
@@ -455,7 +455,7 @@ class LeaveOneOutObjective(PairwiseObjective):
     class. The loss, its gradient and, for one shared width, its second
     derivative come from closed forms in one pass over the pairs, chunk by
     chunk; the squared distances come from the prediction engine's
-    :class:`~sknw._engine._Problem`.
+    :class:`~sknw._engine.PreparedKeys`.
 
     Parameters
     ----------
@@ -694,7 +694,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         if cache is None:
             problem = self._problem(bandwidth)
             sq = problem.scaled_squared_distances(self.X[chunk_t])
-            sq.mul_(1.0 / problem.reference**2)
+            sq.mul_(1.0 / problem.smallest_width**2)
             if self.row_factor is not None:
                 sq.mul_(self.row_factor[chunk_t, None])
             position = torch.arange(len(chunk), device=self.device)
@@ -887,7 +887,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         weights = self._block("widths", len(scales) * n_rows).view(
             len(scales), n_rows, self.n_samples
         )
-        floor = _LOG_WEIGHT_FLOOR[self.dtype]
+        floor = log_weight_floor(self.dtype)
         sources = _squaring_sources(scales, _SQUARING_CHAIN)
         fresh = [index for index, source in enumerate(sources) if source is None]
         for index in fresh:
@@ -898,15 +898,18 @@ class LeaveOneOutObjective(PairwiseObjective):
         else:
             for index in fresh:
                 weights[index].clamp_(min=floor).exp_()
-            # K at four times the scale is K^4: two squarings, each of weights
-            # clamped at the square root of the floor's, so that the result is
-            # clamped at the floor's as the exponential's is.
+            # K at twice the scale is K^2: each squaring of weights clamped
+            # at the square root of the floor's, so that the result is clamped
+            # at the floor's as the exponential's is.
             root = math.exp(floor / 2)
             for index in np.argsort(scales):
-                source = sources[index]
-                if source is not None:
-                    block = torch.clamp(weights[source], min=root, out=weights[index])
-                    block.square_().clamp_(min=root).square_()
+                if sources[index] is None:
+                    continue
+                source, n_squarings = sources[index]
+                block = torch.clamp(weights[source], min=root, out=weights[index])
+                block.square_()
+                for _ in range(n_squarings - 1):
+                    block.clamp_(min=root).square_()
         position = torch.arange(n_rows, device=self.device)
         weights[:, position, chunk_t] = 0.0
         sums = (self.weighted.T @ weights.transpose(1, 2)).transpose(1, 2)
@@ -1097,31 +1100,39 @@ class LeaveOneOutObjective(PairwiseObjective):
         return float(loss.detach()), log_h.grad.cpu().numpy().copy(), None
 
 
-# How many times in a row the Gaussian's weights may be raised to the fourth
-# power from one exponential: each time multiplies their relative rounding
-# by about 4, kept within about 256 units of the precision.
-_SQUARING_CHAIN = 4
+# How many squarings in a row the Gaussian's weights may take from one
+# exponential: each doubles their relative rounding, kept within about 256
+# units of the precision.
+_SQUARING_CHAIN = 8
 
 
 def _squaring_sources(scales, longest):
-    """For each scale, the index of another scale a quarter of it whose
-    Gaussian weights give its own by two squarings (None: an exponential),
-    at most ``longest`` such steps from an exponential.
+    """For each scale, the index of a smaller scale whose Gaussian weights
+    give its own by one squaring (half the scale) or two (a quarter), and
+    how many; None where it takes an exponential. At most ``longest``
+    squarings in a row follow one exponential.
 
-    The scales of a scan a factor 2 apart in the width are a factor 4
-    apart to within rounding (1e-12 relative here, far below the loss's
-    resolution at these widths).
+    The scales of a scan a factor 2 or 2^(1/4) apart in the width are a
+    factor 4 or 2^(1/2) apart, so that every other fine point and every
+    coarse one have a source, to within rounding (1e-12 relative here, far
+    below the loss's resolution at these widths).
     """
     sources = [None] * len(scales)
     depth = {}
     for index in np.argsort(scales):
-        for other, steps in depth.items():
-            if steps < longest and abs(scales[index] / scales[other] - 4) <= 4e-12:
-                sources[index] = other
-                depth[index] = steps + 1
+        depth[index] = 0
+        for other in sorted(depth, key=lambda known: -scales[known]):
+            ratio = scales[index] / scales[other]
+            for n_squarings in (1, 2):
+                if (
+                    abs(ratio - 2**n_squarings) <= 4e-12 * ratio
+                    and depth[other] + n_squarings <= longest
+                ):
+                    sources[index] = (other, n_squarings)
+                    depth[index] = depth[other] + n_squarings
+                    break
+            if sources[index] is not None:
                 break
-        else:
-            depth[index] = 0
     return sources
 
 

@@ -255,14 +255,17 @@ def test_scan_matches_single_evaluations():
 
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
 def test_scan_a_factor_2_apart_matches_the_reference(loss):
-    # Widths a factor 2 apart take their Gaussian weights from the width
-    # twice as wide by two squarings: the losses still match the NumPy
+    # Widths a factor 2 (2^(1/4)) apart take their Gaussian weights from a
+    # wider width by two squarings (one): the losses still match the NumPy
     # reference, in float64 and (to its rounding) in the float32 copy.
     X, y = toy_1d(n_samples=120)
     labels = (y > np.median(y)).astype(int)
     values = y[:, None] if loss == "squared_error" else np.eye(2)[labels]
     loo = objective(X, values, loss=loss)
-    grid = np.log(0.02) + np.log(2.0) * np.arange(12)
+    # Coarse points a factor 2 apart, and fine ones 2^(1/4) apart.
+    grid = np.log(0.02) + np.log(2.0) * np.concatenate(
+        [np.arange(12), 5 + np.arange(-3, 4) / 4]
+    )
     if loss == "squared_error":
         expected = [loo_squared_error_slow(X, y, np.exp(t), "gaussian") for t in grid]
     else:
