@@ -391,6 +391,7 @@ def _partial_sums(queries, keys, values, kernel, self_index=None):
             n_features,
             n_values,
             KERNEL=name,
+            LOG_SLOPE=_LOG_SLOPES.get(name, 0.0),
             EXCLUDE_SELF=self_index is not None,
             USE_DOT=use_dot,
             N_VALUES=n_values,
@@ -456,6 +457,7 @@ def _loo_gradient(
             n_values,
             n_gradient,
             KERNEL=name,
+            LOG_SLOPE=_LOG_SLOPES.get(name, 0.0),
             PER_FEATURE=per_feature,
             USE_DOT=use_dot,
             N_VALUES=n_values,
@@ -561,16 +563,12 @@ def _define_kernels():
         return argument
 
     @triton.jit
-    def _shifted_weights(argument, row_min, KERNEL: tl.constexpr):
+    def _shifted_weights(argument, row_min, LOG_SLOPE: tl.constexpr):
         # exp(-slope * (argument - row_min)) as exp2, one instruction, of a
-        # log2(e) prescaled exponent. The difference is taken first: the
-        # product of a large u^2 and the slope would round by more than the
-        # spread of the row's arguments.
-        if KERNEL == "gaussian":
-            log2_slope = 0.5 * 1.4426950408889634
-        else:
-            log2_slope = 1.4426950408889634
-        return tl.exp2((row_min[:, None] - argument) * log2_slope)
+        # log2(e) prescaled exponent, the slope the kernel table's. The
+        # difference is taken first: the product of a large u^2 and the slope
+        # would round by more than the spread of the row's arguments.
+        return tl.exp2((row_min[:, None] - argument) * (LOG_SLOPE * 1.4426950408889634))
 
     @triton.jit
     def _compact_weights(sq, KERNEL: tl.constexpr):
@@ -601,7 +599,7 @@ def _define_kernels():
         return weights
 
     @triton.jit
-    def _weight_slopes(sq, row_min, KERNEL: tl.constexpr):
+    def _weight_slopes(sq, row_min, KERNEL: tl.constexpr, LOG_SLOPE: tl.constexpr):
         # d K / d u^2, with the log-domain weights shifted by the row maximum
         # as in the forward pass. Where u = 0 the slope of a kernel of u
         # (infinite for the exponential and the linear) is left out: there
@@ -610,11 +608,13 @@ def _define_kernels():
         positive = sq > 0.0
         safe_u = tl.where(positive, u, 1.0)
         if KERNEL == "gaussian":
-            weights = _shifted_weights(sq, row_min, KERNEL)
-            slopes = -0.5 * weights
+            # d exp(-s u^2) / d u^2 = -s K.
+            weights = _shifted_weights(sq, row_min, LOG_SLOPE)
+            slopes = -LOG_SLOPE * weights
         elif KERNEL == "exponential":
-            weights = _shifted_weights(u, row_min, KERNEL)
-            slopes = tl.where(positive, -0.5 * weights / safe_u, 0.0)
+            # d exp(-s u) / d u^2 = -s K / (2 u).
+            weights = _shifted_weights(u, row_min, LOG_SLOPE)
+            slopes = tl.where(positive, -0.5 * LOG_SLOPE * weights / safe_u, 0.0)
         elif KERNEL == "epanechnikov":
             # A clamp passes the gradient at its edge, as torch.clamp does.
             slopes = tl.where(sq <= 1.0, -1.0, 0.0)
@@ -652,6 +652,7 @@ def _define_kernels():
         n_features,
         n_values,
         KERNEL: tl.constexpr,
+        LOG_SLOPE: tl.constexpr,
         EXCLUDE_SELF: tl.constexpr,
         USE_DOT: tl.constexpr,
         N_VALUES: tl.constexpr,
@@ -701,8 +702,8 @@ def _define_kernels():
                 # A row that has met no key yet keeps a minimum of inf.
                 shift = tl.where(new_min == float("inf"), 0.0, new_min)
                 # The sums so far, rescaled to the new minimum; 0 * 0 at first.
-                sums = sums * _shifted_weights(row_min[:, None], shift, KERNEL)
-                weights = _shifted_weights(argument, shift, KERNEL)
+                sums = sums * _shifted_weights(row_min[:, None], shift, LOG_SLOPE)
+                weights = _shifted_weights(argument, shift, LOG_SLOPE)
                 row_min = new_min
             else:
                 weights = tl.where(valid, _compact_weights(sq, KERNEL), 0.0)
@@ -752,6 +753,7 @@ def _define_kernels():
         n_values,
         n_gradient,
         KERNEL: tl.constexpr,
+        LOG_SLOPE: tl.constexpr,
         PER_FEATURE: tl.constexpr,
         USE_DOT: tl.constexpr,
         N_VALUES: tl.constexpr,
@@ -822,7 +824,7 @@ def _define_kernels():
                     )
                     grad_values += grad_column[:, None] * column_values[None, :]
             key_weight = tl.load(weight_ptr + offs_k, mask=k_mask, other=0.0)
-            slopes = _weight_slopes(sq, row_min, KERNEL)
+            slopes = _weight_slopes(sq, row_min, KERNEL, LOG_SLOPE)
             # d loss / d u_ij^2.
             coefficients = tl.where(
                 valid,
