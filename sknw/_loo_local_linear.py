@@ -138,27 +138,9 @@ class LocalLinearLeaveOneOut(PairwiseObjective):
         return self
 
     def losses_at(self, log_bandwidths, rows=None, log_relative=None, per_row=False):
-        """The loss at each of several widths along one ray.
-
-        Parameters
-        ----------
-        log_bandwidths : ndarray of shape (n_widths,)
-            Shared log-widths, or with ``log_relative`` the offsets t of the
-            per-feature log-widths ``t + log_relative``.
-        rows : ndarray of int, default=None
-            Rows to leave out and predict (all when None).
-        log_relative : ndarray of shape (n_features,), default=None
-            Per-feature log-widths relative to one another.
-        per_row : bool, default=False
-            Also return each row's share of each loss.
-
-        Returns
-        -------
-        losses : ndarray of shape (n_widths,)
-        row_losses : ndarray of shape (n_rows, n_widths)
-            With ``per_row``: row i's c_i-weighted loss over the rows' total
-            weight, which sum over rows to ``losses``.
-        """
+        """The loss at each of several widths along one ray, as
+        :meth:`~sknw._loo_objective.LeaveOneOutObjective.losses_at` gives
+        it, one width after the other."""
         rows = (
             np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
         )
