@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -734,8 +734,12 @@ def for_each_in_threads(function, items, n_threads):
             for item in items:
                 function(item)
             return
-        for _ in _worker_pool(n_threads).map(function, items):
-            pass
+        futures = [_worker_pool(n_threads).submit(function, item) for item in items]
+        # Every item finishes before an error is raised: none still writes
+        # to the caller's memory after it returns.
+        wait(futures)
+        for future in futures:
+            future.result()
 
 
 # Worker threads kept from call to call (starting them costs about 0.25 ms
@@ -761,8 +765,16 @@ def _start_worker():
     _WORKER.active = True
 
 
+def _forget_pools():
+    """In a forked child: no worker threads exist there, and the lock may
+    have been held by a thread of the parent."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_POOLS.clear)
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def n_compute_threads(device):

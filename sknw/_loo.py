@@ -713,8 +713,8 @@ class _Search:
             last = _LAST_NEWTON_STEP if trial == newton else _LOG_WIDTH_TOL
             if abs(trial - x) <= last:
                 if trial == newton:
-                    # Newton's last step is taken: it leaves the width
-                    # correct to the rounding of the gradient.
+                    # Newton's last step is taken: its error after it is of
+                    # the order of its square (see _LAST_NEWTON_STEP).
                     trial_value = objective.evaluate([trial], order=0)[0]
                     if trial_value <= value + _LOSS_ROUNDING * abs(value):
                         x, value = trial, trial_value
@@ -895,7 +895,9 @@ class _Search:
         value, gradient = objective(log_bandwidth)
         for _ in range(n_steps):
             if objective.feature_hessian or log_bandwidth.size == 1:
-                value, gradient, hessian = objective.evaluate(log_bandwidth, order=2)
+                # The Hessian alone: the loss and gradient the step is judged
+                # by come from the same evaluations as the trial's.
+                hessian = objective.evaluate(log_bandwidth, order=2)[2]
                 hessian = np.atleast_2d(hessian)[np.ix_(free, free)]
             else:
                 step = 1e-5

@@ -298,7 +298,9 @@ class PairwiseObjective:
                     part if k <= order else None for k, part in enumerate(result)
                 )
         result = self._evaluate(log_bandwidth, rows, order)
-        if key is not None:
+        # The fused kernels' float32 answers are not kept: a loss asked for
+        # alone is float64.
+        if key is not None and not (getattr(self, "fused", False) and order == 1):
             self._recent = [*self._recent[1 - _N_RECENT :], (key, order, result)]
         return result
 
@@ -452,9 +454,10 @@ class LeaveOneOutObjective(PairwiseObjective):
 
     the prediction is N_i / D_i and the loss the c-weighted mean over rows of
     the squared error (mean over outputs) or of the log-loss of the true
-    class. The loss, its gradient and, for one shared width, its second
-    derivative come from closed forms in one pass over the pairs, chunk by
-    chunk; the squared distances come from the prediction engine's
+    class. The loss, its gradient and its second derivative (for one shared
+    width, and for the Gaussian's per-feature widths the Hessian) come from
+    closed forms in one pass over the pairs, chunk by chunk; the squared
+    distances come from the prediction engine's
     :class:`~sknw._engine.PreparedKeys`.
 
     Parameters
@@ -613,6 +616,10 @@ class LeaveOneOutObjective(PairwiseObjective):
         # expansion is taken only where it is accurate at every width.
         smallest = float(np.min(log_bandwidths))
 
+        # Each thread's group of width blocks takes its share of the budget
+        # (counted here: a worker thread runs torch with one thread).
+        share = self.block_bytes / n_compute_threads(self.device)
+
         def chunk_losses(batch, chunk):
             losses = np.zeros(len(log_bandwidths))
             gaussian = self.name == "gaussian"
@@ -621,10 +628,8 @@ class LeaveOneOutObjective(PairwiseObjective):
             )
             if gaussian:
                 # The Gaussian takes the scale in its one pass, at a group of
-                # widths at a time within the block budget.
-                # Each thread's group of blocks takes its share of the budget.
+                # widths at a time within the thread's share of the budget.
                 per_width = len(chunk) * self.n_samples * sq.element_size()
-                share = self.block_bytes / n_compute_threads(self.device)
                 group = max(1, int(share // per_width))
                 for start in range(0, len(log_bandwidths), group):
                     part = slice(start, start + group)
@@ -752,7 +757,9 @@ class LeaveOneOutObjective(PairwiseObjective):
             self.name,
             sq,
             sq_min,
-            0 if in_place else order,
+            # Per feature, the second derivatives come from the Hessian's
+            # own products (see _feature_hessian).
+            0 if in_place else min(order, 1) if per_feature else order,
             per_feature,
             lambda name: self._block(name, len(chunk)),
             scale,

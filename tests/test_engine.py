@@ -705,3 +705,30 @@ def test_many_light_samples_cannot_outweigh_the_nearest_through_the_floor():
     # The light sample's weight is below what n floored weights can hold in
     # float32: it takes no part, and the far samples decide.
     assert_allclose(got, [[1.0]])
+
+
+def test_worker_threads_finish_every_item_before_an_error_is_raised():
+    # The kept worker threads: an item's error is raised only once every
+    # other item has finished, so none still writes to the caller's memory.
+    import threading
+    import time
+
+    from sknw._engine import for_each_in_threads
+
+    finished = []
+    lock = threading.Lock()
+
+    def work(item):
+        if item == 0:
+            raise ValueError("item 0")
+        time.sleep(0.05)
+        with lock:
+            finished.append(item)
+
+    with pytest.raises(ValueError, match="item 0"):
+        for_each_in_threads(work, [0, 1, 2, 3], 2)
+    assert sorted(finished) == [1, 2, 3]
+    # The threads are kept, and serve the next call.
+    results = []
+    for_each_in_threads(results.append, list(range(6)), 2)
+    assert sorted(results) == list(range(6))

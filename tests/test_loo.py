@@ -297,6 +297,37 @@ def test_chunks_stay_within_working_memory_and_change_nothing():
     assert_allclose(result[1], whole[1], rtol=1e-10)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_scan_blocks_of_every_thread_stay_within_working_memory(n_threads):
+    # A scan's groups of width blocks, one group per thread, together stay
+    # within the objective's block budget, whatever the thread count.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 2))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=1500)
+    grid = np.log(2.0) * np.arange(-8, 4) / 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        with sklearn.config_context(working_memory=16):
+            loo = objective(X, y[:, None])
+            scan = loo.losses_at(grid)
+    finally:
+        torch.set_num_threads(threads)
+    widths = [
+        blocks["widths"].numel() * blocks["widths"].element_size()
+        for blocks in loo._block_sets
+        if "widths" in blocks
+    ]
+    assert widths
+    assert sum(widths) <= loo.block_bytes
+    expected = [loss_at(loo, t) for t in grid]
+    assert_allclose(scan, expected, rtol=1e-12)
+
+
+def loss_at(loo, log_bandwidth):
+    return loo.evaluate([log_bandwidth], order=0)[0]
+
+
 def grid_minimum_1d(loss, low, high, n_grid=60):
     """Coarse log grid, then a bounded scalar search around its best point."""
     grid = np.geomspace(low, high, n_grid)

@@ -493,3 +493,16 @@ def test_estimators_predict_through_the_fused_kernel(forced):
         assert_array_equal(
             classifier.predict(queries), classifier.predict(queries.astype(np.float64))
         )
+
+
+def test_a_loss_asked_for_alone_after_a_fused_gradient_is_float64(forced):
+    # The fused kernels' float32 loss is not remembered as the loss: asked
+    # for alone, at the same width, it is computed in float64.
+    X, values, _ = loo_problem(60, 2, "squared_error", seed=5)
+    log_bandwidth = np.log([0.8, 1.1])
+    fused = loo_objective(X, values, "gaussian", "squared_error", None, DEVICE)
+    assert fused.fused
+    fused(log_bandwidth)
+    alone = fused.evaluate(log_bandwidth, order=0)[0]
+    expected = loo_squared_error_slow(X, values, np.exp(log_bandwidth), "gaussian")
+    assert alone == pytest.approx(expected, rel=1e-12)
