@@ -83,6 +83,10 @@ _NEGLIGIBLE_RELATIVE_LOSS = 1e-8
 # _Search.one_width).
 _SCAN_ROWS = 250
 
+# A slope and a curvature of a per-feature width this small relative to the
+# loss of predicting the mean are rounding.
+_FLAT_RELATIVE = 1e-8
+
 # Per-feature L-BFGS-B runs this many iterations before the widths that
 # still grow are compared with their upper bounds (see _Search._plateau_probe).
 _PLATEAU_ITERATIONS = 10
@@ -479,6 +483,8 @@ class _Search:
         self.progress = progress
         self.loss_curve = []
         self.last_point = None
+        # The diagonal of the analytic Hessian at the last Newton step.
+        self.curvature = None
 
     def _record(self, value, point=None):
         self.loss_curve.append(float(value))
@@ -806,11 +812,36 @@ class _Search:
 
         # Where the loss still falls as widths shrink toward their lower
         # bounds (duplicated rows predict one another ever better), compare
-        # with the bounds themselves.
+        # with the bounds themselves: all of them at once, and each flat one
+        # (below) alone, since the loss can fall along one width's valley
+        # more than along the diagonal. The lowest is taken.
         value, gradient, _ = objective.evaluate(result, rows, order=1)
-        probe = np.where(gradient > 0, self.lower, result)
+        shrinking = gradient > 0
+        flat = np.zeros_like(shrinking)
+        if self.curvature is not None:
+            # A width along which the loss has no slope and no positive
+            # curvature beyond rounding (nearest-neighbour prediction of rows
+            # that keep weight of their own, say) is no minimum along it, and
+            # may fall further on: whichever sign the rounding gives its
+            # slope, its lower bound is compared. The curvature is the last
+            # Newton step's (see _polish), a tiny step away at most.
+            flat = np.abs(gradient) <= _FLAT_RELATIVE * self.baseline
+            flat &= self.curvature <= _FLAT_RELATIVE * self.baseline
+            # (Not one on its upper bound: there it takes no part.)
+            flat &= (result > self.lower) & (result < self.upper)
+            shrinking |= flat
+        probe = np.where(shrinking, self.lower, result)
+        probes = [probe]
+        if np.count_nonzero(probe != result) > 1:
+            for feature in np.flatnonzero(flat):
+                alone = result.copy()
+                alone[feature] = self.lower[feature]
+                probes.append(alone)
         if np.any(probe != result) and len(self.loss_curve) < self.max_iter:
-            if loss(probe) < value:
+            probe_losses = [loss(probe) for probe in probes]
+            lowest = int(np.argmin(probe_losses))
+            if probe_losses[lowest] < value:
+                probe = probes[lowest]
                 self._record(objective.evaluate(probe, order=0)[0], probe)
                 result, converged = self._run_lbfgs(probe, None, record=True)
                 value = loss(result)
@@ -897,8 +928,9 @@ class _Search:
             if objective.feature_hessian or log_bandwidth.size == 1:
                 # The Hessian alone: the loss and gradient the step is judged
                 # by come from the same evaluations as the trial's.
-                hessian = objective.evaluate(log_bandwidth, order=2)[2]
-                hessian = np.atleast_2d(hessian)[np.ix_(free, free)]
+                hessian = np.atleast_2d(objective.evaluate(log_bandwidth, order=2)[2])
+                self.curvature = np.diag(hessian).copy()
+                hessian = hessian[np.ix_(free, free)]
             else:
                 step = 1e-5
                 hessian = np.empty((free.sum(), free.sum()))

@@ -643,6 +643,39 @@ def test_integer_weights_equal_repeated_rows_when_learning(estimator, params):
     )
 
 
+def test_per_feature_widths_leave_a_flat_stretch_for_the_lower_loss_beyond():
+    # Duplicated rows (weights up to 3) predict themselves ever better as the
+    # widths shrink: the loss is flat to within rounding where every
+    # prediction is the nearest rows', yet lower with the first width alone on
+    # its lower bound. Whatever sign rounding gives the slope there, the
+    # bounds are compared, alone and together, and the lowest is taken; with
+    # weights and with repeated rows alike.
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 2))
+    y = np.sin(2 * X[:, 0]) + 0.3 * rng.normal(size=40)
+    counts = rng.integers(0, 4, size=40)
+    stuck = np.array([0.00405719, 0.00376093])
+    losses = []
+    for Xs, ys, weights in (
+        (X, y, counts),
+        (np.repeat(X, counts, axis=0), np.repeat(y, counts), None),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = NadarayaWatsonRegressorCV(bandwidth=[1.0, 1.0])
+            model.fit(Xs, ys, sample_weight=weights)
+        keep = np.ones(len(Xs), dtype=bool) if weights is None else weights > 0
+        w = None if weights is None else weights[keep].astype(float)
+        learned = loo_squared_error_slow(
+            Xs[keep], ys[keep], model.bandwidth_, "gaussian", w
+        )
+        at_stuck = loo_squared_error_slow(Xs[keep], ys[keep], stuck, "gaussian", w)
+        assert learned < 0.8 * at_stuck
+        assert model.loss_curve_[-1] == pytest.approx(learned, rel=1e-10)
+        losses.append(learned)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-10)
+
+
 def test_learning_refuses_a_callable_kernel():
     model = NadarayaWatsonRegressorCV(kernel=lambda u: np.exp(-u))
     with pytest.raises(ValueError, match="needs a named kernel"):
