@@ -186,6 +186,12 @@ class _BaseNadarayaWatson(BaseEstimator):
         self._fit_y_ndim = y.ndim
         return X, y.reshape(y.shape[0], -1)
 
+    def _total_weight(self):
+        """The sum of the sample weights fitted, the n of leave-one-out."""
+        if self._fit_sample_weight is None:
+            return float(self._fit_X.shape[0])
+        return float(self._fit_sample_weight.sum())
+
     def _check_fit_inputs(self, X, sample_weight):
         """Checks at the top of ``fit`` that no constraint expresses."""
         check_coordinates(X)

@@ -20,11 +20,13 @@ from sknw._local_moments import (
 from sknw._loo_local_linear import LocalLinearLeaveOneOut
 from sknw._neighbors import tree_partial_sums
 from sknw._uncertainty import (
-    NOISE_OPTIONS,
     check_alpha,
+    check_leaves_one_out,
+    check_noise,
     local_linear_jackknife_plus,
     local_linear_leave_one_out,
     local_linear_variance,
+    residual_terms,
 )
 
 
@@ -75,10 +77,7 @@ class _LocalLinearFitPredict:
             Standard errors of the predictions, one per output. Only with
             ``return_std=True``.
         """
-        if noise not in NOISE_OPTIONS:
-            raise ValueError(
-                f"noise must be one of {NOISE_OPTIONS}; got noise={noise!r}."
-            )
+        check_noise(noise)
         if not return_std:
             fit, _ = self._local_fit(X)
             return fit.ravel() if self._fit_y_ndim == 1 else fit
@@ -216,12 +215,6 @@ class _LocalLinearFitPredict:
             n_outputs=len(frame.y_scale),
         )
 
-    def _total_weight(self):
-        """The sum of the sample weights, the n of leave-one-out."""
-        if self._fit_sample_weight is None:
-            return float(self._fit_X.shape[0])
-        return float(self._fit_sample_weight.sum())
-
     def _fit_with_std(self, X, noise):
         """The fits and their standard errors at the queries, shaped
         (n_queries, n_outputs) both."""
@@ -273,13 +266,7 @@ class _LocalLinearFitPredict:
         cache = self._uncertainty_cache
         if "residuals" in cache:
             return cache
-        weight = self._fit_sample_weight
-        weight = np.ones(self._fit_X.shape[0]) if weight is None else weight
-        if not self._total_weight() > np.max(np.minimum(weight, 1.0)):
-            raise ValueError(
-                "Standard errors and intervals leave one training sample out: "
-                "they need training samples of total weight above 1."
-            )
+        check_leaves_one_out(self._fit_sample_weight, self._fit_X.shape[0])
         user_X = self._user_fit_X()
         settings = self._engine_settings(self._fit_X, internal=True)[1]
         frame = self._frame_arguments(user_X)
@@ -295,12 +282,9 @@ class _LocalLinearFitPredict:
         n_products = n_features * (n_features + 1) // 2
         start = n_features + n_products
         targets = self._fit_moments[:, start : start + predictions.shape[1]]
-        residuals = targets - predictions
-        factor = 1.0 + variance[:, 0]
-        squares = residuals**2
-        cache["residuals"] = np.abs(residuals)
-        cache["noise_level"] = (weight @ squares) / (weight @ factor)
-        cache["scaled_squares"] = squares / factor[:, None]
+        cache.update(
+            residual_terms(targets, predictions, variance, self._fit_sample_weight)
+        )
         return cache
 
     def _local_noise(self):

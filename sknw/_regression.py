@@ -10,11 +10,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from sknw._base import FLOAT_DTYPES, _BaseNadarayaWatson, _BaseNadarayaWatsonCV
 from sknw._engine import nadaraya_watson, numpy_dtype
 from sknw._uncertainty import (
-    NOISE_OPTIONS,
     check_alpha,
+    check_leaves_one_out,
+    check_noise,
     jackknife_plus,
     leave_one_out,
     prediction_variance,
+    residual_terms,
 )
 
 
@@ -70,10 +72,7 @@ class _RegressorFitPredict:
             ``return_std=True``.
         """
         check_is_fitted(self)
-        if noise not in NOISE_OPTIONS:
-            raise ValueError(
-                f"noise must be one of {NOISE_OPTIONS}; got noise={noise!r}."
-            )
+        check_noise(noise)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         if not return_std:
             y_pred = self._weighted_average(X)
@@ -164,12 +163,6 @@ class _RegressorFitPredict:
         self._uncertainty_cache = {}
         return super()._encode_targets(X, y)
 
-    def _total_weight(self):
-        """The sum of the sample weights, the n of leave-one-out."""
-        if self._fit_sample_weight is None:
-            return float(self._fit_X.shape[0])
-        return float(self._fit_sample_weight.sum())
-
     def _predict_with_std(self, X, noise):
         """Predictions and their standard errors, shaped (n_queries, n_outputs)."""
         terms = self._leave_one_out_terms()
@@ -209,25 +202,18 @@ class _RegressorFitPredict:
         cache = self._uncertainty_cache
         if "residuals" in cache:
             return cache
-        weight = self._fit_sample_weight
-        weight = np.ones(self._fit_X.shape[0]) if weight is None else weight
-        if not self._total_weight() > np.max(np.minimum(weight, 1.0)):
-            raise ValueError(
-                "Standard errors and intervals leave one training sample out: "
-                "they need training samples of total weight above 1."
-            )
+        check_leaves_one_out(self._fit_sample_weight, self._fit_X.shape[0])
         predictions, variance = leave_one_out(
             self._fit_X,
             self._fit_values,
             np.ones((self._fit_X.shape[0], 1)),
             **self._engine_settings(self._fit_X, internal=True)[1],
         )
-        residuals = self._fit_values - predictions
-        factor = 1.0 + variance[:, 0]
-        squares = residuals**2
-        cache["residuals"] = np.abs(residuals)
-        cache["noise_level"] = (weight @ squares) / (weight @ factor)
-        cache["scaled_squares"] = squares / factor[:, None]
+        cache.update(
+            residual_terms(
+                self._fit_values, predictions, variance, self._fit_sample_weight
+            )
+        )
         return cache
 
     def _local_noise(self):

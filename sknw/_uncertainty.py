@@ -56,6 +56,53 @@ _DOMINANT_MARGIN = 0.5
 NOISE_OPTIONS = ("local", "constant")
 
 
+def check_noise(noise):
+    """Refuse a noise estimate other than those of NOISE_OPTIONS."""
+    if noise not in NOISE_OPTIONS:
+        raise ValueError(f"noise must be one of {NOISE_OPTIONS}; got noise={noise!r}.")
+
+
+def check_leaves_one_out(sample_weight, n_samples):
+    """Refuse training samples too light to leave one out: their total
+    weight must be above the largest weight a sample leaves out."""
+    weight = np.ones(n_samples) if sample_weight is None else sample_weight
+    if not weight.sum() > np.max(np.minimum(weight, 1.0)):
+        raise ValueError(
+            "Standard errors and intervals leave one training sample out: "
+            "they need training samples of total weight above 1."
+        )
+
+
+def residual_terms(targets, predictions, variance, sample_weight):
+    """What standard errors and intervals take from the leave-one-out
+    predictions of the training samples.
+
+    Parameters
+    ----------
+    targets, predictions : ndarray of shape (n_samples, n_outputs)
+    variance : ndarray of shape (n_samples, 1)
+        Each left-out prediction's sum of squared weights (at unit noise).
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    Returns
+    -------
+    terms : dict
+        ``residuals``: the absolute leave-one-out residuals;
+        ``noise_level``: the constant noise variance per output, the
+        weighted squared residuals over the weighted 1 + variance;
+        ``scaled_squares``: the squared residuals divided by 1 + variance.
+    """
+    weight = np.ones(len(targets)) if sample_weight is None else sample_weight
+    residuals = targets - predictions
+    factor = 1.0 + variance[:, 0]
+    squares = residuals**2
+    return {
+        "residuals": np.abs(residuals),
+        "noise_level": (weight @ squares) / (weight @ factor),
+        "scaled_squares": squares / factor[:, None],
+    }
+
+
 def check_alpha(alpha, total):
     """Refuse a jackknife+ miscoverage level outside (0, 1), or too small
     for training samples of total weight ``total``."""
