@@ -16,10 +16,12 @@ from sklearn.utils import gen_batches
 from sknw import _triton
 from sknw._engine import (
     PreparedKeys,
+    column_major,
     for_each_in_threads,
     log_weight_floor,
     n_compute_threads,
     named_block,
+    times,
     weighted_values,
 )
 from sknw._kernels import KERNELS
@@ -488,12 +490,12 @@ class LeaveOneOutObjective(PairwiseObjective):
         # d2K / ds_k ds_l = K (a_k a_l - 2 delta_kl a_k) for the Gaussian.
         self.feature_hessian = self.name == "gaussian"
         # c * [values, 1]: one product with the weights gives N and D.
-        self.weighted = _column_major(
+        self.weighted = column_major(
             self._tensor(weighted_values(self.values_numpy, sample_weight))
         )
         self.weighted_gradient = self.weighted
         if key_widths is not None:
-            self.weighted_gradient = _column_major(
+            self.weighted_gradient = column_major(
                 self.weighted / self._tensor(np.asarray(key_widths)[:, None] ** 2)
             )
         if loss == "log_loss":
@@ -565,7 +567,7 @@ class LeaveOneOutObjective(PairwiseObjective):
                 if tensor is not None:
                     tensor = tensor.to(torch.float32)
                     if tensor.dim() == 2:
-                        tensor = _column_major(tensor)
+                        tensor = column_major(tensor)
                     setattr(copy, name, tensor)
             # Kept distances are rounded to float32 rather than computed anew.
             with self._cache_lock:
@@ -768,7 +770,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         for block in (weights, first, second):
             if block is not None:
                 block[position, chunk_t] = 0.0
-        sums = _times(weights, self.weighted)
+        sums = times(weights, self.weighted)
         predictions, totals, empty = self._predictions(sums, sq, chunk_t)
         row_weight = self.sample_weight[chunk_t]
         row_losses = self._row_losses(predictions, chunk_t)
@@ -817,7 +819,7 @@ class LeaveOneOutObjective(PairwiseObjective):
                 weights, sq, scale, position, chunk_t, order
             )
         else:
-            first_sums = _times(first, self.weighted)
+            first_sums = times(first, self.weighted)
         derivative = (
             first_sums[:, :-1] - predictions * first_sums[:, -1:]
         ) * inverse_totals[:, None]
@@ -825,7 +827,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         if order == 1:
             return loss, np.array([gradient]), None
         if not in_place:
-            second_sums = _times(second, self.weighted)
+            second_sums = times(second, self.weighted)
         second_derivative = (
             second_sums[:, :-1]
             - 2 * derivative * first_sums[:, -1:]
@@ -935,12 +937,12 @@ class LeaveOneOutObjective(PairwiseObjective):
         weights.mul_(sq)
         # The row's own pair: weight 0 times u^2 = +inf.
         weights[position, chunk_t] = 0.0
-        first_sums = _times(weights, self.weighted).mul_(scale)
+        first_sums = times(weights, self.weighted).mul_(scale)
         if order < 2:
             return first_sums, None
         weights.mul_(sq)
         weights[position, chunk_t] = 0.0
-        second_sums = _times(weights, self.weighted).mul_(scale**2)
+        second_sums = times(weights, self.weighted).mul_(scale**2)
         return first_sums, second_sums.sub_(first_sums, alpha=2)
 
     def _feature_moments(self, block, scaled, chunk_t):
@@ -959,7 +961,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         moments : tensor of shape (n_rows, n_features, n_values + 1)
         """
         z, columns, _ = scaled
-        products = _times(block, columns).reshape(
+        products = times(block, columns).reshape(
             len(chunk_t), 1 + 2 * self.n_features, -1
         )
         plain = products[:, :1]
@@ -1065,7 +1067,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             [w, linear.flatten(1), quadratic.flatten(1)],
             dim=1,
         )
-        return scaled, _column_major(columns), np.asarray(bandwidth)
+        return scaled, column_major(columns), np.asarray(bandwidth)
 
     def _nearest_values(self, sq):
         """Average of the nearest other samples' values (ties averaged)."""
@@ -1141,20 +1143,6 @@ def _squaring_sources(scales, longest):
             if sources[index] is not None:
                 break
     return sources
-
-
-def _times(block, columns):
-    """``block @ columns`` for a wide block and a few columns, as
-    (columns.T @ block.T).T: several times faster in this orientation, and
-    faster again with ``columns`` stored column by column
-    (see :func:`_column_major`)."""
-    return (columns.T @ block.T).T
-
-
-def _column_major(columns):
-    """``columns`` with each column contiguous, the layout in which
-    :func:`_times` multiplies fastest (2-3 times, measured at 1,000 rows)."""
-    return columns.T.contiguous().T
 
 
 def _use_fused(device, kernel):

@@ -17,6 +17,7 @@ from sknw._engine import (
     make_settings,
     numpy_dtype,
     positive_weight_keys,
+    times,
 )
 from sknw._local_moments import local_linear_fit
 
@@ -114,11 +115,6 @@ def check_alpha(alpha, total):
             f"weight {total:g}: jackknife+ needs alpha >= 1 / (n + 1) = "
             f"{1 / (total + 1):.3g}, or its upper bound would be infinite."
         )
-
-
-def _times(block, columns):
-    """``block @ columns``, as (columns.T @ block.T).T: faster for few columns."""
-    return (columns.T @ block.T).T
 
 
 class _Pooled:
@@ -246,13 +242,13 @@ class _Pooled:
         dominant = removed.max(dim=1).indices
         top = weights[rows, dominant].clone()
         weights[rows, dominant] = 0.0
-        rest = _times(weights, self.weighted_values_t)
+        rest = times(weights, self.weighted_values_t)
         rest_squares = None
         if squares:
             squared = torch.mul(
                 weights, weights, out=problem.named_block("squared", n_rows)
             )
-            rest_squares = _times(squared, self.weighted_noise_t)
+            rest_squares = times(squared, self.weighted_noise_t)
         weights[rows, dominant] = top
         dominant_weight = problem.sample_weight[dominant] * top
         terms = dict(
@@ -323,8 +319,8 @@ def prediction_variance(
     variance = np.empty((queries.shape[0], noise.shape[1]))
 
     def each(batch, weights):
-        sums = _times(weights, pooled.weighted_values_t).to(torch.float64)
-        squares = _times(weights.square_(), pooled.weighted_noise_t)
+        sums = times(weights, pooled.weighted_values_t).to(torch.float64)
+        squares = times(weights.square_(), pooled.weighted_noise_t)
         squares = squares.to(torch.float64)
         totals = sums[:, -1:]
         predictions[batch] = (sums[:, :-1] / totals).cpu().numpy()
@@ -927,7 +923,7 @@ def _factor_squares(pooled, fits, weights, basis):
     factors.mul_(weights)
     if pooled.noise_t.shape[1] == 1:
         return torch.linalg.vector_norm(factors, dim=1, keepdim=True) ** 2
-    return _times(factors.square_(), pooled.weighted_noise_t)
+    return times(factors.square_(), pooled.weighted_noise_t)
 
 
 def _noise_basis(pooled, basis):
@@ -994,7 +990,7 @@ def local_linear_variance(
     variance = np.empty((queries.shape[0], n_noise))
 
     def each(batch, weights):
-        sums = _times(weights, pooled.weighted_values_t)
+        sums = times(weights, pooled.weighted_values_t)
         fits = _LocalFits(sums, frame_queries[batch], frame_bandwidth, n_outputs)
         squares = _factor_squares(pooled, fits, weights, noise_basis)
         predictions[batch] = fits.fit.cpu().numpy()
@@ -1070,7 +1066,7 @@ def local_linear_leave_one_out(
         columns = torch.as_tensor(own, device=weights.device)[rows]
         own_weight = weights[rows, columns].clone()
         weights[rows, columns] = 0.0
-        sums = _times(weights, pooled.weighted_values_t)
+        sums = times(weights, pooled.weighted_values_t)
         others = sums[:, -1].clone()
         # What stays of the key's weight: c_i - u_i units at its own kernel
         # weight.
