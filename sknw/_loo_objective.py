@@ -182,6 +182,8 @@ class PairwiseObjective:
     largest_block = _LOO_BLOCK_BYTES
     # Whether order=2 gives the Hessian of per-feature widths.
     feature_hessian = False
+    # Whether the loss and gradient come from the fused float32 kernels.
+    fused = False
     # The kept distances' entry on each row's own pair, which takes part
     # only through the weight the row keeps.
     own_pair = math.inf
@@ -302,7 +304,7 @@ class PairwiseObjective:
         result = self._evaluate(log_bandwidth, rows, order)
         # The fused kernels' float32 answers are not kept: a loss asked for
         # alone is float64.
-        if key is not None and not (getattr(self, "fused", False) and order == 1):
+        if key is not None and not (self.fused and order == 1):
             self._recent = [*self._recent[1 - _N_RECENT :], (key, order, result)]
         return result
 
