@@ -155,3 +155,14 @@ def loo_log_loss_slow(X, labels, bandwidth, kernel, sample_weight=None, **widths
     proba = loo_predictions_slow(X, one_hot, bandwidth, kernel, sample_weight, **widths)
     true = np.maximum(proba[np.arange(len(X)), labels], np.finfo(np.float64).eps)
     return np.average(-np.log(true), weights=sample_weight)
+
+
+def sine_data(n_samples=40, n_features=2, seed=0, n_outputs=None):
+    """Uniform inputs on [-2, 2]^d and the sum of their sines plus noise;
+    ``n_outputs`` columns, each an affine copy of it, when given."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n_samples, n_features))
+    y = np.sin(X).sum(axis=1) + 0.1 * rng.normal(size=n_samples)
+    if n_outputs is not None:
+        y = np.column_stack([y * (k + 1) + k for k in range(n_outputs)])
+    return X, y

@@ -24,6 +24,8 @@ from sknw import (
 from sknw._loo_local_linear import LocalLinearLeaveOneOut
 from tests._reference import attention_slow
 
+from ._reference import sine_data
+
 # statsmodels >= 0.15 warns that its default random generator will change; the
 # fixed bandwidths used here draw nothing at random.
 pytestmark = pytest.mark.filterwarnings("ignore:After 0.17:FutureWarning")
@@ -41,15 +43,6 @@ NAMED_KERNELS = [
     "constant",
 ]
 LEARNABLE_KERNELS = ["gaussian", "epanechnikov", "exponential", "tricube"]
-
-
-def _data(n_samples=40, n_features=2, seed=0, n_outputs=None):
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-2, 2, size=(n_samples, n_features))
-    y = np.sin(X).sum(axis=1) + 0.1 * rng.normal(size=n_samples)
-    if n_outputs is not None:
-        y = np.column_stack([y * (k + 1) + k for k in range(n_outputs)])
-    return X, y
 
 
 def local_linear_slow(queries, X, y, bandwidth, kernel, sample_weight=None):
@@ -97,7 +90,7 @@ def test_gaussian_matches_statsmodels_local_linear(bandwidth):
 
     bandwidth = np.array(bandwidth)
     n_features = bandwidth.shape[0]
-    X, y = _data(n_samples=60, n_features=n_features, seed=n_features)
+    X, y = sine_data(n_samples=60, n_features=n_features, seed=n_features)
     # Inside, at the edge of and beyond the data.
     X_query = np.random.default_rng(7).uniform(-2.6, 2.6, size=(30, n_features))
 
@@ -129,7 +122,7 @@ def _queries(X, seed):
 @pytest.mark.parametrize("kernel", NAMED_KERNELS)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_matches_dense_weighted_least_squares(kernel, weighted):
-    X, y = _data(n_samples=50, n_features=2, seed=1, n_outputs=2)
+    X, y = sine_data(n_samples=50, n_features=2, seed=1, n_outputs=2)
     bandwidth = np.array([1.2, 1.6])
     sample_weight = None
     if weighted:
@@ -153,7 +146,7 @@ def test_matches_dense_weighted_least_squares(kernel, weighted):
 
 @pytest.mark.parametrize("kernel", ["biweight", "tricube", "tophat"])
 def test_tree_path_equals_dense_path(kernel):
-    X, y = _data(n_samples=300, n_features=2, seed=4)
+    X, y = sine_data(n_samples=300, n_features=2, seed=4)
     queries = _queries(X, seed=5)
     dense = LocalLinearRegressor(kernel=kernel, bandwidth=0.6, algorithm="dense")
     tree = LocalLinearRegressor(kernel=kernel, bandwidth=0.6, algorithm="tree")
@@ -171,7 +164,7 @@ def test_tree_path_equals_dense_path(kernel):
 def test_chunked_predictions_equal_one_chunk():
     import sklearn
 
-    X, y = _data(n_samples=200, n_features=3, seed=6)
+    X, y = sine_data(n_samples=200, n_features=3, seed=6)
     # Without the query 30 widths out, whose extrapolation from a few
     # samples passes rounding of the weights on to the eighth digit.
     queries = _queries(X[:, :2], seed=7)[:-1]
@@ -238,7 +231,7 @@ def test_singular_design_falls_back_to_local_constant():
 
 
 def test_collinear_features_fall_back_to_local_constant_without_nan():
-    X, y = _data(n_samples=30, n_features=1, seed=8)
+    X, y = sine_data(n_samples=30, n_features=1, seed=8)
     X_twice = np.hstack([X, 2 * X])
     queries = np.linspace(-3, 3, 7)[:, None]
     reg = LocalLinearRegressor(bandwidth=[0.5, 1.0]).fit(X_twice, y)
@@ -256,7 +249,7 @@ def test_collinear_features_fall_back_to_local_constant_without_nan():
 def test_adaptive_widths_fit_lines_with_nadaraya_watson_weights(adaptive):
     # The same local widths as Nadaraya-Watson's: its attention, in a dense
     # weighted least-squares solve, gives the local linear fit.
-    X, y = _data(n_samples=60, n_features=2, seed=28)
+    X, y = sine_data(n_samples=60, n_features=2, seed=28)
     queries = _queries(X, seed=29)[:-1]
     params = dict(bandwidth=0.7, adaptive=adaptive, n_neighbors=8)
     reg = LocalLinearRegressor(**params).fit(X, y)
@@ -270,7 +263,7 @@ def test_adaptive_widths_fit_lines_with_nadaraya_watson_weights(adaptive):
 
 @pytest.mark.parametrize("kernel", ["gaussian", "tricube"])
 def test_translating_and_permuting_the_data_changes_nothing(kernel):
-    X, y = _data(n_samples=50, n_features=2, seed=30)
+    X, y = sine_data(n_samples=50, n_features=2, seed=30)
     queries = _queries(X, seed=31)[:-1]
     shift = np.array([1e3, -250.0])
     order = np.random.default_rng(32).permutation(len(X))
@@ -287,7 +280,7 @@ def test_translating_and_permuting_the_data_changes_nothing(kernel):
 
 
 def test_attention_weights_give_the_predictions_and_sum_to_one():
-    X, y = _data(n_samples=40, n_features=2, seed=9)
+    X, y = sine_data(n_samples=40, n_features=2, seed=9)
     queries = _queries(X, seed=10)
     reg = LocalLinearRegressor(kernel="epanechnikov", bandwidth=1.3).fit(X, y)
     weights = reg.attention_weights(queries)
@@ -299,7 +292,7 @@ def test_attention_weights_give_the_predictions_and_sum_to_one():
 
 
 def test_multi_output_equals_single_output_fits():
-    X, y = _data(n_samples=40, n_features=2, seed=11, n_outputs=3)
+    X, y = sine_data(n_samples=40, n_features=2, seed=11, n_outputs=3)
     queries = _queries(X, seed=12)
     reg = LocalLinearRegressor(bandwidth=0.9).fit(X, y)
     predictions = reg.predict(queries)
@@ -314,7 +307,7 @@ def test_multi_output_equals_single_output_fits():
 
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
 def test_integer_sample_weight_equals_repeated_rows(kernel):
-    X, y = _data(n_samples=30, n_features=2, seed=13)
+    X, y = sine_data(n_samples=30, n_features=2, seed=13)
     counts = np.random.default_rng(14).integers(0, 4, size=len(X))
     queries = _queries(X, seed=15)
     weighted = LocalLinearRegressor(kernel=kernel, bandwidth=1.1)
@@ -325,7 +318,7 @@ def test_integer_sample_weight_equals_repeated_rows(kernel):
 
 
 def test_float32_input_gives_float32_output_close_to_float64():
-    X, y = _data(n_samples=40, n_features=2, seed=16)
+    X, y = sine_data(n_samples=40, n_features=2, seed=16)
     queries = _queries(X, seed=17)
     reg64 = LocalLinearRegressor(bandwidth=0.8).fit(X, y)
     reg32 = LocalLinearRegressor(bandwidth=0.8).fit(X.astype(np.float32), y)
@@ -352,7 +345,7 @@ def _brute_force_loo(X, y, bandwidth, kernel, sample_weight):
 
 
 def test_leave_one_out_from_the_smoother_diagonal_equals_refits():
-    X, y = _data(n_samples=30, n_features=2, seed=18)
+    X, y = sine_data(n_samples=30, n_features=2, seed=18)
     reg = LocalLinearRegressor(bandwidth=0.9).fit(X, y)
     smoother = reg.attention_weights(X)
     diagonal = np.diag(smoother)
@@ -365,7 +358,7 @@ def test_leave_one_out_from_the_smoother_diagonal_equals_refits():
 @pytest.mark.parametrize("n_features", [1, 2])
 def test_objective_predictions_equal_refits(kernel, n_features):
     # Weights of 0.5 leave the row out entirely, weights above 1 keep some.
-    X, y = _data(n_samples=25, n_features=n_features, seed=19 + n_features)
+    X, y = sine_data(n_samples=25, n_features=n_features, seed=19 + n_features)
     sample_weight = np.random.default_rng(20).choice([0.5, 1.0, 2.0, 3.5], len(X))
     bandwidth = np.array([0.9, 1.4][:n_features])
     objective = LocalLinearLeaveOneOut(
@@ -386,7 +379,7 @@ def test_objective_predictions_equal_refits(kernel, n_features):
 
 @pytest.mark.parametrize("kernel", LEARNABLE_KERNELS)
 def test_objective_derivatives_match_finite_differences(kernel):
-    X, y = _data(n_samples=30, n_features=2, seed=21)
+    X, y = sine_data(n_samples=30, n_features=2, seed=21)
     objective = LocalLinearLeaveOneOut(
         X,
         y[:, None],
@@ -417,7 +410,7 @@ def test_objective_derivatives_match_finite_differences(kernel):
 
 
 def test_cv_learns_a_width_no_grid_width_beats():
-    X, y = _data(n_samples=40, n_features=1, seed=22)
+    X, y = sine_data(n_samples=40, n_features=1, seed=22)
     reg = LocalLinearRegressorCV().fit(X, y)
     ones = np.ones(len(X))
     learned = np.mean(
@@ -451,7 +444,7 @@ def test_cv_on_a_line_warns_that_the_global_line_predicts_best():
 
 @pytest.mark.parametrize("kernel", ["tophat", "uniform", "constant"])
 def test_cv_refuses_a_flat_kernel(kernel):
-    X, y = _data(n_samples=20)
+    X, y = sine_data(n_samples=20)
     with pytest.raises(ValueError, match="LocalLinearRegressor with GridSearchCV"):
         LocalLinearRegressorCV(kernel=kernel).fit(X, y)
 
@@ -461,7 +454,7 @@ def test_cv_refuses_a_flat_kernel(kernel):
 
 
 def test_grid_search_over_bandwidth():
-    X, y = _data(n_samples=60, n_features=1, seed=25)
+    X, y = sine_data(n_samples=60, n_features=1, seed=25)
     search = GridSearchCV(
         LocalLinearRegressor(), {"bandwidth": [0.05, 0.3, 1.0, 30.0]}, cv=3
     ).fit(X, y)
@@ -472,7 +465,7 @@ def test_grid_search_over_bandwidth():
 
 @pytest.mark.parametrize("estimator", [LocalLinearRegressor, LocalLinearRegressorCV])
 def test_pickle_round_trip_gives_identical_predictions(estimator):
-    X, y = _data(n_samples=30, n_features=2, seed=26)
+    X, y = sine_data(n_samples=30, n_features=2, seed=26)
     queries = _queries(X, seed=27)
     reg = estimator(kernel="epanechnikov", bandwidth=1.5).fit(X, y)
     restored = pickle.loads(pickle.dumps(reg))
@@ -484,7 +477,7 @@ def test_pickle_round_trip_gives_identical_predictions(estimator):
 
 
 def test_objective_losses_at_equal_evaluate():
-    X, y = _data(n_samples=30, n_features=2, seed=33)
+    X, y = sine_data(n_samples=30, n_features=2, seed=33)
     objective = LocalLinearLeaveOneOut(
         X,
         y[:, None],
@@ -532,15 +525,8 @@ def test_objective_with_isolated_and_paired_samples_equals_refits(kernel):
     assert np.all(np.isfinite(gradient))
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def device(request):
-    if request.param == "cuda" and not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
-    return request.param
-
-
 def test_device_gives_the_cpu_results(device):
-    X, y = _data(n_samples=60, n_features=2, seed=34)
+    X, y = sine_data(n_samples=60, n_features=2, seed=34)
     queries = _queries(X, seed=35)
     cpu = LocalLinearRegressor(bandwidth=0.8).fit(X, y)
     reg = LocalLinearRegressor(bandwidth=0.8, device=device).fit(X, y)
@@ -559,7 +545,7 @@ def test_device_gives_the_cpu_results(device):
 def test_extreme_scales_give_the_scaled_fit(x_scale, y_scale):
     # Products of coordinates and targets beyond float64's range stay out of
     # the moments, which are taken on data scaled by powers of 2.
-    X, y = _data(n_samples=40, n_features=2, seed=36)
+    X, y = sine_data(n_samples=40, n_features=2, seed=36)
     queries = _queries(X, seed=37)[:-1]
     reg = LocalLinearRegressor(bandwidth=0.9).fit(X, y)
     scaled = LocalLinearRegressor(bandwidth=0.9 * x_scale)
@@ -608,7 +594,7 @@ def test_lines_are_reproduced_at_any_query_property(
 
 @pytest.mark.parametrize("method", ["predict", "predict_gradient", "attention_weights"])
 def test_methods_before_fit_and_with_wrong_features_are_refused(method):
-    X, y = _data(n_samples=20, n_features=2)
+    X, y = sine_data(n_samples=20, n_features=2)
     with pytest.raises(NotFittedError):
         getattr(LocalLinearRegressor(), method)(X)
     reg = LocalLinearRegressor().fit(X, y)

@@ -20,6 +20,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sknw import NadarayaWatsonRegressor, NadarayaWatsonRegressorCV
 
+from ._reference import sine_data
+
 # statsmodels >= 0.15 warns that its default random generator will change; the
 # fixed bandwidths used here draw nothing at random.
 pytestmark = pytest.mark.filterwarnings("ignore:After 0.17:FutureWarning")
@@ -27,25 +29,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:After 0.17:FutureWarning")
 COMPACT_AND_SMOOTH_KERNELS = ["gaussian", "epanechnikov", "tophat", "exponential"]
 
 
-def _data(n_samples=40, n_features=2, seed=0, n_outputs=None):
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-2, 2, size=(n_samples, n_features))
-    y = np.sin(X).sum(axis=1) + 0.1 * rng.normal(size=n_samples)
-    if n_outputs is not None:
-        y = np.column_stack([y * (k + 1) + k for k in range(n_outputs)])
-    return X, y
-
-
 def _absent_device():
     """A CUDA device index that does not exist here, with or without CUDA."""
     return f"cuda:{torch.cuda.device_count()}"
-
-
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def device(request):
-    if request.param == "cuda" and not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
-    return request.param
 
 
 # --------------------------------------------------------------------------
@@ -68,7 +54,7 @@ def test_gaussian_matches_statsmodels_local_constant(bandwidth):
 
     bandwidth = np.array(bandwidth)
     n_features = bandwidth.shape[0]
-    X, y = _data(n_samples=50, n_features=n_features, seed=n_features)
+    X, y = sine_data(n_samples=50, n_features=n_features, seed=n_features)
     X_query = np.random.default_rng(7).uniform(-2.5, 2.5, size=(30, n_features))
 
     expected = KernelReg(
@@ -102,7 +88,7 @@ def test_silverman_matches_statsmodels_normal_reference():
 
 
 def test_pipeline_with_scaler_matches_manual_scaling():
-    X, y = _data(seed=1)
+    X, y = sine_data(seed=1)
     X = X * [1.0, 100.0] + [0.0, 50.0]
     pipe = make_pipeline(StandardScaler(), NadarayaWatsonRegressor(bandwidth=0.5))
     pipe.fit(X, y)
@@ -115,7 +101,7 @@ def test_pipeline_with_scaler_matches_manual_scaling():
 
 
 def test_grid_search_picks_bandwidth_and_kernel_and_refits():
-    X, y = _data(n_samples=60, n_features=1, seed=2)
+    X, y = sine_data(n_samples=60, n_features=1, seed=2)
     grid = {
         "nadarayawatsonregressor__bandwidth": [0.01, 0.3, 20.0],
         "nadarayawatsonregressor__kernel": ["gaussian", "epanechnikov"],
@@ -134,7 +120,7 @@ def test_grid_search_picks_bandwidth_and_kernel_and_refits():
 
 
 def test_cross_validate_scores():
-    X, y = _data(n_samples=60, n_features=1, seed=4)
+    X, y = sine_data(n_samples=60, n_features=1, seed=4)
     result = cross_validate(
         NadarayaWatsonRegressor(bandwidth=0.3),
         X,
@@ -148,7 +134,7 @@ def test_cross_validate_scores():
 
 
 def test_clone_is_unfitted_with_equal_params():
-    X, y = _data()
+    X, y = sine_data()
     params = {"kernel": "tricube", "bandwidth": [0.5, 2.0], "device": "cpu"}
     reg = NadarayaWatsonRegressor(**params).fit(X, y)
     cloned = clone(reg)
@@ -165,7 +151,7 @@ def test_clone_is_unfitted_with_equal_params():
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
 @pytest.mark.parametrize("bandwidth", [0.4, "scott", [0.3, 0.9]])
 def test_pickle_round_trip_gives_identical_predictions(kernel, bandwidth):
-    X, y = _data(seed=5)
+    X, y = sine_data(seed=5)
     reg = NadarayaWatsonRegressor(kernel=kernel, bandwidth=bandwidth).fit(X, y)
     loaded = pickle.loads(pickle.dumps(reg))
 
@@ -178,7 +164,7 @@ def test_pickle_round_trip_gives_identical_predictions(kernel, bandwidth):
 
 def test_dataframe_sets_feature_names_and_checks_them():
     pd = pytest.importorskip("pandas")
-    X, y = _data(n_features=3, seed=6)
+    X, y = sine_data(n_features=3, seed=6)
     frame = pd.DataFrame(X, columns=["age", "height", "weight"])
     reg = NadarayaWatsonRegressor(bandwidth=0.7).fit(frame, y)
 
@@ -199,7 +185,7 @@ def test_dataframe_sets_feature_names_and_checks_them():
 
 def test_fit_without_names_predict_with_names_warns():
     pd = pytest.importorskip("pandas")
-    X, y = _data(n_features=2, seed=6)
+    X, y = sine_data(n_features=2, seed=6)
     reg = NadarayaWatsonRegressor().fit(X, y)
     assert not hasattr(reg, "feature_names_in_")
     with pytest.warns(UserWarning, match="X has feature names, but"):
@@ -208,7 +194,7 @@ def test_fit_without_names_predict_with_names_warns():
 
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "exponential"])
 def test_multi_output_equals_single_output_fits(kernel):
-    X, Y = _data(seed=7, n_outputs=3)
+    X, Y = sine_data(seed=7, n_outputs=3)
     X_query = np.random.default_rng(2).uniform(-3, 3, size=(20, 2))
     reg = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.6).fit(X, Y)
     Y_pred = reg.predict(X_query)
@@ -220,7 +206,7 @@ def test_multi_output_equals_single_output_fits(kernel):
 
 
 def test_column_y_gives_column_predictions():
-    X, y = _data(seed=8)
+    X, y = sine_data(seed=8)
     reg = NadarayaWatsonRegressor().fit(X, y[:, None])
     y_pred = reg.predict(X[:7])
     assert y_pred.shape == (7, 1)
@@ -241,7 +227,7 @@ def _queries_near_and_far(n_features, seed):
 
 @pytest.mark.parametrize("kernel", COMPACT_AND_SMOOTH_KERNELS)
 def test_integer_sample_weight_equals_repeated_rows(kernel):
-    X, y = _data(n_samples=25, seed=9)
+    X, y = sine_data(n_samples=25, seed=9)
     sample_weight = np.random.default_rng(0).integers(0, 4, size=25)
     sample_weight[0] = 0
     X_query = _queries_near_and_far(2, seed=1)
@@ -260,7 +246,7 @@ def test_integer_sample_weight_equals_repeated_rows(kernel):
 
 @pytest.mark.parametrize("kernel", COMPACT_AND_SMOOTH_KERNELS)
 def test_zero_sample_weight_equals_removing_the_row(kernel):
-    X, y = _data(n_samples=20, seed=10)
+    X, y = sine_data(n_samples=20, seed=10)
     # The sample nearest to the far query gets weight 0: it must not serve as
     # the compact kernels' nearest-sample fallback either.
     X[3] = [30.0, 30.0]
@@ -284,7 +270,7 @@ def test_zero_sample_weight_equals_removing_the_row(kernel):
 @pytest.mark.parametrize("kernel", COMPACT_AND_SMOOTH_KERNELS)
 @pytest.mark.parametrize("factor", [1e-3, 7.0, 1e6])
 def test_scaling_sample_weight_changes_nothing(kernel, factor):
-    X, y = _data(n_samples=30, seed=11)
+    X, y = sine_data(n_samples=30, seed=11)
     sample_weight = np.random.default_rng(1).uniform(0.1, 3.0, size=30)
     X_query = _queries_near_and_far(2, seed=3)
     reg = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.5)
@@ -298,7 +284,7 @@ def test_scaling_sample_weight_changes_nothing(kernel, factor):
 
 
 def _bad_data(kind):
-    X, y = _data(n_samples=10, n_features=3, seed=12)
+    X, y = sine_data(n_samples=10, n_features=3, seed=12)
     if kind == "nan_X":
         X[2, 1] = np.nan
     elif kind == "inf_X":
@@ -350,7 +336,7 @@ def test_fit_refuses_bad_data(kind, error, match):
     ],
 )
 def test_predict_refuses_bad_data(kind, error, match):
-    X, y = _data(n_samples=10, n_features=3, seed=12)
+    X, y = sine_data(n_samples=10, n_features=3, seed=12)
     reg = NadarayaWatsonRegressor().fit(X, y)
     X_bad, _ = _bad_data(kind)
     with pytest.raises(error, match=match):
@@ -359,7 +345,7 @@ def test_predict_refuses_bad_data(kind, error, match):
 
 @pytest.mark.parametrize("bandwidth", [0, 0.0, -1.0, np.nan, np.inf, -np.inf])
 def test_bad_scalar_bandwidth_is_an_invalid_parameter(bandwidth):
-    X, y = _data(n_features=3)
+    X, y = sine_data(n_features=3)
     with pytest.raises(InvalidParameterError, match="'bandwidth' parameter"):
         NadarayaWatsonRegressor(bandwidth=bandwidth).fit(X, y)
 
@@ -377,13 +363,13 @@ def test_bad_scalar_bandwidth_is_an_invalid_parameter(bandwidth):
     ],
 )
 def test_bad_bandwidth_array(bandwidth, match):
-    X, y = _data(n_features=3)
+    X, y = sine_data(n_features=3)
     with pytest.raises(ValueError, match=match):
         NadarayaWatsonRegressor(bandwidth=bandwidth).fit(X, y)
 
 
 def test_unknown_kernel_lists_valid_names():
-    X, y = _data()
+    X, y = sine_data()
     with pytest.raises(InvalidParameterError, match="'kernel' parameter") as info:
         NadarayaWatsonRegressor(kernel="gausian").fit(X, y)
     message = str(info.value)
@@ -400,13 +386,13 @@ def test_unknown_kernel_lists_valid_names():
     ],
 )
 def test_callable_kernel_with_bad_weights_is_refused_at_fit(kernel):
-    X, y = _data()
+    X, y = sine_data()
     with pytest.raises(ValueError, match="callable kernel must return finite"):
         NadarayaWatsonRegressor(kernel=kernel).fit(X, y)
 
 
 def test_callable_kernel_matches_named_kernel():
-    X, y = _data(seed=13)
+    X, y = sine_data(seed=13)
     X_query = _queries_near_and_far(2, seed=4)
 
     def epanechnikov(u):
@@ -419,13 +405,13 @@ def test_callable_kernel_matches_named_kernel():
 
 @pytest.mark.parametrize("device", ["foo", "cuda:-3"])
 def test_unknown_device_is_refused_at_fit(device):
-    X, y = _data()
+    X, y = sine_data()
     with pytest.raises(ValueError, match="is not available here"):
         NadarayaWatsonRegressor(device=device).fit(X, y)
 
 
 def test_absent_device_is_refused_at_fit():
-    X, y = _data()
+    X, y = sine_data()
     absent = _absent_device()
     with pytest.raises(ValueError, match=f"device='{absent}' is not available here"):
         NadarayaWatsonRegressor(device=absent).fit(X, y)
@@ -435,7 +421,7 @@ def test_absent_device_is_refused_at_fit():
 
 
 def test_predict_before_fit():
-    X, _ = _data()
+    X, _ = sine_data()
     reg = NadarayaWatsonRegressor()
     for method in (reg.predict, reg.attention_weights):
         with pytest.raises(NotFittedError, match="not fitted yet"):
@@ -443,7 +429,7 @@ def test_predict_before_fit():
 
 
 def test_predict_with_wrong_number_of_features():
-    X, y = _data(n_features=3)
+    X, y = sine_data(n_features=3)
     reg = NadarayaWatsonRegressor().fit(X, y)
     match = "X has 2 features, but NadarayaWatsonRegressor is expecting 3"
     for method in (reg.predict, reg.attention_weights):
@@ -463,7 +449,7 @@ def test_predict_with_wrong_number_of_features():
     ],
 )
 def test_bad_sample_weight(sample_weight, match):
-    X, y = _data(n_samples=10)
+    X, y = sine_data(n_samples=10)
     with pytest.raises(ValueError, match=match):
         NadarayaWatsonRegressor().fit(X, y, sample_weight=sample_weight)
 
@@ -474,7 +460,7 @@ def test_bad_sample_weight(sample_weight, match):
 
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
 def test_predictions_on_device_equal_cpu(device, kernel):
-    X, Y = _data(n_samples=60, n_features=3, seed=14, n_outputs=2)
+    X, Y = sine_data(n_samples=60, n_features=3, seed=14, n_outputs=2)
     X_query = np.random.default_rng(5).uniform(-3, 3, size=(40, 3))
     cpu = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.7).fit(X, Y)
     on_device = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.7, device=device)
@@ -492,7 +478,7 @@ _FALL_BACK_WARNING = r"is not available here .*Computing on the CPU instead"
 
 
 def test_absent_device_at_predict_warns_and_uses_cpu():
-    X, y = _data(seed=15)
+    X, y = sine_data(seed=15)
     X_query = _queries_near_and_far(2, seed=5)
     reg = NadarayaWatsonRegressor(kernel="epanechnikov", bandwidth=0.5).fit(X, y)
     expected = reg.predict(X_query)
@@ -512,7 +498,7 @@ def test_unpickled_model_with_absent_device_warns_and_uses_cpu(device_name):
             pytest.skip("CUDA is available, so 'cuda' is not absent")
     else:
         device_name = _absent_device()
-    X, y = _data(seed=16)
+    X, y = sine_data(seed=16)
     reg = NadarayaWatsonRegressor(bandwidth=0.4).fit(X, y)
     expected = reg.predict(X)
     # As if fitted on a GPU machine and loaded on one without it.
@@ -530,7 +516,7 @@ def test_unpickled_model_with_absent_device_warns_and_uses_cpu(device_name):
 
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "exponential"])
 def test_float32_input_gives_float32_predictions(kernel):
-    X, y = _data(n_samples=50, n_features=3, seed=17)
+    X, y = sine_data(n_samples=50, n_features=3, seed=17)
     X_query = np.random.default_rng(6).uniform(-2, 2, size=(20, 3))
     reg = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.8)
     y64 = reg.fit(X, y).predict(X_query)
@@ -544,7 +530,7 @@ def test_float32_input_gives_float32_predictions(kernel):
 
 
 def test_float64_stays_float64_with_float32_targets():
-    X, y = _data(seed=18)
+    X, y = sine_data(seed=18)
     reg = NadarayaWatsonRegressor().fit(X, y.astype(np.float32))
     assert reg.predict(X).dtype == np.float64
     assert reg.attention_weights(X).dtype == np.float64
@@ -572,7 +558,7 @@ def test_translating_X_and_queries_changes_nothing(n_features, kernel, shift):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "exponential"])
 def test_inputs_are_not_modified(dtype, kernel):
-    X, Y = _data(n_samples=30, n_features=3, seed=20, n_outputs=2)
+    X, Y = sine_data(n_samples=30, n_features=3, seed=20, n_outputs=2)
     X = X.astype(dtype)
     X_query = np.vstack([X[:5] + 0.1, np.full((1, 3), 50.0, dtype=dtype)])
     sample_weight = np.random.default_rng(7).uniform(0.0, 2.0, size=30)
