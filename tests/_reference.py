@@ -166,3 +166,15 @@ def sine_data(n_samples=40, n_features=2, seed=0, n_outputs=None):
     if n_outputs is not None:
         y = np.column_stack([y * (k + 1) + k for k in range(n_outputs)])
     return X, y
+
+
+def d2l_truth(x):
+    """The d2l chapter's toy function, 2 sin(x) + x^0.8."""
+    return 2 * np.sin(x) + x**0.8
+
+
+def d2l_toy(n_samples=40, seed=0, noise=0.5):
+    """Sorted inputs uniform on [0, 5) and the toy function plus noise."""
+    rng = np.random.default_rng(seed)
+    X = np.sort(rng.uniform(0, 5, n_samples))[:, None]
+    return X, d2l_truth(X[:, 0]) + noise * rng.normal(size=n_samples)

@@ -18,21 +18,15 @@ from sknw import (
 )
 from sknw._kernels import KERNELS
 from sknw._uncertainty import leave_one_out_predictions
-from tests._reference import attention_slow, loo_predictions_slow
+from tests._reference import (
+    attention_slow,
+    d2l_toy,
+    d2l_truth,
+    loo_predictions_slow,
+)
 
 # The dense reference takes the log of zero sample weights.
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
-
-
-def _truth(x):
-    """The d2l toy function."""
-    return 2 * np.sin(x) + x**0.8
-
-
-def _toy(n_samples=40, seed=0, noise=0.5):
-    rng = np.random.default_rng(seed)
-    X = np.sort(rng.uniform(0, 5, n_samples))[:, None]
-    return X, _truth(X[:, 0]) + noise * rng.normal(size=n_samples)
 
 
 def _weighted_data(seed=0):
@@ -191,7 +185,7 @@ def test_standard_errors_match_the_monte_carlo_spread(
     sigma = np.full(n_samples, 0.5)
     if design == "heteroscedastic":
         sigma = 0.1 + 0.3 * X[:, 0]
-    Y = _truth(X) + sigma[:, None] * rng.normal(size=(n_samples, n_replicates))
+    Y = d2l_truth(X) + sigma[:, None] * rng.normal(size=(n_samples, n_replicates))
     points = np.linspace(low, high, 13)[:, None]
     model = estimator(bandwidth=bandwidth).fit(X, Y)
     ratios = {}
@@ -210,7 +204,7 @@ def test_standard_errors_match_the_monte_carlo_spread(
 
 
 def test_huge_bandwidth_gives_the_standard_error_of_the_mean():
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     model = NadarayaWatsonRegressor(bandwidth=1e9).fit(X, y)
     prediction, std = model.predict([[2.5]], return_std=True, noise="constant")
     # Leave-one-out residuals of the mean are (n / (n - 1)) (y_i - mean).
@@ -271,7 +265,7 @@ def test_jackknife_plus_with_integer_weights_matches_its_definition(scale):
 def test_jackknife_plus_matches_mapie():
     from mapie.regression import CrossConformalRegressor
 
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     queries = np.linspace(0, 5, 11)[:, None]
     model = NadarayaWatsonRegressor(bandwidth=0.5)
     mapie = CrossConformalRegressor(
@@ -292,7 +286,7 @@ def test_jackknife_plus_covers_new_observations(design):
 
     def draw(x, size):
         sigma = 0.5 if design == "homoscedastic" else 0.1 + 0.3 * x
-        return _truth(x) + sigma * rng.normal(size=size)
+        return d2l_truth(x) + sigma * rng.normal(size=size)
 
     Y = draw(X, (n_samples, n_replicates))
     Y_new = draw(X_new, (n_new, n_replicates))
@@ -307,47 +301,65 @@ def test_jackknife_plus_covers_new_observations(design):
 # Shapes, weights, chunks, configurations
 
 
-def test_integer_weights_equal_repeated_rows():
-    X, y = _toy(20)
+@pytest.mark.parametrize(
+    "estimator, bandwidth, rtol, atol",
+    [
+        (NadarayaWatsonRegressor, 0.4, 1e-10, 1e-12),
+        (LocalLinearRegressor, 0.6, 1e-9, 1e-10),
+    ],
+)
+def test_integer_weights_equal_repeated_rows(estimator, bandwidth, rtol, atol):
+    X, y = d2l_toy(20)
     weight = np.tile([1.0, 2.0, 3.0, 1.0], 5)
     repeat = weight.astype(int)
     queries = np.linspace(0, 5, 9)[:, None]
-    weighted = NadarayaWatsonRegressor(bandwidth=0.4).fit(X, y, sample_weight=weight)
-    repeated = NadarayaWatsonRegressor(bandwidth=0.4)
+    weighted = estimator(bandwidth=bandwidth).fit(X, y, sample_weight=weight)
+    repeated = estimator(bandwidth=bandwidth)
     repeated.fit(np.repeat(X, repeat, axis=0), np.repeat(y, repeat))
     for noise in ("local", "constant"):
         assert_allclose(
             weighted.predict(queries, return_std=True, noise=noise),
             repeated.predict(queries, return_std=True, noise=noise),
-            rtol=1e-10,
+            rtol=rtol,
         )
     assert_allclose(
         weighted.predict_interval(queries, alpha=0.1),
         repeated.predict_interval(queries, alpha=0.1),
-        atol=1e-12,
+        atol=atol,
     )
 
 
-def test_multi_output_equals_single_output_fits():
-    X, y = _toy(30)
+@pytest.mark.parametrize(
+    "estimator, bandwidth, std_rtol, interval_rtol",
+    [
+        (NadarayaWatsonRegressor, 0.5, 1e-12, 1e-7),
+        (LocalLinearRegressor, 0.6, 1e-10, 1e-10),
+    ],
+)
+def test_multi_output_equals_single_output_fits(
+    estimator, bandwidth, std_rtol, interval_rtol
+):
+    X, y = d2l_toy(30)
     Y = np.column_stack([y, 3 * y**2, -y])
     queries = np.linspace(0, 5, 7)[:, None]
-    model = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, Y)
+    model = estimator(bandwidth=bandwidth).fit(X, Y)
     predictions, std = model.predict(queries, return_std=True)
     intervals = model.predict_interval(queries, alpha=0.2)
     assert std.shape == (7, 3) and intervals.shape == (7, 3, 2)
     for output in range(3):
-        single = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, Y[:, output])
+        single = estimator(bandwidth=bandwidth).fit(X, Y[:, output])
         expected = single.predict(queries, return_std=True)
         assert_allclose(predictions[:, output], expected[0], rtol=1e-12)
-        assert_allclose(std[:, output], expected[1], rtol=1e-12)
+        assert_allclose(std[:, output], expected[1], rtol=std_rtol)
         assert_allclose(
-            intervals[:, output], single.predict_interval(queries, alpha=0.2)
+            intervals[:, output],
+            single.predict_interval(queries, alpha=0.2),
+            rtol=interval_rtol,
         )
 
 
 def test_predictions_and_shapes_follow_predict():
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     queries = np.linspace(0, 5, 7)[:, None]
     model = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, y)
     predictions, std = model.predict(queries, return_std=True)
@@ -361,7 +373,7 @@ def test_predictions_and_shapes_follow_predict():
 
 
 def test_float32_gives_float32():
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     X, y = X.astype(np.float32), y.astype(np.float32)
     model = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, y)
     predictions, std = model.predict(X[:5], return_std=True)
@@ -383,7 +395,7 @@ def test_tiny_weights_do_not_underflow_in_float32():
     def kernel(u):
         return 1e-25 * np.exp(-(u**2))
 
-    X, y = _toy(20)
+    X, y = d2l_toy(20)
     queries = np.linspace(0, 5, 6)[:, None]
     expected = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.5).fit(X, y)
     model = NadarayaWatsonRegressor(kernel=kernel, bandwidth=0.5)
@@ -403,7 +415,7 @@ def test_tiny_weights_do_not_underflow_in_float32():
 
 
 def test_chunks_change_nothing():
-    X, y = _toy(200)
+    X, y = d2l_toy(200)
     queries = np.linspace(0, 5, 50)[:, None]
     model = NadarayaWatsonRegressor(bandwidth=0.3).fit(X, y)
     std = model.predict(queries, return_std=True)[1]
@@ -415,7 +427,7 @@ def test_chunks_change_nothing():
 
 
 def test_tree_path_gives_the_dense_standard_errors():
-    X, y = _toy(3000, noise=0.3)
+    X, y = d2l_toy(3000, noise=0.3)
     queries = np.linspace(0, 5, 20)[:, None]
     tree = NadarayaWatsonRegressor(kernel="epanechnikov", bandwidth=0.01)
     tree.set_params(algorithm="tree").fit(X, y)
@@ -430,7 +442,7 @@ def test_tree_path_gives_the_dense_standard_errors():
 
 
 def test_refit_forgets_the_residuals():
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     queries = np.linspace(0, 5, 7)[:, None]
     model = NadarayaWatsonRegressor(bandwidth=0.5).fit(X, y)
     model.predict(queries, return_std=True)
@@ -444,7 +456,7 @@ def test_refit_forgets_the_residuals():
 
 
 def test_cv_estimator_and_pipeline_offer_the_same():
-    X, y = _toy(40)
+    X, y = d2l_toy(40)
     queries = np.linspace(0, 5, 7)[:, None]
     cv = NadarayaWatsonRegressorCV().fit(X, y)
     plain = NadarayaWatsonRegressor(bandwidth=cv.bandwidth_).fit(X, y)
@@ -464,8 +476,8 @@ def test_cv_estimator_and_pipeline_offer_the_same():
 def test_mapie_split_and_cross_conformal_wrap_the_estimators():
     from mapie.regression import CrossConformalRegressor, SplitConformalRegressor
 
-    X, y = _toy(300, seed=3)
-    X_new, y_new = _toy(300, seed=4)
+    X, y = d2l_toy(300, seed=3)
+    X_new, y_new = d2l_toy(300, seed=4)
     split = SplitConformalRegressor(
         NadarayaWatsonRegressor(bandwidth=0.3), confidence_level=0.9, prefit=False
     )
@@ -486,7 +498,7 @@ def test_mapie_split_and_cross_conformal_wrap_the_estimators():
 
 
 def test_bad_noise_is_refused():
-    X, y = _toy(10)
+    X, y = d2l_toy(10)
     model = NadarayaWatsonRegressor().fit(X, y)
     with pytest.raises(ValueError, match="noise must be one of"):
         model.predict(X, return_std=True, noise="white")
@@ -494,14 +506,14 @@ def test_bad_noise_is_refused():
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5, "0.1", None])
 def test_bad_alpha_is_refused(alpha):
-    X, y = _toy(10)
+    X, y = d2l_toy(10)
     model = NadarayaWatsonRegressor().fit(X, y)
     with pytest.raises(ValueError, match="alpha must be a float in"):
         model.predict_interval(X, alpha=alpha)
 
 
 def test_alpha_too_small_for_the_data_is_refused():
-    X, y = _toy(9)
+    X, y = d2l_toy(9)
     model = NadarayaWatsonRegressor().fit(X, y)
     model.predict_interval(X, alpha=0.1)
     with pytest.raises(ValueError, match=r"alpha >= 1 / \(n \+ 1\) = 0.1"):

@@ -12,21 +12,10 @@ from sklearn import config_context
 from sknw import LocalLinearRegressor, LocalLinearRegressorCV
 from sknw._kernels import KERNELS
 from sknw._uncertainty import local_linear_leave_one_out_predictions
-from tests._reference import attention_slow
+from tests._reference import attention_slow, d2l_toy, d2l_truth
 
 # The dense reference takes the log of zero sample weights.
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
-
-
-def _truth(x):
-    """The d2l toy function."""
-    return 2 * np.sin(x) + x**0.8
-
-
-def _toy(n_samples=40, seed=0, noise=0.5):
-    rng = np.random.default_rng(seed)
-    X = np.sort(rng.uniform(0, 5, n_samples))[:, None]
-    return X, _truth(X[:, 0]) + noise * rng.normal(size=n_samples)
 
 
 def _weighted_data(seed=0):
@@ -178,7 +167,7 @@ def test_standard_errors_match_their_formula(kernel):
 def test_huge_bandwidth_gives_the_least_squares_line():
     # At a huge width the fit is the ordinary least-squares line, whose
     # standard error at x is sigma sqrt(1/n + (x - mean)^2 / Sxx).
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     model = LocalLinearRegressor(bandwidth=1e6).fit(X, y)
     point = np.array([[4.0]])
     _, std = model.predict(point, return_std=True, noise="constant")
@@ -238,7 +227,7 @@ def test_jackknife_plus_matches_mapie():
     from mapie.regression import CrossConformalRegressor
     from sklearn.model_selection import LeaveOneOut
 
-    X, y = _toy(30)
+    X, y = d2l_toy(30)
     queries = np.linspace(0, 5, 11)[:, None]
     model = LocalLinearRegressor(bandwidth=0.6)
     mapie = CrossConformalRegressor(
@@ -255,8 +244,8 @@ def test_jackknife_plus_covers_new_observations():
     n_samples, n_new, n_replicates = 60, 100, 200
     X = np.sort(rng.uniform(0, 5, n_samples))[:, None]
     X_new = rng.uniform(0, 5, n_new)[:, None]
-    Y = _truth(X) + 0.5 * rng.normal(size=(n_samples, n_replicates))
-    Y_new = _truth(X_new) + 0.5 * rng.normal(size=(n_new, n_replicates))
+    Y = d2l_truth(X) + 0.5 * rng.normal(size=(n_samples, n_replicates))
+    Y_new = d2l_truth(X_new) + 0.5 * rng.normal(size=(n_new, n_replicates))
     intervals = LocalLinearRegressor(bandwidth=0.4).fit(X, Y).predict_interval(X_new)
     inside = (Y_new >= intervals[..., 0]) & (Y_new <= intervals[..., 1])
     coverage = inside.mean()
@@ -267,8 +256,8 @@ def test_jackknife_plus_covers_new_observations():
 def test_mapie_split_and_cross_conformal_wrap_the_estimators():
     from mapie.regression import CrossConformalRegressor, SplitConformalRegressor
 
-    X, y = _toy(300, seed=3)
-    X_new, y_new = _toy(300, seed=4)
+    X, y = d2l_toy(300, seed=3)
+    X_new, y_new = d2l_toy(300, seed=4)
     split = SplitConformalRegressor(
         LocalLinearRegressor(bandwidth=0.4), confidence_level=0.9, prefit=False
     )
@@ -288,49 +277,8 @@ def test_mapie_split_and_cross_conformal_wrap_the_estimators():
 # Shapes, weights, chunks, configurations
 
 
-def test_integer_weights_equal_repeated_rows():
-    X, y = _toy(20)
-    weight = np.tile([1.0, 2.0, 3.0, 1.0], 5)
-    repeat = weight.astype(int)
-    queries = np.linspace(0, 5, 9)[:, None]
-    weighted = LocalLinearRegressor(bandwidth=0.6).fit(X, y, sample_weight=weight)
-    repeated = LocalLinearRegressor(bandwidth=0.6)
-    repeated.fit(np.repeat(X, repeat, axis=0), np.repeat(y, repeat))
-    for noise in ("local", "constant"):
-        assert_allclose(
-            weighted.predict(queries, return_std=True, noise=noise),
-            repeated.predict(queries, return_std=True, noise=noise),
-            rtol=1e-9,
-        )
-    assert_allclose(
-        weighted.predict_interval(queries, alpha=0.1),
-        repeated.predict_interval(queries, alpha=0.1),
-        atol=1e-10,
-    )
-
-
-def test_multi_output_equals_single_output_fits():
-    X, y = _toy(30)
-    Y = np.column_stack([y, 3 * y**2, -y])
-    queries = np.linspace(0, 5, 7)[:, None]
-    model = LocalLinearRegressor(bandwidth=0.6).fit(X, Y)
-    predictions, std = model.predict(queries, return_std=True)
-    intervals = model.predict_interval(queries, alpha=0.2)
-    assert std.shape == (7, 3) and intervals.shape == (7, 3, 2)
-    for output in range(3):
-        single = LocalLinearRegressor(bandwidth=0.6).fit(X, Y[:, output])
-        expected = single.predict(queries, return_std=True)
-        assert_allclose(predictions[:, output], expected[0], rtol=1e-12)
-        assert_allclose(std[:, output], expected[1], rtol=1e-10)
-        assert_allclose(
-            intervals[:, output],
-            single.predict_interval(queries, alpha=0.2),
-            rtol=1e-10,
-        )
-
-
 def test_predictions_dtypes_and_chunks():
-    X, y = _toy(60)
+    X, y = d2l_toy(60)
     queries = np.linspace(0, 5, 25)[:, None]
     model = LocalLinearRegressor(bandwidth=0.5).fit(X, y)
     predictions, std = model.predict(queries, return_std=True)
@@ -354,7 +302,7 @@ def test_predictions_dtypes_and_chunks():
 
 
 def test_cv_estimator_offers_the_same_and_refit_forgets():
-    X, y = _toy(40)
+    X, y = d2l_toy(40)
     queries = np.linspace(0, 5, 7)[:, None]
     cv = LocalLinearRegressorCV().fit(X, y)
     plain = LocalLinearRegressor(bandwidth=cv.bandwidth_).fit(X, y)
@@ -371,7 +319,7 @@ def test_cv_estimator_offers_the_same_and_refit_forgets():
 
 
 def test_bad_input_is_refused():
-    X, y = _toy(9)
+    X, y = d2l_toy(9)
     model = LocalLinearRegressor().fit(X, y)
     with pytest.raises(ValueError, match="noise must be one of"):
         model.predict(X, return_std=True, noise="white")
@@ -385,7 +333,7 @@ def test_bad_input_is_refused():
 
 
 def test_tree_path_and_local_widths():
-    X, y = _toy(400, noise=0.3)
+    X, y = d2l_toy(400, noise=0.3)
     queries = np.linspace(0, 5, 15)[:, None]
     tree = LocalLinearRegressor(kernel="epanechnikov", bandwidth=0.3, algorithm="tree")
     dense = LocalLinearRegressor(kernel="epanechnikov", bandwidth=0.3)
