@@ -432,29 +432,52 @@ def _subsample_rows(n_rows, random_state, size=None):
 
 
 def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
-    """Starts for per-feature widths besides the one given: the best width
-    of a scan shared by every feature, and of one proportional to each
-    feature's spread, the loss taken over ``rows`` (None: all).
+    """A start for per-feature widths besides the one given: the best width
+    of a scan shared by every feature, or of one proportional to each
+    feature's spread, whichever is lower, the loss taken over ``rows``
+    (None: all).
+
+    The scans only rank their widths: they compute in float32 where float32
+    resolves the coordinates at their narrowest widths, which are at least
+    2^-10 of the rescaled data's extent (see :func:`_ranking_objective`).
 
     Returns
     -------
     starts : list of ndarray
     losses : list of float or None
-        Each start's loss on every row, where its scan gives it.
+        Each start's loss on every row, where its scan gives it exactly.
     """
     spread = np.sqrt(np.average(X**2, axis=0, weights=sample_weight))
     spread = np.where(spread > 0, spread, 1.0)
-    starts, losses_at_starts = [], []
-    for relative in (spread / np.exp(np.mean(np.log(spread))), np.ones(X.shape[1])):
+    scan = np.arange(-10, 3) * math.log(_SCAN_FACTOR)
+    rays = [spread / np.exp(np.mean(np.log(spread))), np.ones(X.shape[1])]
+    narrowest = np.exp(scan[0] + np.log(np.minimum(*rays)))
+    ranking = _ranking_objective(objective, narrowest)
+    best, lowest = None, np.inf
+    for relative in rays:
         log_relative = np.log(relative)
-        scan = np.arange(-10, 3) * math.log(_SCAN_FACTOR)
-        losses = objective.losses_at(scan, rows, log_relative=log_relative)
-        best = scan[int(np.argmin(losses))] + log_relative
-        starts.append(np.clip(best, lower, upper))
-        # Its loss on every row is known unless the bounds moved it.
-        known = rows is None and np.array_equal(starts[-1], best)
-        losses_at_starts.append(float(np.min(losses)) if known else None)
-    return starts, losses_at_starts
+        losses = ranking.losses_at(scan, rows, log_relative=log_relative)
+        if np.min(losses) < lowest:
+            lowest = float(np.min(losses))
+            best = scan[int(np.argmin(losses))] + log_relative
+    if ranking is not objective:
+        # Its blocks would otherwise stay alive beside the float64 ones.
+        ranking.release()
+    start = np.clip(best, lower, upper)
+    # Its loss on every row is known unless the bounds moved it, or the scan
+    # was in float32.
+    known = rows is None and ranking is objective and np.array_equal(start, best)
+    return [start], [lowest if known else None]
+
+
+def _ranking_objective(objective, narrowest):
+    """``objective``'s float32 copy where float32's rounding of the
+    coordinates is within 1e-3 of the narrowest widths a scan takes (per
+    feature), or ``objective`` itself."""
+    extent = np.abs(objective.X_numpy).max(axis=0, initial=0.0)
+    if np.all(narrowest >= 1e3 * np.finfo(np.float32).eps * extent):
+        return objective.in_float32()
+    return objective
 
 
 class _Search:

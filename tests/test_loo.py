@@ -435,6 +435,39 @@ def test_per_feature_optimum_beats_statsmodels_and_grid():
     assert learned <= 1.001 * min(grid, statsmodels_loss)
 
 
+@pytest.mark.parametrize("outliers", [False, True])
+def test_per_feature_starts_ranked_in_float32_pick_the_float64_start(
+    outliers, monkeypatch
+):
+    # The scans that choose the per-feature start only rank their widths, all
+    # at least 2^-10 of the rescaled data's extent: in float32 where float32's
+    # rounding of the coordinates is within 1e-3 of the narrowest, in float64
+    # otherwise. The start chosen, and so the widths learned, are those of
+    # the float64 scan, also where far outliers leave the bulk of a feature
+    # below float32's resolution (wider than it, every scanned width sees
+    # that bulk as one point either way).
+    X, y = toy_4d(n_samples=120)
+    if outliers:
+        X[:2, 1] = [-1e9, 1e9]
+    fast = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    monkeypatch.setattr(
+        sknw._loo, "_ranking_objective", lambda objective, narrowest: objective
+    )
+    exact = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    assert_allclose(fast.bandwidth_, exact.bandwidth_, rtol=1e-10)
+    assert fast.loss_curve_[-1] == pytest.approx(exact.loss_curve_[-1], rel=1e-12)
+
+
+def test_ranking_scans_are_float32_only_where_it_resolves_their_widths():
+    X, y = toy_4d(n_samples=50)
+    loo = objective(X, y[:, None])
+    extent = np.abs(loo.X_numpy).max(axis=0)
+    resolved = 1e3 * np.finfo(np.float32).eps * extent
+    assert sknw._loo._ranking_objective(loo, resolved).dtype == torch.float32
+    narrower = resolved * np.array([1, 1, 0.5, 1])
+    assert sknw._loo._ranking_objective(loo, narrower) is loo
+
+
 def test_diabetes_optimum_beats_grid():
     X, y = load_diabetes(return_X_y=True)
     X = StandardScaler().fit_transform(X)
