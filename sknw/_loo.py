@@ -394,6 +394,30 @@ def _neighbor_distances(points, n_neighbors):
     )
 
 
+def _parabola_vertex(points, losses, index):
+    """The minimum of the parabola through the loss at ``points[index]`` and
+    at its two neighbours, where it is convex and its minimum lies between
+    them; ``points[index]`` otherwise.
+
+    Newton's steps start there: nearer the minimum than the grid point, they
+    need one step fewer.
+    """
+    x = points[index]
+    if index == 0 or index == len(points) - 1:
+        return x
+    a, b, c = points[index - 1 : index + 2]
+    fa, fb, fc = losses[index - 1 : index + 2]
+    if not (np.all(np.isfinite([fa, fb, fc])) and a < b < c):
+        return x
+    # Newton's form: fa + left (t - a) + curve (t - a) (t - b).
+    left, right = (fb - fa) / (b - a), (fc - fb) / (c - b)
+    curve = (right - left) / (c - a)
+    if not curve > 0:
+        return x
+    vertex = (a + b) / 2 - left / (2 * curve)
+    return vertex if a < vertex < c else x
+
+
 def _local_minima(losses):
     """Where a loss on a sorted grid is no higher than either neighbour
     (the ends compared with their one neighbour)."""
@@ -608,7 +632,8 @@ class _Search:
         grid, losses = points[order], losses[order]
         # The exact loss at the scan's best point, with the derivatives that
         # start its refinement.
-        best_point = grid[np.argmin(losses)]
+        best_index = int(np.argmin(losses))
+        best_point = _parabola_vertex(grid, losses, best_index)
         at_best = objective.evaluate([best_point], order=2)
         self._record(at_best[0])
         # The loss may have several local minima (it does on clustered
@@ -625,9 +650,11 @@ class _Search:
             left = grid[max(index - 1, 0)]
             right = grid[min(index + 1, len(grid) - 1)]
             record = len(results) == 0
-            initial = at_best if grid[index] == best_point else None
+            start_at, initial = grid[index], None
+            if index == best_index:
+                start_at, initial = best_point, at_best
             results.append(
-                self._refine(grid[index], left, right, record=record, initial=initial)
+                self._refine(start_at, left, right, record=record, initial=initial)
             )
         best = min(range(len(results)), key=lambda k: results[k][2])
         log_bandwidth, converged, value = results[best]

@@ -25,7 +25,7 @@ from sknw import (
     NadarayaWatsonRegressor,
     NadarayaWatsonRegressorCV,
 )
-from sknw._loo import _neighbor_distances
+from sknw._loo import _neighbor_distances, _parabola_vertex
 from sknw._loo_objective import _BLOCKS_PER_ROW, LeaveOneOutObjective
 
 from ._reference import (
@@ -1000,6 +1000,30 @@ def test_neighbour_distances_along_one_feature_match_a_search(values, k):
     k = min(k, points.shape[0] - 1)
     expected = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)[0]
     assert_allclose(_neighbor_distances(points, k), expected, rtol=1e-12, atol=1e-9)
+
+
+@given(
+    st.floats(-5, 5),
+    st.floats(0.01, 2),
+    st.floats(0.01, 2),
+    st.floats(-3, 3),
+    st.floats(0.1, 10),
+)
+def test_newton_starts_at_the_vertex_of_the_scan_parabola(b, left, right, centre, a2):
+    # Through the best scan point and its neighbours: a convex parabola's
+    # minimum when it lies between them, the best point otherwise.
+    points = np.array([b - left, b, b + right])
+    # (Not within rounding of an end, where either answer is right.)
+    assume(min(abs(centre - points[0]), abs(centre - points[2])) > 1e-6)
+    losses = a2 * (points - centre) ** 2 + 1.0
+    vertex = _parabola_vertex(points, losses, 1)
+    if points[0] < centre < points[2]:
+        assert vertex == pytest.approx(centre, abs=1e-9 * (1 + abs(centre)))
+    else:
+        assert vertex == points[1]
+    assert _parabola_vertex(points, -losses, 1) == points[1]
+    assert _parabola_vertex(points, losses, 0) == points[0]
+    assert _parabola_vertex(points, losses, 2) == points[2]
 
 
 @pytest.mark.parametrize("seed", [51, 101])
