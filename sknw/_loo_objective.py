@@ -411,8 +411,9 @@ class PairwiseObjective:
     def _distance_cache(self, per_feature):
         """Squared distances at width 1 (per feature for per-feature widths),
         divided by the local widths, with :attr:`own_pair` on each row's own
-        pair; or None unless every row fits in one chunk and they fit in one
-        block's budget."""
+        pair, as a tensor of shape (n_blocks, n_samples, n_samples); or None
+        unless every row fits in one chunk and they fit in one block's
+        budget."""
         key = "per_feature" if per_feature else "shared"
         with self._cache_lock:
             if key not in self._cache:
@@ -427,8 +428,14 @@ class PairwiseObjective:
         if self.chunk_n_rows >= self.n_samples and size <= self.block_bytes:
             features = range(self.n_features) if per_feature else [None]
             everything = np.arange(self.n_samples)
-            cache = []
-            for feature in features:
+            # One tensor of n_blocks blocks: per feature, the distances at
+            # several widths are then one matrix product (see _pairs).
+            cache = torch.empty(
+                (n_blocks, self.n_samples, self.n_samples),
+                dtype=self.dtype,
+                device=self.device,
+            )
+            for block, feature in zip(cache, features):
                 keys = self.X_numpy if feature is None else self.X_numpy[:, [feature]]
                 problem = PreparedKeys(
                     keys,
@@ -440,11 +447,10 @@ class PairwiseObjective:
                     key_widths=self.key_widths,
                 )
                 queries = problem.to_tensor(keys)
-                sq = problem.scaled_squared_distances(queries).clone()
+                block.copy_(problem.scaled_squared_distances(queries))
                 if self.row_factor is not None:
-                    sq.mul_(self.row_factor[:, None])
-                sq[everything, everything] = self.own_pair
-                cache.append(sq)
+                    block.mul_(self.row_factor[:, None])
+                block[everything, everything] = self.own_pair
         return cache
 
 
@@ -574,7 +580,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             # Kept distances are rounded to float32 rather than computed anew.
             with self._cache_lock:
                 copy._cache = {
-                    key: None if cache is None else [c.to(torch.float32) for c in cache]
+                    key: None if cache is None else cache.to(torch.float32)
                     for key, cache in self._cache.items()
                     if key != "minima"
                 }
@@ -711,9 +717,17 @@ class LeaveOneOutObjective(PairwiseObjective):
         else:
             inverse = 1.0 / np.broadcast_to(bandwidth, (len(cache),)) ** 2
             sq = self._block("main", len(chunk))
-            torch.mul(rows_of(cache[0]), float(inverse[0]), out=sq)
-            for distances, factor in zip(cache[1:], inverse[1:]):
-                sq.add_(rows_of(distances), alpha=float(factor))
+            if len(cache) == 1:
+                torch.mul(rows_of(cache[0]), float(inverse[0]), out=sq)
+            else:
+                # sum_k a_k / h_k^2 over the features: one product.
+                blocks = self._rows_of(cache.transpose(0, 1), chunk, chunk_t)
+                factors = torch.as_tensor(inverse, dtype=self.dtype, device=self.device)
+                torch.mm(
+                    factors[None],
+                    blocks.transpose(0, 1).reshape(len(cache), -1),
+                    out=sq.view(1, -1),
+                )
         return sq, self._shifts(sq.amin(dim=1, keepdim=True), chunk_t), 1.0
 
     def _shifts(self, sq_min, chunk_t):
