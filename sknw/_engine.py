@@ -712,9 +712,10 @@ def single_threaded_torch():
 def for_each_in_threads(function, items, n_threads):
     """Call ``function`` on each item, on up to ``n_threads`` threads.
 
-    Each thread runs torch with one intra-op thread and takes the next item
-    when it is done with one, so a thread that the system deschedules delays
-    only its own item.
+    The calling thread and up to ``n_threads - 1`` kept workers each run
+    torch with one intra-op thread and take the next item when done with
+    one, so a thread that the system deschedules, or a worker slow to wake,
+    delays only its own item.
 
     Parameters
     ----------
@@ -724,8 +725,9 @@ def for_each_in_threads(function, items, n_threads):
     items : list
         The items.
     n_threads : int
-        The most threads: workers kept from call to call, or the calling
-        thread alone for one (or when it is a worker itself).
+        The most threads: the calling one and workers kept from call to
+        call, or the calling thread alone for one (or when it is a worker
+        itself).
     """
     n_threads = max(1, min(n_threads, len(items)))
     with single_threaded_torch():
@@ -734,12 +736,39 @@ def for_each_in_threads(function, items, n_threads):
             for item in items:
                 function(item)
             return
-        futures = [_worker_pool(n_threads).submit(function, item) for item in items]
+        lock = threading.Lock()
+        taken = [0]
+        errors = [None] * len(items)
+
+        def drain():
+            while True:
+                with lock:
+                    index = taken[0]
+                    taken[0] += 1
+                if index >= len(items):
+                    return
+                try:
+                    function(items[index])
+                except BaseException as error:  # raised below, once all are done
+                    errors[index] = error
+
+        pool = _worker_pool(n_threads - 1)
+        futures = [pool.submit(drain) for _ in range(n_threads - 1)]
+        # The calling thread takes items too, as a worker would: a call it
+        # makes from one runs in it.
+        _WORKER.active = True
+        try:
+            drain()
+        finally:
+            _WORKER.active = False
         # Every item finishes before an error is raised: none still writes
         # to the caller's memory after it returns.
         wait(futures)
         for future in futures:
             future.result()
+        for error in errors:
+            if error is not None:
+                raise error
 
 
 # Worker threads kept from call to call (starting them costs about 0.25 ms

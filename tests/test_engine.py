@@ -707,6 +707,32 @@ def test_many_light_samples_cannot_outweigh_the_nearest_through_the_floor():
     assert_allclose(got, [[1.0]])
 
 
+def test_the_calling_thread_takes_items_beside_the_workers():
+    # It does not idle while a worker wakes: with items that take a while,
+    # it computes some itself, and a call made from one of them runs inline.
+    import threading
+    import time
+
+    from sknw._engine import for_each_in_threads
+
+    threads, nested = {}, {}
+
+    def inner(item):
+        nested[item] = threading.get_ident()
+
+    def work(item):
+        time.sleep(0.02)
+        threads[item] = threading.get_ident()
+        for_each_in_threads(inner, [item], 2)
+
+    for_each_in_threads(work, list(range(6)), 2)
+    assert sorted(threads) == list(range(6))
+    assert threading.get_ident() in threads.values()
+    assert len(set(threads.values())) == 2
+    # Each nested call ran in the thread of the item that made it.
+    assert nested == threads
+
+
 def test_worker_threads_finish_every_item_before_an_error_is_raised():
     # The kept worker threads: an item's error is raised only once every
     # other item has finished, so none still writes to the caller's memory.
