@@ -618,7 +618,11 @@ class LeaveOneOutObjective(PairwiseObjective):
             weight, which sum over rows to ``losses``.
         """
         log_relative = np.zeros(1) if log_relative is None else log_relative
-        log_bandwidths = np.ravel(log_bandwidths)
+        # Widest first: the Gaussian's weights at each narrower width come
+        # from those at a wider one by squaring (see _gaussian_losses),
+        # across groups of widths too.
+        order = np.argsort(-np.ravel(log_bandwidths), kind="stable")
+        log_bandwidths = np.ravel(log_bandwidths)[order]
         rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
         total_weight = self.sample_weight_numpy[rows].sum()
         row_losses = None
@@ -643,14 +647,19 @@ class LeaveOneOutObjective(PairwiseObjective):
             if gaussian:
                 # The Gaussian takes the scale in its one pass, at a group of
                 # widths at a time within the thread's share of the budget.
+                # One width's block more, where the budget has room for it,
+                # holds the weights a group carries to the next.
                 per_width = len(chunk) * self.n_samples * sq.element_size()
-                group = max(1, int(share // per_width))
+                room = int(share // per_width)
+                carries = room >= 2
+                group = max(1, room - carries)
+                carry = False if not carries else None
                 for start in range(0, len(log_bandwidths), group):
                     part = slice(start, start + group)
                     scales = base * np.exp(-2 * (log_bandwidths[part] - smallest))
                     row_out = None if row_losses is None else row_losses[batch, part]
-                    losses[part] = self._gaussian_losses(
-                        sq, sq_min, chunk, scales, row_out
+                    losses[part], carry = self._gaussian_losses(
+                        sq, sq_min, chunk, scales, row_out, carry
                     )
                 return losses
             for index, log_bandwidth in enumerate(log_bandwidths):
@@ -666,9 +675,12 @@ class LeaveOneOutObjective(PairwiseObjective):
         losses = np.zeros(len(log_bandwidths))
         for part in self._for_each_chunk(rows, chunk_losses, len(log_bandwidths)):
             losses += part
+        given = np.empty_like(order)
+        given[order] = np.arange(len(order))
         if per_row:
-            return losses / total_weight, row_losses.cpu().numpy() / total_weight
-        return losses / total_weight
+            row_losses = row_losses.cpu().numpy()[:, given]
+            return losses[given] / total_weight, row_losses / total_weight
+        return losses[given] / total_weight
 
     def _pairs(self, bandwidth, chunk, scaled=False):
         """u^2 of a chunk of rows against every sample at ``bandwidth``, and
@@ -902,22 +914,33 @@ class LeaveOneOutObjective(PairwiseObjective):
         labels = self.labels[chunk_t, None].expand(predictions.shape[:-1] + (1,))
         return predictions.gather(-1, labels)[..., 0]
 
-    def _gaussian_losses(self, sq, sq_min, chunk, scales, row_out=None):
+    def _gaussian_losses(self, sq, sq_min, chunk, scales, row_out=None, carry=None):
         """Summed loss of a chunk of rows at several widths of the Gaussian,
         u^2 being ``sq`` times each of ``scales``: one block per width, and
         one pass of each operation over all of them.
 
+        ``carry``, from the call for the group of wider widths before: the
+        scale and the squarings of the weights it left in the first slot of
+        the block (of one more width), a source for this group's (see
+        :func:`_squaring_sources`); None for a chunk's first group, False
+        where no slot is kept.
+
         Returns
         -------
         losses : ndarray of shape (n_widths,)
+        carry : tuple or False
+            The same for this group, for the next.
         """
         chunk_t = torch.as_tensor(chunk, device=self.device)
         n_rows = len(chunk)
-        weights = self._block("widths", len(scales) * n_rows).view(
-            len(scales), n_rows, self.n_samples
+        n_slots = len(scales) + (carry is not False)
+        slots = self._block("widths", n_slots * n_rows).view(
+            n_slots, n_rows, self.n_samples
         )
+        held, weights = slots[0], slots[n_slots - len(scales) :]
         floor = log_weight_floor(self.dtype)
-        sources = _squaring_sources(scales, _SQUARING_CHAIN)
+        carried = None if carry is None or carry is False else carry
+        sources, depths = _squaring_sources(scales, _SQUARING_CHAIN, carried)
         fresh = [index for index, source in enumerate(sources) if source is None]
         for index in fresh:
             scale = scales[index]
@@ -935,10 +958,15 @@ class LeaveOneOutObjective(PairwiseObjective):
                 if sources[index] is None:
                     continue
                 source, n_squarings = sources[index]
-                block = torch.clamp(weights[source], min=root, out=weights[index])
+                source = held if source < 0 else weights[source]
+                block = torch.clamp(source, min=root, out=weights[index])
                 block.square_()
                 for _ in range(n_squarings - 1):
                     block.clamp_(min=root).square_()
+        if carry is not False:
+            largest = int(np.argmax(scales))
+            held.copy_(weights[largest])
+            carry = (scales[largest], depths[largest])
         position = torch.arange(n_rows, device=self.device)
         weights[:, position, chunk_t] = 0.0
         # One product for every width: the block's rows against the weighted
@@ -952,7 +980,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         row_losses.mul_(self.sample_weight[chunk_t])
         if row_out is not None:
             row_out.copy_(row_losses.T)
-        return row_losses.sum(dim=1).cpu().numpy()
+        return row_losses.sum(dim=1).cpu().numpy(), carry
 
     def _gaussian_moment_sums(self, weights, sq, scale, position, chunk_t, order):
         """The products of K u^2 and, at ``order=2``, K (u^4 - 2 u^2) with
@@ -1140,7 +1168,7 @@ class LeaveOneOutObjective(PairwiseObjective):
 _SQUARING_CHAIN = 8
 
 
-def _squaring_sources(scales, longest):
+def _squaring_sources(scales, longest, carried=None):
     """For each scale, the index of a smaller scale whose Gaussian weights
     give its own by one squaring (half the scale) or two (a quarter), and
     how many; None where it takes an exponential. At most ``longest``
@@ -1150,24 +1178,37 @@ def _squaring_sources(scales, longest):
     factor 4 or 2^(1/2) apart, so that every other fine point and every
     coarse one have a source, to within rounding (1e-12 relative here, far
     below the loss's resolution at these widths).
+
+    ``carried``, a (scale, squarings) pair, is one more source, numbered
+    -1: weights computed before, at that scale, after that many squarings.
+
+    Returns
+    -------
+    sources : list of tuple or None
+    depths : list of int
+        The squarings each scale's weights take after their exponential.
     """
     sources = [None] * len(scales)
-    depth = {}
+    known = {}
+    if carried is not None:
+        known[-1] = carried
     for index in np.argsort(scales):
-        depth[index] = 0
-        for other in sorted(depth, key=lambda known: -scales[known]):
-            ratio = scales[index] / scales[other]
+        depth = 0
+        for other in sorted(known, key=lambda key: -known[key][0]):
+            other_scale, other_depth = known[other]
+            ratio = scales[index] / other_scale
             for n_squarings in (1, 2):
                 if (
                     abs(ratio - 2**n_squarings) <= 4e-12 * ratio
-                    and depth[other] + n_squarings <= longest
+                    and other_depth + n_squarings <= longest
                 ):
                     sources[index] = (other, n_squarings)
-                    depth[index] = depth[other] + n_squarings
+                    depth = other_depth + n_squarings
                     break
             if sources[index] is not None:
                 break
-    return sources
+        known[index] = (scales[index], depth)
+    return sources, [known[index][1] for index in range(len(scales))]
 
 
 def _use_fused(device, kernel):

@@ -3,6 +3,7 @@ solvers and what a user sees."""
 
 import re
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -272,6 +273,24 @@ def test_scan_a_factor_2_apart_matches_the_reference(loss):
         expected = [loo_log_loss_slow(X, labels, np.exp(t), "gaussian") for t in grid]
     assert_allclose(loo.losses_at(grid), expected, rtol=1e-12)
     assert_allclose(loo.in_float32().losses_at(grid), expected, rtol=1e-5)
+    # In groups of one width (a small budget, chunks of a few rows), the
+    # weights a group carries to the next are the source of the next: the
+    # same losses, and one exponential for every four coarse widths.
+    coarse = grid[:12]
+    with sklearn.config_context(working_memory=0.6):
+        small = objective(X, values, loss=loss).in_float32()
+        calls = []
+        original = torch.Tensor.exp_
+
+        def counted(tensor):
+            calls.append(tensor.numel())
+            return original(tensor)
+
+        with mock.patch.object(torch.Tensor, "exp_", counted):
+            scan = small.losses_at(coarse)
+        assert small.chunk_n_rows < len(X)
+    assert_allclose(scan, expected[:12], rtol=1e-5)
+    assert 0 < sum(calls) <= len(coarse) * len(X) ** 2 / 4
 
 
 def test_minibatch_losses_add_up_to_the_full_loss():
