@@ -32,9 +32,14 @@ from sknw._kernels import KERNELS
 # width to the next when the whole problem fits in one chunk.
 _BLOCKS_PER_ROW = 6
 
-# A problem of at least this many (row, sample) pairs that fits one chunk is
-# still cut into one chunk per thread.
-_THREADED_PAIRS = 2**18
+# A problem that fits one chunk is still cut into one chunk per thread from
+# this many (row, sample) pairs, counted once for each of up to
+# _THREADED_WIDTHS widths of a scan. Below, the threads' duplicated per-step
+# costs outweigh their share of the work (on 2 cores: an evaluation on 700
+# rows, and a scan on 350, took as long on one thread as on two; on 200
+# rows both took about half as long on one).
+_THREADED_PAIRS = 2**19
+_THREADED_WIDTHS = 4
 
 # Each block of a chunk at most this large: a few cache-sized passes per
 # block, with few enough chunks that their fixed cost stays small at large n.
@@ -351,11 +356,12 @@ class PairwiseObjective:
         the threads of :func:`~sknw._engine.n_compute_threads`, computed on
         that many threads with one torch thread each, the blocks of all of
         them within the budget. So is one chunk whose pairs, at each of
-        ``n_widths`` widths, are _THREADED_PAIRS or more.
+        ``n_widths`` widths (up to _THREADED_WIDTHS), are _THREADED_PAIRS or
+        more.
         """
         n_threads = n_compute_threads(self.device)
         chunk_n_rows = self.chunk_n_rows
-        work = len(rows) * self.n_samples * n_widths
+        work = len(rows) * self.n_samples * min(n_widths, _THREADED_WIDTHS)
         if len(rows) > chunk_n_rows:
             chunk_n_rows = max(1, chunk_n_rows // n_threads)
         elif work >= _THREADED_PAIRS and n_threads > 1 and len(rows) > 1:

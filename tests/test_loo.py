@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from statsmodels.nonparametric.kernel_regression import KernelReg
 
 import sknw._loo
+import sknw._loo_objective
 from sknw import (
     NadarayaWatsonClassifier,
     NadarayaWatsonClassifierCV,
@@ -1058,6 +1059,45 @@ def test_a_subsampled_scan_does_not_miss_a_close_basin(seed, monkeypatch):
         sampled = NadarayaWatsonRegressorCV().fit(X, y)
     loss = _NumpyLoo(X, y)
     assert loss(sampled.bandwidth_) <= loss(exact.bandwidth_) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "n_widths", "n_chunks"),
+    [(300, 1, 1), (750, 1, 2), (300, 12, 1), (400, 12, 2)],
+)
+def test_one_chunk_is_shared_among_threads_only_when_large(
+    n_samples, n_widths, n_chunks
+):
+    # An evaluation from 2^19 pairs, a scan from 2^19 / 4 pairs a width, is
+    # cut into one chunk per thread; smaller ones stay whole on one thread.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(n_samples, 1))
+    y = np.sin(6 * X[:, 0]) + 0.1 * rng.normal(size=n_samples)
+    loo = objective(X, y[:, None])
+    grid = np.log(0.05) + np.log(2.0) * np.arange(n_widths) / 4
+    items = []
+    original = sknw._loo_objective.for_each_in_threads
+
+    def recorded(function, chunks, n_threads):
+        items.append(len(chunks))
+        return original(function, chunks, n_threads)
+
+    def losses(loo):
+        if n_widths == 1:
+            return loo.evaluate(grid, order=2)[0]
+        return loo.losses_at(grid)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with mock.patch.object(sknw._loo_objective, "for_each_in_threads", recorded):
+            shared = losses(loo)
+        torch.set_num_threads(1)
+        alone = losses(objective(X, y[:, None]))
+    finally:
+        torch.set_num_threads(threads)
+    assert items == [n_chunks]
+    assert_allclose(shared, alone, rtol=1e-12)
 
 
 def test_chunks_on_several_threads_change_nothing():
