@@ -934,22 +934,27 @@ class _Search:
         objective = self.objective
         value, gradient, _ = objective.evaluate(point, rows, order=1)
         moved = np.array(point, dtype=float)
-        for feature in np.flatnonzero((gradient < 0) & (moved < self.upper)):
-            # The bound first: a feature that still helps there is not on a
-            # plateau, and L-BFGS-B goes on from where it is.
-            best = moved.copy()
-            best[feature] = self.upper[feature]
-            end_value = objective.evaluate(best, rows, order=0)[0]
+        candidates = np.flatnonzero((gradient < 0) & (moved < self.upper))
+        # The bounds first, all in one pass: a feature that still helps
+        # there is not on a plateau, and L-BFGS-B goes on from where it is.
+        ends = np.repeat(moved[None], len(candidates), axis=0)
+        ends[np.arange(len(candidates)), candidates] = self.upper[candidates]
+        end_values = objective.losses_at_points(ends, rows) if len(ends) else []
+        for feature, end, end_value in zip(candidates, ends, end_values):
+            if not np.array_equal(moved, point):
+                # A feature before it moved: its bound from there.
+                end = moved.copy()
+                end[feature] = self.upper[feature]
+                end_value = objective.losses_at_points(end[None], rows)[0]
             if not end_value < value:
                 continue
-            value = end_value
+            value, best = end_value, end.copy()
             room = self.upper[feature] - moved[feature]
-            for step in 0.5 * 2.0 ** np.arange(12):
-                if step >= room:
-                    break
-                trial = moved.copy()
-                trial[feature] += step
-                trial_value = objective.evaluate(trial, rows, order=0)[0]
+            steps = [step for step in 0.5 * 2.0 ** np.arange(12) if step < room]
+            trials = np.repeat(moved[None], len(steps), axis=0)
+            trials[:, feature] += steps
+            trial_values = objective.losses_at_points(trials, rows) if steps else []
+            for trial, trial_value in zip(trials, trial_values):
                 if trial_value < value:
                     value, best = trial_value, trial
             moved = best

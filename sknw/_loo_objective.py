@@ -973,20 +973,76 @@ class LeaveOneOutObjective(PairwiseObjective):
             largest = int(np.argmax(scales))
             held.copy_(weights[largest])
             carry = (scales[largest], depths[largest])
+        return self._weights_losses(weights, sq, chunk_t, row_out), carry
+
+    def _weights_losses(self, weights, sq, chunk_t, row_out=None):
+        """Summed loss of a chunk of rows at each of several blocks of
+        weights (of shape (n_blocks, n_rows, n_samples), each row's own pair
+        still to be zeroed); ``sq`` one of their u^2 blocks, for rows no
+        other sample reaches (see :meth:`_predictions`)."""
+        n_blocks, n_rows = weights.shape[:2]
         position = torch.arange(n_rows, device=self.device)
         weights[:, position, chunk_t] = 0.0
-        # One product for every width: the block's rows against the weighted
-        # values stored column by column (twice as fast as one product a
-        # width, measured at 250 rows of 1,000 samples in float32).
+        # One product for every block: its rows against the weighted values
+        # stored column by column (twice as fast as one product a block,
+        # measured at 250 rows of 1,000 samples in float32).
         sums = (weights.view(-1, self.n_samples) @ self.weighted).view(
-            len(scales), n_rows, -1
+            n_blocks, n_rows, -1
         )
         predictions, _, _ = self._predictions(sums, sq, chunk_t)
         row_losses = self._row_losses(predictions, chunk_t)
         row_losses.mul_(self.sample_weight[chunk_t])
         if row_out is not None:
             row_out.copy_(row_losses.T)
-        return row_losses.sum(dim=1).cpu().numpy(), carry
+        return row_losses.sum(dim=1).cpu().numpy()
+
+    def losses_at_points(self, log_bandwidths, rows=None):
+        """The loss at each of several per-feature widths.
+
+        In one pass where the Gaussian's per-feature distances are kept (see
+        :meth:`_distance_cache`) and every row is left out: u^2 at every
+        point is one product of the points' inverse squared widths with the
+        kept distances, and the weights one exponential over all of them.
+        Otherwise one evaluation a point.
+
+        Parameters
+        ----------
+        log_bandwidths : ndarray of shape (n_points, n_features)
+        rows : ndarray of int, default=None
+            Rows to leave out and predict (all when None).
+
+        Returns
+        -------
+        losses : ndarray of shape (n_points,)
+        """
+        points = np.asarray(log_bandwidths, dtype=np.float64)
+        cache = None
+        if rows is None and self.name == "gaussian" and points.shape[1] > 1:
+            cache = self._distance_cache(True)
+        if cache is None:
+            return np.array(
+                [self.evaluate(point, rows, order=0)[0] for point in points]
+            )
+        n_samples = self.n_samples
+        everything = torch.arange(n_samples, device=self.device)
+        floor = log_weight_floor(self.dtype)
+        # Two blocks a point (its u^2 and its weights) within the budget.
+        per_point = 2 * n_samples**2 * cache.element_size()
+        group = max(1, int(self.block_bytes // per_point))
+        losses = []
+        for start in range(0, len(points), group):
+            part = points[start : start + group]
+            inverse = torch.as_tensor(
+                np.exp(-2 * part), dtype=self.dtype, device=self.device
+            )
+            sq = self._block("points", len(part) * n_samples)
+            torch.mm(inverse, cache.view(len(cache), -1), out=sq.view(len(part), -1))
+            sq = sq.view(len(part), n_samples, n_samples)
+            sq_min = self._shifts(sq.amin(dim=2, keepdim=True), everything)
+            weights = self._block("widths", len(part) * n_samples).view(sq.shape)
+            torch.sub(sq, sq_min, out=weights).mul_(-0.5).clamp_(min=floor).exp_()
+            losses.append(self._weights_losses(weights, sq[0], everything))
+        return np.concatenate(losses) / self.sample_weight_numpy.sum()
 
     def _gaussian_moment_sums(self, weights, sq, scale, position, chunk_t, order):
         """The products of K u^2 and, at ``order=2``, K (u^4 - 2 u^2) with

@@ -294,6 +294,31 @@ def test_scan_a_factor_2_apart_matches_the_reference(loss):
     assert 0 < sum(calls) <= len(coarse) * len(X) ** 2 / 4
 
 
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+@pytest.mark.parametrize("working_memory", [None, 1.5, 0.3])
+def test_losses_at_points_match_single_evaluations(kernel, working_memory):
+    # Per-feature points in one pass (the Gaussian's kept distances; at
+    # 1.5 MiB in groups of two within the budget), or one evaluation a point
+    # (another kernel, a subset of rows, or no distances kept at 0.3 MiB):
+    # the same losses.
+    X, y = toy_4d(n_samples=80)
+    rng = np.random.default_rng(3)
+    points = np.log([0.8, 1.5, 0.4, 1.0]) + rng.normal(0, 0.5, size=(7, 4))
+    points[2, 3] = 12.0
+    config = {} if working_memory is None else {"working_memory": working_memory}
+    with sklearn.config_context(**config):
+        loo = objective(X, y[:, None], kernel=kernel)
+        assert (loo._distance_cache(True) is None) == (working_memory == 0.3)
+        batched = loo.losses_at_points(points)
+        rows = np.arange(0, 80, 3)
+        subset = loo.losses_at_points(points, rows)
+    single = objective(X, y[:, None], kernel=kernel)
+    expected = [single.evaluate(point, order=0)[0] for point in points]
+    assert_allclose(batched, expected, rtol=1e-12)
+    expected = [single.evaluate(point, rows, order=0)[0] for point in points]
+    assert_allclose(subset, expected, rtol=1e-12)
+
+
 def test_minibatch_losses_add_up_to_the_full_loss():
     X, y = toy_1d(n_samples=90)
     loo = objective(X, y[:, None])
