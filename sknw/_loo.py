@@ -875,10 +875,14 @@ class _Search:
             # may fall further on: whichever sign the rounding gives its
             # slope, its lower bound is compared. The curvature is the last
             # Newton step's (see _polish), a tiny step away at most.
-            flat = np.abs(gradient) <= _FLAT_RELATIVE * self.baseline
-            flat &= self.curvature <= _FLAT_RELATIVE * self.baseline
+            still = np.abs(gradient) <= _FLAT_RELATIVE * self.baseline
+            flat = still & (self.curvature <= _FLAT_RELATIVE * self.baseline)
             # (Not one on its upper bound: there it takes no part.)
             flat &= (result > self.lower) & (result < self.upper)
+            # One with no slope beyond rounding and a positive curvature is
+            # at a minimum along it, whatever sign the rounding gives its
+            # slope: the loss rises toward its lower bound.
+            shrinking &= ~(still & (self.curvature > _FLAT_RELATIVE * self.baseline))
             shrinking |= flat
         probe = np.where(shrinking, self.lower, result)
         probes = [probe]

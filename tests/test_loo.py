@@ -27,6 +27,7 @@ from sknw import (
     NadarayaWatsonRegressor,
     NadarayaWatsonRegressorCV,
 )
+from sknw._kernels import KERNELS
 from sknw._loo import _neighbor_distances, _parabola_vertex
 from sknw._loo_objective import _BLOCKS_PER_ROW, LeaveOneOutObjective
 
@@ -752,6 +753,30 @@ def test_per_feature_widths_leave_a_flat_stretch_for_the_lower_loss_beyond():
         assert model.loss_curve_[-1] == pytest.approx(learned, rel=1e-10)
         losses.append(learned)
     assert losses[0] == pytest.approx(losses[1], rel=1e-10)
+
+
+def test_a_regular_per_feature_minimum_is_not_compared_with_the_lower_bounds():
+    # At a minimum with a positive curvature along a width, the sign rounding
+    # gives a slope of no size says nothing: the width is not sent to its
+    # lower bound to compare. (The noise feature's width, on the plateau
+    # where the loss no longer depends on it, is flat, and is compared.)
+    X, y = toy_4d(n_samples=200)
+    evaluated = []
+    original = LeaveOneOutObjective.evaluate
+
+    def recorded(self, log_bandwidth, rows=None, order=1):
+        evaluated.append(np.ravel(log_bandwidth).copy())
+        return original(self, log_bandwidth, rows, order)
+
+    with mock.patch.object(LeaveOneOutObjective, "evaluate", recorded):
+        model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    # The lower bounds of the log-widths, in the units the search takes.
+    lower = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)[0] - np.log(
+        sknw._loo._power_of_2(np.ptp(X, axis=0), True)
+    )
+    informative = np.array(evaluated)[:, :3]
+    assert not np.any(np.isclose(informative, lower[:3], rtol=0, atol=1e-9))
+    assert model.loss_curve_[-1] <= 1.001 * grid_minimum_1d(_NumpyLoo(X, y), 0.05, 5)
 
 
 def test_learning_refuses_a_callable_kernel():
