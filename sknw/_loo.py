@@ -418,6 +418,18 @@ def _parabola_vertex(points, losses, index):
     return vertex if a < vertex < c else x
 
 
+def _newton_in_float32(scan, points, index, x):
+    """One Newton step from ``x`` on the float32 copy ``scan`` of the loss,
+    where its second derivative is positive and the step stays between the
+    neighbours of ``points[index]``; ``x`` otherwise."""
+    _, gradient, second = scan.evaluate([x], order=2)
+    if not second > 0:
+        return x
+    newton = x - float(gradient[0]) / float(second)
+    left, right = points[max(index - 1, 0)], points[min(index + 1, len(points) - 1)]
+    return newton if left < newton < right else x
+
+
 def _local_minima(losses):
     """Where a loss on a sorted grid is no higher than either neighbour
     (the ends compared with their one neighbour)."""
@@ -624,16 +636,20 @@ class _Search:
                 points = np.concatenate([points, extra])
                 losses = np.concatenate([losses, scan.losses_at(extra)])
             losses[~np.isfinite(losses)] = np.inf
-        if scan is not objective:
-            # The float32 copy's blocks would otherwise stay alive beside the
-            # float64 ones for the rest of the search.
-            scan.release()
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
-        # The exact loss at the scan's best point, with the derivatives that
-        # start its refinement.
         best_index = int(np.argmin(losses))
         best_point = _parabola_vertex(grid, losses, best_index)
+        if scan is not objective:
+            # A first Newton step on the float32 copy: to its rounding, it
+            # takes the float64 steps to their last one, which
+            # _LAST_NEWTON_STEP then ends.
+            best_point = _newton_in_float32(scan, grid, best_index, best_point)
+            # Its blocks would otherwise stay alive beside the float64 ones
+            # for the rest of the search.
+            scan.release()
+        # The exact loss there, with the derivatives that start the
+        # refinement.
         at_best = objective.evaluate([best_point], order=2)
         self._record(at_best[0])
         # The loss may have several local minima (it does on clustered
