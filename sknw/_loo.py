@@ -702,7 +702,10 @@ class _Search:
         A point is ruled out when its loss is above the best one's by more
         than three standard errors of the sampled difference, unless it is a
         local minimum within the basins' margin of the best, or the neighbour
-        of one. The points not ruled out are scored on a third of the
+        of one; so is a point above its neighbour on the grid by more than
+        three standard errors of their own difference (except the best's
+        neighbours), and a point whose sampled loss is not finite. The
+        points not ruled out are scored on a third of the
         remaining rows, then on the rest, the rule applied again after each:
         at the end the sample is every row and the losses are exact.
 
@@ -733,7 +736,11 @@ class _Search:
         alive = np.ones(len(points), dtype=bool)
         while True:
             total = weights[rows].sum()
-            losses = np.where(alive, row_terms.sum(axis=0) / total, np.inf)
+            # A point whose loss the float32 scan cannot compute (beyond its
+            # range at the narrowest widths) is ruled out.
+            sampled = row_terms.sum(axis=0) / total
+            alive &= np.isfinite(sampled)
+            losses = np.where(alive, sampled, np.inf)
             best = int(np.argmin(losses))
             noise = _sampling_margin(
                 (row_terms - row_terms[:, best : best + 1]) / total, n_samples
@@ -745,7 +752,23 @@ class _Search:
             )
             keep[:-1] |= keep[1:] & minima[1:]
             keep[1:] |= keep[:-1] & minima[:-1]
-            alive &= keep
+            # Nor is a point the lowest when its neighbour on the grid is
+            # lower by more than three standard errors of their own sampled
+            # difference, far smaller than their difference to the best
+            # (the same rows, nearby widths): it lies on a slope, and that
+            # neighbour's bracket holds it. The best's neighbours stay, for
+            # the parabola that starts the refinement.
+            pair = alive[:-1] & alive[1:]
+            left = np.flatnonzero(pair)
+            gap = losses[left] - losses[left + 1]
+            spread = _sampling_margin(
+                (row_terms[:, left] - row_terms[:, left + 1]) / total, n_samples
+            )
+            sloped = np.zeros(len(points), dtype=bool)
+            sloped[left[gap > spread]] = True
+            sloped[left[-gap > spread] + 1] = True
+            sloped[max(best - 1, 0) : best + 2] = False
+            alive &= keep & ~sloped
             if not blocks:
                 return np.where(alive, losses, np.inf)
             block = blocks.pop(0)

@@ -1096,11 +1096,13 @@ def test_newton_starts_at_the_vertex_of_the_scan_parabola(b, left, right, centre
     assert _parabola_vertex(points, losses, 2) == points[2]
 
 
-@pytest.mark.parametrize("seed", [51, 101])
+@pytest.mark.parametrize("seed", [51, 101, 115])
 def test_a_subsampled_scan_does_not_miss_a_close_basin(seed, monkeypatch):
     # Losses whose basins differ by 0.1 %: ranked on a subsample of the rows
     # alone, the scan picked the wrong one. The points it cannot rule out are
     # scored on every row, so the width is the one the exact scan finds.
+    # (Seed 115: the float32 scan's loss at the lower bound is not finite on
+    # the subsample, and that point alone is ruled out.)
     X, y = random_problem(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
