@@ -1096,6 +1096,48 @@ def test_newton_starts_at_the_vertex_of_the_scan_parabola(b, left, right, centre
     assert _parabola_vertex(points, losses, 2) == points[2]
 
 
+class _RowLosses:
+    """A scan whose rows' losses at each grid point are given, for
+    _Search._sampled_basins; it counts the points it scores on each block of
+    rows."""
+
+    def __init__(self, per_row, points):
+        self.per_row, self.points, self.scored = per_row, points, []
+
+    def losses_at(self, points, rows, per_row=True):
+        self.scored.append(len(points))
+        columns = np.searchsorted(self.points, points)
+        shares = self.per_row[np.ix_(rows, columns)] / len(rows)
+        return shares.sum(axis=0), shares
+
+
+def test_a_subsampled_scan_rules_out_the_slope_by_neighbouring_differences():
+    # Each row's loss is a shallow parabola in the log-width plus a tilt of
+    # its own: on the slope, a point's difference to the best is within
+    # three standard errors of the sampled tilts, but its difference to its
+    # neighbour, whose tilt is nearly its own, is not, and it is ruled out.
+    # The best and its neighbours are scored on every row, exactly.
+    rng = np.random.default_rng(0)
+    n_samples = 2000
+    points = np.arange(-15, 16) / 10
+    tilts = rng.normal(0, 1.0, size=(n_samples, 1))
+    per_row = 1.0 + 0.1 * (points - 0.03) ** 2 + tilts * points
+    scan = _RowLosses(per_row, points)
+    X = np.arange(n_samples, dtype=float)[:, None]
+    loo = objective(X, np.zeros((n_samples, 1)))
+    search = sknw._loo._Search(loo, 2.0, np.array([-5.0]), np.array([5.0]), 10, None)
+    rows = np.arange(0, n_samples, 4)
+    losses = search._sampled_basins(scan, points, per_row[rows] / len(rows), rows)
+    exact = per_row.mean(axis=0)
+    best = int(np.argmin(exact))
+    scored = np.flatnonzero(np.isfinite(losses))
+    assert {best - 1, best, best + 1} <= set(scored)
+    assert_allclose(losses[scored], exact[scored], rtol=1e-12)
+    # On the next two blocks of rows: 13 and 8 points (24 and 14 by the
+    # best one's rule alone).
+    assert sum(scan.scored) <= 25
+
+
 @pytest.mark.parametrize("seed", [51, 101, 115])
 def test_a_subsampled_scan_does_not_miss_a_close_basin(seed, monkeypatch):
     # Losses whose basins differ by 0.1 %: ranked on a subsample of the rows
