@@ -493,12 +493,16 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
     for relative in rays:
         log_relative = np.log(relative)
         losses = ranking.losses_at(scan, rows, log_relative=log_relative)
+        # (A width whose loss is not finite is no start.)
+        losses = np.where(np.isfinite(losses), losses, np.inf)
         if np.min(losses) < lowest:
             lowest = float(np.min(losses))
             best = scan[int(np.argmin(losses))] + log_relative
     if ranking is not objective:
         # Its blocks would otherwise stay alive beside the float64 ones.
         ranking.release()
+    if best is None:
+        return [], []
     start = np.clip(best, lower, upper)
     # Its loss on every row is known unless the bounds moved it, or the scan
     # was in float32.

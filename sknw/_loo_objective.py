@@ -327,6 +327,24 @@ class PairwiseObjective:
         makes them again)."""
         self._forget_reused()
 
+    def losses_at_points(self, log_bandwidths, rows=None):
+        """The loss at each of several per-feature widths: one evaluation a
+        point (a subclass may take them in one pass).
+
+        Parameters
+        ----------
+        log_bandwidths : ndarray of shape (n_points, n_features)
+        rows : ndarray of int, default=None
+            Rows to leave out and predict (all when None).
+
+        Returns
+        -------
+        losses : ndarray of shape (n_points,)
+        """
+        return np.array(
+            [self.evaluate(point, rows, order=0)[0] for point in log_bandwidths]
+        )
+
     def _problem(self, bandwidth):
         return PreparedKeys(
             self.X_numpy,
@@ -743,11 +761,17 @@ class LeaveOneOutObjective(PairwiseObjective):
                 torch.mul(rows_of(cache[0]), float(inverse[0]), out=sq)
             else:
                 # sum_k a_k / h_k^2 over the features: one product.
-                blocks = self._rows_of(cache.transpose(0, 1), chunk, chunk_t)
+                first, last = int(chunk[0]), int(chunk[-1])
+                if last - first + 1 == len(chunk) and np.all(np.diff(chunk) == 1):
+                    blocks = cache[:, first : last + 1]
+                else:
+                    # One gather of every feature's rows, laid out so that
+                    # the product reads it as it is.
+                    blocks = cache[:, chunk_t]
                 factors = torch.as_tensor(inverse, dtype=self.dtype, device=self.device)
                 torch.mm(
                     factors[None],
-                    blocks.transpose(0, 1).reshape(len(cache), -1),
+                    blocks.reshape(len(cache), -1),
                     out=sq.view(1, -1),
                 )
         return sq, self._shifts(sq.amin(dim=1, keepdim=True), chunk_t), 1.0
@@ -997,32 +1021,21 @@ class LeaveOneOutObjective(PairwiseObjective):
         return row_losses.sum(dim=1).cpu().numpy()
 
     def losses_at_points(self, log_bandwidths, rows=None):
-        """The loss at each of several per-feature widths.
+        """The loss at each of several per-feature widths (see
+        :meth:`PairwiseObjective.losses_at_points`).
 
         In one pass where the Gaussian's per-feature distances are kept (see
         :meth:`_distance_cache`) and every row is left out: u^2 at every
         point is one product of the points' inverse squared widths with the
         kept distances, and the weights one exponential over all of them.
         Otherwise one evaluation a point.
-
-        Parameters
-        ----------
-        log_bandwidths : ndarray of shape (n_points, n_features)
-        rows : ndarray of int, default=None
-            Rows to leave out and predict (all when None).
-
-        Returns
-        -------
-        losses : ndarray of shape (n_points,)
         """
         points = np.asarray(log_bandwidths, dtype=np.float64)
         cache = None
         if rows is None and self.name == "gaussian" and points.shape[1] > 1:
             cache = self._distance_cache(True)
         if cache is None:
-            return np.array(
-                [self.evaluate(point, rows, order=0)[0] for point in points]
-            )
+            return super().losses_at_points(points, rows)
         n_samples = self.n_samples
         everything = torch.arange(n_samples, device=self.device)
         floor = log_weight_floor(self.dtype)

@@ -708,29 +708,31 @@ def test_many_light_samples_cannot_outweigh_the_nearest_through_the_floor():
 
 
 def test_the_calling_thread_takes_items_beside_the_workers():
-    # It does not idle while a worker wakes: with items that take a while,
-    # it computes some itself, and a call made from one of them runs inline.
+    # It does not idle while a worker wakes: the first two items wait for
+    # each other, so each is taken by a thread of its own, the calling one
+    # among them; a call made from an item runs inline, in that item's
+    # thread, whatever it asks for.
     import threading
-    import time
 
     from sknw._engine import for_each_in_threads
 
+    both = threading.Barrier(2, timeout=30)
     threads, nested = {}, {}
 
     def inner(item):
-        nested[item] = threading.get_ident()
+        nested.setdefault(item[0], set()).add(threading.get_ident())
 
     def work(item):
-        time.sleep(0.02)
+        if item < 2:
+            both.wait()
         threads[item] = threading.get_ident()
-        for_each_in_threads(inner, [item], 2)
+        for_each_in_threads(inner, [(item, 0), (item, 1), (item, 2)], 2)
 
     for_each_in_threads(work, list(range(6)), 2)
     assert sorted(threads) == list(range(6))
     assert threading.get_ident() in threads.values()
     assert len(set(threads.values())) == 2
-    # Each nested call ran in the thread of the item that made it.
-    assert nested == threads
+    assert nested == {item: {thread} for item, thread in threads.items()}
 
 
 def test_worker_threads_finish_every_item_before_an_error_is_raised():

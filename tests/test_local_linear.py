@@ -5,6 +5,7 @@
 
 import pickle
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
+import sknw._loo
 from sknw import (
     LocalLinearRegressor,
     LocalLinearRegressorCV,
@@ -432,6 +434,39 @@ def test_cv_per_feature_widths_ignore_an_irrelevant_feature():
         reg = LocalLinearRegressorCV(bandwidth=[1.0, 1.0]).fit(X, y)
     assert reg.bandwidth_.shape == (2,)
     assert reg.bandwidth_[1] > 5 * reg.bandwidth_[0]
+
+
+def test_cv_per_feature_plateau_probe_sends_the_irrelevant_width_out():
+    # From Silverman's widths the third feature's width still grows after 10
+    # iterations: its upper bound is compared, and the scan along its own
+    # log-width taken, one evaluation a point of the local-linear loss.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 3)) * [1.0, 2.0, 1.0]
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] + rng.normal(0, 0.2, 150)
+    probes = []
+    original = sknw._loo._Search._plateau_probe
+
+    def recorded(self, point, rows):
+        probes.append(type(self.objective))
+        return original(self, point, rows)
+
+    with mock.patch.object(sknw._loo._Search, "_plateau_probe", recorded):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            reg = LocalLinearRegressorCV(bandwidth="silverman").fit(X, y)
+    assert probes == [LocalLinearLeaveOneOut]
+    assert reg.bandwidth_[2] > 100 * reg.bandwidth_[0]
+    loss = LocalLinearLeaveOneOut(
+        X,
+        y[:, None],
+        kernel="gaussian",
+        loss="squared_error",
+        sample_weight=None,
+        device=torch.device("cpu"),
+    )
+    assert reg.loss_curve_[-1] == pytest.approx(
+        loss.evaluate(np.log(reg.bandwidth_), order=0)[0], rel=1e-9
+    )
 
 
 def test_cv_on_a_line_warns_that_the_global_line_predicts_best():

@@ -504,6 +504,42 @@ def test_per_feature_starts_ranked_in_float32_pick_the_float64_start(
     assert fast.loss_curve_[-1] == pytest.approx(exact.loss_curve_[-1], rel=1e-12)
 
 
+def test_per_feature_starts_skip_widths_whose_ranking_loss_is_not_finite(
+    monkeypatch,
+):
+    # A ray whose scan has a non-finite loss somewhere still gives its best
+    # finite width; a scan with none gives no start (the given one stays).
+    X, y = toy_4d(n_samples=60)
+    loo = objective(X, y[:, None])
+    lower, upper = np.full(4, -20.0), np.full(4, 20.0)
+
+    class Ranking:
+        def __init__(self, losses):
+            self.losses = losses
+
+        def losses_at(self, scan, rows, log_relative):
+            return self.losses(scan)
+
+        def release(self):
+            pass
+
+    def finite_but_first(scan):
+        losses = (scan - scan[4]) ** 2
+        losses[0] = np.nan
+        return losses
+
+    for losses, expected in ((finite_but_first, 1), (lambda scan: scan * np.nan, 0)):
+        monkeypatch.setattr(
+            sknw._loo, "_ranking_objective", lambda o, n, f=losses: Ranking(f)
+        )
+        starts, known = sknw._loo._per_feature_starts(
+            loo, loo.X_numpy, lower, upper, None, None
+        )
+        assert len(starts) == len(known) == expected
+        if expected:
+            assert np.all(np.isfinite(starts[0]))
+
+
 def test_ranking_scans_are_float32_only_where_it_resolves_their_widths():
     X, y = toy_4d(n_samples=50)
     loo = objective(X, y[:, None])
