@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sknw import (
     LocalLinearRegressor,
+    LocalLinearRegressorCV,
     NadarayaWatsonRegressor,
     NadarayaWatsonRegressorCV,
 )
@@ -262,22 +263,33 @@ def test_jackknife_plus_with_integer_weights_matches_its_definition(scale):
     assert_allclose(model.predict_interval(queries, alpha=0.2), expected, atol=1e-12)
 
 
-def test_jackknife_plus_matches_mapie():
+@pytest.mark.parametrize(
+    "estimator, bandwidth, atol",
+    [(NadarayaWatsonRegressor, 0.5, 1e-12), (LocalLinearRegressor, 0.6, 1e-10)],
+)
+def test_jackknife_plus_matches_mapie(estimator, bandwidth, atol):
     from mapie.regression import CrossConformalRegressor
 
     X, y = d2l_toy(30)
     queries = np.linspace(0, 5, 11)[:, None]
-    model = NadarayaWatsonRegressor(bandwidth=0.5)
+    model = estimator(bandwidth=bandwidth)
     mapie = CrossConformalRegressor(
         model, confidence_level=0.9, method="plus", cv=LeaveOneOut()
     )
     _, intervals = mapie.fit_conformalize(X, y).predict_interval(queries)
     ours = model.fit(X, y).predict_interval(queries, alpha=0.1)
-    assert_allclose(ours, intervals[:, :, 0], atol=1e-12)
+    assert_allclose(ours, intervals[:, :, 0], atol=atol)
 
 
-@pytest.mark.parametrize("design", ["homoscedastic", "heteroscedastic"])
-def test_jackknife_plus_covers_new_observations(design):
+@pytest.mark.parametrize(
+    "estimator, bandwidth, design",
+    [
+        (NadarayaWatsonRegressor, 0.3, "homoscedastic"),
+        (NadarayaWatsonRegressor, 0.3, "heteroscedastic"),
+        (LocalLinearRegressor, 0.4, "homoscedastic"),
+    ],
+)
+def test_jackknife_plus_covers_new_observations(estimator, bandwidth, design):
     # 200 replicates of training and new noise, as outputs.
     rng = np.random.default_rng(1)
     n_samples, n_new, n_replicates = 60, 100, 200
@@ -290,7 +302,7 @@ def test_jackknife_plus_covers_new_observations(design):
 
     Y = draw(X, (n_samples, n_replicates))
     Y_new = draw(X_new, (n_new, n_replicates))
-    intervals = NadarayaWatsonRegressor(bandwidth=0.3).fit(X, Y).predict_interval(X_new)
+    intervals = estimator(bandwidth=bandwidth).fit(X, Y).predict_interval(X_new)
     inside = (Y_new >= intervals[..., 0]) & (Y_new <= intervals[..., 1])
     coverage = inside.mean()
     assert coverage >= 0.8
@@ -473,20 +485,29 @@ def test_cv_estimator_and_pipeline_offer_the_same():
 # MAPIE
 
 
-def test_mapie_split_and_cross_conformal_wrap_the_estimators():
+@pytest.mark.parametrize(
+    "estimator, bandwidth, learner",
+    [
+        (NadarayaWatsonRegressor, 0.3, NadarayaWatsonRegressorCV),
+        (LocalLinearRegressor, 0.4, LocalLinearRegressorCV),
+    ],
+)
+def test_mapie_split_and_cross_conformal_wrap_the_estimators(
+    estimator, bandwidth, learner
+):
     from mapie.regression import CrossConformalRegressor, SplitConformalRegressor
 
     X, y = d2l_toy(300, seed=3)
     X_new, y_new = d2l_toy(300, seed=4)
     split = SplitConformalRegressor(
-        NadarayaWatsonRegressor(bandwidth=0.3), confidence_level=0.9, prefit=False
+        estimator(bandwidth=bandwidth), confidence_level=0.9, prefit=False
     )
     split.fit(X[:200], y[:200]).conformalize(X[200:], y[200:])
     _, intervals = split.predict_interval(X_new)
     coverage = np.mean((y_new >= intervals[:, 0, 0]) & (y_new <= intervals[:, 1, 0]))
     assert 0.8 <= coverage <= 0.97
     cross = CrossConformalRegressor(
-        NadarayaWatsonRegressorCV(), confidence_level=0.9, cv=5, random_state=0
+        learner(), confidence_level=0.9, cv=5, random_state=0
     )
     _, intervals = cross.fit_conformalize(X, y).predict_interval(X_new)
     coverage = np.mean((y_new >= intervals[:, 0, 0]) & (y_new <= intervals[:, 1, 0]))

@@ -12,7 +12,7 @@ from sklearn import config_context
 from sknw import LocalLinearRegressor, LocalLinearRegressorCV
 from sknw._kernels import KERNELS
 from sknw._uncertainty import local_linear_leave_one_out_predictions
-from tests._reference import attention_slow, d2l_toy, d2l_truth
+from tests._reference import attention_slow, d2l_toy
 
 # The dense reference takes the log of zero sample weights.
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
@@ -221,56 +221,6 @@ def test_jackknife_plus_matches_its_definition(kernel, weights):
     model = _refit(kernel, 1.0, X, y, weight)
     expected = _jackknife_plus_slow(queries, kernel, 1.0, X, y, weight, 0.2)
     assert_allclose(model.predict_interval(queries, alpha=0.2), expected, atol=1e-10)
-
-
-def test_jackknife_plus_matches_mapie():
-    from mapie.regression import CrossConformalRegressor
-    from sklearn.model_selection import LeaveOneOut
-
-    X, y = d2l_toy(30)
-    queries = np.linspace(0, 5, 11)[:, None]
-    model = LocalLinearRegressor(bandwidth=0.6)
-    mapie = CrossConformalRegressor(
-        model, confidence_level=0.9, method="plus", cv=LeaveOneOut()
-    )
-    _, intervals = mapie.fit_conformalize(X, y).predict_interval(queries)
-    ours = model.fit(X, y).predict_interval(queries, alpha=0.1)
-    assert_allclose(ours, intervals[:, :, 0], atol=1e-10)
-
-
-def test_jackknife_plus_covers_new_observations():
-    # 200 replicates of training and new noise, as outputs.
-    rng = np.random.default_rng(1)
-    n_samples, n_new, n_replicates = 60, 100, 200
-    X = np.sort(rng.uniform(0, 5, n_samples))[:, None]
-    X_new = rng.uniform(0, 5, n_new)[:, None]
-    Y = d2l_truth(X) + 0.5 * rng.normal(size=(n_samples, n_replicates))
-    Y_new = d2l_truth(X_new) + 0.5 * rng.normal(size=(n_new, n_replicates))
-    intervals = LocalLinearRegressor(bandwidth=0.4).fit(X, Y).predict_interval(X_new)
-    inside = (Y_new >= intervals[..., 0]) & (Y_new <= intervals[..., 1])
-    coverage = inside.mean()
-    assert coverage >= 0.8
-    assert abs(coverage - 0.9) < 0.03
-
-
-def test_mapie_split_and_cross_conformal_wrap_the_estimators():
-    from mapie.regression import CrossConformalRegressor, SplitConformalRegressor
-
-    X, y = d2l_toy(300, seed=3)
-    X_new, y_new = d2l_toy(300, seed=4)
-    split = SplitConformalRegressor(
-        LocalLinearRegressor(bandwidth=0.4), confidence_level=0.9, prefit=False
-    )
-    split.fit(X[:200], y[:200]).conformalize(X[200:], y[200:])
-    _, intervals = split.predict_interval(X_new)
-    coverage = np.mean((y_new >= intervals[:, 0, 0]) & (y_new <= intervals[:, 1, 0]))
-    assert 0.8 <= coverage <= 0.97
-    cross = CrossConformalRegressor(
-        LocalLinearRegressorCV(), confidence_level=0.9, cv=5, random_state=0
-    )
-    _, intervals = cross.fit_conformalize(X, y).predict_interval(X_new)
-    coverage = np.mean((y_new >= intervals[:, 0, 0]) & (y_new <= intervals[:, 1, 0]))
-    assert 0.8 <= coverage <= 0.97
 
 
 # --------------------------------------------------------------------------
