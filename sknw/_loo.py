@@ -986,7 +986,7 @@ class _Search:
         # there is not on a plateau, and L-BFGS-B goes on from where it is.
         ends = np.repeat(moved[None], len(candidates), axis=0)
         ends[np.arange(len(candidates)), candidates] = self.upper[candidates]
-        end_values = objective.losses_at_points(ends, rows) if len(ends) else []
+        end_values = objective.losses_at_points(ends, rows)
         for feature, end, end_value in zip(candidates, ends, end_values):
             if not np.array_equal(moved, point):
                 # A feature before it moved: its bound from there.
@@ -1000,7 +1000,7 @@ class _Search:
             steps = [step for step in 0.5 * 2.0 ** np.arange(12) if step < room]
             trials = np.repeat(moved[None], len(steps), axis=0)
             trials[:, feature] += steps
-            trial_values = objective.losses_at_points(trials, rows) if steps else []
+            trial_values = objective.losses_at_points(trials, rows)
             for trial, trial_value in zip(trials, trial_values):
                 if trial_value < value:
                     value, best = trial_value, trial

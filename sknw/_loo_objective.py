@@ -424,13 +424,14 @@ class PairwiseObjective:
         )
 
     @staticmethod
-    def _rows_of(block, chunk, chunk_t):
+    def _rows_of(block, chunk, chunk_t, dim=0):
         """The rows ``chunk`` (``chunk_t`` as a tensor) of a block over every
-        row: a view where they are consecutive, a copy otherwise."""
+        row, along its dimension ``dim``: a view where they are consecutive,
+        one contiguous copy otherwise."""
         first, last = int(chunk[0]), int(chunk[-1])
         if last - first + 1 == len(chunk) and np.all(np.diff(chunk) == 1):
-            return block[first : last + 1]
-        return block[chunk_t]
+            return block.narrow(dim, first, len(chunk))
+        return block.index_select(dim, chunk_t)
 
     def _distance_cache(self, per_feature):
         """Squared distances at width 1 (per feature for per-feature widths),
@@ -760,14 +761,9 @@ class LeaveOneOutObjective(PairwiseObjective):
             if len(cache) == 1:
                 torch.mul(rows_of(cache[0]), float(inverse[0]), out=sq)
             else:
-                # sum_k a_k / h_k^2 over the features: one product.
-                first, last = int(chunk[0]), int(chunk[-1])
-                if last - first + 1 == len(chunk) and np.all(np.diff(chunk) == 1):
-                    blocks = cache[:, first : last + 1]
-                else:
-                    # One gather of every feature's rows, laid out so that
-                    # the product reads it as it is.
-                    blocks = cache[:, chunk_t]
+                # sum_k a_k / h_k^2 over the features: one product, reading
+                # every feature's rows as they lie (one gather at most).
+                blocks = self._rows_of(cache, chunk, chunk_t, dim=1)
                 factors = torch.as_tensor(inverse, dtype=self.dtype, device=self.device)
                 torch.mm(
                     factors[None],
@@ -969,8 +965,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         )
         held, weights = slots[0], slots[n_slots - len(scales) :]
         floor = log_weight_floor(self.dtype)
-        carried = None if carry is None or carry is False else carry
-        sources, depths = _squaring_sources(scales, _SQUARING_CHAIN, carried)
+        sources, depths = _squaring_sources(scales, _SQUARING_CHAIN, carry or None)
         fresh = [index for index, source in enumerate(sources) if source is None]
         for index in fresh:
             scale = scales[index]
@@ -1032,7 +1027,8 @@ class LeaveOneOutObjective(PairwiseObjective):
         """
         points = np.asarray(log_bandwidths, dtype=np.float64)
         cache = None
-        if rows is None and self.name == "gaussian" and points.shape[1] > 1:
+        gaussian = self.name == "gaussian" and points.shape[1] > 1
+        if len(points) and rows is None and gaussian:
             cache = self._distance_cache(True)
         if cache is None:
             return super().losses_at_points(points, rows)
