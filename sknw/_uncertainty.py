@@ -3,6 +3,7 @@
 # Authors: the sknw developers
 # License: BSD 3 clause
 
+import functools
 import math
 from numbers import Real
 
@@ -608,16 +609,45 @@ def leave_one_out_predictions(
     full = prediction_variance(
         queries, keys, values, np.zeros((keys.shape[0], 0)), **settings
     )[0]
-    result = np.repeat(full[:, None, :], keys.shape[0], axis=1)
+    chunks = functools.partial(
+        _leave_out_chunks, queries, keys, values, settings, dtype
+    )
+    return _collect_leave_out(queries, query_widths, full, keys.shape[0], chunks)
+
+
+def _collect_leave_out(queries, query_widths, full, n_keys, chunks):
+    """Every leave-one-out prediction at every query, over the full ones
+    (kept for keys of no weight): ``chunks(each)`` gives the pooled keys and
+    the chunk function that hands ``each`` the blocks of left-out
+    predictions."""
+    result = np.repeat(full[:, None, :], n_keys, axis=1)
 
     def store(batch, output, leave_out, spare):
-        block = leave_out.to(torch.float64).cpu().numpy()
-        result[batch, columns, output] = block
+        result[batch, columns, output] = leave_out.to(torch.float64).cpu().numpy()
 
-    pooled, chunk = _leave_out_chunks(queries, keys, values, settings, dtype, store)
+    pooled, chunk = chunks(store)
     columns = pooled.key_index(np.arange(pooled.problem.n_keys))
     pooled.for_each_chunk(queries, query_widths, chunk)
     return result
+
+
+def _collect_intervals(
+    queries, query_widths, n_outputs, residuals, sample_weight, alpha, chunks
+):
+    """Jackknife+ bounds at every query, from the blocks of left-out
+    predictions that ``chunks(each)`` hands on (as in
+    :func:`_collect_leave_out`); float64."""
+    intervals = np.empty((queries.shape[0], n_outputs, 2))
+
+    def bounds(batch, output, leave_out, spare):
+        lower, upper = selection.bounds(leave_out, output, spare)
+        intervals[batch, output, 0] = lower
+        intervals[batch, output, 1] = upper
+
+    pooled, chunk = chunks(bounds)
+    selection = _Selection(pooled, residuals, sample_weight, alpha)
+    pooled.for_each_chunk(queries, query_widths, chunk)
+    return intervals
 
 
 def jackknife_plus(
@@ -664,16 +694,15 @@ def jackknife_plus(
     settings = make_settings(
         bandwidth, kernel, sample_weight, key_widths, query_widths, device
     )
-    intervals = np.empty((queries.shape[0], values.shape[1], 2))
-
-    def bounds(batch, output, leave_out, spare):
-        lower, upper = selection.bounds(leave_out, output, spare)
-        intervals[batch, output, 0] = lower
-        intervals[batch, output, 1] = upper
-
-    pooled, chunk = _leave_out_chunks(queries, keys, values, settings, dtype, bounds)
-    selection = _Selection(pooled, residuals, sample_weight, alpha)
-    pooled.for_each_chunk(queries, query_widths, chunk)
+    intervals = _collect_intervals(
+        queries,
+        query_widths,
+        values.shape[1],
+        residuals,
+        sample_weight,
+        alpha,
+        functools.partial(_leave_out_chunks, queries, keys, values, settings, dtype),
+    )
     return intervals.astype(numpy_dtype(queries, keys), copy=False)
 
 
@@ -1325,17 +1354,19 @@ def local_linear_leave_one_out_predictions(
         **local,
         **settings,
     )[0]
-    result = np.repeat(full[:, None, :], keys.shape[0], axis=1)
-
-    def store(batch, output, leave_out, spare):
-        result[batch, columns, output] = leave_out.to(torch.float64).cpu().numpy()
-
-    pooled, chunk = _local_leave_out_chunks(
-        queries, keys, moments, frame_queries, local, settings, dtype, store
+    chunks = functools.partial(
+        _local_leave_out_chunks,
+        queries,
+        keys,
+        moments,
+        frame_queries,
+        local,
+        settings,
+        dtype,
     )
-    columns = pooled.key_index(np.arange(pooled.problem.n_keys))
-    pooled.for_each_chunk(queries, settings["query_widths"], chunk)
-    return result
+    return _collect_leave_out(
+        queries, settings["query_widths"], full, keys.shape[0], chunks
+    )
 
 
 def local_linear_jackknife_plus(
@@ -1371,16 +1402,21 @@ def local_linear_jackknife_plus(
     dtype = compute_dtype(queries, keys)
     settings = make_settings(**settings)
     local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
-    intervals = np.empty((queries.shape[0], n_outputs, 2))
-
-    def bounds(batch, output, leave_out, spare):
-        lower, upper = selection.bounds(leave_out, output, spare)
-        intervals[batch, output, 0] = lower
-        intervals[batch, output, 1] = upper
-
-    pooled, chunk = _local_leave_out_chunks(
-        queries, keys, moments, frame_queries, local, settings, dtype, bounds
+    return _collect_intervals(
+        queries,
+        settings["query_widths"],
+        n_outputs,
+        residuals,
+        settings["sample_weight"],
+        alpha,
+        functools.partial(
+            _local_leave_out_chunks,
+            queries,
+            keys,
+            moments,
+            frame_queries,
+            local,
+            settings,
+            dtype,
+        ),
     )
-    selection = _Selection(pooled, residuals, settings["sample_weight"], alpha)
-    pooled.for_each_chunk(queries, settings["query_widths"], chunk)
-    return intervals
