@@ -1311,14 +1311,6 @@ def positive_weight_keys(keys, values, settings, dtype):
     return active.keys, active.values, settings, active.kept
 
 
-def _weight_scale(sample_weight):
-    """The largest sample weight, which :class:`ActiveKeys` divides out; 1
-    without sample weights."""
-    if sample_weight is None:
-        return 1.0
-    return float(np.max(sample_weight))
-
-
 def numpy_dtype(*arrays):
     """The NumPy dtype of the results for these inputs (see compute_dtype)."""
     return _numpy_dtype(compute_dtype(*arrays))
