@@ -422,7 +422,7 @@ class PreparedKeys:
             log_weights = _shifted(arguments, row_min, slope)
         return log_weights, self._log_shift(row_min, query_widths), row_min
 
-    def scaled_squared_distances(self, queries):
+    def scaled_squared_distances(self, queries, differences=False):
         """Squared distances of queries, as given, to the keys, in the keys'
         scaled units and divided by the keys' local widths squared.
 
@@ -433,6 +433,11 @@ class PreparedKeys:
         Parameters
         ----------
         queries : tensor of shape (n_queries, n_features)
+        differences : bool, default=False
+            Coordinate differences in any case: for distances that serve
+            widths narrower than this problem's, where the product's rounding
+            (the precision times the squared radius, in any width's units)
+            would be magnified by the squared ratio of the widths.
 
         Returns
         -------
@@ -440,7 +445,7 @@ class PreparedKeys:
             In the main block, which the next call reuses.
         """
         centred = None
-        if self.distance_method == "product":
+        if self.distance_method == "product" and not differences:
             centred = (queries - self.centre).mul_(self.scale)
         if centred is not None and self._within_product_radius(centred):
             ones = torch.ones_like(centred[:, :1])

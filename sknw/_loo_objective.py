@@ -62,10 +62,11 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
         Canonical kernel name.
     sq : tensor of shape (n_rows, n_samples)
         u^2 of every pair, +inf on the pairs that take no part.
-    sq_min : tensor of shape (n_rows, 1)
+    sq_min : tensor of shape (n_rows, 1), or None
         Each row's smallest u^2 among the pairs that take part, or 0: the
         log-domain kernels are divided by the weight there (a softmax shift),
-        which changes no ratio.
+        which changes no ratio. None for the Gaussian where ``sq`` is already
+        shifted (u^2 less the row's shift).
     order : {0, 1, 2}
         How many derivatives.
     per_feature : bool
@@ -90,9 +91,14 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
     floor = log_weight_floor(sq.dtype)
     first = second = None
     if name == "gaussian":
-        weights = torch.add(
-            0.5 * scale * sq_min, sq, alpha=-0.5 * scale, out=block("weights")
-        )
+        # The shift is subtracted first, exactly between close values: the
+        # log-weights round by the precision times themselves, not times the
+        # shift (an isolated row's, far larger than 1 at narrow widths).
+        weights = block("weights")
+        if sq_min is None:
+            torch.mul(sq, -0.5 * scale, out=weights)
+        else:
+            torch.sub(sq, sq_min, out=weights).mul_(-0.5 * scale)
         weights.clamp_(min=floor).exp_()
         if order >= 1:
             first = weights if per_feature else torch.mul(weights, sq, out=block("1"))
@@ -474,7 +480,10 @@ class PairwiseObjective:
                     blocks={"main": block},
                 )
                 queries = problem.to_tensor(keys)
-                sq = problem.scaled_squared_distances(queries)
+                # Differences, not the product expansion: they serve every
+                # width down to the lower bound, where the expansion's
+                # rounding at width 1 would be magnified by 1 / h^2.
+                sq = problem.scaled_squared_distances(queries, differences=True)
                 if sq.data_ptr() != block.data_ptr():
                     block.copy_(sq)
                 if self.row_factor is not None:
@@ -670,6 +679,8 @@ class LeaveOneOutObjective(PairwiseObjective):
                 np.exp(smallest + log_relative), chunk, scaled=gaussian
             )
             if gaussian:
+                # Shifted once for every width (see _kernel_terms).
+                sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk)))
                 # The Gaussian takes the scale in its one pass, at a group of
                 # widths at a time within the thread's share of the budget.
                 # One width's block more, where the budget has room for it,
@@ -684,7 +695,7 @@ class LeaveOneOutObjective(PairwiseObjective):
                     scales = base * np.exp(-2 * (log_bandwidths[part] - smallest))
                     row_out = None if row_losses is None else row_losses[batch, part]
                     losses[part], carry = self._gaussian_losses(
-                        sq, sq_min, chunk, scales, row_out, carry
+                        sq, chunk, scales, row_out, carry
                     )
                 return losses
             for index, log_bandwidth in enumerate(log_bandwidths):
@@ -813,6 +824,14 @@ class LeaveOneOutObjective(PairwiseObjective):
         # and u^4 - 2 u^2: its one block is multiplied by u^2 in place after
         # each product (see :meth:`_gaussian_moment_sums`).
         in_place = self.name == "gaussian" and not per_feature and order >= 1
+        if in_place:
+            # u^2 less each row's shift, a^2 (0 at its nearest sample): with
+            # the shifted weights, a^2 gives the derivatives as u^2 does (the
+            # shift scales with u^2 along the width), in sums of K a^2 and
+            # K (a^4 - 2 a^2) that stay small, where those of an isolated
+            # row's large u^2 would cancel to nothing.
+            sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk)))
+            sq_min = None
         weights, first, second = _kernel_terms(
             self.name,
             sq,
@@ -940,10 +959,10 @@ class LeaveOneOutObjective(PairwiseObjective):
         labels = self.labels[chunk_t, None].expand(predictions.shape[:-1] + (1,))
         return predictions.gather(-1, labels)[..., 0]
 
-    def _gaussian_losses(self, sq, sq_min, chunk, scales, row_out=None, carry=None):
+    def _gaussian_losses(self, sq, chunk, scales, row_out=None, carry=None):
         """Summed loss of a chunk of rows at several widths of the Gaussian,
-        u^2 being ``sq`` times each of ``scales``: one block per width, and
-        one pass of each operation over all of them.
+        u^2 less each row's shift being ``sq`` times each of ``scales``: one
+        block per width, and one pass of each operation over all of them.
 
         ``carry``, from the call for the group of wider widths before: the
         scale and the squarings of the weights it left in the first slot of
@@ -969,7 +988,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         fresh = [index for index, source in enumerate(sources) if source is None]
         for index in fresh:
             scale = scales[index]
-            torch.add(0.5 * scale * sq_min, sq, alpha=-0.5 * scale, out=weights[index])
+            torch.mul(sq, -0.5 * scale, out=weights[index])
         if len(fresh) == len(scales):
             weights.clamp_(min=floor).exp_()
         else:
