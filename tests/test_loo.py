@@ -156,6 +156,27 @@ def test_loss_and_derivatives_match_numpy(kernel, per_feature, loss):
         assert second == pytest.approx(numeric, rel=1e-5, abs=1e-8)
 
 
+@pytest.mark.parametrize("width", [2e-5, 5e-5, 1e-4, 3e-4])
+def test_second_derivative_with_an_isolated_row_at_narrow_widths(width):
+    # 40 rows within 1e-3 of one another and one 0.7 away: at these widths
+    # the isolated row's u^2 is 1e7 to 1e9, and sums of K u^2 and K u^4
+    # would cancel to rounding in its second derivative (it came out as
+    # -0.31 where the loss's is 1e-4). Its u^2 less its shift does not; the
+    # distances kept for every width are coordinate differences (a product
+    # expansion at width 1 rounds by 1e-16, 1e-16 / h^2 in u^2).
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.uniform(0, 1e-3, size=(40, 2)), [[0.5, 0.5]]]) - 0.25
+    y = np.sin(3e3 * X[:, 0]) + 0.1 * rng.normal(size=41)
+    loo = objective(X, y[:, None])
+    assert loo._distance_cache(False) is not None
+    log_width = np.log(width)
+    value, gradient, second = loo.evaluate([log_width], order=2)
+    step = 1e-4
+    below, above = (loo.evaluate([log_width + s], order=0)[0] for s in (-step, step))
+    assert gradient[0] == pytest.approx((above - below) / (2 * step), rel=1e-6)
+    assert second == pytest.approx((above - 2 * value + below) / step**2, rel=1e-4)
+
+
 @pytest.mark.parametrize("role", ["key_widths", "query_widths"])
 @pytest.mark.parametrize("per_feature", [False, True])
 def test_adaptive_loss_and_derivatives(role, per_feature):
@@ -1189,6 +1210,25 @@ def test_a_subsampled_scan_does_not_miss_a_close_basin(seed, monkeypatch):
         sampled = NadarayaWatsonRegressorCV().fit(X, y)
     loss = _NumpyLoo(X, y)
     assert loss(sampled.bandwidth_) <= loss(exact.bandwidth_) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", [241, 267, 291, 547])
+def test_sharp_basins_away_from_the_best_grid_point_are_found(seed):
+    # Minima the factor-2 grid passed over, found by a 400-point grid:
+    # 267 (192 rows), a basin 1.2 % lower than the one refined, whose grid
+    # point was a local minimum 0.05 % above the best grid point; 291 and
+    # 547 (42 and 22 rows), a dip 0.1 % and 0.3 % below the upper bound's
+    # plateau between two grid points on a slope; 241 (47 rows), a basin
+    # 6e-6 lower than the best one, whose points on the grid lay above the
+    # basins' margin.
+    X, y = random_problem(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV().fit(X, y)
+    loss = _NumpyLoo(X, y)
+    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+    best = grid_minimum_1d(loss, scale * 1e-5, scale * 1e3, n_grid=400)
+    assert loss(model.bandwidth_) <= best * (1 + 1e-9)
 
 
 @pytest.mark.parametrize(
