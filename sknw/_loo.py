@@ -51,7 +51,7 @@ _BASIN_MARGIN = 0.05
 # of _SCAN_FACTOR's logarithm everywhere above its knee: on a few dozen rows
 # the loss can dip below its neighbours' within a factor 1.3 of the width
 # (random problems of 22 and 42 rows did, 0.1-0.3 % below the loss at the
-# coarse points around the dip), at a cost of a few hundred microseconds.
+# coarse points around the dip), at a cost of under a millisecond.
 _DENSE_SCAN_PAIRS = 2**14
 
 # The scan steps by _SCAN_FACTOR from this factor below the median distance

@@ -984,14 +984,21 @@ class LeaveOneOutObjective(PairwiseObjective):
         )
         held, weights = slots[0], slots[n_slots - len(scales) :]
         floor = log_weight_floor(self.dtype)
-        sources, depths = _squaring_sources(scales, _SQUARING_CHAIN, carry or None)
+        if n_rows * self.n_samples < _SQUARING_PAIRS:
+            sources, depths = [None] * len(scales), [0] * len(scales)
+        else:
+            sources, depths = _squaring_sources(scales, _SQUARING_CHAIN, carry or None)
         fresh = [index for index, source in enumerate(sources) if source is None]
-        for index in fresh:
-            scale = scales[index]
-            torch.mul(sq, -0.5 * scale, out=weights[index])
         if len(fresh) == len(scales):
+            # One pass of each operation over every width.
+            factors = torch.as_tensor(
+                -0.5 * np.asarray(scales), dtype=self.dtype, device=self.device
+            )
+            torch.mul(sq[None], factors[:, None, None], out=weights)
             weights.clamp_(min=floor).exp_()
         else:
+            for index in fresh:
+                torch.mul(sq, -0.5 * scales[index], out=weights[index])
             for index in fresh:
                 weights[index].clamp_(min=floor).exp_()
             # K at twice the scale is K^2: each squaring of weights clamped
@@ -1256,6 +1263,11 @@ class LeaveOneOutObjective(PairwiseObjective):
 # exponential: each doubles their relative rounding, kept within about 256
 # units of the precision.
 _SQUARING_CHAIN = 8
+
+# Below this many pairs a width, the operations' fixed costs outweigh the
+# exponentials that squarings save: every width of a scan takes its
+# exponential, in one pass of each operation over all of them.
+_SQUARING_PAIRS = 2**15
 
 
 def _squaring_sources(scales, longest, carried=None):

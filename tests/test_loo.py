@@ -278,10 +278,12 @@ def test_scan_matches_single_evaluations():
 
 
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
-def test_scan_a_factor_2_apart_matches_the_reference(loss):
+def test_scan_a_factor_2_apart_matches_the_reference(loss, monkeypatch):
     # Widths a factor 2 (2^(1/4)) apart take their Gaussian weights from a
     # wider width by two squarings (one): the losses still match the NumPy
     # reference, in float64 and (to its rounding) in the float32 copy.
+    # (Squarings at any size of block here; see the next test below it.)
+    monkeypatch.setattr(sknw._loo_objective, "_SQUARING_PAIRS", 0)
     X, y = toy_1d(n_samples=120)
     labels = (y > np.median(y)).astype(int)
     values = y[:, None] if loss == "squared_error" else np.eye(2)[labels]
@@ -314,6 +316,28 @@ def test_scan_a_factor_2_apart_matches_the_reference(loss):
         assert small.chunk_n_rows < len(X)
     assert_allclose(scan, expected[:12], rtol=1e-5)
     assert 0 < sum(calls) <= len(coarse) * len(X) ** 2 / 4
+
+
+def test_a_scan_on_small_blocks_takes_one_exponential_pass(monkeypatch):
+    # Below _SQUARING_PAIRS pairs a width, every width takes its exponential,
+    # all in one pass: the same losses as with squarings.
+    X, y = toy_1d(n_samples=100)
+    loo = objective(X, y[:, None]).in_float32()
+    grid = np.log(0.02) + np.log(2.0) * np.arange(40) / 4
+    assert 100 * 100 < sknw._loo_objective._SQUARING_PAIRS
+    calls = []
+    original = torch.Tensor.exp_
+
+    def counted(tensor):
+        calls.append(tensor.numel())
+        return original(tensor)
+
+    with mock.patch.object(torch.Tensor, "exp_", counted):
+        losses = loo.losses_at(grid)
+    assert calls == [len(grid) * 100 * 100]
+    monkeypatch.setattr(sknw._loo_objective, "_SQUARING_PAIRS", 0)
+    loo.release()
+    assert_allclose(loo.losses_at(grid), losses, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
