@@ -526,6 +526,23 @@ def test_per_feature_optimum_beats_statsmodels_and_grid():
     assert learned <= 1.001 * min(grid, statsmodels_loss)
 
 
+@pytest.mark.parametrize("seed", [11, 30, 57, 152])
+def test_per_feature_widths_are_no_worse_than_one_width(seed):
+    # One width is a special case of per-feature widths, whose search starts
+    # at the one-width optimum among others. From the rule's widths and a
+    # coarse scan's best point alone, it ended 3.3 %, 5.4 %, 0.26 % and
+    # 3.6 % above the one-width optimum on these problems.
+    X, y = random_problem(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_feature = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+        one = NadarayaWatsonRegressorCV(bandwidth=1.0).fit(X, y)
+    assert per_feature.bandwidth_.shape == (X.shape[1],)
+    learned = loo_squared_error_slow(X, y, per_feature.bandwidth_, "gaussian")
+    shared = loo_squared_error_slow(X, y, float(one.bandwidth_), "gaussian")
+    assert learned <= shared * (1 + 1e-9)
+
+
 @pytest.mark.parametrize("outliers", [False, True])
 def test_per_feature_starts_ranked_in_float32_pick_the_float64_start(
     outliers, monkeypatch
@@ -846,7 +863,9 @@ def test_a_regular_per_feature_minimum_is_not_compared_with_the_lower_bounds():
     original = LeaveOneOutObjective.evaluate
 
     def recorded(self, log_bandwidth, rows=None, order=1):
-        evaluated.append(np.ravel(log_bandwidth).copy())
+        # (Per-feature widths: the one-width search for a start has its own.)
+        if np.size(log_bandwidth) == X.shape[1]:
+            evaluated.append(np.ravel(log_bandwidth).copy())
         return original(self, log_bandwidth, rows, order)
 
     with mock.patch.object(LeaveOneOutObjective, "evaluate", recorded):
