@@ -28,8 +28,10 @@ from sknw._kernels import KERNELS
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
 # their spare, the kernel weights, their derivative, one product of the
-# derivative with the distances, and the squared distances kept from one
-# width to the next when the whole problem fits in one chunk.
+# derivative with the distances (for the Gaussian's one width, the squared
+# distances less each row's shift instead of these two), and the squared
+# distances kept from one width to the next when the whole problem fits in
+# one chunk.
 _BLOCKS_PER_ROW = 6
 
 # A problem that fits one chunk is still cut into one chunk per thread from
@@ -193,6 +195,9 @@ class PairwiseObjective:
     largest_block = _LOO_BLOCK_BYTES
     # Whether order=2 gives the Hessian of per-feature widths.
     feature_hessian = False
+    # Whether losses_at takes its widths in one pass of each operation, so
+    # that more widths cost little more (a scan may then take a finer grid).
+    widths_in_one_pass = False
     # Whether the loss and gradient come from the fused float32 kernels.
     fused = False
     # The kept distances' entry on each row's own pair, which takes part
@@ -535,6 +540,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         key_widths, loss = self.key_widths, self.loss
         # d2K / ds_k ds_l = K (a_k a_l - 2 delta_kl a_k) for the Gaussian.
         self.feature_hessian = self.name == "gaussian"
+        self.widths_in_one_pass = self.name == "gaussian"
         # c * [values, 1]: one product with the weights gives N and D.
         self.weighted = column_major(
             self._tensor(weighted_values(self.values_numpy, sample_weight))
