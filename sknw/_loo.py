@@ -1201,11 +1201,16 @@ class _Search:
         objective = self.objective
         if max_iter is None:
             max_iter = self.max_iter + 1 - len(self.loss_curve)
-            if max_iter < 1:
-                start = np.asarray(start, dtype=float)
-                if with_loss:
-                    return start, False, objective.evaluate(start, rows, order=0)[0]
-                return start, False
+        # With no width free to move (every feature constant, each width's
+        # bounds equal), there is nothing to run.
+        fixed = bool(np.all(self.upper <= self.lower))
+        if max_iter < 1 or fixed:
+            start = np.clip(np.asarray(start, dtype=float), self.lower, self.upper)
+            if record and fixed and len(self.loss_curve) < 2:
+                self._record(objective.evaluate(start, order=0)[0], start)
+            if with_loss:
+                return start, fixed, objective.evaluate(start, rows, order=0)[0]
+            return start, fixed
 
         def relative(log_bandwidth):
             value, gradient = objective(log_bandwidth, rows)

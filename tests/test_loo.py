@@ -1124,6 +1124,22 @@ def test_max_iter_bounds_the_iterations_and_the_curve_ends_at_the_width(
     )
 
 
+@pytest.mark.parametrize("bandwidth", [[1.0] * 3, "silverman"])
+@pytest.mark.parametrize("solver", ["auto", "lbfgs"])
+def test_constant_features_leave_no_width_to_learn(bandwidth, solver):
+    # Every feature constant: each width's bounds are equal, nothing moves
+    # (L-BFGS-B, given no free variable, returned no status and the fit
+    # raised AttributeError). Every prediction is the mean of the others.
+    X = np.full((20, 3), 2.5)
+    y = np.arange(20.0)
+    model = NadarayaWatsonRegressorCV(bandwidth=bandwidth, solver=solver).fit(X, y)
+    assert np.all(np.isfinite(model.bandwidth_))
+    assert model.loss_curve_[-1] == pytest.approx(
+        np.mean((y - (y.sum() - y) / 19) ** 2), rel=1e-12
+    )
+    assert_allclose(model.predict(X[:2]), y.mean(), rtol=1e-12)
+
+
 @pytest.mark.parametrize("start", [1.0, [1.0, 1.0]])
 @pytest.mark.parametrize("value", [3.0, 1e200, 1e300])
 def test_constant_targets_of_any_size_give_a_finite_curve(start, value):
