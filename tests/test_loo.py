@@ -1102,6 +1102,38 @@ def test_large_problems_scan_a_subsample_and_refine_exactly(n_features):
     assert model.loss_curve_[-1] <= 1.0001 * grid_minimum_1d(loss, 0.01, 10, 30)
 
 
+def test_a_one_width_start_above_2000_rows_reads_only_the_scan_subsample():
+    # The per-feature search's one-width start above 2,000 rows: the scan's
+    # best point on its own subsample, nothing evaluated on every row, and
+    # within a grid step of the exact one-width optimum.
+    rng = np.random.default_rng(11)
+    X = rng.uniform(0, 5, size=(2600, 1))
+    y = 2 * np.sin(X[:, 0]) + X[:, 0] ** 0.8 + rng.normal(0, 0.5, 2600)
+    X = (X - 2.5) / 8
+    loo = objective(X, y[:, None] - y.mean())
+    lower, upper, typical = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], False)
+    progress = sknw._loo._Progress("", 0, 1.0)
+    rows_read = []
+    original = LeaveOneOutObjective.losses_at
+
+    def recorded(self, log_bandwidths, rows=None, **kwargs):
+        rows_read.append(len(self.X) if rows is None else len(rows))
+        return original(self, log_bandwidths, rows, **kwargs)
+
+    search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress, typical)
+    with (
+        mock.patch.object(LeaveOneOutObjective, "losses_at", recorded),
+        mock.patch.object(LeaveOneOutObjective, "evaluate") as evaluate,
+    ):
+        point, _ = search.one_width(None, refine=False, sampled_only=True)
+    assert rows_read and max(rows_read) == 2600 // 4
+    evaluate.assert_not_called()
+    exact, _ = sknw._loo._Search(
+        loo, 1.0, lower, upper, 100, progress, typical
+    ).one_width(None)
+    assert abs(point[0] - exact[0]) < np.log(2)
+
+
 @pytest.mark.parametrize("solver", ["auto", "lbfgs", "sgd", "adam"])
 @pytest.mark.parametrize("start", [1.0, [1.0, 1.0]])
 @pytest.mark.parametrize("max_iter", [1, 2, 3])
