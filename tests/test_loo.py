@@ -101,6 +101,21 @@ def weighted_problem(loss, n_samples=60, seed=0):
     return X, values, sample_weight
 
 
+def counting_exponentials(function, *args):
+    """``function(*args)``, and the size of each in-place exponential it
+    took."""
+    calls = []
+    original = torch.Tensor.exp_
+
+    def counted(tensor):
+        calls.append(tensor.numel())
+        return original(tensor)
+
+    with mock.patch.object(torch.Tensor, "exp_", counted):
+        result = function(*args)
+    return result, calls
+
+
 def reference_loss(X, values, bandwidth, kernel, loss, sample_weight, **widths):
     if loss == "squared_error":
         return loo_squared_error_slow(
@@ -304,15 +319,7 @@ def test_scan_a_factor_2_apart_matches_the_reference(loss, monkeypatch):
     coarse = grid[:12]
     with sklearn.config_context(working_memory=0.6):
         small = objective(X, values, loss=loss).in_float32()
-        calls = []
-        original = torch.Tensor.exp_
-
-        def counted(tensor):
-            calls.append(tensor.numel())
-            return original(tensor)
-
-        with mock.patch.object(torch.Tensor, "exp_", counted):
-            scan = small.losses_at(coarse)
+        scan, calls = counting_exponentials(small.losses_at, coarse)
         assert small.chunk_n_rows < len(X)
     assert_allclose(scan, expected[:12], rtol=1e-5)
     assert 0 < sum(calls) <= len(coarse) * len(X) ** 2 / 4
@@ -325,15 +332,7 @@ def test_a_scan_on_small_blocks_takes_one_exponential_pass(monkeypatch):
     loo = objective(X, y[:, None]).in_float32()
     grid = np.log(0.02) + np.log(2.0) * np.arange(40) / 4
     assert 100 * 100 < sknw._loo_objective._SQUARING_PAIRS
-    calls = []
-    original = torch.Tensor.exp_
-
-    def counted(tensor):
-        calls.append(tensor.numel())
-        return original(tensor)
-
-    with mock.patch.object(torch.Tensor, "exp_", counted):
-        losses = loo.losses_at(grid)
+    losses, calls = counting_exponentials(loo.losses_at, grid)
     assert calls == [len(grid) * 100 * 100]
     monkeypatch.setattr(sknw._loo_objective, "_SQUARING_PAIRS", 0)
     loo.release()
