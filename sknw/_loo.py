@@ -155,7 +155,8 @@ def learn_bandwidth(
         Which role the local widths take.
     solver : {"auto", "lbfgs", "sgd", "adam"}
         "auto": the global search (a scan, then safeguarded Newton steps, for
-        one width; the best of several starts, then L-BFGS-B, per feature).
+        one width; L-BFGS-B from the lower end of short runs from the two
+        lowest of several starts, per feature).
         "lbfgs": L-BFGS-B from the start alone. "sgd", "adam": minibatch
         gradient descent over rows.
     learning_rate : float or "auto"
@@ -955,7 +956,8 @@ class _Search:
         return np.array([x]), False, value
 
     def lbfgs(self, starts, *, rows, known=None):
-        """L-BFGS-B from the best of ``starts``; a result on a bound is
+        """L-BFGS-B from the better end of short runs from the two lowest of
+        ``starts`` (from the start alone with one); a result on a bound is
         checked against the losses on the way there. ``rows``: the
         subsample of rows left out to find the way above _SUBSAMPLE_ROWS
         rows (None below). ``known``: each start's loss on every row where

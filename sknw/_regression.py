@@ -422,10 +422,11 @@ class NadarayaWatsonRegressorCV(
         "auto": for one width, the exact loss on a log grid between the
         data's bounds (see Notes), then Newton steps with the analytic second
         derivative inside the best bracket, with golden-section steps where
-        Newton's is unsafe; per feature, L-BFGS-B from the best of the start,
-        the best shared width and the best width proportional to each
-        feature's spread, a result on a bound checked against the losses on
-        the way there. "lbfgs": L-BFGS-B from the start alone (a local
+        Newton's is unsafe; per feature, L-BFGS-B from the start, the
+        one-width optimum and the best width proportional to each feature's
+        spread (10 iterations from the two lowest, then on from the lower
+        end), a result on a bound checked against the losses on the way
+        there. "lbfgs": L-BFGS-B from the start alone (a local
         search). "sgd": minibatch gradient descent on the log-width (the d2l
         textbook's loop); "adam": the same with Adam's steps.
 
