@@ -772,8 +772,8 @@ class _Search:
         basins = basins[np.isfinite(losses[basins])]
         basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
         # A basin whose scan loss is far above the best one's is not refined,
-        # except on a few dozen rows, where refining costs little and a sharp
-        # basin's minimum can sit far below its points on the grid.
+        # except on the finer grid of small problems, where refining costs
+        # little and a sharp basin's minimum can sit far below its points.
         best_scan = losses[basins[0]]
         margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
         if not dense:
