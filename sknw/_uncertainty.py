@@ -1136,6 +1136,37 @@ def local_linear_leave_one_out(
     return predictions, variance
 
 
+def _local_leave_out_setup(
+    queries, keys, moments, frame_queries, frame_bandwidth, n_outputs, settings
+):
+    """What local linear's leave-one-out predictions and jackknife+ bounds
+    share: the engine's settings, the local fit's arguments, and the chunk
+    function of :func:`_local_leave_out_chunks` over them.
+
+    Returns
+    -------
+    settings : dict
+        From :func:`make_settings`.
+    local : dict
+        ``frame_bandwidth`` and ``n_outputs``.
+    chunks : callable
+        :func:`_local_leave_out_chunks` given everything but ``each``.
+    """
+    settings = make_settings(**settings)
+    local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
+    chunks = functools.partial(
+        _local_leave_out_chunks,
+        queries,
+        keys,
+        moments,
+        frame_queries,
+        local,
+        settings,
+        compute_dtype(queries, keys),
+    )
+    return settings, local, chunks
+
+
 def _local_leave_out_chunks(
     queries, keys, moments, frame_queries, local, settings, dtype, each
 ):
@@ -1342,9 +1373,9 @@ def local_linear_leave_one_out_predictions(
         In the frame's units of y; the full fit for a key of no weight. Not
         bounded by ``working_memory``.
     """
-    dtype = compute_dtype(queries, keys)
-    settings = make_settings(**settings)
-    local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
+    settings, local, chunks = _local_leave_out_setup(
+        queries, keys, moments, frame_queries, frame_bandwidth, n_outputs, settings
+    )
     full = local_linear_variance(
         queries,
         keys,
@@ -1354,16 +1385,6 @@ def local_linear_leave_one_out_predictions(
         **local,
         **settings,
     )[0]
-    chunks = functools.partial(
-        _local_leave_out_chunks,
-        queries,
-        keys,
-        moments,
-        frame_queries,
-        local,
-        settings,
-        dtype,
-    )
     return _collect_leave_out(
         queries, settings["query_widths"], full, keys.shape[0], chunks
     )
@@ -1399,9 +1420,9 @@ def local_linear_jackknife_plus(
     intervals : ndarray of shape (n_queries, n_outputs, 2)
         In the frame's units of y, float64.
     """
-    dtype = compute_dtype(queries, keys)
-    settings = make_settings(**settings)
-    local = dict(frame_bandwidth=frame_bandwidth, n_outputs=n_outputs)
+    settings, _, chunks = _local_leave_out_setup(
+        queries, keys, moments, frame_queries, frame_bandwidth, n_outputs, settings
+    )
     return _collect_intervals(
         queries,
         settings["query_widths"],
@@ -1409,14 +1430,5 @@ def local_linear_jackknife_plus(
         residuals,
         settings["sample_weight"],
         alpha,
-        functools.partial(
-            _local_leave_out_chunks,
-            queries,
-            keys,
-            moments,
-            frame_queries,
-            local,
-            settings,
-            dtype,
-        ),
+        chunks,
     )
