@@ -1015,13 +1015,14 @@ class _Search:
             # Where the race ran on a quarter of the rows, its end may be
             # higher on all of them than the lowest start: the search then
             # goes on from that start, so that it never ends above it.
-            if objective.evaluate(end, order=0)[0] <= start_losses[best]:
+            value = objective.evaluate(end, order=0)[0]
+            if value <= start_losses[best]:
                 start = end
             else:
-                converged = False
+                value, converged = start_losses[best], False
             # The runs count as one iteration more.
             if len(self.loss_curve) <= self.max_iter:
-                self._record(objective.evaluate(start, order=0)[0], start)
+                self._record(value, start)
             probe = None if converged else self._plateau_probe(start, None)
             if probe is not None and len(self.loss_curve) <= self.max_iter:
                 self._record(objective.evaluate(probe, order=0)[0], probe)
