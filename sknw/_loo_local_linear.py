@@ -6,7 +6,7 @@
 import numpy as np
 import torch
 
-from sknw._engine import weighted_values
+from sknw._engine import LOG2_E, weighted_values
 from sknw._local_moments import local_linear_fit, moment_columns, moment_frame
 from sknw._loo_objective import PairwiseObjective
 
@@ -283,19 +283,20 @@ class LocalLinearLeaveOneOut(PairwiseObjective):
         fit sees. The left-out pair's entry is overwritten by the caller."""
         if self.name == "gaussian":
             # Clamped at 0 where the left-out pair lies nearer than the shift.
-            return torch.exp((-0.5 * (sq - shift)).clamp(max=0))
+            return torch.exp2((-0.5 * LOG2_E * (sq - shift)).clamp(max=0))
         u = _safe_sqrt(sq)
         if self.name == "exponential":
-            return torch.exp((_safe_sqrt(shift) - u).clamp(max=0))
+            return torch.exp2((LOG2_E * (_safe_sqrt(shift) - u)).clamp(max=0))
         return self.kernel.function(u)
 
     def _kernel_in_place(self, sq, shift):
         """:meth:`_kernel` computed in the block of ``sq``, whose entries of
         u = inf get weight 0."""
         if self.name == "gaussian":
-            return sq.sub_(shift).mul_(-0.5).clamp_(max=0).exp_()
+            return sq.sub_(shift).mul_(-0.5 * LOG2_E).clamp_(max=0).exp2_()
         if self.name == "exponential":
-            return sq.sqrt_().sub_(shift.sqrt()).neg_().clamp_(max=0).exp_()
+            u = sq.sqrt_()
+            return u.sub_(shift.sqrt()).mul_(-LOG2_E).clamp_(max=0).exp2_()
         kernel = self.kernel
         if kernel.in_place is None:
             return kernel.function(sq.sqrt_())

@@ -15,9 +15,11 @@ from sklearn.utils import gen_batches
 
 from sknw import _triton
 from sknw._engine import (
+    LOG2_E,
     PreparedKeys,
     column_major,
     for_each_in_threads,
+    log2_weight_floor,
     log_weight_floor,
     n_compute_threads,
     named_block,
@@ -90,7 +92,8 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
     second : tensor or None
         d^2K/dt^2 for one width at ``order=2``.
     """
-    floor = log_weight_floor(sq.dtype)
+    # Log-weights in base 2 (see LOG2_E).
+    floor = log2_weight_floor(sq.dtype)
     first = second = None
     if name == "gaussian":
         # The shift is subtracted first, exactly between close values: the
@@ -98,10 +101,10 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
         # shift (an isolated row's, far larger than 1 at narrow widths).
         weights = block("weights")
         if sq_min is None:
-            torch.mul(sq, -0.5 * scale, out=weights)
+            torch.mul(sq, -0.5 * LOG2_E * scale, out=weights)
         else:
-            torch.sub(sq, sq_min, out=weights).mul_(-0.5 * scale)
-        weights.clamp_(min=floor).exp_()
+            torch.sub(sq, sq_min, out=weights).mul_(-0.5 * LOG2_E * scale)
+        weights.clamp_(min=floor).exp2_()
         if order >= 1:
             first = weights if per_feature else torch.mul(weights, sq, out=block("1"))
         if order >= 2:
@@ -110,8 +113,10 @@ def _kernel_terms(name, sq, sq_min, order, per_feature, block, scale=1.0):
         return weights, first, second
     if name == "exponential":
         u = torch.sqrt(sq, out=block("u"))
-        weights = torch.sub(sq_min.sqrt(), u, out=block("weights"))
-        weights.clamp_(min=floor).exp_()
+        weights = torch.add(
+            sq_min.sqrt() * LOG2_E, u, alpha=-LOG2_E, out=block("weights")
+        )
+        weights.clamp_(min=floor).exp2_()
         if order >= 1:
             if per_feature:
                 # u = 0 only between duplicates, whose difference is 0.
@@ -990,6 +995,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         )
         held, weights = slots[0], slots[n_slots - len(scales) :]
         floor = log_weight_floor(self.dtype)
+        floor2 = log2_weight_floor(self.dtype)
         if n_rows * self.n_samples < _SQUARING_PAIRS:
             sources, depths = [None] * len(scales), [0] * len(scales)
         else:
@@ -998,15 +1004,17 @@ class LeaveOneOutObjective(PairwiseObjective):
         if len(fresh) == len(scales):
             # One pass of each operation over every width.
             factors = torch.as_tensor(
-                -0.5 * np.asarray(scales), dtype=self.dtype, device=self.device
+                -0.5 * LOG2_E * np.asarray(scales),
+                dtype=self.dtype,
+                device=self.device,
             )
             torch.mul(sq[None], factors[:, None, None], out=weights)
-            weights.clamp_(min=floor).exp_()
+            weights.clamp_(min=floor2).exp2_()
         else:
             for index in fresh:
-                torch.mul(sq, -0.5 * scales[index], out=weights[index])
+                torch.mul(sq, -0.5 * LOG2_E * scales[index], out=weights[index])
             for index in fresh:
-                weights[index].clamp_(min=floor).exp_()
+                weights[index].clamp_(min=floor2).exp2_()
             # K at twice the scale is K^2: each squaring of weights clamped
             # at the square root of the floor's, so that the result is clamped
             # at the floor's as the exponential's is.
@@ -1066,7 +1074,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             return super().losses_at_points(points, rows)
         n_samples = self.n_samples
         everything = torch.arange(n_samples, device=self.device)
-        floor = log_weight_floor(self.dtype)
+        floor = log2_weight_floor(self.dtype)
         # Two blocks a point (its u^2 and its weights) within the budget.
         per_point = 2 * n_samples**2 * cache.element_size()
         group = max(1, int(self.block_bytes // per_point))
@@ -1081,7 +1089,8 @@ class LeaveOneOutObjective(PairwiseObjective):
             sq = sq.view(len(part), n_samples, n_samples)
             sq_min = self._shifts(sq.amin(dim=2, keepdim=True), everything)
             weights = self._block("widths", len(part) * n_samples).view(sq.shape)
-            torch.sub(sq, sq_min, out=weights).mul_(-0.5).clamp_(min=floor).exp_()
+            torch.sub(sq, sq_min, out=weights).mul_(-0.5 * LOG2_E)
+            weights.clamp_(min=floor).exp2_()
             losses.append(self._weights_losses(weights, sq[0], everything))
         return np.concatenate(losses) / self.sample_weight_numpy.sum()
 
