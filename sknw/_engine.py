@@ -267,16 +267,17 @@ class PreparedKeys:
         """``gain`` / (smallest_width * query_widths)^power, per row or one
         number.
 
-        Computed in float64 and capped at the dtype's largest value, so a
-        distance of 0 times it stays 0 instead of 0 * inf.
+        Computed in float64 and capped, ``gain`` included, at the dtype's
+        largest value, so a distance of 0 times it stays 0 instead of 0 * inf.
         """
-        smallest = self.smallest_width
-        largest = min(self.largest, self.largest / abs(gain))
-        if query_widths is None:
-            return inverse_width_power(smallest, power, largest=largest) * gain
-        widths = query_widths.to(torch.float64).cpu().numpy()
-        factor = inverse_width_power(smallest, power, widths, largest)
-        return self.to_tensor(factor[:, None] * gain)
+        smallest, largest = self.smallest_width, self.largest
+        with np.errstate(over="ignore"):
+            if query_widths is None:
+                factor = inverse_width_power(smallest, power) * abs(gain)
+                return math.copysign(min(factor, largest), gain)
+            widths = query_widths.to(torch.float64).cpu().numpy()
+            factor = inverse_width_power(smallest, power, widths) * abs(gain)
+        return self.to_tensor(np.copysign(np.minimum(factor, largest), gain)[:, None])
 
     def weights(self, queries, query_widths=None):
         """Kernel weights of a chunk of queries, each row scaled by a factor.

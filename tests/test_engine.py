@@ -177,7 +177,8 @@ def test_tiny_bandwidth_gives_nearest_sample(kernel, dtype):
     queries, keys, values, _ = make_data(n_queries=30)
     distance = np.linalg.norm(queries[:, None] - keys[None], axis=-1)
     nearest = distance.argmin(axis=1)
-    for bandwidth in (1e-8, 1e-30, 1e-200):
+    # (5e-309: the factor 1 / h, times log2 e, beyond float64's largest.)
+    for bandwidth in (1e-8, 1e-30, 1e-200, 5e-309):
         got = nadaraya_watson(
             queries.astype(dtype),
             keys.astype(dtype),
