@@ -7,6 +7,7 @@ import copy as _copy
 import math
 import queue
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -451,10 +452,12 @@ class PairwiseObjective:
 
     def _distance_cache(self, per_feature):
         """Squared distances at width 1 (per feature for per-feature widths),
-        divided by the local widths, with :attr:`own_pair` on each row's own
-        pair, as a tensor of shape (n_blocks, n_samples, n_samples); or None
-        unless every row fits in one chunk and they fit in one block's
-        budget."""
+        divided by the local widths, as a tensor of shape (n_blocks,
+        n_samples, n_samples); or None unless every row fits in one chunk and
+        they fit in one block's budget. On each row's own pair: :attr:`own_pair`
+        for one shared width, 0 per feature (so that a product with a block
+        that is 0 there stays 0; their sum at given widths takes the own pair
+        anew)."""
         key = "per_feature" if per_feature else "shared"
         with self._cache_lock:
             if key not in self._cache:
@@ -498,7 +501,7 @@ class PairwiseObjective:
                     block.copy_(sq)
                 if self.row_factor is not None:
                     block.mul_(self.row_factor[:, None])
-                block[everything, everything] = self.own_pair
+                block[everything, everything] = 0.0 if per_feature else self.own_pair
         return cache
 
 
@@ -575,7 +578,10 @@ class LeaveOneOutObjective(PairwiseObjective):
             return self._fused(log_bandwidth, rows, row_weight)
         bandwidth = np.exp(log_bandwidth)
         scaled = None
-        if per_feature and order >= 1:
+        if per_feature and order == 1 and self._distance_cache(True) is not None:
+            # The gradient from the kept distances (see _kept_gradient).
+            scaled = _Kept(bandwidth)
+        elif per_feature and order >= 1:
             scaled = self._moment_columns(bandwidth)
         totals = np.zeros(3)
         gradient = np.zeros(log_bandwidth.size)
@@ -778,7 +784,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             position = torch.arange(len(chunk), device=self.device)
             sq[position, chunk_t] = math.inf
         else:
-            inverse = 1.0 / np.broadcast_to(bandwidth, (len(cache),)) ** 2
+            inverse = np.ones(len(cache)) / np.asarray(bandwidth) ** 2
             sq = self._block("main", len(chunk))
             if len(cache) == 1:
                 torch.mul(rows_of(cache[0]), float(inverse[0]), out=sq)
@@ -792,6 +798,7 @@ class LeaveOneOutObjective(PairwiseObjective):
                     blocks.reshape(len(cache), -1),
                     out=sq.view(1, -1),
                 )
+                sq[torch.arange(len(chunk), device=self.device), chunk_t] = math.inf
         return sq, self._shifts(sq.amin(dim=1, keepdim=True), chunk_t), 1.0
 
     def _shifts(self, sq_min, chunk_t):
@@ -883,6 +890,10 @@ class LeaveOneOutObjective(PairwiseObjective):
         inverse_totals = torch.where(
             empty, 0.0, 1 / torch.where(empty, 1.0, totals[:, 0])
         )
+        if isinstance(scaled, _Kept):
+            terms = (slope, row_weight, predictions, inverse_totals)
+            gradient = self._kept_gradient(first, chunk, terms, sq, scaled.bandwidth)
+            return loss, gradient, None
         if per_feature:
             moments = self._feature_moments(first, scaled, chunk_t)
             derivative = (
@@ -943,10 +954,11 @@ class LeaveOneOutObjective(PairwiseObjective):
             Rows no other sample reaches: they predict the average of the
             nearest ones' values.
         """
-        # The kept weight sits at u = 0, the row's largest weight: shift 0.
-        kept = self.kept_weight[chunk_t]
-        sums[..., :-1] += kept[:, None] * self.values[chunk_t]
-        sums[..., -1] += kept
+        if self.keeps_weight:
+            # The kept weight sits at u = 0, the row's largest weight: shift 0.
+            kept = self.kept_weight[chunk_t]
+            sums[..., :-1] += kept[:, None] * self.values[chunk_t]
+            sums[..., -1] += kept
         totals = sums[..., -1:]
         empty = ~(totals[..., 0] > 0)
         predictions = sums[..., :-1] / torch.where(totals > 0, totals, 1.0)
@@ -1087,6 +1099,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             sq = self._block("points", len(part) * n_samples)
             torch.mm(inverse, cache.view(len(cache), -1), out=sq.view(len(part), -1))
             sq = sq.view(len(part), n_samples, n_samples)
+            sq[:, everything, everything] = math.inf
             sq_min = self._shifts(sq.amin(dim=2, keepdim=True), everything)
             weights = self._block("widths", len(part) * n_samples).view(sq.shape)
             torch.sub(sq, sq_min, out=weights).mul_(-0.5 * LOG2_E)
@@ -1109,6 +1122,45 @@ class LeaveOneOutObjective(PairwiseObjective):
         weights[position, chunk_t] = 0.0
         second_sums = times(weights, self.weighted).mul_(scale**2)
         return first_sums, second_sums.sub_(first_sums, alpha=2)
+
+    def _kept_gradient(self, first, chunk, terms, sq, bandwidth):
+        """The summed loss gradient of a chunk of rows in the per-feature
+        log-widths, from the kept distances.
+
+        With G the kernel's -K'(u) / u (``first``, 0 on each row's own pair)
+        and a_ijk the kept distances over h_k^2, the derivative of the loss
+        in log h_k is sum_ij G_ij a_ijk c_j sum_v g_iv (y_jv - p_iv), g the
+        rows' weights times the loss's slopes over their summed weights D_i:
+        one product of the block P_ij = G_ij sum_v g_iv c_j (y_jv - p_iv)
+        with the kept distances of every feature, read as they lie. Exact
+        differences throughout, where the moments of :meth:`_feature_moments`
+        expand the squares.
+
+        Parameters
+        ----------
+        first : tensor of shape (n_rows, n_samples)
+        chunk : ndarray of int
+        terms : tuple
+            d loss / d prediction, the rows' weights, their predictions and
+            1 / D.
+        sq : tensor of shape (n_rows, n_samples)
+            The chunk's u^2, whose block takes P.
+        bandwidth : ndarray of shape (n_features,)
+
+        Returns
+        -------
+        gradient : ndarray of shape (n_features,)
+        """
+        slope, row_weight, predictions, inverse_totals = terms
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        cache = self._distance_cache(True)
+        g = slope * (row_weight * inverse_totals)[:, None]
+        # [g, -sum_v g p] against the columns c [y, 1]: sum_v g_v c (y_v - p_v).
+        factors = torch.cat([g, -(g * predictions).sum(dim=1, keepdim=True)], dim=1)
+        pairs = torch.mm(factors, self.weighted.T, out=sq).mul_(first)
+        blocks = self._rows_of(cache, chunk, chunk_t, dim=1)
+        sums = blocks.reshape(len(cache), -1) @ pairs.view(-1)
+        return sums.cpu().numpy() / bandwidth**2
 
     def _feature_moments(self, block, scaled, chunk_t):
         """sum_j P_ij a_ijk c_j [y_j, 1] of each row for every feature k, P a
@@ -1201,8 +1253,7 @@ class LeaveOneOutObjective(PairwiseObjective):
 
     def _feature_share(self, feature, bandwidth, chunk):
         """a_ijk = (x_ik - x_jk)^2 / h_k^2 over the local widths, of a chunk
-        of rows against every sample (+inf on each row's own pair where the
-        distances are kept)."""
+        of rows against every sample (0 on each row's own pair)."""
         chunk_t = torch.as_tensor(chunk, device=self.device)
         cache = self._distance_cache(True)
         inverse = 1.0 / float(bandwidth[feature]) ** 2
@@ -1283,6 +1334,13 @@ _SQUARING_CHAIN = 8
 # exponentials that squarings save: every width of a scan takes its
 # exponential, in one pass of each operation over all of them.
 _SQUARING_PAIRS = 2**15
+
+
+class _Kept(NamedTuple):
+    """In place of the moment columns: the per-feature gradient of a chunk is
+    taken from the kept distances (see LeaveOneOutObjective._kept_gradient)."""
+
+    bandwidth: np.ndarray
 
 
 def _squaring_sources(scales, longest, carried=None):
