@@ -464,6 +464,24 @@ class PairwiseObjective:
                 self._cache[key] = self._kept_distances(per_feature)
             return self._cache[key]
 
+    def edge_log_widths(self, low, high):
+        """The log-widths strictly between ``low`` and ``high`` at which a
+        pair of a compact kernel crosses its edge u = 1, sorted and unique:
+        where the loss has a kink. From the distances kept for one shared
+        width (u^2 = kept / h^2 with the local widths), None where they are
+        not kept.
+
+        Returns
+        -------
+        log_widths : ndarray or None
+        """
+        cache = self._distance_cache(False)
+        if cache is None:
+            return None
+        kept = cache[0]
+        inside = kept[(kept > math.exp(2 * low)) & (kept < math.exp(2 * high))]
+        return np.unique(0.5 * np.log(inside.cpu().numpy()))
+
     def _kept_distances(self, per_feature):
         """What :meth:`_distance_cache` keeps, computed."""
         n_blocks = self.n_features if per_feature else 1
@@ -714,6 +732,25 @@ class LeaveOneOutObjective(PairwiseObjective):
                     losses[part], carry = self._gaussian_losses(
                         sq, chunk, scales, row_out, carry
                     )
+                return losses
+            if self.kernel.compact:
+                # A group of widths at a time in one pass of each operation,
+                # within the thread's share of the budget (the kernel's
+                # temporaries take a few blocks a width).
+                per_width = len(chunk) * self.n_samples * sq.element_size()
+                group = max(1, int(share // (_COMPACT_BLOCKS * per_width)))
+                chunk_t = torch.as_tensor(chunk, device=self.device)
+                for start in range(0, len(log_bandwidths), group):
+                    part = slice(start, start + group)
+                    scales = torch.as_tensor(
+                        np.exp(-2 * (log_bandwidths[part] - smallest)),
+                        dtype=self.dtype,
+                        device=self.device,
+                    )
+                    scaled = sq[None] * scales[:, None, None]
+                    weights = _kernel_terms(self.name, scaled, None, 0, False, None)[0]
+                    row_out = None if row_losses is None else row_losses[batch, part]
+                    losses[part] = self._weights_losses(weights, sq, chunk_t, row_out)
                 return losses
             for index, log_bandwidth in enumerate(log_bandwidths):
                 scale = math.exp(-2 * (log_bandwidth - smallest))
@@ -1334,6 +1371,12 @@ _SQUARING_CHAIN = 8
 # exponentials that squarings save: every width of a scan takes its
 # exponential, in one pass of each operation over all of them.
 _SQUARING_PAIRS = 2**15
+
+
+# Blocks of one width alive at once while a compact kernel's weights are
+# computed from its u^2 (the scaled u^2, the mask of the support and the
+# kernel's temporaries).
+_COMPACT_BLOCKS = 5
 
 
 class _Kept(NamedTuple):
