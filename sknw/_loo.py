@@ -56,17 +56,6 @@ _BASIN_MARGIN = 0.05
 # coarse points around the dip), at a cost of under a millisecond.
 _DENSE_SCAN_PAIRS = 2**14
 
-# A compact kernel's loss has a kink wherever a pair crosses the kernel's
-# edge, and on a few hundred rows it is rough: dips narrower than a quarter
-# step lie between kinks. Where the rows' total weight squared is at most
-# this, its scan steps by an eighth of _SCAN_FACTOR's logarithm above the
-# knee, and its _N_ROUGH_BASINS lowest basins are refined; inside each
-# bracket with at most _MAX_EDGES kinks, the loss is taken at every kink
-# first (see _Search._refine).
-_ROUGH_SCAN_PAIRS = 2**17
-_N_ROUGH_BASINS = 6
-_MAX_EDGES = 512
-
 # The scan steps by _SCAN_FACTOR from this factor below the median distance
 # between nearest neighbours, and by its cube below that.
 _SCAN_KNEE = 16.0
@@ -677,15 +666,14 @@ class _Search:
         # Far below the typical spacing of the data only the rows with a
         # near tie change their prediction: coarser steps there.
         knee = min(max(self.typical - math.log(_SCAN_KNEE), lower), top)
-        squared_weight = objective.sample_weight_numpy.sum() ** 2
-        rough = objective.kernel.compact and squared_weight <= _ROUGH_SCAN_PAIRS
-        dense = rough or (
-            objective.widths_in_one_pass and squared_weight <= _DENSE_SCAN_PAIRS
+        dense = (
+            objective.widths_in_one_pass
+            and objective.sample_weight_numpy.sum() ** 2 <= _DENSE_SCAN_PAIRS
         )
         grid = np.concatenate(
             [
                 np.arange(lower, knee, 3 * step),
-                np.arange(knee, top, step / (8 if rough else 4) if dense else step),
+                np.arange(knee, top, step / 4 if dense else step),
                 [upper],
             ]
         )
@@ -782,8 +770,7 @@ class _Search:
         # data): refine the best few basins of the scan, keep the lowest.
         basins = np.flatnonzero(_local_minima(losses))
         basins = basins[np.isfinite(losses[basins])]
-        n_basins = _N_ROUGH_BASINS if rough else _N_BASINS
-        basins = basins[np.argsort(losses[basins], kind="stable")][:n_basins]
+        basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
         # A basin whose scan loss is far above the best one's is not refined,
         # except on the finer grid of small problems, where refining costs
         # little and a sharp basin's minimum can sit far below its points.
@@ -791,33 +778,14 @@ class _Search:
         margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
         if not dense:
             basins = basins[losses[basins] <= best_scan + margin]
-        brackets = []
+        results = []
         for index in basins:
             left = grid[max(index - 1, 0)]
             right = grid[min(index + 1, len(grid) - 1)]
+            record = len(results) == 0
             start_at, initial = grid[index], None
             if index == best_index:
                 start_at, initial = best_point, at_best
-            value = losses[index] if initial is None else initial[0]
-            if rough:
-                start_at, left, right, initial, value = self._lowest_kink(
-                    start_at, left, right, initial, value
-                )
-            brackets.append((value, start_at, left, right, initial))
-        if rough:
-            # The lowest points of the brackets' kinks rank them: the best
-            # few within the basins' margin of the best are refined.
-            brackets.sort(key=lambda bracket: bracket[0])
-            lowest = brackets[0][0]
-            margin = _BASIN_MARGIN * max(self.baseline - lowest, 0.0)
-            brackets = [
-                bracket
-                for bracket in brackets[:_N_BASINS]
-                if bracket[0] <= lowest + margin
-            ]
-        results = []
-        for _, start_at, left, right, initial in brackets:
-            record = len(results) == 0
             results.append(
                 self._refine(start_at, left, right, record=record, initial=initial)
             )
@@ -926,40 +894,6 @@ class _Search:
             terms[:, alive] = shares * weights[block].sum()
             row_terms = np.concatenate([row_terms, terms])
             rows = np.concatenate([rows, block])
-
-    def _lowest_kink(self, x, left, right, initial, value):
-        """Where a compact kernel's loss has at most _MAX_EDGES kinks inside
-        [left, right] (a pair crossing the kernel's edge), the lowest of
-        them and ``x``, and the stretch between the kinks on either side of
-        it, inside which the loss is smooth but for that point: the bracket
-        that :meth:`_refine` then takes. ``x``, ``left`` and ``right``
-        unchanged otherwise.
-
-        Parameters
-        ----------
-        x, left, right : float
-        initial : tuple or None
-            The loss and its derivatives at x, where known.
-        value : float
-            The loss at x (the scan's, where ``initial`` is None).
-
-        Returns
-        -------
-        x, left, right, initial, value
-            The same, for the point and stretch found.
-        """
-        edges = self.objective.edge_log_widths(left, right)
-        if edges is None or not 0 < len(edges) <= _MAX_EDGES:
-            return x, left, right, initial, value
-        losses = self.objective.losses_at(edges)
-        best = int(np.argmin(losses))
-        if losses[best] < value:
-            x, initial, value = float(edges[best]), None, float(losses[best])
-        # The kinks on either side of x bound its stretch.
-        below, above = edges[edges < x], edges[edges > x]
-        left = float(below[-1]) if len(below) else left
-        right = float(above[0]) if len(above) else right
-        return x, left, right, initial, value
 
     def _refine(self, x, left, right, record=True, initial=None):
         """Safeguarded Newton on one log-width inside [left, right], x the

@@ -464,24 +464,6 @@ class PairwiseObjective:
                 self._cache[key] = self._kept_distances(per_feature)
             return self._cache[key]
 
-    def edge_log_widths(self, low, high):
-        """The log-widths strictly between ``low`` and ``high`` at which a
-        pair of a compact kernel crosses its edge u = 1, sorted and unique:
-        where the loss has a kink. From the distances kept for one shared
-        width (u^2 = kept / h^2 with the local widths), None where they are
-        not kept.
-
-        Returns
-        -------
-        log_widths : ndarray or None
-        """
-        cache = self._distance_cache(False)
-        if cache is None:
-            return None
-        kept = cache[0]
-        inside = kept[(kept > math.exp(2 * low)) & (kept < math.exp(2 * high))]
-        return np.unique(0.5 * np.log(inside.cpu().numpy()))
-
     def _kept_distances(self, per_feature):
         """What :meth:`_distance_cache` keeps, computed."""
         n_blocks = self.n_features if per_feature else 1

@@ -292,6 +292,29 @@ def test_scan_matches_single_evaluations():
     assert_allclose(loo.losses_at(grid), single, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "cosine", "biweight"])
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+@pytest.mark.parametrize("working_memory", [None, 0.3])
+def test_compact_kernels_scan_groups_of_widths_as_single_evaluations(
+    kernel, loss, working_memory
+):
+    # A compact kernel's scan takes a group of widths in one pass of each
+    # operation (several groups and chunks within a small budget): the same
+    # losses, and row shares, as one evaluation a width, on a subset of rows
+    # too, with weights that rows keep.
+    X, values, sample_weight = weighted_problem(loss)
+    grid = np.log(np.geomspace(0.3, 30, 23))
+    rows = np.array([7, 2, 11, 30, 0, 19])
+    with sklearn.config_context(working_memory=working_memory or 1024):
+        loo = objective(X, values, kernel, loss, sample_weight=sample_weight)
+        for subset in (None, rows):
+            single = [loo.evaluate([t], subset, order=0)[0] for t in grid]
+            assert_allclose(loo.losses_at(grid, subset), single, rtol=1e-12)
+            losses, shares = loo.losses_at(grid, subset, per_row=True)
+            assert_allclose(losses, single, rtol=1e-12)
+            assert_allclose(shares.sum(axis=0), single, rtol=1e-12)
+
+
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
 def test_scan_a_factor_2_apart_matches_the_reference(loss, monkeypatch):
     # Widths a factor 2 (2^(1/4)) apart take their Gaussian weights from a
@@ -1362,71 +1385,6 @@ def test_sharp_basins_away_from_the_best_grid_point_are_found(seed):
     scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
     best = grid_minimum_1d(loss, scale * 1e-5, scale * 1e3, n_grid=400)
     assert loss(model.bandwidth_) <= best * (1 + 1e-9)
-
-
-class _NumpyCompactLoo:
-    """An independent dense NumPy leave-one-out squared error of one width
-    under the Epanechnikov kernel, at many widths at once (a row no other
-    reaches predicts the average of its nearest neighbours' values)."""
-
-    def __init__(self, X, y):
-        self.sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=-1)
-        np.fill_diagonal(self.sq, np.inf)
-        ties = self.sq == self.sq.min(axis=1, keepdims=True)
-        self.nearest = ties @ y / ties.sum(axis=1)
-        self.y = y
-
-    def __call__(self, widths):
-        widths = np.atleast_1d(widths)
-        weights = np.clip(1 - self.sq[None] / widths[:, None, None] ** 2, 0, None)
-        totals = weights.sum(axis=2)
-        sums = weights @ self.y
-        predictions = np.where(
-            totals > 0, sums / np.where(totals > 0, totals, 1), self.nearest
-        )
-        return ((predictions - self.y) ** 2).mean(axis=1)
-
-
-@pytest.mark.parametrize("seed", [22, 25, 48])
-def test_a_compact_kernel_finds_the_dip_between_kinks(seed):
-    # The Epanechnikov loss has a kink wherever a pair crosses u = 1, and on
-    # 83, 37 and 91 rows it is rough: its lowest point is a dip 0.05-0.1
-    # wide in the log-width, which the factor-2 grid and its refinement
-    # missed (the refinement stopping at a kink above it). A NumPy grid
-    # 0.005 apart in the log-width finds it.
-    X, y = random_problem(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = NadarayaWatsonRegressorCV(kernel="epanechnikov").fit(X, y)
-    loss = _NumpyCompactLoo(X, y)
-    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
-    grid = np.geomspace(scale * 1e-4, scale * 1e2, 2800)
-    best = min(loss(part).min() for part in np.array_split(grid, 28))
-    assert loss(model.bandwidth_)[0] <= best * (1 + 1e-9)
-    assert model.loss_curve_[-1] == pytest.approx(loss(model.bandwidth_)[0], rel=1e-9)
-
-
-def test_kinks_of_a_compact_kernel_are_the_pair_distances():
-    # u = 1 at h = |x_i - x_j| / (local widths): with key widths w_j, at
-    # h = d_ij / w_j.
-    X, y = toy_4d(n_samples=30)
-    local = np.random.default_rng(3).uniform(0.5, 2.0, 30)
-    loo = objective(X, y[:, None], "epanechnikov", key_widths=local)
-    distance = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=-1))
-    expected = np.log(distance / local[None, :])[~np.eye(30, dtype=bool)]
-    low, high = np.quantile(expected, [0.2, 0.6])
-    edges = loo.edge_log_widths(low, high)
-    inside = np.unique(expected[(expected > low) & (expected < high)])
-    assert len(edges) > 50
-    assert_allclose(edges, inside, rtol=0, atol=1e-12)
-    # Beside each kink the loss is smooth: its slope jumps only there.
-    lower = loo.evaluate([edges[10] - 1e-9], order=1)[1][0]
-    upper = loo.evaluate([edges[10] + 1e-9], order=1)[1][0]
-    between = (edges[10] + edges[11]) / 2
-    assert lower != pytest.approx(upper, rel=1e-6)
-    assert loo.evaluate([between - 1e-9], order=1)[1][0] == pytest.approx(
-        loo.evaluate([between + 1e-9], order=1)[1][0], rel=1e-5
-    )
 
 
 @pytest.mark.parametrize(
