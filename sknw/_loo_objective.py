@@ -201,8 +201,11 @@ class PairwiseObjective:
     largest_block = _LOO_BLOCK_BYTES
     # Whether order=2 gives the Hessian of per-feature widths.
     feature_hessian = False
-    # Whether losses_at takes its widths in one pass of each operation, so
-    # that more widths cost little more (a scan may then take a finer grid).
+    # Whether more widths in one call of losses_at cost little more (the
+    # Gaussian's: one exponential pass over all of them, or squarings of the
+    # weights at wider ones), so that a scan may take a finer grid. A compact
+    # kernel's groups of widths share each operation's pass, but each width
+    # still costs a pass of its own.
     widths_in_one_pass = False
     # Whether the loss and gradient come from the fused float32 kernels.
     fused = False
@@ -911,7 +914,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         )
         if isinstance(scaled, _Kept):
             terms = (slope, row_weight, predictions, inverse_totals)
-            gradient = self._kept_gradient(first, chunk, terms, sq, scaled.bandwidth)
+            gradient = self._kept_gradient(
+                first, chunk, chunk_t, terms, sq, scaled.bandwidth
+            )
             return loss, gradient, None
         if per_feature:
             moments = self._feature_moments(first, scaled, chunk_t)
@@ -1142,7 +1147,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         second_sums = times(weights, self.weighted).mul_(scale**2)
         return first_sums, second_sums.sub_(first_sums, alpha=2)
 
-    def _kept_gradient(self, first, chunk, terms, sq, bandwidth):
+    def _kept_gradient(self, first, chunk, chunk_t, terms, sq, bandwidth):
         """The summed loss gradient of a chunk of rows in the per-feature
         log-widths, from the kept distances.
 
@@ -1159,6 +1164,8 @@ class LeaveOneOutObjective(PairwiseObjective):
         ----------
         first : tensor of shape (n_rows, n_samples)
         chunk : ndarray of int
+        chunk_t : tensor
+            ``chunk`` as a tensor.
         terms : tuple
             d loss / d prediction, the rows' weights, their predictions and
             1 / D.
@@ -1171,7 +1178,6 @@ class LeaveOneOutObjective(PairwiseObjective):
         gradient : ndarray of shape (n_features,)
         """
         slope, row_weight, predictions, inverse_totals = terms
-        chunk_t = torch.as_tensor(chunk, device=self.device)
         cache = self._distance_cache(True)
         g = slope * (row_weight * inverse_totals)[:, None]
         # [g, -sum_v g p] against the columns c [y, 1]: sum_v g_v c (y_v - p_v).
