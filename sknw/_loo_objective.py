@@ -209,6 +209,10 @@ class PairwiseObjective:
     widths_in_one_pass = False
     # Whether the loss and gradient come from the fused float32 kernels.
     fused = False
+    # Whether per-feature widths on every row may take the whole-problem
+    # operations of LeaveOneOutObjective._dense_feature_terms where they
+    # apply (the chunked path otherwise).
+    dense_features = True
     # The kept distances' entry on each row's own pair, which takes part
     # only through the weight the row keeps.
     own_pair = math.inf
@@ -579,6 +583,8 @@ class LeaveOneOutObjective(PairwiseObjective):
         row_weight = self.sample_weight_numpy[rows]
         if self.fused and order == 1:
             return self._fused(log_bandwidth, rows, row_weight)
+        if per_feature and len(rows) == self.n_samples and self._dense_features():
+            return self._dense_feature_terms(log_bandwidth, order)
         bandwidth = np.exp(log_bandwidth)
         scaled = None
         if per_feature and order == 1 and self._distance_cache(True) is not None:
@@ -610,6 +616,101 @@ class LeaveOneOutObjective(PairwiseObjective):
             loss,
             gradient / total_weight,
             second_total / total_weight if order == 2 else None,
+        )
+
+    def _dense_features(self):
+        """Whether :meth:`_dense_feature_terms` serves per-feature widths
+        on every row: the Gaussian's squared error, no local widths, no row
+        keeping weight of its own, and each feature's distances kept. Its
+        two temporaries the size of the kept distances fit the budget, which
+        holds _BLOCKS_PER_ROW blocks of their size."""
+        return (
+            self.dense_features
+            and self.name == "gaussian"
+            and self.loss == "squared_error"
+            and self.key_widths is None
+            and self.row_factor is None
+            and not self.keeps_weight
+            and self._distance_cache(True) is not None
+        )
+
+    def _dense_feature_terms(self, log_bandwidth, order):
+        """The loss and its derivatives in per-feature log-widths on every
+        row, from the kept distances in a few whole-problem operations.
+
+        With a_ijk = (x_ik - x_jk)^2 / h_k^2, K_ij = exp(-sum_k a_ijk / 2),
+        D_i = sum_j K_ij c_j and p_i the left-out predictions, the derivative
+        of K_ij in log h_k is K_ij a_ijk, so that
+
+            dp_i / dlog h_k = sum_j K_ij c_j a_ijk (y_j - p_i) / D_i = q_ik,
+
+        and with g_i = 2 c_i r_i / n_values (r the residuals) the gradient of
+        the summed loss is sum_ij H_ij a_ijk, H_ij = K_ij c_j sum_v g_iv
+        (y_jv - p_iv) / D_i: one product of H with the kept distances. The
+        Hessian adds, with A_ik = sum_j K_ij c_j a_ijk / D_i,
+
+            sum_i 2 c_i q_ik q_il / n_values + sum_ij H_ij a_ijk a_ijl
+            - sum_i g_i (A_ik q_il + A_il q_ik) - 2 delta_kl (gradient)_k,
+
+        the second sum one product of the kept distances with themselves
+        times H. Exact differences throughout (see
+        :meth:`_kept_distances`).
+        """
+        cache = self._distance_cache(True)
+        n_features, n_samples = len(cache), self.n_samples
+        flat = cache.view(n_features, -1)
+        inverse = np.exp(-2 * log_bandwidth)
+        factors = torch.as_tensor(
+            -0.5 * LOG2_E * inverse, dtype=self.dtype, device=self.device
+        )
+        # Log-weights in base 2, shifted by each row's largest (its nearest
+        # sample's, 1 after the shift): the own pair takes no part.
+        weights = torch.mm(factors[None], flat).view(n_samples, n_samples)
+        weights.diagonal().fill_(-math.inf)
+        weights.sub_(weights.amax(dim=1, keepdim=True))
+        weights.clamp_(min=log2_weight_floor(self.dtype)).exp2_()
+        weights.diagonal().zero_()
+        sums = torch.mm(weights, self.weighted)
+        totals = sums[:, -1:]
+        predictions = sums[:, :-1] / totals
+        residuals = predictions - self.values
+        n_values = residuals.shape[1]
+        total_weight = float(self.sample_weight_numpy.sum())
+        loss = float(residuals.square().sum(dim=1) @ self.sample_weight)
+        loss /= n_values * total_weight
+        if order == 0:
+            return loss, None, None
+        slopes = residuals * (self.sample_weight[:, None] * (2.0 / n_values))
+        # sum_v g_iv c_j (y_jv - p_iv) / D_i as [g, -sum_v g p] / D against
+        # the columns c [y, 1].
+        row_factors = torch.cat(
+            [slopes, -(slopes * predictions).sum(dim=1, keepdim=True)], dim=1
+        ).div_(totals)
+        pairs = torch.mm(row_factors, self.weighted.T).mul_(weights)
+        inverse_t = torch.as_tensor(inverse, dtype=self.dtype, device=self.device)
+        gradient = (flat @ pairs.view(-1)) * inverse_t
+        if order == 1:
+            return loss, gradient.cpu().numpy() / total_weight, None
+        # sum_j K_ij c_j a_ijk [y_j, 1] / D_i: q and A.
+        moments = torch.bmm(
+            cache * weights, self.weighted.expand(n_features, -1, -1)
+        ).mul_(inverse_t[:, None, None] / totals)
+        derivative = moments[:, :, :-1] - predictions * moments[:, :, -1:]
+        hessian = torch.mm((cache * pairs).view(n_features, -1), flat.T)
+        hessian.mul_(inverse_t[:, None] * inverse_t[None, :])
+        hessian += torch.einsum(
+            "kiv,liv,i->kl",
+            derivative,
+            derivative,
+            self.sample_weight * (2.0 / n_values),
+        )
+        cross = torch.mm(moments[:, :, -1], (derivative * slopes).sum(dim=2).T)
+        hessian -= cross + cross.T
+        hessian -= torch.diag(2 * gradient)
+        return (
+            loss,
+            gradient.cpu().numpy() / total_weight,
+            hessian.cpu().numpy() / total_weight,
         )
 
     def in_float32(self):

@@ -284,6 +284,54 @@ def test_per_feature_hessian_matches_numpy(loss, widths, kept):
     assert_allclose(hessian, hessian.T, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("n_values", [1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_whole_problem_per_feature_terms_match_numpy(n_values, weighted):
+    # Per-feature widths on every row, no local widths and no weight above 1:
+    # the loss, gradient and Hessian come from whole-problem operations on
+    # the kept distances; against the NumPy reference's differences, and
+    # against the chunked path's closed forms.
+    rng = np.random.default_rng(4)
+    X, _ = toy_4d(n_samples=50)
+    X[:6] = X[0]
+    values = rng.normal(size=(50, n_values))
+    sample_weight = rng.uniform(0.2, 1.0, 50) if weighted else None
+    log_bandwidth = np.log([1.2, 2.0, 0.9, 1.5])
+    loo = objective(X, values, sample_weight=sample_weight)
+    assert loo._dense_features()
+    value, gradient, hessian = loo.evaluate(log_bandwidth, order=2)
+
+    def numpy_loss(log_widths):
+        return loo_squared_error_slow(
+            X, values, np.exp(log_widths), "gaussian", sample_weight
+        )
+
+    assert value == pytest.approx(numpy_loss(log_bandwidth), rel=1e-12)
+    assert_allclose(
+        gradient, central_difference(numpy_loss, log_bandwidth), rtol=1e-6, atol=1e-10
+    )
+    numeric = np.array(
+        [
+            central_difference(
+                lambda t: central_difference(numpy_loss, t, 1e-4)[k],
+                log_bandwidth,
+                1e-4,
+            )
+            for k in range(4)
+        ]
+    )
+    assert_allclose(hessian, numeric, rtol=1e-4, atol=1e-7)
+    chunked = objective(X, values, sample_weight=sample_weight)
+    chunked.dense_features = False
+    for order in (0, 1, 2):
+        for got, expected in zip(
+            loo.evaluate(log_bandwidth + 0.1, order=order),
+            chunked.evaluate(log_bandwidth + 0.1, order=order),
+        ):
+            if expected is not None:
+                assert_allclose(got, expected, rtol=1e-9, atol=1e-15)
+
+
 def test_scan_matches_single_evaluations():
     X, y = toy_4d(n_samples=90)
     loo = objective(X, y[:, None])
