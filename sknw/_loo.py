@@ -104,6 +104,10 @@ _PLATEAU_ITERATIONS = 10
 # each, and goes on from the lower end.
 _RACE_ITERATIONS = 10
 
+# Up to this many pairs of distinct points, their nearest neighbours come
+# from every pair's distance rather than a neighbour search.
+_BRUTE_FORCE_PAIRS = 2**16
+
 # Per-feature learning on more rows than this first finds its way on a
 # subsample of the rows left out (every sample still a key), then polishes
 # on all of them.
@@ -390,9 +394,18 @@ def _neighbor_distances(points, n_neighbors):
     """Sorted distances from each of distinct ``points`` to itself (0) and
     its ``n_neighbors`` nearest others: along one feature from the sorted
     order, otherwise from a neighbour search."""
-    if points.shape[1] > 1:
+    if points.shape[1] > 1 and points.shape[0] ** 2 > _BRUTE_FORCE_PAIRS:
         search = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points)
         return search.kneighbors(points)[0]
+    if points.shape[1] > 1:
+        # Few points: every pair's distance from coordinate differences, the
+        # nearest by a partial sort (a neighbour search's set-up costs more).
+        squared = np.zeros((points.shape[0], points.shape[0]))
+        for column in points.T:
+            difference = column[:, None] - column[None, :]
+            squared += difference * difference
+        nearest = np.partition(squared, n_neighbors, axis=1)[:, : n_neighbors + 1]
+        return np.sqrt(np.sort(nearest, axis=1))
     # np.unique sorted the points: the nearest lie within n_neighbors places
     # on either side.
     line = points[:, 0]

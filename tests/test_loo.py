@@ -1334,6 +1334,22 @@ def test_neighbour_distances_along_one_feature_match_a_search(values, k):
 
 
 @given(
+    st.integers(2, 4),
+    st.lists(st.integers(-30, 30), min_size=4, max_size=160),
+    st.integers(1, 8),
+)
+def test_neighbour_distances_of_a_few_points_match_a_search(n_features, values, k):
+    # Up to _BRUTE_FORCE_PAIRS pairs: every pair's distance, partially sorted.
+    values = values[: len(values) // n_features * n_features]
+    points = np.unique(np.array(values, dtype=float).reshape(-1, n_features), axis=0)
+    assume(points.shape[0] >= 2)
+    assert points.shape[0] ** 2 <= sknw._loo._BRUTE_FORCE_PAIRS
+    k = min(k, points.shape[0] - 1)
+    expected = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)[0]
+    assert_allclose(_neighbor_distances(points, k), expected, rtol=1e-12, atol=1e-12)
+
+
+@given(
     st.floats(-5, 5),
     st.floats(0.01, 2),
     st.floats(0.01, 2),
