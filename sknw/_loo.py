@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state, gen_batches
 from threadpoolctl import ThreadpoolController
 
 from sknw._kernels import KERNELS
+from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_PAIRS, KinkSweep
 from sknw._loo_objective import LeaveOneOutObjective
 
 # learning_rate="auto": a step on the relative loss's gradient (sgd), or a
@@ -802,6 +803,18 @@ class _Search:
             results.append(
                 self._refine(start_at, left, right, record=record, initial=initial)
             )
+        # Under a compact polynomial kernel on a small problem, every local
+        # minimum is known from a sweep over the kinks: the lowest few are
+        # refined too (the loss can dip between two points of the scan, and
+        # fall into a corner at a kink).
+        sweep = _kink_sweep(objective)
+        if sweep is not None:
+            for _, left, right, point in sweep.minima(lower, upper)[:_N_BASINS]:
+                if left < right:
+                    results.append(self._refine(point, left, right, record=False))
+                else:
+                    value = objective.evaluate([point], order=0)[0]
+                    results.append((np.array([point]), True, value))
         best = min(range(len(results)), key=lambda k: results[k][2])
         log_bandwidth, converged, value = results[best]
         # On a flat stretch at either end (every prediction the nearest
@@ -1328,6 +1341,21 @@ class _Search:
                 if improvement < tol * self.baseline:
                     return log_bandwidth, True
         return log_bandwidth, False
+
+
+def _kink_sweep(objective):
+    """A :class:`~sknw._loo_kinks.KinkSweep` of ``objective`` where one
+    applies: Nadaraya-Watson's loss under a compact polynomial kernel, its
+    squared distances kept, and at most SWEEP_PAIRS (row, kink) pairs;
+    otherwise None."""
+    if (
+        type(objective) is not LeaveOneOutObjective
+        or objective.name not in POLYNOMIAL_KERNELS
+        or KinkSweep.n_pairs(objective) > SWEEP_PAIRS
+        or objective._distance_cache(False) is None
+    ):
+        return None
+    return KinkSweep(objective)
 
 
 def _warn_on_bounds(name, log_bandwidth, lower, upper, per_feature):

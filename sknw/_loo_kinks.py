@@ -1,0 +1,315 @@
+"""The exact leave-one-out minimum over one width of the compact polynomial
+kernels, by a sweep over the widths at which a pair enters the support."""
+
+# Authors: the sknw developers
+# License: BSD 3 clause
+
+import math
+
+import torch
+
+from sknw._loo_objective import PROBABILITY_FLOOR
+
+# Below u = 1 these kernels are (1 - u^p)^M: their (p, M).
+POLYNOMIAL_KERNELS = {
+    "epanechnikov": (2, 1),
+    "biweight": (2, 2),
+    "triweight": (2, 3),
+    "linear": (1, 1),
+    "tricube": (3, 3),
+}
+
+# The sweep takes problems of at most this many (row, kink) pairs: its cost
+# is a few dozen operations on each.
+SWEEP_PAIRS = 2**22
+
+# Where a row's summed weight is below this fraction of the sum of its
+# expansion's terms in absolute value, the expansion has cancelled too far
+# and the row's sums are taken pair by pair.
+_CANCELLATION = 1e-6
+
+# Bisection steps on the slope inside a kink interval that holds a minimum:
+# enough to rank the intervals; the best are refined on the loss itself.
+_BISECTIONS = 12
+
+# Numbers gathered for one block of kinks of the sweep (n_samples * kinks *
+# (M + 1) * (n_values + 1)): blocks that stay in cache.
+_BLOCK_NUMBERS = 2**17
+
+
+class KinkSweep:
+    """The leave-one-out loss of one shared width of a compact polynomial
+    kernel, between the widths where a pair enters the support.
+
+    With u_ij = d_ij / h (d_ij the distance over the local widths) and the
+    kernel (1 - u^p)^M below u = 1, the kernel's weight of a pair in the
+    support is a polynomial in z = h^-p whose coefficients are powers of
+    d_ij^p. Sorting each row's distances, the sums N_i and D_i of the
+    left-out prediction over a support of its c nearest samples are
+    therefore combinations of prefix sums of c_j d_ij^(p m) [y_j, 1],
+    m = 0..M. Between two consecutive kinks (a distance d_ij, where
+    u_ij = 1) the supports do not change: the loss is a smooth function of
+    the width, and its value and slope at any width cost O(n_samples).
+    Evaluating both at the ends of every interval locates every local
+    minimum, at a kink (a corner: the loss falls into it from the left
+    and rises out of it to the right) or inside an interval (the slope
+    changes sign there).
+
+    Parameters
+    ----------
+    objective : LeaveOneOutObjective
+        One shared width, its squared distances kept (see
+        :meth:`~sknw._loo_objective.PairwiseObjective._distance_cache`).
+    """
+
+    def __init__(self, objective):
+        self.objective = objective
+        self.power, self.degree = POLYNOMIAL_KERNELS[objective.name]
+        squared = objective._distance_cache(False)[0]
+        n_samples = objective.n_samples
+        # Each row's others by distance (the own pair, +inf, last).
+        squared, order = torch.sort(squared, dim=1)
+        squared, order = squared[:, :-1], order[:, :-1]
+        self.distances = squared.sqrt().contiguous()
+        self.columns = objective.weighted[order]
+        dtype, device = squared.dtype, squared.device
+        exponents = self.power * torch.arange(
+            self.degree + 1, dtype=dtype, device=device
+        )
+        powers = self.distances[:, :, None] ** exponents
+        # prefix[v, m, i, c]: the sum over row i's c nearest others of
+        # c_j d_ij^(p m) [y_j, 1]_v, one contiguous block per (v, m).
+        terms = self.columns.permute(2, 0, 1)[:, None] * powers.permute(2, 0, 1)
+        self.prefix = torch.zeros(
+            (*terms.shape[:3], n_samples), dtype=dtype, device=device
+        )
+        torch.cumsum(terms, dim=3, out=self.prefix[..., 1:])
+        self.binomial = torch.tensor(
+            [math.comb(self.degree, m) * (-1) ** m for m in range(self.degree + 1)],
+            dtype=dtype,
+            device=device,
+        )
+        ones = torch.ones((n_samples, 1), dtype=dtype, device=device)
+        self.kept = objective.kept_weight[:, None] * torch.cat(
+            [objective.values, ones], dim=1
+        )
+        # A row that no other sample reaches predicts its nearest ones'
+        # average (as the objective does, ties decided on squared distances).
+        nearest = (squared <= squared[:, :1]).to(dtype)
+        sums = torch.einsum("ij,ijv->iv", nearest, self.columns)
+        self.nearest = sums[:, :-1] / sums[:, -1:]
+        self.kinks = torch.unique(self.distances)
+
+    @staticmethod
+    def n_pairs(objective):
+        """An upper bound on the sweep's (row, kink) pairs."""
+        n_samples = objective.n_samples
+        return n_samples * n_samples * (n_samples - 1) // 2
+
+    def counts(self, widths, closed=True):
+        """How many others each row's support holds at each width: those
+        at a distance up to it (``closed``) or below it.
+
+        Returns
+        -------
+        counts : tensor of shape (n_samples, n_widths)
+        """
+        n_samples = self.distances.shape[0]
+        return torch.searchsorted(
+            self.distances,
+            widths[None].expand(n_samples, -1).contiguous(),
+            side="right" if closed else "left",
+        )
+
+    def _predictions(self, widths, counts):
+        """Each row's left-out predictions, their derivative in z = h^-p,
+        and its summed weight, at ``widths`` (shape (n_widths,), or
+        (n_samples, n_widths): one width per row), each row's support its
+        ``counts`` nearest others.
+
+        Returns
+        -------
+        predictions, changes : tensor of shape (n_values, n_samples, n_widths)
+        totals : tensor of shape (n_samples, n_widths)
+            0 where no sample reaches the row (which then predicts its
+            nearest ones' values, whatever the width: no change).
+        """
+        n_columns = self.prefix.shape[0]
+        z = widths ** (-self.power)
+        gathered = torch.gather(
+            self.prefix, 3, counts[None, None].expand(*self.prefix.shape[:2], -1, -1)
+        )
+        # sum_m binomial_m (-z)^m P_m, its derivative in z, and the sum of
+        # the weights' terms in absolute value (for the cancellation).
+        sums = gathered[:, 0].clone()
+        slopes = torch.zeros_like(sums)
+        scale = gathered[-1, 0].clone()
+        power = torch.ones_like(z)
+        for m in range(1, self.degree + 1):
+            coefficient = float(self.binomial[m])
+            slopes.add_(gathered[:, m] * (m * coefficient * power))
+            power = power * z
+            sums.add_(gathered[:, m] * (coefficient * power))
+            scale.add_(gathered[-1, m] * (abs(coefficient) * power))
+        cancelled = (sums[-1] < _CANCELLATION * scale).nonzero()
+        if len(cancelled):
+            self._pair_by_pair(sums, slopes, cancelled, z, counts)
+        if self.objective.keeps_weight:
+            sums += self.kept.T[:, :, None]
+        totals = sums[-1]
+        empty = ~(totals > 0)
+        safe = torch.where(empty, 1.0, totals)
+        predictions = sums[: n_columns - 1] / safe
+        changes = (slopes[: n_columns - 1] - predictions * slopes[-1]) / safe
+        if bool(empty.any()):
+            predictions = torch.where(empty, self.nearest.T[:, :, None], predictions)
+            changes = torch.where(empty, 0.0, changes)
+        return predictions, changes, torch.where(empty, 0.0, totals)
+
+    def _loss_slopes(self, predictions):
+        """Each row's loss and its derivative in its predictions (0 where
+        a log-loss probability is floored), c_i-weighted over the rows'
+        total weight."""
+        objective = self.objective
+        share = (objective.sample_weight / objective.sample_weight.sum())[:, None]
+        if objective.loss == "squared_error":
+            residuals = predictions - objective.values.T[:, :, None]
+            n_values = residuals.shape[0]
+            losses = residuals.square().mean(dim=0) * share
+            return losses, residuals * (2 * share / n_values)
+        labels = objective.labels[None, :, None].expand(1, -1, predictions.shape[2])
+        true = predictions.gather(0, labels)[0]
+        floored = true <= PROBABILITY_FLOOR
+        losses = -torch.log(true.clamp(min=PROBABILITY_FLOOR)) * share
+        inverse = torch.where(floored, 0.0, 1 / torch.where(floored, 1.0, true))
+        slopes = torch.zeros_like(predictions)
+        slopes.scatter_(0, labels, (-inverse * share)[None])
+        return losses, slopes
+
+    def terms(self, widths, counts):
+        """The loss and its derivative in the log-width at each of
+        ``widths``, each row's support its ``counts`` nearest others.
+
+        Returns
+        -------
+        loss, slope : tensor of shape (n_widths,)
+        """
+        predictions, changes, _ = self._predictions(widths, counts)
+        losses, slopes = self._loss_slopes(predictions)
+        change = (slopes * changes).sum(dim=(0, 1))
+        # dz / dlog h = -p z.
+        return losses.sum(dim=0), change * (-self.power * widths ** (-self.power))
+
+    def _pair_by_pair(self, sums, slopes, cancelled, z, counts):
+        """The sums (and their derivatives in z) of the rows and widths in
+        ``cancelled`` from their supports' weights themselves."""
+        rows, which = cancelled[:, 0], cancelled[:, 1]
+        held = counts[rows, which]
+        width = max(int(held.max()), 1)
+        inside = torch.arange(width, device=z.device)[None] < held[:, None]
+        powers = self.distances[rows, :width] ** self.power
+        z = z[rows, which] if z.dim() == 2 else z[which]
+        base = (1 - powers * z[:, None]).clamp_(min=0)
+        weights = base**self.degree * inside
+        derivatives = -self.degree * powers * base ** (self.degree - 1) * inside
+        values = self.columns[rows, :width]
+        sums[:, rows, which] = torch.einsum("fj,fjv->vf", weights, values)
+        slopes[:, rows, which] = torch.einsum("fj,fjv->vf", derivatives, values)
+
+    def _corner_jumps(self, kinks):
+        """How much the slope of the loss in the log-width jumps at each of
+        ``kinks``, where pairs enter the support with a weight of slope
+        -M d^p in z (nonzero for M = 1 only).
+
+        A pair (i, j) entering row i's support at u = 1 changes the
+        derivative of its prediction in z by -c_j d^p (y_j - p_i) / D_i:
+        with dz / dlog h = -p z and d^p z = 1 there, the loss's slope in
+        the log-width jumps by p c_j (dloss_i / dp_i) . (y_j - p_i) / D_i
+        (nothing for a row no sample reached before: its first neighbours
+        enter together and it predicts their values, as it did before).
+        """
+        jumps = torch.zeros_like(kinks)
+        if self.degree > 1:
+            return jumps
+        # Each row's pairs: the support just below their width.
+        below = torch.searchsorted(self.distances, self.distances, side="left")
+        predictions, _, totals = self._predictions(self.distances, below)
+        _, slopes = self._loss_slopes(predictions)
+        columns = self.columns.permute(2, 0, 1)
+        differences = columns[:-1] - predictions * columns[-1]
+        change = (slopes * differences).sum(dim=0)
+        reached = totals > 0
+        change = torch.where(reached, change / torch.where(reached, totals, 1.0), 0.0)
+        distances = self.distances
+        finite = torch.isfinite(distances)
+        where = torch.searchsorted(kinks, distances[finite])
+        inside = where < len(kinks)
+        inside &= kinks[where.clamp(max=len(kinks) - 1)] == distances[finite]
+        jumps.index_add_(0, where[inside], self.power * change[finite][inside])
+        return jumps
+
+    def minima(self, lower, upper):
+        """Every local minimum of the loss between the log-width bounds,
+        lowest first.
+
+        Returns
+        -------
+        minima : list of tuple
+            (loss, left, right, point): the loss at ``point`` (at a kink,
+            or bisected on the slope inside the interval [left, right]
+            between two kinks, where the loss is smooth: its minimum there
+            is the refinement's to find), in log-widths.
+        """
+        kinks = self.kinks[(self.kinks > 0) & (self.kinks < math.exp(upper))]
+        top = torch.tensor([math.exp(upper)], dtype=kinks.dtype, device=kinks.device)
+        ends = torch.cat([kinks, top])
+        n_kinks = len(kinks)
+        # At each kink and the upper bound, the loss and its slope from the
+        # left: the support of the pairs below it (at the kink itself an
+        # entering pair has weight 0: the loss is continuous there).
+        value = torch.empty(n_kinks + 1, dtype=kinks.dtype, device=kinks.device)
+        slope_in = torch.empty_like(value)
+        # Each row's count below every end at once: where each of its
+        # distances falls among the ends, counted and summed along them.
+        n_samples = self.distances.shape[0]
+        falls = torch.searchsorted(ends, self.distances, side="right")
+        counts = torch.zeros(
+            (n_samples, n_kinks + 2), dtype=falls.dtype, device=falls.device
+        )
+        counts.scatter_add_(1, falls, torch.ones_like(falls))
+        counts = counts.cumsum_(dim=1)[:, : n_kinks + 1]
+        block = max(1, _BLOCK_NUMBERS // self.prefix[..., 0].numel())
+        for start in range(0, n_kinks + 1, block):
+            part = slice(start, min(start + block, n_kinks + 1))
+            value[part], slope_in[part] = self.terms(ends[part], counts[:, part])
+        # Below the first kink only duplicates (at distance 0) reach a row:
+        # a flat stretch down to the lower bound, of slope 0.
+        found = [(float(value[0]), lower, lower, lower)]
+        if n_kinks == 0:
+            return found
+        slope_in[0] = 0.0
+        slope_out = slope_in[:-1] + self._corner_jumps(kinks)
+        corners = torch.nonzero((slope_in[:-1] <= 0) & (slope_out >= 0))[:, 0]
+        log_kinks = torch.log(kinks)
+        for loss, point in zip(value[corners].tolist(), log_kinks[corners].tolist()):
+            found.append((loss, point, point, point))
+        # Between two kinks: the slope from one's right to the next's left.
+        inner = torch.nonzero((slope_out < 0) & (slope_in[1:] > 0))[:, 0]
+        if len(inner):
+            counts = self.counts(kinks[inner])
+            low, high = torch.log(ends[inner]), torch.log(ends[inner + 1])
+            a, b = low.clone(), high.clone()
+            for _ in range(_BISECTIONS):
+                middle = (a + b) / 2
+                falling = self.terms(torch.exp(middle), counts)[1] < 0
+                a = torch.where(falling, middle, a)
+                b = torch.where(falling, b, middle)
+            middle = (a + b) / 2
+            losses = self.terms(torch.exp(middle), counts)[0]
+            found.extend(
+                zip(losses.tolist(), low.tolist(), high.tolist(), middle.tolist())
+            )
+        if slope_in[-1] < 0:
+            found.append((float(value[-1]), upper, upper, upper))
+        found.sort(key=lambda minimum: minimum[0])
+        return found

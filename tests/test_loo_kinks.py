@@ -1,0 +1,205 @@
+"""The sweep over the kinks of a compact polynomial kernel's leave-one-out
+loss of one width, against NumPy and dense grids."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from sknw import NadarayaWatsonClassifierCV, NadarayaWatsonRegressorCV
+from sknw._kernels import KERNELS
+from sknw._loo import _kink_sweep, log_width_bounds
+from sknw._loo_kinks import POLYNOMIAL_KERNELS, KinkSweep
+from sknw._loo_objective import LeaveOneOutObjective
+
+from ._reference import loo_log_loss_slow, loo_squared_error_slow
+
+
+def small_problem(seed, loss="squared_error"):
+    """15 to 90 rows, d from 1 to 3, some with coordinates on a lattice (ties
+    among the distances), duplicated rows, frequency weights (some above 1)
+    or local widths."""
+    rng = np.random.default_rng(seed)
+    n_samples = int(rng.integers(15, 90))
+    n_features = int(rng.integers(1, 4))
+    X = rng.normal(size=(n_samples, n_features))
+    kind = seed % 5
+    if kind == 1:
+        X = np.round(X, 1)
+    elif kind == 2:
+        X[: n_samples // 4] = X[n_samples // 4 : 2 * (n_samples // 4)]
+    if loss == "squared_error":
+        values = np.sin(2 * X[:, :1]) + 0.3 * rng.normal(size=(n_samples, 1))
+        if seed % 7 == 3:
+            values = np.hstack([values, rng.normal(size=(n_samples, 1))])
+    else:
+        labels = (X[:, 0] + 0.5 * rng.normal(size=n_samples) > 0).astype(int)
+        labels[rng.integers(0, n_samples, 3)] = 2
+        values = np.eye(3)[labels]
+    options = {"sample_weight": None}
+    if kind == 3:
+        options["sample_weight"] = rng.choice([0.5, 1.0, 2.0, 3.0], size=n_samples)
+    elif kind == 4:
+        role = "key_widths" if seed % 2 else "query_widths"
+        options[role] = rng.uniform(0.5, 2.0, size=n_samples)
+    return X, values, options
+
+
+def reference(X, values, width, kernel, loss, options):
+    if loss == "squared_error":
+        return loo_squared_error_slow(
+            X,
+            values,
+            width,
+            kernel,
+            options["sample_weight"],
+            **{k: v for k, v in options.items() if k != "sample_weight"},
+        )
+    return loo_log_loss_slow(
+        X,
+        np.argmax(values, axis=1),
+        width,
+        kernel,
+        options["sample_weight"],
+        **{k: v for k, v in options.items() if k != "sample_weight"},
+    )
+
+
+def objective(X, values, kernel, loss, options):
+    return LeaveOneOutObjective(
+        X, values, kernel=kernel, loss=loss, device=torch.device("cpu"), **options
+    )
+
+
+@pytest.mark.parametrize("kernel", sorted(POLYNOMIAL_KERNELS))
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_sweep_loss_and_slope_match_numpy(kernel, loss):
+    # From prefix sums over each row's sorted distances, against the NumPy
+    # reference and its central differences in the log-width, at widths from
+    # below the nearest pair to beyond the diameter.
+    for seed in range(5):
+        X, values, options = small_problem(seed, loss)
+        loo = objective(X, values, kernel, loss, options)
+        sweep = KinkSweep(loo)
+        widths = torch.as_tensor(np.exp(np.random.default_rng(seed).uniform(-4, 2, 6)))
+        loss_values, slopes = sweep.terms(widths, sweep.counts(widths, closed=False))
+        for width, value, slope in zip(widths.numpy(), loss_values, slopes):
+            expected = reference(X, values, width, kernel, loss, options)
+            assert float(value) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+            step = 1e-6
+            numeric = (
+                reference(X, values, width * np.exp(step), kernel, loss, options)
+                - reference(X, values, width * np.exp(-step), kernel, loss, options)
+            ) / (2 * step)
+            assert float(slope) == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+def test_sweep_applies_to_small_problems_of_polynomial_kernels_only():
+    X, values, options = small_problem(0)
+    for kernel in ("gaussian", "cosine", "exponential"):
+        assert (
+            _kink_sweep(objective(X, values, kernel, "squared_error", options)) is None
+        )
+    assert _kink_sweep(objective(X, values, "linear", "squared_error", options))
+
+
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight"])
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_slope_jumps_at_kinks_match_one_sided_differences(kernel, loss):
+    # Where a pair enters at u = 1 with a weight of nonzero slope (M = 1),
+    # the loss has a corner: its slope jumps by the entering pairs' terms;
+    # under the biweight the weight's slope is 0 there and nothing jumps.
+    for seed in (0, 1, 3):
+        X, values, options = small_problem(seed, loss)
+        loo = objective(X, values, kernel, loss, options)
+        sweep = KinkSweep(loo)
+        kinks = sweep.kinks[sweep.kinks > 0]
+        jumps = sweep._corner_jumps(kinks)
+        gaps = torch.diff(torch.log(kinks))
+        # Kinks at least 1e-4 from their neighbours in the log-width.
+        isolated = torch.nonzero((gaps[:-1] > 1e-4) & (gaps[1:] > 1e-4))[:, 0] + 1
+        for index in isolated[:: max(1, len(isolated) // 6)].tolist():
+            width, step = float(kinks[index]), 1e-7
+
+            def at(shift):
+                return reference(
+                    X, values, width * np.exp(shift), kernel, loss, options
+                )
+
+            jump = (at(step) - at(0.0)) / step - (at(0.0) - at(-step)) / step
+            assert float(jumps[index]) == pytest.approx(jump, rel=1e-3, abs=1e-6)
+
+
+@pytest.mark.parametrize("kernel", sorted(POLYNOMIAL_KERNELS))
+def test_sweep_minimum_is_the_dense_grid_minimum(kernel):
+    # The lowest of the sweep's minima against 3,000 widths between the bounds
+    # (the objective's loss): never above the grid's lowest point, and where
+    # a grid point lies in the minimum's interval, within a hair of it.
+    for seed in range(6):
+        loss = "squared_error" if seed % 2 else "log_loss"
+        X, values, options = small_problem(seed, loss)
+        loo = objective(X, values, kernel, loss, options)
+        lower, upper, _ = log_width_bounds(
+            loo.X_numpy,
+            KERNELS[kernel],
+            False,
+            options["sample_weight"],
+            options.get("key_widths", options.get("query_widths")),
+        )
+        minima = KinkSweep(loo).minima(float(lower[0]), float(upper[0]))
+        grid = np.linspace(lower[0], upper[0], 3000)
+        best = loo.losses_at(grid).min()
+        assert minima[0][0] <= best * (1 + 1e-9) + 1e-15
+        point = minima[0][3]
+        assert loo.evaluate([point], order=0)[0] == pytest.approx(
+            minima[0][0], rel=1e-9, abs=1e-15
+        )
+
+
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "triweight"])
+def test_learned_width_is_the_exact_minimum_on_rough_problems(kernel):
+    # Small problems, whose loss dips between the scan's points and falls
+    # into corners: the learned loss (NumPy's) is at or below the lowest of
+    # 4,000 widths.
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n_samples = int(rng.integers(20, 120))
+        X = rng.normal(size=(n_samples, int(rng.integers(1, 4))))
+        y = np.sin(2 * X[:, 0]) + rng.uniform(0.1, 1.0) * rng.normal(size=n_samples)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = NadarayaWatsonRegressorCV(kernel=kernel).fit(X, y)
+        learned = loo_squared_error_slow(X, y, float(model.bandwidth_), kernel)
+        assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+        loo = objective(X, y[:, None], kernel, "squared_error", {"sample_weight": None})
+        scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+        grid = np.linspace(np.log(scale * 1e-4), np.log(scale * 1e2), 4000)
+        assert learned <= loo.losses_at(grid).min() * (1 + 1e-9), f"seed {seed}"
+
+
+def test_classifier_learns_the_exact_minimum_of_its_log_loss():
+    X, values, _ = small_problem(11, "log_loss")
+    labels = np.argmax(values, axis=1)
+    model = NadarayaWatsonClassifierCV(kernel="epanechnikov").fit(X, labels)
+    learned = loo_log_loss_slow(X, labels, float(model.bandwidth_), "epanechnikov")
+    loo = objective(X, values, "epanechnikov", "log_loss", {"sample_weight": None})
+    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+    grid = np.linspace(np.log(scale * 1e-4), np.log(scale * 1e2), 4000)
+    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["triweight", "tricube", "epanechnikov"])
+def test_sums_just_past_a_kink_are_taken_pair_by_pair(kernel):
+    # Just past the nearest pair's distance a row's only weights are tiny,
+    # and its expansion's terms (of order 1) cancel to rounding: such rows'
+    # sums come from their weights themselves.
+    X, values, options = small_problem(1)
+    loo = objective(X, values, kernel, "squared_error", options)
+    sweep = KinkSweep(loo)
+    kinks = sweep.kinks[sweep.kinks > 0]
+    widths = kinks[:40] * (1 + 1e-7)
+    losses, _ = sweep.terms(widths, sweep.counts(widths, closed=False))
+    for width, value in zip(widths.numpy(), losses.numpy()):
+        expected = reference(X, values, width, kernel, "squared_error", options)
+        assert value == pytest.approx(expected, rel=1e-9)
