@@ -23,9 +23,10 @@ POLYNOMIAL_KERNELS = {
 # is a few dozen operations on each.
 SWEEP_PAIRS = 2**22
 
-# Where a row's summed weight is below this fraction of the sum of its
-# expansion's terms in absolute value, the expansion has cancelled too far
-# and the row's sums are taken pair by pair.
+# Where a row's summed weight (or, for the log-loss, a class's summed
+# weight) is below this fraction of the sum of its expansion's terms in
+# absolute value, the expansion has cancelled too far and the row's sums are
+# taken pair by pair.
 _CANCELLATION = 1e-6
 
 # Bisection steps on the slope inside a kink interval that holds a minimum:
@@ -50,10 +51,12 @@ class KinkSweep:
     m = 0..M. Between two consecutive kinks (a distance d_ij, where
     u_ij = 1) the supports do not change: the loss is a smooth function of
     the width, and its value and slope at any width cost O(n_samples).
-    Evaluating both at the ends of every interval locates every local
-    minimum, at a kink (a corner: the loss falls into it from the left
-    and rises out of it to the right) or inside an interval (the slope
-    changes sign there).
+    Evaluating both at the ends of every interval locates the local minima
+    at a kink (a corner: the loss falls into it from the left and rises out
+    of it to the right) and inside an interval whose slope changes sign
+    from its left end to its right (an interval too short to hold more
+    than one turn of the loss; one that rises at both ends around a dip of
+    its own goes unseen).
 
     Parameters
     ----------
@@ -143,15 +146,19 @@ class KinkSweep:
         # the weights' terms in absolute value (for the cancellation).
         sums = gathered[:, 0].clone()
         slopes = torch.zeros_like(sums)
-        scale = gathered[-1, 0].clone()
+        # The columns whose terms are all of one sign: the summed weight,
+        # and for the log-loss every class's (its probabilities' logarithm
+        # needs them to their own precision).
+        checked = slice(None) if self.objective.loss == "log_loss" else slice(-1, None)
+        scale = gathered[checked, 0].clone()
         power = torch.ones_like(z)
         for m in range(1, self.degree + 1):
             coefficient = float(self.binomial[m])
             slopes.add_(gathered[:, m] * (m * coefficient * power))
             power = power * z
             sums.add_(gathered[:, m] * (coefficient * power))
-            scale.add_(gathered[-1, m] * (abs(coefficient) * power))
-        cancelled = (sums[-1] < _CANCELLATION * scale).nonzero()
+            scale.add_(gathered[checked, m] * (abs(coefficient) * power))
+        cancelled = (sums[checked] < _CANCELLATION * scale).any(dim=0).nonzero()
         if len(cancelled):
             self._pair_by_pair(sums, slopes, cancelled, z, counts)
         if self.objective.keeps_weight:
@@ -249,7 +256,8 @@ class KinkSweep:
         return jumps
 
     def minima(self, lower, upper):
-        """Every local minimum of the loss between the log-width bounds,
+        """The local minima of the loss between the log-width bounds that
+        the ends of the intervals between kinks reveal (see the class),
         lowest first.
 
         Returns
@@ -294,7 +302,9 @@ class KinkSweep:
         for loss, point in zip(value[corners].tolist(), log_kinks[corners].tolist()):
             found.append((loss, point, point, point))
         # Between two kinks: the slope from one's right to the next's left.
-        inner = torch.nonzero((slope_out < 0) & (slope_in[1:] > 0))[:, 0]
+        # (A slope of 0 to the right of a kink, as at the first one under a
+        # kernel whose weight enters with slope 0, may still turn down.)
+        inner = torch.nonzero((slope_out <= 0) & (slope_in[1:] > 0))[:, 0]
         if len(inner):
             counts = self.counts(kinks[inner])
             low, high = torch.log(ends[inner]), torch.log(ends[inner + 1])

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from numpy.testing import assert_allclose
 
 from sknw import NadarayaWatsonClassifierCV, NadarayaWatsonRegressorCV
 from sknw._kernels import KERNELS
@@ -203,3 +204,48 @@ def test_sums_just_past_a_kink_are_taken_pair_by_pair(kernel):
     for width, value in zip(widths.numpy(), losses.numpy()):
         expected = reference(X, values, width, kernel, "squared_error", options)
         assert value == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["biweight", "triweight", "tricube", "epanechnikov"])
+def test_a_dip_right_after_the_first_kink_is_found(kernel):
+    # Pairs 1 apart, each row of weight 1 beside a copy of weight 1e-12 with
+    # the other target, and pairs 1.001 apart of weight 2: just past a width
+    # of 1 every row's neighbour enters and its prediction moves toward its
+    # own target, before the pairs at 1.001 pull it away. Under a kernel whose
+    # weight enters with slope 0, the slope right of the first kink is 0: the
+    # loss still dips inside the interval, to 1e-11 of the scan's 0.19.
+    xs, ys, weights, position = [], [], [], 0.0
+    for group in range(10):
+        for side in (0, 1):
+            x = position + side
+            if group < 5:
+                xs += [x, x]
+                ys += [0.0, 1.0]
+                weights += [1.0, 1e-12]
+            else:
+                xs += [x]
+                ys += [0.0 if side == 0 else 1.0]
+                weights += [2.0]
+        position += 2.001
+    X, y, sample_weight = np.array(xs)[:, None], np.array(ys), np.array(weights)
+    model = NadarayaWatsonRegressorCV(kernel=kernel).fit(
+        X, y, sample_weight=sample_weight
+    )
+    learned = loo_squared_error_slow(X, y, model.bandwidth_, kernel, sample_weight)
+    assert learned < 1e-11
+
+
+def test_class_sums_just_past_a_kink_are_taken_pair_by_pair():
+    # A class whose only weights in a row's support are tiny: its summed
+    # weight cancels even where the row's total does not, and the log of its
+    # probability needs it to its own precision.
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 2))
+    labels = np.array([0, 1, 2] * 10)
+    values = np.eye(3)[labels]
+    loo = objective(X, values, "biweight", "log_loss", {"sample_weight": None})
+    sweep = KinkSweep(loo)
+    widths = sweep.kinks[sweep.kinks > 0] * (1 + 1e-9)
+    losses, _ = sweep.terms(widths, sweep.counts(widths, closed=False))
+    expected = [loo_log_loss_slow(X, labels, width, "biweight") for width in widths]
+    assert_allclose(losses.numpy(), expected, rtol=1e-9)
