@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state, gen_batches
 from threadpoolctl import ThreadpoolController
 
 from sknw._kernels import KERNELS
-from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_PAIRS, KinkSweep
+from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_NUMBERS, KinkSweep
 from sknw._loo_objective import LeaveOneOutObjective
 
 # learning_rate="auto": a step on the relative loss's gradient (sgd), or a
@@ -1346,12 +1346,12 @@ class _Search:
 def _kink_sweep(objective):
     """A :class:`~sknw._loo_kinks.KinkSweep` of ``objective`` where one
     applies: Nadaraya-Watson's loss under a compact polynomial kernel, its
-    squared distances kept, and at most SWEEP_PAIRS (row, kink) pairs;
+    squared distances kept, and at most SWEEP_NUMBERS numbers to gather;
     otherwise None."""
     if (
         type(objective) is not LeaveOneOutObjective
         or objective.name not in POLYNOMIAL_KERNELS
-        or KinkSweep.n_pairs(objective) > SWEEP_PAIRS
+        or KinkSweep.size(objective) > SWEEP_NUMBERS
         or objective._distance_cache(False) is None
     ):
         return None

@@ -19,9 +19,10 @@ POLYNOMIAL_KERNELS = {
     "tricube": (3, 3),
 }
 
-# The sweep takes problems of at most this many (row, kink) pairs: its cost
-# is a few dozen operations on each.
-SWEEP_PAIRS = 2**22
+# The sweep takes problems of at most this many numbers gathered over all
+# (row, kink) pairs, (M + 1) (n_values + 1) a pair: its cost is a few dozen
+# operations on each (about 200 rows under Epanechnikov's squared error).
+SWEEP_NUMBERS = 2**24
 
 # Where a row's summed weight (or, for the log-loss, a class's summed
 # weight) is below this fraction of the sum of its expansion's terms in
@@ -104,10 +105,14 @@ class KinkSweep:
         self.kinks = torch.unique(self.distances)
 
     @staticmethod
-    def n_pairs(objective):
-        """An upper bound on the sweep's (row, kink) pairs."""
+    def size(objective):
+        """An upper bound on the numbers the sweep gathers: (M + 1)
+        (n_values + 1) for each of n_samples^2 (n_samples - 1) / 2 (row,
+        kink) pairs."""
         n_samples = objective.n_samples
-        return n_samples * n_samples * (n_samples - 1) // 2
+        _, degree = POLYNOMIAL_KERNELS[objective.name]
+        per_pair = (degree + 1) * objective.weighted.shape[1]
+        return n_samples * n_samples * (n_samples - 1) // 2 * per_pair
 
     def counts(self, widths, closed=True):
         """How many others each row's support holds at each width: those

@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 from sknw import NadarayaWatsonClassifierCV, NadarayaWatsonRegressorCV
 from sknw._kernels import KERNELS
 from sknw._loo import _kink_sweep, log_width_bounds
-from sknw._loo_kinks import POLYNOMIAL_KERNELS, KinkSweep
+from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_NUMBERS, KinkSweep
 from sknw._loo_objective import LeaveOneOutObjective
 
 from ._reference import loo_log_loss_slow, loo_squared_error_slow
@@ -103,6 +103,38 @@ def test_sweep_applies_to_small_problems_of_polynomial_kernels_only():
             _kink_sweep(objective(X, values, kernel, "squared_error", options)) is None
         )
     assert _kink_sweep(objective(X, values, "linear", "squared_error", options))
+
+
+def test_sweep_size_counts_rows_kinks_degree_and_classes():
+    # At most SWEEP_NUMBERS gathered numbers: (M + 1) (n_values + 1) for each
+    # (row, kink) pair.
+    rng = np.random.default_rng(0)
+    none = {"sample_weight": None}
+
+    def swept(n_samples, kernel, loss="squared_error", n_classes=3):
+        X = rng.normal(size=(n_samples, 2))
+        values = rng.normal(size=(n_samples, 1))
+        if loss == "log_loss":
+            values = np.eye(n_classes)[np.arange(n_samples) % n_classes]
+        return _kink_sweep(objective(X, values, kernel, loss, none)) is not None
+
+    assert swept(203, "epanechnikov") and not swept(204, "epanechnikov")
+    assert swept(161, "triweight") and not swept(162, "triweight")
+    assert swept(161, "linear", "log_loss") and not swept(162, "linear", "log_loss")
+    assert not swept(120, "linear", "log_loss", n_classes=10)
+    assert (
+        KinkSweep.size(
+            objective(
+                np.zeros((3, 1)) + np.arange(3)[:, None],
+                np.ones((3, 1)),
+                "tricube",
+                "squared_error",
+                none,
+            )
+        )
+        == 3 * 3 * 2 // 2 * 4 * 2
+        <= SWEEP_NUMBERS
+    )
 
 
 @pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight"])
