@@ -577,13 +577,14 @@ class LeaveOneOutObjective(PairwiseObjective):
     def _evaluate(self, log_bandwidth, rows, order):
         """:meth:`evaluate`, computed."""
         per_feature = log_bandwidth.size > 1
+        every_row = rows is None
         rows = (
             np.arange(self.n_samples) if rows is None else np.asarray(rows, dtype=int)
         )
         row_weight = self.sample_weight_numpy[rows]
         if self.fused and order == 1:
             return self._fused(log_bandwidth, rows, row_weight)
-        if per_feature and len(rows) == self.n_samples and self._dense_features():
+        if per_feature and every_row and self._dense_features():
             return self._dense_feature_terms(log_bandwidth, order)
         bandwidth = np.exp(log_bandwidth)
         scaled = None

@@ -323,6 +323,13 @@ def test_whole_problem_per_feature_terms_match_numpy(n_values, weighted):
     assert_allclose(hessian, numeric, rtol=1e-4, atol=1e-7)
     chunked = objective(X, values, sample_weight=sample_weight)
     chunked.dense_features = False
+    # Rows given (here the first half twice) take the chunked path.
+    rows = np.concatenate([np.arange(25), np.arange(25)])
+    for got, expected in zip(
+        loo.evaluate(log_bandwidth, rows, order=2),
+        chunked.evaluate(log_bandwidth, rows, order=2),
+    ):
+        assert_allclose(got, expected, rtol=1e-12)
     for order in (0, 1, 2):
         for got, expected in zip(
             loo.evaluate(log_bandwidth + 0.1, order=order),
