@@ -1402,7 +1402,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         """The scaled coordinates, the columns [w, z_k w, z_k^2 w]_k that
         :meth:`_feature_moments` multiplies each chunk's block with, and the
         widths."""
-        scaled = self.X / self._tensor(bandwidth)
+        scaled = self.X / torch.as_tensor(
+            bandwidth, dtype=self.dtype, device=self.device
+        )
         w = self.weighted_gradient
         linear = scaled[:, :, None] * w[:, None, :]
         quadratic = (scaled**2)[:, :, None] * w[:, None, :]
