@@ -623,8 +623,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         """Whether :meth:`_dense_feature_terms` serves per-feature widths
         on every row: the Gaussian's squared error, no local widths, no row
         keeping weight of its own, and each feature's distances kept. Its
-        two temporaries the size of the kept distances fit the budget, which
-        holds _BLOCKS_PER_ROW blocks of their size."""
+        temporaries the size of the kept distances (up to four, for the
+        Hessian) fit the budget, which holds _BLOCKS_PER_ROW blocks of their
+        size."""
         return (
             self.dense_features
             and self.name == "gaussian"
@@ -647,13 +648,15 @@ class LeaveOneOutObjective(PairwiseObjective):
 
         and with g_i = 2 c_i r_i / n_values (r the residuals) the gradient of
         the summed loss is sum_ij H_ij a_ijk, H_ij = K_ij c_j sum_v g_iv
-        (y_jv - p_iv) / D_i: one product of H with the kept distances. The
-        Hessian adds, with A_ik = sum_j K_ij c_j a_ijk / D_i,
+        (y_jv - p_iv) / D_i: one product of H with the kept distances. With
+        b_ijk = a_ijk - A_ik, each row's distances centred on their weighted
+        mean A_ik = sum_j K_ij c_j a_ijk / D_i (which changes neither q nor
+        the sums below, since sum_j H_ij = 0), the Hessian is
 
-            sum_i 2 c_i q_ik q_il / n_values + sum_ij H_ij a_ijk a_ijl
-            - sum_i g_i (A_ik q_il + A_il q_ik) - 2 delta_kl (gradient)_k,
+            sum_i 2 c_i q_ik q_il / n_values + sum_ij H_ij b_ijk b_ijl
+            - 2 delta_kl (gradient)_k,
 
-        the second sum one product of the kept distances with themselves
+        the second sum one product of the centred distances with themselves
         times H. Exact differences throughout (see
         :meth:`_kept_distances`).
         """
@@ -692,21 +695,28 @@ class LeaveOneOutObjective(PairwiseObjective):
         gradient = (flat @ pairs.view(-1)) * inverse_t
         if order == 1:
             return loss, gradient.cpu().numpy() / total_weight, None
-        # sum_j K_ij c_j a_ijk [y_j, 1] / D_i: q and A.
-        moments = torch.bmm(
-            cache * weights, self.weighted.expand(n_features, -1, -1)
-        ).mul_(inverse_t[:, None, None] / totals)
-        derivative = moments[:, :, :-1] - predictions * moments[:, :, -1:]
-        hessian = torch.mm((cache * pairs).view(n_features, -1), flat.T)
-        hessian.mul_(inverse_t[:, None] * inverse_t[None, :])
+        # The Hessian from each feature's a_ijk centred on the row's weighted
+        # mean A_ik = sum_j K_ij c_j a_ijk / D_i, with exact differences
+        # y_j - p_i: its terms do not change with a row's centre (as
+        # sum_j K_ij c_j (y_j - p_i) = 0), and centred they stay small where
+        # all of a row's a_ijk are large (widths far below its nearest
+        # distance), where sums of the raw ones cancel to rounding.
+        normalized = weights.mul_(self.sample_weight / totals)
+        centred = cache * inverse_t[:, None, None]
+        centred -= (centred * normalized).sum(dim=2, keepdim=True)
+        differences = self.values.T[:, None, :] - predictions.T[:, :, None]
+        derivative = torch.einsum("kij,vij->kiv", centred * normalized, differences)
+        pairs = torch.einsum("iv,vij->ij", slopes, differences).mul_(normalized)
+        hessian = torch.mm(
+            (centred * pairs).view(n_features, -1), centred.view(n_features, -1).T
+        )
         hessian += torch.einsum(
             "kiv,liv,i->kl",
             derivative,
             derivative,
             self.sample_weight * (2.0 / n_values),
         )
-        cross = torch.mm(moments[:, :, -1], (derivative * slopes).sum(dim=2).T)
-        hessian -= cross + cross.T
+        gradient = torch.einsum("kiv,iv->k", derivative, slopes)
         hessian -= torch.diag(2 * gradient)
         return (
             loss,

@@ -339,6 +339,37 @@ def test_whole_problem_per_feature_terms_match_numpy(n_values, weighted):
                 assert_allclose(got, expected, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("scale", [0.5, 0.3])
+def test_whole_problem_hessian_with_a_far_outlier(scale):
+    # A row 1e3 times the data's extent away: its u^2 are about 1e7 at these
+    # widths, and sums of its raw distances against its weights cancel to
+    # rounding (the Hessian came out 0.5-2.4 % off); centred on its weighted
+    # mean they do not. Against second differences of the NumPy loss.
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 3))
+    X[0] += 1e3 * np.abs(X).max()
+    y = np.sin(2 * X[:, 1]) + 0.1 * rng.normal(size=60)
+    log_bandwidth = np.log(scale * X[1:].std(axis=0))
+    loo = objective(X, y[:, None])
+    assert loo._dense_features()
+    hessian = loo.evaluate(log_bandwidth, order=2)[2]
+
+    def numpy_loss(log_widths):
+        return loo_squared_error_slow(X, y, np.exp(log_widths), "gaussian")
+
+    numeric = np.array(
+        [
+            central_difference(
+                lambda t: central_difference(numpy_loss, t, 1e-4)[k],
+                log_bandwidth,
+                1e-3,
+            )
+            for k in range(3)
+        ]
+    )
+    assert_allclose(hessian, numeric, atol=1e-4 * np.abs(numeric).max())
+
+
 def test_float32_copy_gives_per_feature_derivatives():
     # The float32 copy's per-feature terms on the chunked path (weights above
     # 1 keep it there), as float32 rounds the float64 ones.
