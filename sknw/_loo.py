@@ -803,10 +803,10 @@ class _Search:
             results.append(
                 self._refine(start_at, left, right, record=record, initial=initial)
             )
-        # Under a compact polynomial kernel on a small problem, every local
-        # minimum is known from a sweep over the kinks: the lowest few are
-        # refined too (the loss can dip between two points of the scan, and
-        # fall into a corner at a kink).
+        # Under a compact polynomial kernel on a small problem, a sweep over
+        # the kinks finds the local minima between them and at them (see
+        # KinkSweep): the lowest few are refined too (the loss can dip
+        # between two points of the scan, and fall into a corner at a kink).
         sweep = _kink_sweep(objective)
         if sweep is not None:
             for _, left, right, point in sweep.minima(lower, upper)[:_N_BASINS]:

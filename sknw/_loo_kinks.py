@@ -1,5 +1,6 @@
-"""The exact leave-one-out minimum over one width of the compact polynomial
-kernels, by a sweep over the widths at which a pair enters the support."""
+"""The local minima of the leave-one-out loss over one width of the compact
+polynomial kernels, by a sweep over the widths at which a pair enters the
+support."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
@@ -55,8 +56,8 @@ class KinkSweep:
     Evaluating both at the ends of every interval locates the local minima
     at a kink (a corner: the loss falls into it from the left and rises out
     of it to the right) and inside an interval whose slope changes sign
-    from its left end to its right (an interval too short to hold more
-    than one turn of the loss; one that rises at both ends around a dip of
+    from its left end to its right (each interval, one of some n^2 / 2,
+    taken to turn at most once: one that rises at both ends around a dip of
     its own goes unseen).
 
     Parameters
