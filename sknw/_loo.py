@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 from scipy.optimize import minimize
+from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state, gen_batches
@@ -1346,12 +1347,13 @@ class _Search:
 def _kink_sweep(objective):
     """A :class:`~sknw._loo_kinks.KinkSweep` of ``objective`` where one
     applies: Nadaraya-Watson's loss under a compact polynomial kernel, its
-    squared distances kept, and at most SWEEP_NUMBERS numbers to gather;
-    otherwise None."""
+    squared distances kept, at most SWEEP_NUMBERS numbers to gather, and its
+    arrays within ``working_memory``; otherwise None."""
     if (
         type(objective) is not LeaveOneOutObjective
         or objective.name not in POLYNOMIAL_KERNELS
         or KinkSweep.size(objective) > SWEEP_NUMBERS
+        or KinkSweep.memory(objective) > get_config()["working_memory"] * 2**20
         or objective._distance_cache(False) is None
     ):
         return None

@@ -115,6 +115,16 @@ class KinkSweep:
         per_pair = (degree + 1) * objective.weighted.shape[1]
         return n_samples * n_samples * (n_samples - 1) // 2 * per_pair
 
+    @staticmethod
+    def memory(objective):
+        """An upper bound on the bytes of the sweep's largest arrays: the
+        prefix sums, and each row's count below every kink."""
+        n_samples = objective.n_samples
+        _, degree = POLYNOMIAL_KERNELS[objective.name]
+        prefix = n_samples * n_samples * (degree + 1) * objective.weighted.shape[1]
+        counts = n_samples * (n_samples * (n_samples - 1) // 2 + 2)
+        return 8 * (prefix + counts)
+
     def counts(self, widths, closed=True):
         """How many others each row's support holds at each width: those
         at a distance up to it (``closed``) or below it.

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from numpy.testing import assert_allclose
 
@@ -122,6 +123,10 @@ def test_sweep_size_counts_rows_kinks_degree_and_classes():
     assert swept(161, "triweight") and not swept(162, "triweight")
     assert swept(161, "linear", "log_loss") and not swept(162, "linear", "log_loss")
     assert not swept(120, "linear", "log_loss", n_classes=10)
+    # Its arrays within the memory budget (here about 4 MiB at 100 rows).
+    assert swept(100, "epanechnikov")
+    with sklearn.config_context(working_memory=2):
+        assert not swept(100, "epanechnikov")
     assert (
         KinkSweep.size(
             objective(
