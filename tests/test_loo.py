@@ -87,6 +87,19 @@ def central_difference(function, x, step=1e-5):
     return gradient
 
 
+def second_differences(function, x, step):
+    """The Hessian of ``function`` at ``x``: central differences of step
+    ``step`` of its central differences of step 1e-4."""
+    return np.array(
+        [
+            central_difference(
+                lambda t: central_difference(function, t, 1e-4)[k], x, step
+            )
+            for k in range(len(x))
+        ]
+    )
+
+
 def weighted_problem(loss, n_samples=60, seed=0):
     """Four features, duplicates, frequency weights from 0.3 to 3."""
     rng = np.random.default_rng(seed)
@@ -310,16 +323,7 @@ def test_whole_problem_per_feature_terms_match_numpy(n_values, weighted):
     assert_allclose(
         gradient, central_difference(numpy_loss, log_bandwidth), rtol=1e-6, atol=1e-10
     )
-    numeric = np.array(
-        [
-            central_difference(
-                lambda t: central_difference(numpy_loss, t, 1e-4)[k],
-                log_bandwidth,
-                1e-4,
-            )
-            for k in range(4)
-        ]
-    )
+    numeric = second_differences(numpy_loss, log_bandwidth, 1e-4)
     assert_allclose(hessian, numeric, rtol=1e-4, atol=1e-7)
     chunked = objective(X, values, sample_weight=sample_weight)
     chunked.dense_features = False
@@ -357,16 +361,7 @@ def test_whole_problem_hessian_with_a_far_outlier(scale):
     def numpy_loss(log_widths):
         return loo_squared_error_slow(X, y, np.exp(log_widths), "gaussian")
 
-    numeric = np.array(
-        [
-            central_difference(
-                lambda t: central_difference(numpy_loss, t, 1e-4)[k],
-                log_bandwidth,
-                1e-3,
-            )
-            for k in range(3)
-        ]
-    )
+    numeric = second_differences(numpy_loss, log_bandwidth, 1e-3)
     assert_allclose(hessian, numeric, atol=1e-4 * np.abs(numeric).max())
 
 
