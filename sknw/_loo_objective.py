@@ -685,16 +685,17 @@ class LeaveOneOutObjective(PairwiseObjective):
         if order == 0:
             return loss, None, None
         slopes = residuals * (self.sample_weight[:, None] * (2.0 / n_values))
-        # sum_v g_iv c_j (y_jv - p_iv) / D_i as [g, -sum_v g p] / D against
-        # the columns c [y, 1].
-        row_factors = torch.cat(
-            [slopes, -(slopes * predictions).sum(dim=1, keepdim=True)], dim=1
-        ).div_(totals)
-        pairs = torch.mm(row_factors, self.weighted.T).mul_(weights)
-        inverse_t = torch.as_tensor(inverse, dtype=self.dtype, device=self.device)
-        gradient = (flat @ pairs.view(-1)) * inverse_t
         if order == 1:
-            return loss, gradient.cpu().numpy() / total_weight, None
+            # sum_v g_iv c_j (y_jv - p_iv) / D_i as [g, -sum_v g p] / D
+            # against the columns c [y, 1] (as _kept_gradient does for a
+            # chunk, here without its gathers and conversions).
+            row_factors = torch.cat(
+                [slopes, -(slopes * predictions).sum(dim=1, keepdim=True)], dim=1
+            ).div_(totals)
+            pairs = torch.mm(row_factors, self.weighted.T).mul_(weights)
+            gradient = (flat @ pairs.view(-1)).cpu().numpy() * inverse
+            return loss, gradient / total_weight, None
+        inverse_t = torch.as_tensor(inverse, dtype=self.dtype, device=self.device)
         # The Hessian from each feature's a_ijk centred on the row's weighted
         # mean A_ik = sum_j K_ij c_j a_ijk / D_i, with exact differences
         # y_j - p_i: its terms do not change with a row's centre (as
