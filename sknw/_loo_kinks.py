@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from sknw._engine import weighted_values
 from sknw._loo_objective import PROBABILITY_FLOOR
 
 # Below u = 1 these kernels are (1 - u^p)^M: their (p, M).
@@ -94,15 +95,12 @@ class KinkSweep:
             dtype=dtype,
             device=device,
         )
-        ones = torch.ones((n_samples, 1), dtype=dtype, device=device)
-        self.kept = objective.kept_weight[:, None] * torch.cat(
-            [objective.values, ones], dim=1
+        self.kept = objective._tensor(
+            weighted_values(objective.values_numpy, objective.kept_weight_numpy)
         )
         # A row that no other sample reaches predicts its nearest ones'
-        # average (as the objective does, ties decided on squared distances).
-        nearest = (squared <= squared[:, :1]).to(dtype)
-        sums = torch.einsum("ij,ijv->iv", nearest, self.columns)
-        self.nearest = sums[:, :-1] / sums[:, -1:]
+        # average, as the objective does.
+        self.nearest = objective._nearest_values(objective._distance_cache(False)[0])
         self.kinks = torch.unique(self.distances)
 
     @staticmethod
