@@ -13,9 +13,9 @@ from sknw import NadarayaWatsonClassifierCV, NadarayaWatsonRegressorCV
 from sknw._kernels import KERNELS
 from sknw._loo import _kink_sweep, log_width_bounds
 from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_NUMBERS, KinkSweep
-from sknw._loo_objective import LeaveOneOutObjective
 
 from ._reference import loo_log_loss_slow, loo_squared_error_slow
+from .test_loo import objective as loo_objective
 
 
 def small_problem(seed, loss="squared_error"):
@@ -49,29 +49,17 @@ def small_problem(seed, loss="squared_error"):
 
 
 def reference(X, values, width, kernel, loss, options):
+    """The NumPy leave-one-out loss of ``small_problem``'s outputs."""
+    sample_weight = options["sample_weight"]
+    widths = {k: v for k, v in options.items() if k != "sample_weight"}
     if loss == "squared_error":
-        return loo_squared_error_slow(
-            X,
-            values,
-            width,
-            kernel,
-            options["sample_weight"],
-            **{k: v for k, v in options.items() if k != "sample_weight"},
-        )
-    return loo_log_loss_slow(
-        X,
-        np.argmax(values, axis=1),
-        width,
-        kernel,
-        options["sample_weight"],
-        **{k: v for k, v in options.items() if k != "sample_weight"},
-    )
+        return loo_squared_error_slow(X, values, width, kernel, sample_weight, **widths)
+    labels = np.argmax(values, axis=1)
+    return loo_log_loss_slow(X, labels, width, kernel, sample_weight, **widths)
 
 
 def objective(X, values, kernel, loss, options):
-    return LeaveOneOutObjective(
-        X, values, kernel=kernel, loss=loss, device=torch.device("cpu"), **options
-    )
+    return loo_objective(X, values, kernel, loss, **options)
 
 
 @pytest.mark.parametrize("kernel", sorted(POLYNOMIAL_KERNELS))
