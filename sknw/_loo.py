@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state, gen_batches
 from threadpoolctl import ThreadpoolController
 
 from sknw._kernels import KERNELS
-from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_NUMBERS, KinkSweep
+from sknw._loo_kinks import POLYNOMIAL_KERNELS, WINDOW_FRACTION, KinkSweep
 from sknw._loo_objective import LeaveOneOutObjective
 
 # learning_rate="auto": a step on the relative loss's gradient (sgd), or a
@@ -810,7 +810,10 @@ class _Search:
         # between two points of the scan, and fall into a corner at a kink).
         sweep = _kink_sweep(objective)
         if sweep is not None:
-            for _, left, right, point in sweep.minima(lower, upper)[:_N_BASINS]:
+            # Above its size, around the lowest minimum found so far.
+            centre = float(min(results, key=lambda result: result[2])[0][0])
+            minima = sweep.minima(lower, upper, centre)
+            for _, left, right, point in minima[:_N_BASINS]:
                 if left < right:
                     results.append(self._refine(point, left, right, record=False))
                 else:
@@ -1347,12 +1350,13 @@ class _Search:
 def _kink_sweep(objective):
     """A :class:`~sknw._loo_kinks.KinkSweep` of ``objective`` where one
     applies: Nadaraya-Watson's loss under a compact polynomial kernel, its
-    squared distances kept, at most SWEEP_NUMBERS numbers to gather, and its
-    arrays within ``working_memory``; otherwise None."""
+    squared distances kept, a window of at least WINDOW_FRACTION of the
+    kinks (see :meth:`KinkSweep.window`), and its arrays within
+    ``working_memory``; otherwise None."""
     if (
         type(objective) is not LeaveOneOutObjective
         or objective.name not in POLYNOMIAL_KERNELS
-        or KinkSweep.size(objective) > SWEEP_NUMBERS
+        or KinkSweep.window(objective) < WINDOW_FRACTION * KinkSweep.n_kinks(objective)
         or KinkSweep.memory(objective) > get_config()["working_memory"] * 2**20
         or objective._distance_cache(False) is None
     ):

@@ -9,13 +9,20 @@ import sklearn
 import torch
 from numpy.testing import assert_allclose
 
+import sknw._loo_kinks
 from sknw import NadarayaWatsonClassifierCV, NadarayaWatsonRegressorCV
 from sknw._kernels import KERNELS
 from sknw._loo import _kink_sweep, log_width_bounds
-from sknw._loo_kinks import POLYNOMIAL_KERNELS, SWEEP_NUMBERS, KinkSweep
+from sknw._loo_kinks import (
+    POLYNOMIAL_KERNELS,
+    SWEEP_NUMBERS,
+    WINDOW_FRACTION,
+    KinkSweep,
+)
 
 from ._reference import loo_log_loss_slow, loo_squared_error_slow
 from .test_loo import objective as loo_objective
+from .test_loo import random_problem
 
 
 def small_problem(seed, loss="squared_error"):
@@ -96,22 +103,38 @@ def test_sweep_applies_to_small_problems_of_polynomial_kernels_only():
 
 def test_sweep_size_counts_rows_kinks_degree_and_classes():
     # At most SWEEP_NUMBERS gathered numbers: (M + 1) (n_values + 1) for each
-    # (row, kink) pair.
+    # (row, kink) pair of the window, which holds every kink on small
+    # problems and at least WINDOW_FRACTION of them on larger ones.
     rng = np.random.default_rng(0)
     none = {"sample_weight": None}
 
-    def swept(n_samples, kernel, loss="squared_error", n_classes=3):
+    def problem(n_samples, kernel, loss="squared_error", n_classes=3):
         X = rng.normal(size=(n_samples, 2))
         values = rng.normal(size=(n_samples, 1))
         if loss == "log_loss":
             values = np.eye(n_classes)[np.arange(n_samples) % n_classes]
-        return _kink_sweep(objective(X, values, kernel, loss, none)) is not None
+        return objective(X, values, kernel, loss, none)
 
-    assert swept(203, "epanechnikov") and not swept(204, "epanechnikov")
-    assert swept(161, "triweight") and not swept(162, "triweight")
-    assert swept(161, "linear", "log_loss") and not swept(162, "linear", "log_loss")
-    assert not swept(120, "linear", "log_loss", n_classes=10)
-    # Its arrays within the memory budget (here about 4 MiB at 100 rows).
+    def every_kink(*args):
+        loo = problem(*args)
+        return KinkSweep.window(loo) == loo.n_samples * (loo.n_samples - 1) // 2
+
+    def swept(*args):
+        return _kink_sweep(problem(*args)) is not None
+
+    assert every_kink(203, "epanechnikov") and not every_kink(204, "epanechnikov")
+    assert every_kink(161, "triweight") and not every_kink(162, "triweight")
+    assert every_kink(161, "linear", "log_loss")
+    assert not every_kink(162, "linear", "log_loss")
+    assert not every_kink(120, "linear", "log_loss", 10)
+    assert swept(813, "epanechnikov") and not swept(814, "epanechnikov")
+    assert swept(645, "triweight") and not swept(646, "triweight")
+    assert not swept(500, "linear", "log_loss", 10)
+    loo = problem(700, "biweight")
+    window = KinkSweep.window(loo)
+    assert window * 700 * 3 * 2 <= SWEEP_NUMBERS
+    assert window >= WINDOW_FRACTION * 700 * 699 / 2
+    # Its arrays within the memory budget (here about 5 MiB at 100 rows).
     assert swept(100, "epanechnikov")
     with sklearn.config_context(working_memory=2):
         assert not swept(100, "epanechnikov")
@@ -202,6 +225,63 @@ def test_learned_width_is_the_exact_minimum_on_rough_problems(kernel):
         scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
         grid = np.linspace(np.log(scale * 1e-4), np.log(scale * 1e2), 4000)
         assert learned <= loo.losses_at(grid).min() * (1 + 1e-9), f"seed {seed}"
+
+
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight"])
+def test_a_window_of_kinks_finds_the_full_sweeps_minima_inside_it(kernel, monkeypatch):
+    # With room for a quarter of the kinks, the sweep takes those nearest
+    # the centre (here the whole sweep's lowest minimum): the minima it
+    # finds are the whole sweep's that lie within the window's kinks, the
+    # same losses at the same points.
+    for seed in range(4):
+        X, values, options = small_problem(seed)
+        loo = objective(X, values, kernel, "squared_error", options)
+        lower, upper = -20.0, 20.0
+        whole = KinkSweep(loo).minima(lower, upper)
+        kinks = KinkSweep(loo).kinks
+        kinks = kinks[kinks > 0].numpy()
+        n_columns = loo.weighted.shape[1]
+        per_kink = loo.n_samples * (POLYNOMIAL_KERNELS[kernel][1] + 1) * n_columns
+        monkeypatch.setattr(
+            sknw._loo_kinks, "SWEEP_NUMBERS", per_kink * (len(kinks) // 4)
+        )
+        sweep = KinkSweep(loo)
+        window = KinkSweep.window(loo)
+        assert window == len(kinks) // 4
+        centre = min(m for m in whole if lower < m[3] < upper)[3]
+        windowed = sweep.minima(lower, upper, centre)
+        middle = np.searchsorted(kinks, np.exp(centre))
+        first = min(max(middle - window // 2, 0), len(kinks) - window)
+        low, high = np.log(kinks[first]), np.log(kinks[first + window])
+        inside = [m for m in whole if low <= m[3] < high or first == m[3] - lower == 0]
+        assert len(windowed) == len(inside) > 0
+        for found, expected in zip(
+            sorted(windowed, key=lambda m: m[3]), sorted(inside, key=lambda m: m[3])
+        ):
+            assert found[3] == pytest.approx(expected[3], abs=1e-12)
+            assert found[0] == pytest.approx(expected[0], rel=1e-12)
+        # The upper end of the range is no minimum of the window's.
+        assert all(m[3] < upper for m in windowed)
+
+
+@pytest.mark.parametrize(("seed", "kernel"), [(52, "triweight"), (15, "epanechnikov")])
+def test_a_window_of_kinks_finds_the_dip_beside_the_scans_basin(seed, kernel):
+    # 222 and 300 rows, above the size of a sweep over every kink: the scan
+    # refined a basin beside a narrow dip (triweight: 1.4 % lower, at a
+    # width 1.3 times as large; Epanechnikov: 0.006 %). The kinks nearest
+    # the refined width are swept and the dip is found: the learned loss
+    # (NumPy's) is at or below the lowest of 6,000 widths.
+    X, y = random_problem(seed)
+    loo = objective(X, y[:, None], kernel, "squared_error", {"sample_weight": None})
+    assert KinkSweep.window(loo) < loo.n_samples * (loo.n_samples - 1) // 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV(kernel=kernel).fit(X, y)
+    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), kernel)
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+    grid = np.linspace(np.log(scale * 1e-5), np.log(scale * 10), 6000)
+    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
 
 
 def test_classifier_learns_the_exact_minimum_of_its_log_loss():
