@@ -423,9 +423,10 @@ class NadarayaWatsonRegressorCV(
         data's bounds (see Notes), then Newton steps with the analytic second
         derivative inside the best bracket, with golden-section steps where
         Newton's is unsafe (under the compact kernels of the form
-        (1 - u^p)^M, on up to about 200 samples, also the best local minima
-        of a sweep over every width where a pair enters the support: see
-        the user guide); per feature, L-BFGS-B from the start, the
+        (1 - u^p)^M, also the best local minima of a sweep over the widths
+        where a pair enters the support: every one up to about 200 samples,
+        those nearest the refined width up to about 800: see the user
+        guide); per feature, L-BFGS-B from the start, the
         one-width optimum and the best width proportional to each feature's
         spread (10 iterations from the two lowest, then on from the lower
         end), a result on a bound checked against the losses on the way

@@ -228,14 +228,17 @@ def test_learned_width_is_the_exact_minimum_on_rough_problems(kernel):
 
 
 @pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight"])
-def test_a_window_of_kinks_finds_the_full_sweeps_minima_inside_it(kernel, monkeypatch):
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_a_window_of_kinks_finds_the_full_sweeps_minima_inside_it(
+    kernel, loss, monkeypatch
+):
     # With room for a quarter of the kinks, the sweep takes those nearest
     # the centre (here the whole sweep's lowest minimum): the minima it
     # finds are the whole sweep's that lie within the window's kinks, the
     # same losses at the same points.
     for seed in range(4):
-        X, values, options = small_problem(seed)
-        loo = objective(X, values, kernel, "squared_error", options)
+        X, values, options = small_problem(seed, loss)
+        loo = objective(X, values, kernel, loss, options)
         lower, upper = -20.0, 20.0
         whole = KinkSweep(loo).minima(lower, upper)
         kinks = KinkSweep(loo).kinks
