@@ -793,10 +793,29 @@ class _Search:
         margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
         if not dense:
             basins = basins[losses[basins] <= best_scan + margin]
+        # Under a compact polynomial kernel, a sweep over the kinks finds the
+        # local minima between them and at them (see KinkSweep): every one
+        # on a small problem, those near the scan's best point above. The
+        # loss can dip between two points of the scan, and fall into a
+        # corner at a kink: the sweep's lowest few are refined, and a basin
+        # of the scan within the sweep's reach is not (its minimum is among
+        # the sweep's, which are only refined in the smooth interval
+        # between two kinks, not across kinks as the scan's basins are).
+        sweep = _kink_sweep(objective)
+        minima, covered = [], (math.inf, -math.inf)
+        if sweep is not None:
+            minima = sweep.minima(lower, upper, best_point)[:_N_BASINS]
+            if minima:
+                covered = sweep.covered
         results = []
+        # The point whose loss the loss curve reported last: the scan's
+        # best, or the first refinement's end.
+        reported = (np.array([best_point]), False, at_best[0])
         for index in basins:
             left = grid[max(index - 1, 0)]
             right = grid[min(index + 1, len(grid) - 1)]
+            if covered[0] <= left and right <= covered[1]:
+                continue
             record = len(results) == 0
             start_at, initial = grid[index], None
             if index == best_index:
@@ -804,21 +823,14 @@ class _Search:
             results.append(
                 self._refine(start_at, left, right, record=record, initial=initial)
             )
-        # Under a compact polynomial kernel on a small problem, a sweep over
-        # the kinks finds the local minima between them and at them (see
-        # KinkSweep): the lowest few are refined too (the loss can dip
-        # between two points of the scan, and fall into a corner at a kink).
-        sweep = _kink_sweep(objective)
-        if sweep is not None:
-            # Above its size, around the lowest minimum found so far.
-            centre = float(min(results, key=lambda result: result[2])[0][0])
-            minima = sweep.minima(lower, upper, centre)
-            for _, left, right, point in minima[:_N_BASINS]:
-                if left < right:
-                    results.append(self._refine(point, left, right, record=False))
-                else:
-                    value = objective.evaluate([point], order=0)[0]
-                    results.append((np.array([point]), True, value))
+            if record:
+                reported = results[-1]
+        for _, left, right, point in minima:
+            if left < right:
+                results.append(self._refine(point, left, right, record=False))
+            else:
+                value = objective.evaluate([point], order=0)[0]
+                results.append((np.array([point]), True, value))
         best = min(range(len(results)), key=lambda k: results[k][2])
         log_bandwidth, converged, value = results[best]
         # On a flat stretch at either end (every prediction the nearest
@@ -833,13 +845,13 @@ class _Search:
             if end <= value * (1 + 1e-12):
                 log_bandwidth, value = np.array([grid[index]]), end
                 break
-        if best > 0 or value != results[best][2]:
+        if results[best] is not reported or value != reported[2]:
             if len(self.loss_curve) < self.max_iter + 1:
                 self._record(value)
             else:
                 # No iteration left to report another point: keep the one
                 # whose loss was reported last.
-                log_bandwidth, converged, value = results[0]
+                log_bandwidth, converged, value = reported
         return log_bandwidth, converged
 
     def _sampled_basins(self, scan, points, row_losses, rows):

@@ -27,6 +27,11 @@ POLYNOMIAL_KERNELS = {
 # above, a window of the kinks nearest a given width.
 SWEEP_NUMBERS = 2**24
 
+# Above that, the window spans at most this factor each way from the width
+# it is centred on (the dips the scan's refinement misses lie beside its
+# basin), in log-width.
+WINDOW_SPAN = math.log(2.0)
+
 # The window holds at least this fraction of the kinks (of n (n - 1) / 2),
 # or there is no sweep (from about 800 rows under Epanechnikov's squared
 # error).
@@ -43,9 +48,8 @@ _CANCELLATION = 1e-6
 _BISECTIONS = 12
 
 # Numbers gathered for one block of kinks of the sweep (n_samples * kinks *
-# (M + 1) * (n_values + 1)): 8 MiB in float64, within the last-level cache
-# (2^17 took 1.3-1.8x as long at 200-800 rows, from the per-block overhead).
-_BLOCK_NUMBERS = 2**20
+# (M + 1) * (n_values + 1)): blocks that stay in cache.
+_BLOCK_NUMBERS = 2**17
 
 
 class KinkSweep:
@@ -320,13 +324,18 @@ class KinkSweep:
         top = math.exp(upper)
         first, window = 0, self.window(self.objective)
         if centre is not None and len(kinks) > window:
-            # The window's kinks, and the next one after them as its top (up
-            # to which the loss stays smooth).
+            # The window's kinks, at most WINDOW_SPAN from the centre, and the
+            # next one after them as its top (up to which the loss stays
+            # smooth).
             middle = int(torch.searchsorted(kinks, math.exp(centre)))
             first = min(max(middle - window // 2, 0), len(kinks) - window)
-            if first + window < len(kinks):
-                top = float(kinks[first + window])
-            kinks = kinks[first : first + window]
+            stop = first + window
+            low, high = (math.exp(centre + side * WINDOW_SPAN) for side in (-1, 1))
+            first = max(first, int(torch.searchsorted(kinks, low)))
+            stop = max(min(stop, int(torch.searchsorted(kinks, high))), first)
+            if stop < len(kinks):
+                top = float(kinks[stop])
+            kinks = kinks[first:stop]
         whole = top == math.exp(upper)
         top = torch.tensor([top], dtype=kinks.dtype, device=kinks.device)
         ends = torch.cat([kinks, top])
@@ -349,6 +358,13 @@ class KinkSweep:
         for start in range(0, n_kinks + 1, block):
             part = slice(start, min(start + block, n_kinks + 1))
             value[part], slope_in[part] = self.terms(ends[part], counts[:, part])
+        # The log-widths whose minima the sweep finds: from its first kink
+        # (from the lower bound where that is the first of all) up to its
+        # top.
+        self.covered = (
+            lower if first == 0 else math.log(float(kinks[0])),
+            math.log(float(top[0])),
+        )
         found = []
         if first == 0:
             # Below the first kink only duplicates (at distance 0) reach a

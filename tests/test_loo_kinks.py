@@ -255,7 +255,12 @@ def test_a_window_of_kinks_finds_the_full_sweeps_minima_inside_it(
         windowed = sweep.minima(lower, upper, centre)
         middle = np.searchsorted(kinks, np.exp(centre))
         first = min(max(middle - window // 2, 0), len(kinks) - window)
-        low, high = np.log(kinks[first]), np.log(kinks[first + window])
+        stop = first + window
+        # (Within a factor 2 of the centre.)
+        first = max(first, np.searchsorted(kinks, np.exp(centre) / 2))
+        stop = min(stop, np.searchsorted(kinks, np.exp(centre) * 2))
+        low = np.log(kinks[first])
+        high = np.log(kinks[stop]) if stop < len(kinks) else upper
         inside = [m for m in whole if low <= m[3] < high or first == m[3] - lower == 0]
         assert len(windowed) == len(inside) > 0
         for found, expected in zip(
