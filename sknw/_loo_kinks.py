@@ -190,20 +190,22 @@ class KinkSweep:
         )
         # sum_m binomial_m (-z)^m P_m, its derivative in z, and the sum of
         # the weights' terms in absolute value (for the cancellation).
+        # (Each term added by one fused multiply-add, no temporaries.)
         sums = gathered[:, 0].clone()
-        slopes = torch.zeros_like(sums)
+        slopes = gathered[:, 1] * float(self.binomial[1])
         # The columns whose terms are all of one sign: the summed weight,
         # and for the log-loss every class's (its probabilities' logarithm
         # needs them to their own precision).
         checked = slice(None) if self.objective.loss == "log_loss" else slice(-1, None)
         scale = gathered[checked, 0].clone()
-        power = torch.ones_like(z)
+        power = z
         for m in range(1, self.degree + 1):
             coefficient = float(self.binomial[m])
-            slopes.add_(gathered[:, m] * (m * coefficient * power))
-            power = power * z
-            sums.add_(gathered[:, m] * (coefficient * power))
-            scale.add_(gathered[checked, m] * (abs(coefficient) * power))
+            if m > 1:
+                slopes.addcmul_(gathered[:, m], power * (m * coefficient))
+                power = power * z
+            sums.addcmul_(gathered[:, m], power * coefficient)
+            scale.addcmul_(gathered[checked, m], power * abs(coefficient))
         cancelled = (sums[checked] < _CANCELLATION * scale).any(dim=0).nonzero()
         if len(cancelled):
             self._pair_by_pair(sums, slopes, cancelled, z, counts)
