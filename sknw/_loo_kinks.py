@@ -364,10 +364,13 @@ class KinkSweep:
         # (from the lower bound where that is the first of all) up to its
         # top.
         self.covered = (
-            lower if first == 0 else math.log(float(kinks[0])),
+            lower if first == 0 else math.log(float(ends[0])),
             math.log(float(top[0])),
         )
         found = []
+        if first > 0 and n_kinks == 0:
+            # No kink within the window's span of the centre.
+            return found
         if first == 0:
             # Below the first kink only duplicates (at distance 0) reach a
             # row: a flat stretch down to the lower bound, of slope 0.

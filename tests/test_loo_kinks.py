@@ -292,6 +292,31 @@ def test_a_window_of_kinks_finds_the_dip_beside_the_scans_basin(seed, kernel):
     assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear"])
+def test_a_window_without_kinks_leaves_the_scans_refinement(kernel):
+    # 241 rows, d = 3, one row far out: the distances within the bulk and
+    # those to the far row leave a gap of more than a factor 4 between two
+    # kinks. Centred there (as the scan's best point was), the window holds
+    # no kink and finds nothing, and the scan's basin is refined as without
+    # a sweep.
+    X, y = random_problem(0)
+    loo = objective(X, y[:, None], kernel, "squared_error", {"sample_weight": None})
+    sweep = KinkSweep(loo)
+    logs = torch.log(sweep.kinks[sweep.kinks > 0]).numpy()
+    widest = int(np.argmax(np.diff(logs)))
+    assert logs[widest + 1] - logs[widest] > 2 * np.log(2.0)
+    centre = (logs[widest] + logs[widest + 1]) / 2
+    assert sweep.minima(-50.0, 50.0, centre) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV(kernel=kernel).fit(X, y)
+    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), kernel)
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+    grid = np.linspace(np.log(scale * 1e-5), np.log(scale * 10), 6000)
+    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
+
+
 def test_classifier_learns_the_exact_minimum_of_its_log_loss():
     X, values, _ = small_problem(11, "log_loss")
     labels = np.argmax(values, axis=1)
