@@ -272,6 +272,19 @@ def test_a_window_of_kinks_finds_the_full_sweeps_minima_inside_it(
         assert all(m[3] < upper for m in windowed)
 
 
+def assert_learns_the_grid_minimum(X, y, kernel, loo):
+    """The learned width's loss (NumPy's) is the loss curve's last entry,
+    and at or below the lowest of 6,000 widths of ``loo``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV(kernel=kernel).fit(X, y)
+    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), kernel)
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
+    grid = np.linspace(np.log(scale * 1e-5), np.log(scale * 10), 6000)
+    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
+
+
 @pytest.mark.parametrize(("seed", "kernel"), [(52, "triweight"), (15, "epanechnikov")])
 def test_a_window_of_kinks_finds_the_dip_beside_the_scans_basin(seed, kernel):
     # 222 and 300 rows, above the size of a sweep over every kink: the scan
@@ -282,14 +295,7 @@ def test_a_window_of_kinks_finds_the_dip_beside_the_scans_basin(seed, kernel):
     X, y = random_problem(seed)
     loo = objective(X, y[:, None], kernel, "squared_error", {"sample_weight": None})
     assert KinkSweep.window(loo) < loo.n_samples * (loo.n_samples - 1) // 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = NadarayaWatsonRegressorCV(kernel=kernel).fit(X, y)
-    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), kernel)
-    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
-    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
-    grid = np.linspace(np.log(scale * 1e-5), np.log(scale * 10), 6000)
-    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
+    assert_learns_the_grid_minimum(X, y, kernel, loo)
 
 
 @pytest.mark.parametrize("kernel", ["epanechnikov", "linear"])
@@ -307,14 +313,7 @@ def test_a_window_without_kinks_leaves_the_scans_refinement(kernel):
     assert logs[widest + 1] - logs[widest] > 2 * np.log(2.0)
     centre = (logs[widest] + logs[widest + 1]) / 2
     assert sweep.minima(-50.0, 50.0, centre) == []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = NadarayaWatsonRegressorCV(kernel=kernel).fit(X, y)
-    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), kernel)
-    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
-    scale = np.sqrt(((X.max(axis=0) - X.min(axis=0)) ** 2).sum())
-    grid = np.linspace(np.log(scale * 1e-5), np.log(scale * 10), 6000)
-    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
+    assert_learns_the_grid_minimum(X, y, kernel, loo)
 
 
 def test_classifier_learns_the_exact_minimum_of_its_log_loss():
