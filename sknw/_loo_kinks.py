@@ -333,8 +333,11 @@ class KinkSweep:
             first = min(max(middle - window // 2, 0), len(kinks) - window)
             stop = first + window
             low, high = (math.exp(centre + side * WINDOW_SPAN) for side in (-1, 1))
-            first = max(first, int(torch.searchsorted(kinks, low)))
-            stop = max(min(stop, int(torch.searchsorted(kinks, high))), first)
+            # The interval that holds the centre is always swept: from the
+            # kink below it, however far.
+            below = max(middle - 1, 0)
+            first = max(first, min(int(torch.searchsorted(kinks, low)), below))
+            stop = max(min(stop, int(torch.searchsorted(kinks, high))), below + 1)
             if stop < len(kinks):
                 top = float(kinks[stop])
             kinks = kinks[first:stop]

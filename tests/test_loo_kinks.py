@@ -299,12 +299,13 @@ def test_a_window_of_kinks_finds_the_dip_beside_the_scans_basin(seed, kernel):
 
 
 @pytest.mark.parametrize("kernel", ["epanechnikov", "linear"])
-def test_a_window_without_kinks_leaves_the_scans_refinement(kernel):
+def test_a_window_in_a_gap_between_kinks_sweeps_the_interval_across_it(kernel):
     # 241 rows, d = 3, one row far out: the distances within the bulk and
     # those to the far row leave a gap of more than a factor 4 between two
     # kinks. Centred there (as the scan's best point was), the window holds
-    # no kink and finds nothing, and the scan's basin is refined as without
-    # a sweep.
+    # the kink below the centre and the interval from it across the gap, no
+    # kink within a factor 2 of the centre: its minima are the whole
+    # sweep's in that interval. The fit finds the grid's minimum.
     X, y = random_problem(0)
     loo = objective(X, y[:, None], kernel, "squared_error", {"sample_weight": None})
     sweep = KinkSweep(loo)
@@ -312,7 +313,11 @@ def test_a_window_without_kinks_leaves_the_scans_refinement(kernel):
     widest = int(np.argmax(np.diff(logs)))
     assert logs[widest + 1] - logs[widest] > 2 * np.log(2.0)
     centre = (logs[widest] + logs[widest + 1]) / 2
-    assert sweep.minima(-50.0, 50.0, centre) == []
+    windowed = sweep.minima(-50.0, 50.0, centre)
+    assert sweep.covered == pytest.approx((logs[widest], logs[widest + 1]))
+    whole = sweep.minima(-50.0, 50.0)
+    inside = [m for m in whole if logs[widest] <= m[3] < logs[widest + 1]]
+    assert sorted(windowed) == pytest.approx(sorted(inside))
     assert_learns_the_grid_minimum(X, y, kernel, loo)
 
 
