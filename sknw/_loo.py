@@ -820,10 +820,12 @@ class _Search:
             start_at, initial = grid[index], None
             if index == best_index:
                 start_at, initial = best_point, at_best
+            recorded = len(self.loss_curve)
             results.append(
                 self._refine(start_at, left, right, record=record, initial=initial)
             )
-            if record:
+            # (With no iteration left, the refinement records nothing.)
+            if record and len(self.loss_curve) > recorded:
                 reported = results[-1]
         for _, left, right, point in minima:
             if left < right:

@@ -371,9 +371,6 @@ class KinkSweep:
             math.log(float(top[0])),
         )
         found = []
-        if first > 0 and n_kinks == 0:
-            # No kink within the window's span of the centre.
-            return found
         if first == 0:
             # Below the first kink only duplicates (at distance 0) reach a
             # row: a flat stretch down to the lower bound, of slope 0.

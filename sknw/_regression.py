@@ -425,7 +425,7 @@ class NadarayaWatsonRegressorCV(
         Newton's is unsafe (under the compact kernels of the form
         (1 - u^p)^M, also the best local minima of a sweep over the widths
         where a pair enters the support: every one up to about 200 samples,
-        those nearest the refined width up to about 800: see the user
+        those nearest the scan's best width up to about 800: see the user
         guide); per feature, L-BFGS-B from the start, the
         one-width optimum and the best width proportional to each feature's
         spread (10 iterations from the two lowest, then on from the lower

@@ -321,6 +321,21 @@ def test_a_window_in_a_gap_between_kinks_sweeps_the_interval_across_it():
     assert_learns_the_grid_minimum(X, y, kernel, loo)
 
 
+@pytest.mark.parametrize("seed", [96, 74])
+def test_with_one_iteration_the_loss_curve_ends_at_the_width_returned(seed):
+    # max_iter=1: no iteration is left to refine or to report another
+    # point; where the scan's best basin is left to the sweep, the width
+    # returned is still the one whose loss the curve reported last (it was
+    # an unrefined grid point of another basin, 33 % higher).
+    X, y = random_problem(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV(kernel="epanechnikov", max_iter=1).fit(X, y)
+    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), "epanechnikov")
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    assert model.n_iter_ == 1
+
+
 def test_classifier_learns_the_exact_minimum_of_its_log_loss():
     X, values, _ = small_problem(11, "log_loss")
     labels = np.argmax(values, axis=1)
