@@ -82,10 +82,10 @@ class KinkSweep:
     def __init__(self, objective):
         self.objective = objective
         self.power, self.degree = POLYNOMIAL_KERNELS[objective.name]
-        squared = objective._distance_cache(False)[0]
+        kept = objective._distance_cache(False)[0]
         n_samples = objective.n_samples
         # Each row's others by distance (the own pair, +inf, last).
-        squared, order = torch.sort(squared, dim=1)
+        squared, order = torch.sort(kept, dim=1)
         squared, order = squared[:, :-1], order[:, :-1]
         self.distances = squared.sqrt().contiguous()
         self.columns = objective.weighted[order]
@@ -111,15 +111,8 @@ class KinkSweep:
         )
         # A row that no other sample reaches predicts its nearest ones'
         # average, as the objective does.
-        self.nearest = objective._nearest_values(objective._distance_cache(False)[0])
+        self.nearest = objective._nearest_values(kept)
         self.kinks = torch.unique(self.distances)
-
-    @staticmethod
-    def size(objective):
-        """An upper bound on the numbers a sweep over every kink gathers:
-        (M + 1) (n_values + 1) for each of n_samples^2 (n_samples - 1) / 2
-        (row, kink) pairs."""
-        return KinkSweep.n_kinks(objective) * KinkSweep._per_kink(objective)
 
     @staticmethod
     def n_kinks(objective):

@@ -138,19 +138,18 @@ def test_sweep_size_counts_rows_kinks_degree_and_classes():
     assert swept(100, "epanechnikov")
     with sklearn.config_context(working_memory=2):
         assert not swept(100, "epanechnikov")
-    assert (
-        KinkSweep.size(
-            objective(
-                np.zeros((3, 1)) + np.arange(3)[:, None],
-                np.ones((3, 1)),
-                "tricube",
-                "squared_error",
-                none,
-            )
-        )
-        == 3 * 3 * 2 // 2 * 4 * 2
-        <= SWEEP_NUMBERS
+    # 3 rows, tricube (M = 3), one target: 3 kinks, (3 + 1) 2 numbers a
+    # row at each.
+    tiny = objective(
+        np.zeros((3, 1)) + np.arange(3)[:, None],
+        np.ones((3, 1)),
+        "tricube",
+        "squared_error",
+        none,
     )
+    assert KinkSweep.window(tiny) == KinkSweep.n_kinks(tiny) == 3 * 2 // 2
+    assert KinkSweep._per_kink(tiny) == 3 * 4 * 2
+    assert KinkSweep.window(tiny) * KinkSweep._per_kink(tiny) <= SWEEP_NUMBERS
 
 
 @pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight"])
