@@ -28,6 +28,12 @@ from sknw._engine import (
     weighted_values,
 )
 from sknw._kernels import KERNELS
+from sknw._loo_band import LineBand
+
+# Bands of neighbours serve samples within this distance of their middle
+# (those of the learning are rescaled to within 1): their padding's
+# squared distance stays within float32's range (see LineBand).
+_BAND_EXTENT = 1e6
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
 # their spare, the kernel weights, their derivative, one product of the
@@ -341,6 +347,7 @@ class PairwiseObjective:
         """No reused blocks, no kept distances: what a new objective, a
         released one and the float32 copy start from."""
         self._local = threading.local()
+        self._line = None
         self._recent = []
         self._block_sets = []
         self._cache = {}
@@ -436,16 +443,25 @@ class PairwiseObjective:
         for_each_in_threads(run, list(range(len(batches))), n_threads)
         return results
 
-    def _block(self, name, n_rows):
+    def _block(self, name, n_rows, width=None):
         """The (n_rows, n_samples) view of the reused block called ``name``
-        (the blocks the engine's problems over these samples share)."""
-        return named_block(
-            self._thread_blocks(),
-            name,
-            (n_rows, self.n_samples),
-            self.dtype,
-            self.device,
-        )
+        (the blocks the engine's problems over these samples share), or with
+        ``width`` an (n_rows, width) view of a band's block of that name."""
+        if width is None:
+            return named_block(
+                self._thread_blocks(),
+                name,
+                (n_rows, self.n_samples),
+                self.dtype,
+                self.device,
+            )
+        blocks = self._thread_blocks()
+        key = "band " + name
+        buffer = blocks.get(key)
+        if buffer is None or buffer.numel() < n_rows * width:
+            buffer = torch.empty(n_rows * width, dtype=self.dtype, device=self.device)
+            blocks[key] = buffer
+        return buffer[: n_rows * width].view(n_rows, width)
 
     @staticmethod
     def _rows_of(block, chunk, chunk_t, dim=0):
@@ -471,12 +487,19 @@ class PairwiseObjective:
                 self._cache[key] = self._kept_distances(per_feature)
             return self._cache[key]
 
+    def _keeps_distances(self, per_feature):
+        """Whether the squared distances are kept (see
+        :meth:`_distance_cache`): every row fits in one chunk and they fit
+        in one block's budget."""
+        n_blocks = self.n_features if per_feature else 1
+        size = n_blocks * self.n_samples**2 * torch.finfo(self.dtype).bits // 8
+        return self.chunk_n_rows >= self.n_samples and size <= self.block_bytes
+
     def _kept_distances(self, per_feature):
         """What :meth:`_distance_cache` keeps, computed."""
         n_blocks = self.n_features if per_feature else 1
-        size = n_blocks * self.n_samples**2 * torch.finfo(self.dtype).bits // 8
         cache = None
-        if self.chunk_n_rows >= self.n_samples and size <= self.block_bytes:
+        if self._keeps_distances(per_feature):
             features = range(self.n_features) if per_feature else [None]
             everything = np.arange(self.n_samples)
             # One tensor of n_blocks blocks: per feature, the distances at
@@ -574,6 +597,27 @@ class LeaveOneOutObjective(PairwiseObjective):
             and _use_fused(self.device, self.kernel_name)
         )
 
+    def _line_band(self):
+        """The samples in sorted order for sums over bands of neighbours
+        (see :class:`~sknw._loo_band.LineBand`) where they serve: one
+        feature, the Gaussian, no local widths, and more samples than
+        the kept distances serve (see :meth:`_keeps_distances`: every pair
+        read from memory costs less than a band's fewer pairs computed).
+        None otherwise."""
+        if not (
+            self.n_features == 1
+            and not self._keeps_distances(False)
+            and self.name == "gaussian"
+            and np.abs(self.X_numpy).max(initial=0.0) <= _BAND_EXTENT
+            and self.key_widths is None
+            and self.row_factor is None
+            and not self.fused
+        ):
+            return None
+        if self._line is None:
+            self._line = LineBand(self.X_numpy[:, 0], self.weighted)
+        return self._line
+
     def _evaluate(self, log_bandwidth, rows, order):
         """:meth:`evaluate`, computed."""
         per_feature = log_bandwidth.size > 1
@@ -587,6 +631,8 @@ class LeaveOneOutObjective(PairwiseObjective):
         if per_feature and every_row and self._dense_features():
             return self._dense_feature_terms(log_bandwidth, order)
         bandwidth = np.exp(log_bandwidth)
+        line = None if per_feature else self._line_band()
+        half_width = None if line is None else line.half_widths(rows, bandwidth)[0]
         scaled = None
         if per_feature and order == 1 and self._distance_cache(True) is not None:
             # The gradient from the kept distances (see _kept_gradient).
@@ -597,6 +643,18 @@ class LeaveOneOutObjective(PairwiseObjective):
         gradient = np.zeros(log_bandwidth.size)
 
         def terms(batch, chunk):
+            if half_width is not None:
+                # The band of each row's neighbours at width 1, scaled.
+                chunk_t = torch.as_tensor(chunk, device=self.device)
+                blocks = self._thread_blocks()
+                sq, band = line.squared(
+                    chunk_t, half_width, self.own_pair, self.dtype, blocks
+                )
+                sq_min = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
+                scale = 1.0 / float(bandwidth[0]) ** 2
+                return self._chunk_terms(
+                    sq, sq_min, chunk, order, None, scale=scale, band=band
+                )
             sq, sq_min, scale = self._pairs(
                 bandwidth, chunk, scaled=self.name == "gaussian" and not per_feature
             )
@@ -805,32 +863,83 @@ class LeaveOneOutObjective(PairwiseObjective):
         # (counted here: a worker thread runs torch with one thread).
         share = self.block_bytes / n_compute_threads(self.device)
 
+        line = self._line_band() if self.name == "gaussian" else None
+
+        def gaussian_groups(losses, batch, chunk, sq, band, widths, base):
+            # The Gaussian takes the scale in its one pass, at a group of
+            # widths at a time within the thread's share of the budget. One
+            # width's block more, where the budget has room for it, holds
+            # the weights a group carries to the next.
+            n_columns = self.n_samples if band is None else band.width
+            per_width = len(chunk) * n_columns * sq.element_size()
+            room = int(share // per_width)
+            carries = room >= 2
+            group = max(1, room - carries)
+            carry = False if not carries else None
+            for start in range(widths.start, widths.stop, group):
+                part = slice(start, min(start + group, widths.stop))
+                scales = base * np.exp(-2 * (log_bandwidths[part] - smallest))
+                row_out = None if row_losses is None else row_losses[batch, part]
+                losses[part], carry = self._gaussian_losses(
+                    sq, chunk, scales, row_out, carry, band
+                )
+
+        def band_losses(losses, batch, chunk, half_widths, first):
+            # The widths from ``first`` on, over bands of neighbours: u^2 at
+            # width 1 in the band of the widest, shifted once; each group of
+            # widths whose bands hold at least half as many columns as its
+            # widest's takes the middle of it.
+            chunk_t = torch.as_tensor(chunk, device=self.device)
+            widest = half_widths[first]
+            sq, band = line.squared(
+                chunk_t, widest, self.own_pair, self.dtype, self._thread_blocks()
+            )
+            shifts = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
+            sq.sub_(shifts)
+            base = math.exp(-2 * smallest)
+            start = first
+            while start < len(log_bandwidths):
+                half_width = half_widths[start]
+                stop = start + 1
+                while (
+                    stop < len(log_bandwidths) and 2 * half_widths[stop] >= half_width
+                ):
+                    stop += 1
+                offset = widest - half_width
+                gaussian_groups(
+                    losses,
+                    batch,
+                    chunk,
+                    sq[:, offset : offset + 2 * half_width + 1],
+                    band.narrowed(half_width),
+                    slice(start, stop),
+                    base,
+                )
+                start = stop
+
         def chunk_losses(batch, chunk):
             losses = np.zeros(len(log_bandwidths))
             gaussian = self.name == "gaussian"
-            sq, sq_min, base = self._pairs(
-                np.exp(smallest + log_relative), chunk, scaled=gaussian
-            )
             if gaussian:
-                # Shifted once for every width (see _kernel_terms).
-                sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk)))
-                # The Gaussian takes the scale in its one pass, at a group of
-                # widths at a time within the thread's share of the budget.
-                # One width's block more, where the budget has room for it,
-                # holds the weights a group carries to the next.
-                per_width = len(chunk) * self.n_samples * sq.element_size()
-                room = int(share // per_width)
-                carries = room >= 2
-                group = max(1, room - carries)
-                carry = False if not carries else None
-                for start in range(0, len(log_bandwidths), group):
-                    part = slice(start, start + group)
-                    scales = base * np.exp(-2 * (log_bandwidths[part] - smallest))
-                    row_out = None if row_losses is None else row_losses[batch, part]
-                    losses[part], carry = self._gaussian_losses(
-                        sq, chunk, scales, row_out, carry
+                # Widest first: the widths whose bands would hold too many
+                # columns, if any, over every sample.
+                half_widths = [None] * len(log_bandwidths)
+                if line is not None:
+                    half_widths = line.half_widths(chunk, np.exp(log_bandwidths))
+                n_whole = sum(half_width is None for half_width in half_widths)
+                if n_whole:
+                    sq, sq_min, base = self._pairs(
+                        np.exp(smallest + log_relative), chunk, scaled=True
                     )
+                    # Shifted once for every width (see _kernel_terms).
+                    sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk)))
+                    gaussian_groups(
+                        losses, batch, chunk, sq, None, slice(0, n_whole), base
+                    )
+                if n_whole < len(log_bandwidths):
+                    band_losses(losses, batch, chunk, half_widths, n_whole)
                 return losses
+            sq, sq_min, base = self._pairs(np.exp(smallest + log_relative), chunk)
             if self.kernel.compact:
                 # A group of widths at a time in one pass of each operation,
                 # within the thread's share of the budget (the kernel's
@@ -954,7 +1063,9 @@ class LeaveOneOutObjective(PairwiseObjective):
                 )
             return self._cache["minima"]
 
-    def _chunk_terms(self, sq, sq_min, chunk, order, scaled, scale=1.0, row_out=None):
+    def _chunk_terms(
+        self, sq, sq_min, chunk, order, scaled, scale=1.0, row_out=None, band=None
+    ):
         """Summed loss (and derivatives) of a chunk of rows.
 
         ``sq`` times ``scale`` is u^2 (a ``scale`` other than 1 only for the
@@ -962,7 +1073,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         the units of ``sq`` (see :meth:`_pairs`).
         ``scaled`` holds the coordinates divided by per-feature widths, or is
         None for one shared width. ``row_out``, when given, receives each
-        row's c_i-weighted loss.
+        row's c_i-weighted loss. ``band``, for one width: ``sq`` holds each
+        row's band of neighbours (see :class:`~sknw._loo_band.Band`), not
+        every sample.
 
         Returns
         -------
@@ -973,6 +1086,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         """
         chunk_t = torch.as_tensor(chunk, device=self.device)
         per_feature = scaled is not None
+        width = None if band is None else band.width
         # For one width the Gaussian's derivatives are its weights times u^2
         # and u^4 - 2 u^2: its one block is multiplied by u^2 in place after
         # each product (see :meth:`_gaussian_moment_sums`).
@@ -983,7 +1097,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             # shift scales with u^2 along the width), in sums of K a^2 and
             # K (a^4 - 2 a^2) that stay small, where those of an isolated
             # row's large u^2 would cancel to nothing.
-            sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk)))
+            sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk), width))
             sq_min = None
         weights, first, second = _kernel_terms(
             self.name,
@@ -993,15 +1107,16 @@ class LeaveOneOutObjective(PairwiseObjective):
             # own products (see _feature_hessian).
             0 if in_place else min(order, 1) if per_feature else order,
             per_feature,
-            lambda name: self._block(name, len(chunk)),
+            lambda name: self._block(name, len(chunk), width),
             scale,
         )
         position = torch.arange(len(chunk), device=self.device)
+        own = chunk_t if band is None else band.half_width
         for block in (weights, first, second):
             if block is not None:
-                block[position, chunk_t] = 0.0
-        sums = times(weights, self.weighted)
-        predictions, totals, empty = self._predictions(sums, sq, chunk_t)
+                block[position, own] = 0.0
+        sums = self._sums(weights, band)
+        predictions, totals, empty = self._predictions(sums, sq, chunk_t, band)
         row_weight = self.sample_weight[chunk_t]
         row_losses = self._row_losses(predictions, chunk_t)
         if row_out is not None:
@@ -1052,10 +1167,10 @@ class LeaveOneOutObjective(PairwiseObjective):
             return loss, gradient.cpu().numpy(), hessian
         if in_place:
             first_sums, second_sums = self._gaussian_moment_sums(
-                weights, sq, scale, position, chunk_t, order
+                weights, sq, scale, position, own, order, band
             )
         else:
-            first_sums = times(first, self.weighted)
+            first_sums = self._sums(first, band)
         derivative = (
             first_sums[:, :-1] - predictions * first_sums[:, -1:]
         ) * inverse_totals[:, None]
@@ -1063,7 +1178,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         if order == 1:
             return loss, np.array([gradient]), None
         if not in_place:
-            second_sums = times(second, self.weighted)
+            second_sums = self._sums(second, band)
         second_derivative = (
             second_sums[:, :-1]
             - 2 * derivative * first_sums[:, -1:]
@@ -1077,7 +1192,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         curvature_terms = quadratic + (second_derivative * slope).sum(dim=1)
         return loss, np.array([gradient]), float(curvature_terms @ row_weight)
 
-    def _predictions(self, sums, sq, chunk_t):
+    def _predictions(self, sums, sq, chunk_t, band=None):
         """Leave-one-out predictions of a chunk of rows from the products of
         their weights with the weighted values, at one width (``sums`` of
         shape (n_rows, n_values + 1)) or several (a leading dimension).
@@ -1102,7 +1217,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         if bool(empty.any()):
             rows = empty.reshape(-1, len(chunk_t)).any(dim=0)
             nearest = predictions.new_zeros((len(chunk_t), predictions.shape[-1]))
-            nearest[rows] = self._nearest_values(sq[rows])
+            nearest[rows] = self._nearest_values(
+                sq[rows], None if band is None else band.rows(rows)
+            )
             predictions = torch.where(empty[..., None], nearest, predictions)
         return predictions, totals, empty
 
@@ -1119,7 +1236,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         labels = self.labels[chunk_t, None].expand(predictions.shape[:-1] + (1,))
         return predictions.gather(-1, labels)[..., 0]
 
-    def _gaussian_losses(self, sq, chunk, scales, row_out=None, carry=None):
+    def _gaussian_losses(self, sq, chunk, scales, row_out=None, carry=None, band=None):
         """Summed loss of a chunk of rows at several widths of the Gaussian,
         u^2 less each row's shift being ``sq`` times each of ``scales``: one
         block per width, and one pass of each operation over all of them.
@@ -1128,7 +1245,8 @@ class LeaveOneOutObjective(PairwiseObjective):
         scale and the squarings of the weights it left in the first slot of
         the block (of one more width), a source for this group's (see
         :func:`_squaring_sources`); None for a chunk's first group, False
-        where no slot is kept.
+        where no slot is kept. ``band``: ``sq`` holds each row's band of
+        neighbours (see :class:`~sknw._loo_band.Band`).
 
         Returns
         -------
@@ -1139,13 +1257,14 @@ class LeaveOneOutObjective(PairwiseObjective):
         chunk_t = torch.as_tensor(chunk, device=self.device)
         n_rows = len(chunk)
         n_slots = len(scales) + (carry is not False)
-        slots = self._block("widths", n_slots * n_rows).view(
-            n_slots, n_rows, self.n_samples
-        )
+        n_columns = self.n_samples if band is None else band.width
+        slots = self._block(
+            "widths", n_slots * n_rows, None if band is None else n_columns
+        ).view(n_slots, n_rows, n_columns)
         held, weights = slots[0], slots[n_slots - len(scales) :]
         floor = log_weight_floor(self.dtype)
         floor2 = log2_weight_floor(self.dtype)
-        if n_rows * self.n_samples < _SQUARING_PAIRS:
+        if n_rows * n_columns < _SQUARING_PAIRS:
             sources, depths = [None] * len(scales), [0] * len(scales)
         else:
             sources, depths = _squaring_sources(scales, _SQUARING_CHAIN, carry or None)
@@ -1181,23 +1300,21 @@ class LeaveOneOutObjective(PairwiseObjective):
             largest = int(np.argmax(scales))
             held.copy_(weights[largest])
             carry = (scales[largest], depths[largest])
-        return self._weights_losses(weights, sq, chunk_t, row_out), carry
+        return self._weights_losses(weights, sq, chunk_t, row_out, band), carry
 
-    def _weights_losses(self, weights, sq, chunk_t, row_out=None):
+    def _weights_losses(self, weights, sq, chunk_t, row_out=None, band=None):
         """Summed loss of a chunk of rows at each of several blocks of
         weights (of shape (n_blocks, n_rows, n_samples), each row's own pair
         still to be zeroed); ``sq`` one of their u^2 blocks, for rows no
         other sample reaches (see :meth:`_predictions`)."""
-        n_blocks, n_rows = weights.shape[:2]
+        n_rows = weights.shape[1]
         position = torch.arange(n_rows, device=self.device)
-        weights[:, position, chunk_t] = 0.0
+        weights[:, position, chunk_t if band is None else band.half_width] = 0.0
         # One product for every block: its rows against the weighted values
         # stored column by column (twice as fast as one product a block,
         # measured at 250 rows of 1,000 samples in float32).
-        sums = (weights.view(-1, self.n_samples) @ self.weighted).view(
-            n_blocks, n_rows, -1
-        )
-        predictions, _, _ = self._predictions(sums, sq, chunk_t)
+        sums = self._sums(weights, band)
+        predictions, _, _ = self._predictions(sums, sq, chunk_t, band)
         row_losses = self._row_losses(predictions, chunk_t)
         row_losses.mul_(self.sample_weight[chunk_t])
         if row_out is not None:
@@ -1244,20 +1361,23 @@ class LeaveOneOutObjective(PairwiseObjective):
             losses.append(self._weights_losses(weights, sq[0], everything))
         return np.concatenate(losses) / self.sample_weight_numpy.sum()
 
-    def _gaussian_moment_sums(self, weights, sq, scale, position, chunk_t, order):
+    def _gaussian_moment_sums(
+        self, weights, sq, scale, position, own, order, band=None
+    ):
         """The products of K u^2 and, at ``order=2``, K (u^4 - 2 u^2) with
         the weighted values, u^2 = ``sq`` times ``scale``: the block of
         weights K is multiplied by ``sq`` in place (after its own product has
-        been taken), the scale applied to the products."""
+        been taken), the scale applied to the products. ``own``: each row's
+        own pair's column."""
         weights.mul_(sq)
         # The row's own pair: weight 0 times u^2 = +inf.
-        weights[position, chunk_t] = 0.0
-        first_sums = times(weights, self.weighted).mul_(scale)
+        weights[position, own] = 0.0
+        first_sums = self._sums(weights, band).mul_(scale)
         if order < 2:
             return first_sums, None
         weights.mul_(sq)
-        weights[position, chunk_t] = 0.0
-        second_sums = times(weights, self.weighted).mul_(scale**2)
+        weights[position, own] = 0.0
+        second_sums = self._sums(weights, band).mul_(scale**2)
         return first_sums, second_sums.sub_(first_sums, alpha=2)
 
     def _kept_gradient(self, first, chunk, chunk_t, terms, sq, bandwidth):
@@ -1425,10 +1545,22 @@ class LeaveOneOutObjective(PairwiseObjective):
         )
         return scaled, column_major(columns), np.asarray(bandwidth)
 
-    def _nearest_values(self, sq):
+    def _sums(self, block, band=None):
+        """``block`` (..., n_rows, n_samples) times the weighted values
+        c [y, 1], or over a band's columns (see
+        :class:`~sknw._loo_band.Band`)."""
+        if band is not None:
+            return band.sums(block)
+        if block.dim() == 2:
+            return times(block, self.weighted)
+        return (block.reshape(-1, self.n_samples) @ self.weighted).view(
+            *block.shape[:-1], -1
+        )
+
+    def _nearest_values(self, sq, band=None):
         """Average of the nearest other samples' values (ties averaged)."""
         nearest = (sq <= sq.amin(dim=1, keepdim=True)) & torch.isfinite(sq)
-        sums = nearest.to(self.dtype) @ self.weighted
+        sums = self._sums(nearest.to(self.dtype), band)
         return sums[:, :-1] / sums[:, -1:]
 
     def _fused(self, log_bandwidth, rows, row_weight):
