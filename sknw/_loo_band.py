@@ -1,6 +1,7 @@
 """Leave-one-out sums of one feature over each row's neighbours in sorted
-order: the Gaussian's weights beyond a band of neighbours are below the
-precision of the sums they would join."""
+order: the weights beyond a band of neighbours are 0 (a compact kernel's)
+or below the precision of the sums they would join (the Gaussian's and the
+exponential's)."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
@@ -17,10 +18,6 @@ _BAND_FRACTION = 0.5
 # Fewer samples than this: always the whole rows.
 _BAND_MIN_SAMPLES = 128
 
-# The padding's distance from the samples, in units of their extent (or 1):
-# see LineBand.
-_PAD_DISTANCE = 2.0**26
-
 # Bits below a row's largest weight, beyond the precision's and the number
 # of samples', at which a weight is left out: all of a row's left-out
 # weights together are below 2^-_SPARE_BITS of its sum's rounding.
@@ -31,15 +28,19 @@ class LineBand:
     """The samples of one feature, sorted and padded, for sums over each
     row's neighbours within a band of ``K`` places on either side.
 
-    Under the Gaussian kernel, row i's weights, divided by its largest (its
+    Under a compact kernel the samples within one width of x_i are all that
+    weigh (with those as near as its nearest, whose values a row that no
+    sample reaches takes). Under the Gaussian, row i's weights, divided by its largest (its
     nearest other sample's, at squared distance m_i), are
-    2^(-(d^2 - m_i) / (2 h^2 ln 2)); those below 2^-L take part in sums of
-    at least 1 by less than n 2^-L, so the samples within
+    exp(-(d^2 - m_i) / (2 h^2)); those below 2^-L take part in sums of at
+    least 1 by less than n 2^-L, so the samples within
     sqrt(m_i + 2 h^2 L ln 2) of x_i give the sums to rounding when
-    L = (the precision's bits) + log2(n) + _SPARE_BITS. In sorted order
-    they lie within K places on either side; the band holds 2K + 1 columns,
-    the row's own pair at column K, and padding past either end, far
-    enough that its weights are the floor's, times columns of 0.
+    L = (the precision's bits) + log2(n) + _SPARE_BITS; under the
+    exponential kernel, exp(-(d - sqrt(m_i)) / h), those within
+    sqrt(m_i) + h L ln 2. In sorted order they lie within K places on
+    either side (at least 1, so that the nearest sample is in the band): the
+    band holds 2K + 1 columns, the row's own pair at column K, and padding
+    past either end, farther than any sample, whose columns are 0.
 
     Parameters
     ----------
@@ -47,9 +48,12 @@ class LineBand:
         The feature, in the units of width 1.
     weighted : tensor of shape (n_samples, n_columns)
         The columns each weight multiplies (c [y, 1]).
+    kernel : {"gaussian", "exponential", "compact"}
+        Which reach the band takes.
     """
 
-    def __init__(self, x, weighted):
+    def __init__(self, x, weighted, kernel="gaussian"):
+        self.kernel = kernel
         x = np.asarray(x, dtype=np.float64)
         self.n_samples = n_samples = x.size
         order = np.argsort(x, kind="stable")
@@ -66,11 +70,12 @@ class LineBand:
         self.dtype = weighted.dtype
         self.device = device
         # n places of padding on either side, so that any K < n_samples
-        # fits: far enough that its weights are the floor's at any width a
-        # band serves, near enough that they stay finite times its squared
-        # distance twice (the derivatives' products), in float32 too. They
-        # multiply columns of 0.
-        far = _PAD_DISTANCE * (1.0 + np.abs(self.sorted).max(initial=0.0))
+        # fits, and multiplies columns of 0: farther from every sample than
+        # any other sample (never a row's nearest, never within a compact
+        # kernel's reach where a band serves), and as near as the samples
+        # allow, so that the kernels' products of its u^2 stay as finite as
+        # those of the samples' own pairs.
+        far = 4 * np.abs(self.sorted).max(initial=0.0) + 1
         pad = torch.full((n_samples,), far, dtype=torch.float64, device=device)
         self.x_padded = torch.cat(
             [-pad, torch.as_tensor(self.sorted, device=device), pad]
@@ -83,8 +88,9 @@ class LineBand:
         ).contiguous()
         precision = -math.log2(torch.finfo(self.dtype).eps) + 1
         bits = precision + math.log2(max(n_samples, 2)) + _SPARE_BITS
-        # Twice L ln 2: u^2 above the shift beyond which a weight is left out.
-        self.reach = 2 * bits * math.log(2)
+        # L ln 2: the log-weight below the row's largest at which a weight
+        # is left out.
+        self.reach = bits * math.log(2)
 
     def half_widths(self, rows, bandwidths):
         """The K each width needs over ``rows``: an int, or None where the
@@ -104,10 +110,16 @@ class LineBand:
             return [None] * len(bandwidths)
         place = self.place[rows]
         centre = self.sorted[place]
-        radius = np.sqrt(
-            self.nearest_sq[place][None, :]
-            + self.reach * np.asarray(bandwidths, dtype=np.float64)[:, None] ** 2
-        )
+        bandwidths = np.asarray(bandwidths, dtype=np.float64)[:, None]
+        nearest_sq = self.nearest_sq[place][None, :]
+        if self.kernel == "gaussian":
+            radius = np.sqrt(nearest_sq + 2 * self.reach * bandwidths**2)
+        elif self.kernel == "exponential":
+            radius = np.sqrt(nearest_sq) + self.reach * bandwidths
+        else:
+            # And every sample as near as the nearest: a row that no sample
+            # reaches predicts their average.
+            radius = np.maximum(bandwidths, np.sqrt(nearest_sq))
         # A margin for the rounding of the radius and of the distances.
         radius = radius * (1 + 1e-9) + 1e-300
         left = np.searchsorted(self.sorted, centre - radius, side="left")

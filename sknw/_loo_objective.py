@@ -30,11 +30,6 @@ from sknw._engine import (
 from sknw._kernels import KERNELS
 from sknw._loo_band import LineBand
 
-# Bands of neighbours serve samples within this distance of their middle
-# (those of the learning are rescaled to within 1): their padding's
-# squared distance stays within float32's range (see LineBand).
-_BAND_EXTENT = 1e6
-
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
 # their spare, the kernel weights, their derivative, one product of the
 # derivative with the distances (for the Gaussian's one width, the squared
@@ -600,22 +595,22 @@ class LeaveOneOutObjective(PairwiseObjective):
     def _line_band(self):
         """The samples in sorted order for sums over bands of neighbours
         (see :class:`~sknw._loo_band.LineBand`) where they serve: one
-        feature, the Gaussian, no local widths, and more samples than
-        the kept distances serve (see :meth:`_keeps_distances`: every pair
-        read from memory costs less than a band's fewer pairs computed).
-        None otherwise."""
+        feature, the Gaussian, the exponential or a compact kernel, no local
+        widths, and more samples than the kept distances serve (see
+        :meth:`_keeps_distances`: every pair read from memory costs less
+        than a band's fewer pairs computed). None otherwise."""
         if not (
             self.n_features == 1
             and not self._keeps_distances(False)
-            and self.name == "gaussian"
-            and np.abs(self.X_numpy).max(initial=0.0) <= _BAND_EXTENT
+            and (self.kernel.compact or self.name in ("gaussian", "exponential"))
             and self.key_widths is None
             and self.row_factor is None
             and not self.fused
         ):
             return None
         if self._line is None:
-            self._line = LineBand(self.X_numpy[:, 0], self.weighted)
+            reach = "compact" if self.kernel.compact else self.name
+            self._line = LineBand(self.X_numpy[:, 0], self.weighted, reach)
         return self._line
 
     def _evaluate(self, log_bandwidth, rows, order):
@@ -650,8 +645,12 @@ class LeaveOneOutObjective(PairwiseObjective):
                 sq, band = line.squared(
                     chunk_t, half_width, self.own_pair, self.dtype, blocks
                 )
-                sq_min = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
                 scale = 1.0 / float(bandwidth[0]) ** 2
+                if self.name != "gaussian":
+                    # u^2 itself (the Gaussian takes the scale in its pass).
+                    sq.mul_(scale)
+                    scale = 1.0
+                sq_min = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
                 return self._chunk_terms(
                     sq, sq_min, chunk, order, None, scale=scale, band=band
                 )
@@ -863,7 +862,8 @@ class LeaveOneOutObjective(PairwiseObjective):
         # (counted here: a worker thread runs torch with one thread).
         share = self.block_bytes / n_compute_threads(self.device)
 
-        line = self._line_band() if self.name == "gaussian" else None
+        gaussian = self.name == "gaussian"
+        line = self._line_band() if gaussian or self.kernel.compact else None
 
         def gaussian_groups(losses, batch, chunk, sq, band, widths, base):
             # The Gaussian takes the scale in its one pass, at a group of
@@ -884,19 +884,45 @@ class LeaveOneOutObjective(PairwiseObjective):
                     sq, chunk, scales, row_out, carry, band
                 )
 
+        def compact_groups(losses, batch, chunk, sq, band, widths, base):
+            # A group of widths at a time in one pass of each operation,
+            # within the thread's share of the budget (the kernel's
+            # temporaries take a few blocks a width); ``sq`` is u^2 at the
+            # smallest width.
+            n_columns = self.n_samples if band is None else band.width
+            per_width = len(chunk) * n_columns * sq.element_size()
+            group = max(1, int(share // (_COMPACT_BLOCKS * per_width)))
+            chunk_t = torch.as_tensor(chunk, device=self.device)
+            for start in range(widths.start, widths.stop, group):
+                part = slice(start, min(start + group, widths.stop))
+                scales = torch.as_tensor(
+                    np.exp(-2 * (log_bandwidths[part] - smallest)),
+                    dtype=self.dtype,
+                    device=self.device,
+                )
+                scaled = sq[None] * scales[:, None, None]
+                weights = _kernel_terms(self.name, scaled, None, 0, False, None)[0]
+                row_out = None if row_losses is None else row_losses[batch, part]
+                losses[part] = self._weights_losses(weights, sq, chunk_t, row_out, band)
+
+        groups = gaussian_groups if gaussian else compact_groups
+
         def band_losses(losses, batch, chunk, half_widths, first):
-            # The widths from ``first`` on, over bands of neighbours: u^2 at
-            # width 1 in the band of the widest, shifted once; each group of
-            # widths whose bands hold at least half as many columns as its
-            # widest's takes the middle of it.
+            # The widths from ``first`` on, over bands of neighbours: the
+            # squared distances in the band of the widest, shifted once (the
+            # Gaussian's) or scaled to the smallest width (a compact
+            # kernel's); each group of widths whose bands hold at least half
+            # as many columns as its widest's takes the middle of it.
             chunk_t = torch.as_tensor(chunk, device=self.device)
             widest = half_widths[first]
             sq, band = line.squared(
                 chunk_t, widest, self.own_pair, self.dtype, self._thread_blocks()
             )
-            shifts = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
-            sq.sub_(shifts)
             base = math.exp(-2 * smallest)
+            if gaussian:
+                sq.sub_(self._shifts(sq.amin(dim=1, keepdim=True), chunk_t))
+            else:
+                sq.mul_(base)
             start = first
             while start < len(log_bandwidths):
                 half_width = half_widths[start]
@@ -906,7 +932,7 @@ class LeaveOneOutObjective(PairwiseObjective):
                 ):
                     stop += 1
                 offset = widest - half_width
-                gaussian_groups(
+                groups(
                     losses,
                     batch,
                     chunk,
@@ -919,8 +945,7 @@ class LeaveOneOutObjective(PairwiseObjective):
 
         def chunk_losses(batch, chunk):
             losses = np.zeros(len(log_bandwidths))
-            gaussian = self.name == "gaussian"
-            if gaussian:
+            if gaussian or self.kernel.compact:
                 # Widest first: the widths whose bands would hold too many
                 # columns, if any, over every sample.
                 half_widths = [None] * len(log_bandwidths)
@@ -929,36 +954,18 @@ class LeaveOneOutObjective(PairwiseObjective):
                 n_whole = sum(half_width is None for half_width in half_widths)
                 if n_whole:
                     sq, sq_min, base = self._pairs(
-                        np.exp(smallest + log_relative), chunk, scaled=True
+                        np.exp(smallest + log_relative), chunk, scaled=gaussian
                     )
-                    # Shifted once for every width (see _kernel_terms).
-                    sq = torch.sub(sq, sq_min, out=self._block("shifted", len(chunk)))
-                    gaussian_groups(
-                        losses, batch, chunk, sq, None, slice(0, n_whole), base
-                    )
+                    if gaussian:
+                        # Shifted once for every width (see _kernel_terms).
+                        sq = torch.sub(
+                            sq, sq_min, out=self._block("shifted", len(chunk))
+                        )
+                    groups(losses, batch, chunk, sq, None, slice(0, n_whole), base)
                 if n_whole < len(log_bandwidths):
                     band_losses(losses, batch, chunk, half_widths, n_whole)
                 return losses
             sq, sq_min, base = self._pairs(np.exp(smallest + log_relative), chunk)
-            if self.kernel.compact:
-                # A group of widths at a time in one pass of each operation,
-                # within the thread's share of the budget (the kernel's
-                # temporaries take a few blocks a width).
-                per_width = len(chunk) * self.n_samples * sq.element_size()
-                group = max(1, int(share // (_COMPACT_BLOCKS * per_width)))
-                chunk_t = torch.as_tensor(chunk, device=self.device)
-                for start in range(0, len(log_bandwidths), group):
-                    part = slice(start, start + group)
-                    scales = torch.as_tensor(
-                        np.exp(-2 * (log_bandwidths[part] - smallest)),
-                        dtype=self.dtype,
-                        device=self.device,
-                    )
-                    scaled = sq[None] * scales[:, None, None]
-                    weights = _kernel_terms(self.name, scaled, None, 0, False, None)[0]
-                    row_out = None if row_losses is None else row_losses[batch, part]
-                    losses[part] = self._weights_losses(weights, sq, chunk_t, row_out)
-                return losses
             for index, log_bandwidth in enumerate(log_bandwidths):
                 scale = math.exp(-2 * (log_bandwidth - smallest))
                 row_out = None if row_losses is None else row_losses[batch, index]

@@ -38,30 +38,47 @@ def line_problem(loss, n_samples=400, seed=0):
     return x[:, None], values, sample_weight
 
 
-def make_objective(X, values, loss, sample_weight):
+# The kernels that take bands: the Gaussian and the exponential to rounding,
+# the compact ones exactly.
+BANDED = ["gaussian", "exponential", "epanechnikov", "triweight", "linear", "cosine"]
+
+
+def make_objective(X, values, loss, sample_weight, kernel="gaussian"):
     with config_context(working_memory=SMALL_MEMORY):
         return LeaveOneOutObjective(
             X,
             values,
-            kernel="gaussian",
+            kernel=kernel,
             loss=loss,
             sample_weight=sample_weight,
             device=torch.device("cpu"),
         )
 
 
-def numpy_loss(X, values, width, loss, sample_weight):
+def numpy_loss(X, values, width, loss, sample_weight, kernel="gaussian"):
     if loss == "squared_error":
-        return loo_squared_error_slow(X, values, width, "gaussian", sample_weight)
+        return loo_squared_error_slow(X, values, width, kernel, sample_weight)
     labels = np.argmax(values, axis=1)
-    return loo_log_loss_slow(X, labels, width, "gaussian", sample_weight)
+    return loo_log_loss_slow(X, labels, width, kernel, sample_weight)
 
 
-@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+@pytest.mark.parametrize(
+    "kernel, loss",
+    [
+        ("gaussian", "squared_error"),
+        ("gaussian", "log_loss"),
+        ("exponential", "squared_error"),
+        ("epanechnikov", "squared_error"),
+        ("triweight", "log_loss"),
+    ],
+)
 @pytest.mark.parametrize("width", [0.001, 0.004, 0.01])
-def test_band_loss_and_derivatives_match_numpy(loss, width):
+def test_band_loss_and_derivatives_match_numpy(kernel, loss, width):
+    if kernel == "exponential":
+        # Its band reaches some 50 widths beyond the nearest sample.
+        width /= 10
     X, values, sample_weight = line_problem(loss)
-    loo = make_objective(X, values, loss, sample_weight)
+    loo = make_objective(X, values, loss, sample_weight, kernel)
     rows = np.arange(len(X))
     half_width = loo._line_band().half_widths(rows, [width])[0]
     # The band serves this width, and holds fewer than half the samples.
@@ -69,18 +86,20 @@ def test_band_loss_and_derivatives_match_numpy(loss, width):
     log_width = math.log(width)
     value, gradient, second = loo.evaluate([log_width], order=2)
     assert value == pytest.approx(
-        numpy_loss(X, values, width, loss, sample_weight), rel=1e-12
+        numpy_loss(X, values, width, loss, sample_weight, kernel), rel=1e-12
     )
 
     def at(log_width):
-        return numpy_loss(X, values, math.exp(log_width), loss, sample_weight)
+        return numpy_loss(X, values, math.exp(log_width), loss, sample_weight, kernel)
 
-    step = 1e-4
+    step = 1e-5
     below, above = at(log_width - step), at(log_width + step)
     assert gradient[0] == pytest.approx((above - below) / (2 * step), rel=1e-6)
     # The second derivative on the gradient, checked above: differences of
-    # the loss over a step this small would round to 1e-4 of it.
-    step = 1e-6
+    # the loss over a step this small would round to 1e-4 of it (and a
+    # compact kernel's slope jumps at its edge: a step too small to cross
+    # one).
+    step = 1e-6 if kernel in ("gaussian", "exponential") else 1e-8
     slopes = [loo.evaluate([log_width + s], order=1)[1][0] for s in (-step, step)]
     assert second == pytest.approx((slopes[1] - slopes[0]) / (2 * step), rel=1e-5)
 
@@ -90,10 +109,14 @@ def whole_rows():
     return mock.patch.object(LeaveOneOutObjective, "_line_band", return_value=None)
 
 
+@pytest.mark.parametrize("kernel", BANDED)
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
-def test_band_gives_the_whole_rows_answers(loss):
+def test_band_gives_the_whole_rows_answers(kernel, loss):
+    # At 1e-4 many rows reach no other sample under a compact kernel and
+    # take the average of their nearest ones, ties (duplicated samples
+    # beside them) included.
     X, values, sample_weight = line_problem(loss, seed=1)
-    loo = make_objective(X, values, loss, sample_weight)
+    loo = make_objective(X, values, loss, sample_weight, kernel)
     rows = np.sort(np.random.default_rng(0).choice(len(X), 150, replace=False))
     for width in [1e-4, 0.003, 0.03]:
         for subset in [None, rows]:
@@ -107,9 +130,10 @@ def test_band_gives_the_whole_rows_answers(loss):
             assert banded[2] == pytest.approx(whole[2], rel=1e-11, abs=1e-15)
 
 
-def test_band_scan_gives_each_widths_loss():
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "triweight"])
+def test_band_scan_gives_each_widths_loss(kernel):
     X, values, sample_weight = line_problem("squared_error", seed=2)
-    loo = make_objective(X, values, "squared_error", sample_weight)
+    loo = make_objective(X, values, "squared_error", sample_weight, kernel)
     # From widths whose bands would hold every sample down to a tenth of the
     # closest spacing, coarse and fine steps, in one scan.
     grid = np.concatenate(
@@ -127,16 +151,17 @@ def test_band_scan_gives_each_widths_loss():
         assert_allclose(loo.in_float32().losses_at(grid, subset), losses, rtol=2e-5)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=90, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     n_samples=st.integers(128, 600),
     n_clusters=st.integers(1, 6),
     log_width=st.floats(-12, 0),
     ties=st.booleans(),
+    reach=st.sampled_from(["gaussian", "exponential", "compact"]),
 )
-def test_samples_beyond_the_band_weigh_below_its_precision(
-    seed, n_samples, n_clusters, log_width, ties
+def test_samples_beyond_the_band_take_no_part(
+    seed, n_samples, n_clusters, log_width, ties, reach
 ):
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-0.5, 0.5, size=n_clusters)
@@ -147,21 +172,30 @@ def test_samples_beyond_the_band_weigh_below_its_precision(
         fifth = n_samples // 5
         x[:fifth] = x[fifth : 2 * fifth]
     weighted = torch.ones((n_samples, 2), dtype=torch.float64)
-    line = LineBand(x, weighted)
+    line = LineBand(x, weighted, reach)
     width = math.exp(log_width)
     half_width = line.half_widths(np.arange(n_samples), [width])[0]
     order = np.argsort(x, kind="stable")
     place = np.empty(n_samples, dtype=int)
     place[order] = np.arange(n_samples)
-    squared = (x[:, None] - x[None, :]) ** 2
-    np.fill_diagonal(squared, np.inf)
-    shift = squared.min(axis=1, keepdims=True)
-    # Each weight over its row's largest, in bits, and the places (in sorted
-    # order) of those above 2^-(53 + log2 n + 8): the sums' precision.
-    log2_weights = -(squared - shift) / (2 * width**2 * math.log(2))
+    distance = np.abs(x[:, None] - x[None, :])
+    np.fill_diagonal(distance, np.inf)
+    nearest = distance.min(axis=1, keepdims=True)
+    # The samples each row needs: under the Gaussian and the exponential,
+    # those whose weight over the row's largest is above
+    # 2^-(53 + log2 n + 8), the sums' precision; under a compact kernel,
+    # those within one width, and those as near as the nearest (whose
+    # values a row that no sample reaches takes).
     bits = 53 + math.log2(n_samples) + 8
+    if reach == "gaussian":
+        log2_weights = -(distance**2 - nearest**2) / (2 * width**2 * math.log(2))
+        needs = log2_weights > -bits
+    elif reach == "exponential":
+        needs = -(distance - nearest) / (width * math.log(2)) > -bits
+    else:
+        needs = (distance < width) | (distance <= nearest)
     offsets = np.abs(place[:, None] - place[None, :])
-    needed = int(np.max(np.where(log2_weights > -bits, offsets, 0)))
+    needed = int(np.max(np.where(needs, offsets, 0)))
     if half_width is None:
         # Only where the band would hold more than half of the samples.
         assert 2 * needed + 1 > n_samples // 2 - 4
