@@ -30,12 +30,13 @@ class LineBand:
 
     Under a compact kernel the samples within one width of x_i are all that
     weigh (with those as near as its nearest, whose values a row that no
-    sample reaches takes). Under the Gaussian, row i's weights, divided by its largest (its
-    nearest other sample's, at squared distance m_i), are
-    exp(-(d^2 - m_i) / (2 h^2)); those below 2^-L take part in sums of at
-    least 1 by less than n 2^-L, so the samples within
-    sqrt(m_i + 2 h^2 L ln 2) of x_i give the sums to rounding when
-    L = (the precision's bits) + log2(n) + _SPARE_BITS; under the
+    sample reaches takes). Under the Gaussian, row i's weights, divided by
+    its largest (its nearest other sample's, at squared distance m_i), are
+    exp(-(d^2 - m_i) / (2 h^2)); those below 2^-L, times frequency weights
+    at most r times the nearest's, take part in sums of at least 1 by less
+    than n r 2^-L, so the samples within sqrt(m_i + 2 h^2 L ln 2) of x_i
+    give the sums to rounding when
+    L = (the precision's bits) + log2(n) + log2(r) + _SPARE_BITS; under the
     exponential kernel, exp(-(d - sqrt(m_i)) / h), those within
     sqrt(m_i) + h L ln 2. In sorted order they lie within K places on
     either side (at least 1, so that the nearest sample is in the band): the
@@ -87,7 +88,11 @@ class LineBand:
             [zeros, weighted.index_select(0, order_t).T, zeros], dim=1
         ).contiguous()
         precision = -math.log2(torch.finfo(self.dtype).eps) + 1
-        bits = precision + math.log2(max(n_samples, 2)) + _SPARE_BITS
+        # Frequency weights far apart make a left-out sample's share of a
+        # row's sums as much larger: their ratio counts too.
+        sample_weight = weighted[:, -1].double()
+        spread = math.log2(float(sample_weight.max() / sample_weight.min()))
+        bits = precision + math.log2(max(n_samples, 2)) + spread + _SPARE_BITS
         # L ln 2: the log-weight below the row's largest at which a weight
         # is left out.
         self.reach = bits * math.log(2)

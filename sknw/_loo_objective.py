@@ -28,7 +28,7 @@ from sknw._engine import (
     weighted_values,
 )
 from sknw._kernels import KERNELS
-from sknw._loo_band import LineBand
+from sknw._loo_band import LineBand, reused
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
 # their spare, the kernel weights, their derivative, one product of the
@@ -450,13 +450,13 @@ class PairwiseObjective:
                 self.dtype,
                 self.device,
             )
-        blocks = self._thread_blocks()
-        key = "band " + name
-        buffer = blocks.get(key)
-        if buffer is None or buffer.numel() < n_rows * width:
-            buffer = torch.empty(n_rows * width, dtype=self.dtype, device=self.device)
-            blocks[key] = buffer
-        return buffer[: n_rows * width].view(n_rows, width)
+        return reused(
+            self._thread_blocks(),
+            "band " + name,
+            (n_rows, width),
+            self.dtype,
+            self.device,
+        )
 
     @staticmethod
     def _rows_of(block, chunk, chunk_t, dim=0):
