@@ -41,7 +41,7 @@ class LineBand:
     sqrt(m_i) + h L ln 2. In sorted order they lie within K places on
     either side (at least 1, so that the nearest sample is in the band): the
     band holds 2K + 1 columns, the row's own pair at column K, and padding
-    past either end, farther than any sample, whose columns are 0.
+    past either end, farther than any row's nearest sample, whose columns are 0.
 
     Parameters
     ----------
@@ -71,15 +71,20 @@ class LineBand:
         self.dtype = weighted.dtype
         self.device = device
         # n places of padding on either side, so that any K < n_samples
-        # fits, and multiplies columns of 0: farther from every sample than
-        # any other sample (never a row's nearest, never within a compact
-        # kernel's reach where a band serves), and as near as the samples
-        # allow, so that the kernels' products of its u^2 stay as finite as
-        # those of the samples' own pairs.
-        far = 4 * np.abs(self.sorted).max(initial=0.0) + 1
-        pad = torch.full((n_samples,), far, dtype=torch.float64, device=device)
+        # fits, and multiplies columns of 0: twice the widest gap between
+        # neighbours beyond either end, farther from every row than its
+        # nearest sample (never a row's nearest), and otherwise as near as
+        # that allows, so that the kernels' products of its u^2 stay about
+        # as finite as those of the samples' own pairs.
+        widest = float(gaps.max(initial=0.0))
+        margin = 2 * widest if widest > 0 else 1.0
+        full = torch.full((n_samples,), 1.0, dtype=torch.float64, device=device)
         self.x_padded = torch.cat(
-            [-pad, torch.as_tensor(self.sorted, device=device), pad]
+            [
+                full * (self.sorted[0] - margin),
+                torch.as_tensor(self.sorted, device=device),
+                full * (self.sorted[-1] + margin),
+            ]
         )
         order_t = torch.as_tensor(order, device=device)
         zeros = weighted.new_zeros((weighted.shape[1], n_samples))
@@ -111,7 +116,7 @@ class LineBand:
         -------
         list of int or None
         """
-        if self.n_samples < _BAND_MIN_SAMPLES:
+        if self.n_samples < _BAND_MIN_SAMPLES or len(rows) == 0:
             return [None] * len(bandwidths)
         place = self.place[rows]
         centre = self.sorted[place]

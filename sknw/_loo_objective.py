@@ -645,11 +645,11 @@ class LeaveOneOutObjective(PairwiseObjective):
                 sq, band = line.squared(
                     chunk_t, half_width, self.own_pair, self.dtype, blocks
                 )
-                scale = 1.0 / float(bandwidth[0]) ** 2
-                if self.name != "gaussian":
-                    # u^2 itself (the Gaussian takes the scale in its pass).
-                    sq.mul_(scale)
-                    scale = 1.0
+                # u^2 itself: a scale passed on would be squared for the
+                # Gaussian's second derivative, beyond float32 at narrow
+                # widths.
+                sq.mul_(1.0 / float(bandwidth[0]) ** 2)
+                scale = 1.0
                 sq_min = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
                 return self._chunk_terms(
                     sq, sq_min, chunk, order, None, scale=scale, band=band

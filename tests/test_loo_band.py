@@ -218,3 +218,43 @@ def test_learning_over_bands_finds_the_whole_rows_width(estimator):
         whole = estimator(bandwidth=1.0).fit(X, y)
     assert banded.bandwidth_ == pytest.approx(whole.bandwidth_, rel=1e-6)
     assert banded.loss_curve_[-1] == pytest.approx(whole.loss_curve_[-1], rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kernel, scale, width",
+    [
+        ("biweight", 1.0, 1.5e-9),
+        ("epanechnikov", 1e-7, 1e-12),
+        ("gaussian", 1e-7, 2e-10),
+    ],
+)
+def test_float32_band_derivatives_stay_finite_where_the_whole_rows_do(
+    kernel, scale, width
+):
+    # Far below the samples' spacing: the padding's products, and the
+    # Gaussian's scale squared, would overflow float32.
+    x = np.random.default_rng(0).uniform(-1, 1, 400) * scale
+    values = np.sin(x / x.std())[:, None]
+    loo = make_objective(x[:, None], values, "squared_error", None, kernel)
+    float32 = loo.in_float32()
+    assert float32._line_band().half_widths(np.arange(400), [width])[0] is not None
+    banded = float32.evaluate([math.log(width)], order=2)
+    float32._recent = []
+    with whole_rows():
+        whole = float32.evaluate([math.log(width)], order=2)
+    assert np.isfinite(whole[2])
+    assert np.isfinite(banded[1][0]) and np.isfinite(banded[2])
+    exact = loo.evaluate([math.log(width)], order=2)
+    assert banded[2] == pytest.approx(exact[2], rel=1e-3, abs=1e-6 * abs(exact[0]))
+
+
+def test_no_rows_take_the_whole_rows_answer():
+    X, values, _ = line_problem("squared_error")
+    loo = make_objective(X, values, "squared_error", None)
+    rows = np.array([], dtype=int)
+    with np.errstate(invalid="ignore"):
+        banded = loo.evaluate([math.log(0.004)], rows, order=1)
+        with whole_rows():
+            whole = loo.evaluate([math.log(0.004)], rows, order=1)
+    assert_allclose(banded[0], whole[0], equal_nan=True)
+    assert_allclose(banded[1], whole[1], equal_nan=True)
