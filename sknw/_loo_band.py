@@ -134,13 +134,14 @@ class LineBand:
         radius = radius * (1 + 1e-9) + 1e-300
         left = np.searchsorted(self.sorted, centre - radius, side="left")
         right = np.searchsorted(self.sorted, centre + radius, side="right") - 1
-        reach = np.maximum(place - left, right - place).max(axis=1)
+        needed = np.maximum(place - left, right - place).max(axis=1)
         largest = int(_BAND_FRACTION * self.n_samples) // 2
-        return [max(int(k), 1) if k <= largest else None for k in reach]
+        return [max(int(k), 1) if k <= largest else None for k in needed]
 
-    def squared(self, rows_t, half_width, own_pair, dtype, blocks):
+    def squared(self, rows_t, half_width, own_pair, blocks):
         """Squared distances of ``rows_t`` to their band at width 1, in
-        ``dtype``, differences taken in float64; ``own_pair`` at column K.
+        the dtype of the columns, differences taken in float64;
+        ``own_pair`` at column K.
 
         ``blocks``: the calling thread's reused blocks (a dict), where the
         band's blocks are kept from chunk to chunk (fresh ones of this size
@@ -161,17 +162,18 @@ class LineBand:
         centre = self.x_padded.index_select(0, start + half_width)
         windows.sub_(centre[:, None]).square_()
         sq = windows
-        if dtype != torch.float64:
-            sq = reused(blocks, "band sq", shape, dtype, self.device).copy_(windows)
+        if self.dtype != torch.float64:
+            sq = reused(blocks, "band sq", shape, self.dtype, self.device)
+            sq.copy_(windows)
         sq[:, half_width] = own_pair
         # Column by column: index_select on a one-dimensional unfold reads
         # only the windows (on a two-dimensional one it copies them all).
         columns = []
         for index, column in enumerate(self.columns_padded):
-            out = reused(blocks, f"band column {index}", shape, dtype, self.device)
+            out = reused(blocks, f"band column {index}", shape, self.dtype, self.device)
             torch.index_select(column.unfold(0, width, 1), 0, start, out=out)
             columns.append(out)
-        return sq, Band(half_width, columns, start, self.n_samples, blocks)
+        return sq, Band(half_width, columns, blocks)
 
 
 def reused(blocks, name, shape, dtype, device):
@@ -188,15 +190,12 @@ def reused(blocks, name, shape, dtype, device):
 class Band:
     """The band of a chunk of rows: the columns each weight multiplies (a
     list of blocks of shape (n_rows, 2 K + 1)), each row's own pair at
-    column K; ``start``, each row's first column's place in the padded
-    samples (the samples at places n_samples to 2 n_samples - 1);
-    ``blocks``, the reused blocks for the products (see :func:`reused`)."""
+    column K; ``blocks``, the reused blocks for the products (see
+    :func:`reused`)."""
 
-    def __init__(self, half_width, columns, start, n_samples, blocks):
+    def __init__(self, half_width, columns, blocks):
         self.half_width = half_width
         self.columns = columns
-        self.start = start
-        self.n_samples = n_samples
         self.blocks = blocks
 
     @property
@@ -208,21 +207,13 @@ class Band:
         offset = self.half_width - half_width
         window = slice(offset, offset + 2 * half_width + 1)
         return Band(
-            half_width,
-            [column[:, window] for column in self.columns],
-            self.start + offset,
-            self.n_samples,
-            self.blocks,
+            half_width, [column[:, window] for column in self.columns], self.blocks
         )
 
     def rows(self, mask):
         """The band of the rows where ``mask`` holds."""
         return Band(
-            self.half_width,
-            [column[mask] for column in self.columns],
-            self.start[mask],
-            self.n_samples,
-            self.blocks,
+            self.half_width, [column[mask] for column in self.columns], self.blocks
         )
 
     def sums(self, block):

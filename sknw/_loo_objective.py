@@ -641,19 +641,15 @@ class LeaveOneOutObjective(PairwiseObjective):
             if half_width is not None:
                 # The band of each row's neighbours at width 1, scaled.
                 chunk_t = torch.as_tensor(chunk, device=self.device)
-                blocks = self._thread_blocks()
                 sq, band = line.squared(
-                    chunk_t, half_width, self.own_pair, self.dtype, blocks
+                    chunk_t, half_width, self.own_pair, self._thread_blocks()
                 )
-                # u^2 itself: a scale passed on would be squared for the
-                # Gaussian's second derivative, beyond float32 at narrow
-                # widths.
+                # u^2 itself (scale 1): a scale passed on would be squared
+                # for the Gaussian's second derivative, beyond float32 at
+                # narrow widths.
                 sq.mul_(1.0 / float(bandwidth[0]) ** 2)
-                scale = 1.0
                 sq_min = self._shifts(sq.amin(dim=1, keepdim=True), chunk_t)
-                return self._chunk_terms(
-                    sq, sq_min, chunk, order, None, scale=scale, band=band
-                )
+                return self._chunk_terms(sq, sq_min, chunk, order, None, band=band)
             sq, sq_min, scale = self._pairs(
                 bandwidth, chunk, scaled=self.name == "gaussian" and not per_feature
             )
@@ -916,7 +912,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             chunk_t = torch.as_tensor(chunk, device=self.device)
             widest = half_widths[first]
             sq, band = line.squared(
-                chunk_t, widest, self.own_pair, self.dtype, self._thread_blocks()
+                chunk_t, widest, self.own_pair, self._thread_blocks()
             )
             base = math.exp(-2 * smallest)
             if gaussian:
@@ -1118,7 +1114,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             scale,
         )
         position = torch.arange(len(chunk), device=self.device)
-        own = chunk_t if band is None else band.half_width
+        own = self._own_columns(chunk_t, band)
         for block in (weights, first, second):
             if block is not None:
                 block[position, own] = 0.0
@@ -1311,12 +1307,13 @@ class LeaveOneOutObjective(PairwiseObjective):
 
     def _weights_losses(self, weights, sq, chunk_t, row_out=None, band=None):
         """Summed loss of a chunk of rows at each of several blocks of
-        weights (of shape (n_blocks, n_rows, n_samples), each row's own pair
-        still to be zeroed); ``sq`` one of their u^2 blocks, for rows no
-        other sample reaches (see :meth:`_predictions`)."""
+        weights (of shape (n_blocks, n_rows, n_samples), or over ``band``'s
+        columns, each row's own pair still to be zeroed); ``sq`` one of their
+        u^2 blocks, for rows no other sample reaches (see
+        :meth:`_predictions`)."""
         n_rows = weights.shape[1]
         position = torch.arange(n_rows, device=self.device)
-        weights[:, position, chunk_t if band is None else band.half_width] = 0.0
+        weights[:, position, self._own_columns(chunk_t, band)] = 0.0
         # One product for every block: its rows against the weighted values
         # stored column by column (twice as fast as one product a block,
         # measured at 250 rows of 1,000 samples in float32).
@@ -1551,6 +1548,12 @@ class LeaveOneOutObjective(PairwiseObjective):
             dim=1,
         )
         return scaled, column_major(columns), np.asarray(bandwidth)
+
+    @staticmethod
+    def _own_columns(chunk_t, band):
+        """The column of each row's own pair in its blocks: the row itself
+        over every sample, the middle of a band."""
+        return chunk_t if band is None else band.half_width
 
     def _sums(self, block, band=None):
         """``block`` (..., n_rows, n_samples) times the weighted values
