@@ -727,7 +727,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         weights.sub_(weights.amax(dim=1, keepdim=True))
         weights.clamp_(min=log2_weight_floor(self.dtype)).exp2_()
         weights.diagonal().zero_()
-        sums = torch.mm(weights, self.weighted)
+        sums = times(weights, self.weighted)
         totals = sums[:, -1:]
         predictions = sums[:, :-1] / totals
         residuals = predictions - self.values
@@ -1563,7 +1563,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             return band.sums(block)
         if block.dim() == 2:
             return times(block, self.weighted)
-        return (block.reshape(-1, self.n_samples) @ self.weighted).view(
+        return times(block.reshape(-1, self.n_samples), self.weighted).view(
             *block.shape[:-1], -1
         )
 
