@@ -6,7 +6,7 @@
 import numpy as np
 import torch
 
-from sknw._engine import LOG2_E, weighted_values
+from sknw._engine import LOG2_E, times, weighted_values
 from sknw._local_moments import local_linear_fit, moment_columns, moment_frame
 from sknw._loo_objective import PairwiseObjective
 
@@ -213,7 +213,7 @@ class LocalLinearLeaveOneOut(PairwiseObjective):
         else:
             # In place: the left-out pair, at u = inf, gets weight 0.
             weights = self._kernel_in_place(sq, shift)
-        sums = weights @ self.columns + self.kept_columns[chunk]
+        sums = times(weights, self.columns) + self.kept_columns[chunk]
         totals = sums[:, -1:]
         empty = ~(totals[:, 0] > 0)
         if bool(empty.any()):
