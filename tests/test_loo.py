@@ -1218,6 +1218,43 @@ def test_large_problems_scan_a_subsample_and_refine_exactly(n_features):
     assert model.loss_curve_[-1] <= 1.0001 * grid_minimum_1d(loss, 0.01, 10, 30)
 
 
+@pytest.mark.parametrize("side", [-1, 1])
+def test_a_bracket_on_a_slope_ends_at_its_lower_end_in_two_steps(side):
+    # A basin of the scan's grid can be a slope of the exact loss (a local
+    # minimum of the grid only beside points ruled out, or beside its own
+    # twin a rounding away): its refinement falls toward one end of its
+    # bracket, where the minimum within the bracket lies. Golden sections
+    # approached that end by a factor 0.62 a step, 45 evaluations of the
+    # loss and its derivatives; the end itself is tried first.
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 5, size=(300, 1))
+    y = 2 * np.sin(X[:, 0]) + rng.normal(0, 0.5, 300)
+    loo = objective(X, y[:, None])
+    lower, upper, typical = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], False)
+    progress = sknw._loo._Progress("", 0, 1.0)
+    best, _ = sknw._loo._Search(
+        loo, 1.0, lower, upper, 100, progress, typical
+    ).one_width(None)
+    # A bracket a factor 2 to 2.7 away from the minimum: the loss falls
+    # toward its end nearer the minimum throughout.
+    near, far = best[0] - side * 0.7, best[0] - side * 1.0
+    left, right = sorted([near, far])
+    orders = []
+    original = LeaveOneOutObjective.evaluate
+
+    def counted(self, log_bandwidth, rows=None, order=1):
+        orders.append(order)
+        return original(self, log_bandwidth, rows, order)
+
+    search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress, typical)
+    with mock.patch.object(LeaveOneOutObjective, "evaluate", counted):
+        point, converged, value = search._refine(far, left, right, record=False)
+    assert point[0] == near
+    assert converged
+    assert value == pytest.approx(loo.evaluate([near], order=0)[0], rel=1e-14)
+    assert len(orders) <= 2
+
+
 def test_a_one_width_start_above_2000_rows_reads_only_the_scan_subsample():
     # The per-feature search's one-width start above 2,000 rows: the scan's
     # best point on its own subsample, nothing evaluated on every row, and
