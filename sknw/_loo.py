@@ -464,6 +464,21 @@ def _newton_in_float32(scan, points, index, x):
     return newton if left < newton < right else x
 
 
+def _new_points(known, candidates):
+    """The sorted ``candidates`` farther than _LOG_WIDTH_TOL from every
+    point of ``known`` and from one another (the first of a group kept):
+    log-widths one rounding apart, from grids around different centres,
+    would be scanned twice and could make a local minimum of each other."""
+    new = []
+    for candidate in np.sort(candidates):
+        if np.any(np.abs(known - candidate) <= _LOG_WIDTH_TOL):
+            continue
+        if new and candidate - new[-1] <= _LOG_WIDTH_TOL:
+            continue
+        new.append(candidate)
+    return np.array(new, dtype=float)
+
+
 def _local_minima(losses):
     """Where a loss on a sorted grid is no higher than either neighbour
     (the ends compared with their one neighbour)."""
@@ -739,7 +754,7 @@ class _Search:
             minima = np.array([int(np.argmin(finite))])
         centres = grid[minima[np.argsort(finite[minima], kind="stable")][:_N_BASINS]]
         fine = [*map(fine_around, centres), [] if start is None else start]
-        fine = np.unique(np.concatenate(fine))
+        fine = _new_points(grid, np.concatenate(fine))
         fine_losses, fine_row_losses = scan_at(fine)
         points = np.concatenate([grid, fine])
         losses = np.concatenate([losses, fine_losses])
@@ -755,7 +770,7 @@ class _Search:
             losses = self._sampled_basins(scan, points, row_losses, rows)
             exact_best = points[int(np.argmin(losses))]
             if np.min(np.abs(exact_best - centres)) > step:
-                extra = fine_around(exact_best)
+                extra = _new_points(points, fine_around(exact_best))
                 points = np.concatenate([points, extra])
                 losses = np.concatenate([losses, scan.losses_at(extra)])
             losses[~np.isfinite(losses)] = np.inf

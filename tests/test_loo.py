@@ -28,7 +28,7 @@ from sknw import (
     NadarayaWatsonRegressorCV,
 )
 from sknw._kernels import KERNELS
-from sknw._loo import _neighbor_distances, _parabola_vertex
+from sknw._loo import _neighbor_distances, _new_points, _parabola_vertex
 from sknw._loo_objective import _BLOCKS_PER_ROW, LeaveOneOutObjective
 
 from ._reference import (
@@ -1454,6 +1454,25 @@ def test_newton_starts_at_the_vertex_of_the_scan_parabola(b, left, right, centre
     assert _parabola_vertex(points, -losses, 1) == points[1]
     assert _parabola_vertex(points, losses, 0) == points[0]
     assert _parabola_vertex(points, losses, 2) == points[2]
+
+
+def test_the_scan_takes_each_log_width_once():
+    # The finer grids around two coarse points a step apart meet at the same
+    # log-widths a rounding apart, and a finer point can fall on a coarse
+    # one: each is scanned once (twins made a local minimum of each other,
+    # whose refinement then ran down a slope).
+    step = np.log(2.0)
+    coarse = -5.3 + step * np.arange(6)
+    around_second = coarse[2] + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
+    around_third = coarse[3] + step * np.array([-0.75, -0.5, -0.25, 0.25, 0.5, 0.75])
+    candidates = np.concatenate([around_second, around_third, [coarse[4] + 1e-15]])
+    new = _new_points(coarse, candidates)
+    # The second's finer points, and the third's above them.
+    expected = np.concatenate([around_second, around_third[3:]])
+    assert_allclose(new, np.sort(expected), rtol=0, atol=1e-12)
+    points = np.concatenate([coarse, new])
+    gaps = np.diff(np.sort(points))
+    assert gaps.min() > 0.1
 
 
 class _RowLosses:
