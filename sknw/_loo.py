@@ -74,6 +74,12 @@ _LAST_NEWTON_STEP = 1e-4
 # Relative rounding of a loss: differences below it are noise.
 _LOSS_ROUNDING = 8 * np.finfo(np.float64).eps
 
+# The one-width refinement steps to where the tangents at both ends of its
+# bracket meet (a corner of the loss) once the bracket is this narrow, in
+# log-width: wider, it may hold several kinks of a compact kernel's loss,
+# and golden sections keep to the one the search is in.
+_CORNER_BRACKET = 1e-3
+
 # Golden section, for steps where Newton's is not safe.
 _GOLDEN = (3 - math.sqrt(5)) / 2
 
@@ -771,8 +777,9 @@ class _Search:
             exact_best = points[int(np.argmin(losses))]
             if np.min(np.abs(exact_best - centres)) > step:
                 extra = _new_points(points, fine_around(exact_best))
-                points = np.concatenate([points, extra])
-                losses = np.concatenate([losses, scan.losses_at(extra)])
+                if len(extra):
+                    points = np.concatenate([points, extra])
+                    losses = np.concatenate([losses, scan.losses_at(extra)])
             losses[~np.isfinite(losses)] = np.inf
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
@@ -971,8 +978,10 @@ class _Search:
             initial = objective.evaluate([x], order=2)
         value, gradient, second = initial
         gradient = gradient[0]
-        # The bracket's ends, until tried as a trial point (see below).
+        # The bracket's ends, until tried as a trial point (see below), and
+        # the loss and slope at each end evaluated.
         untried = {left, right} - {x}
+        slopes = {}
         for _ in range(self.max_iter - 1):
             if right - left <= _LOG_WIDTH_TOL:
                 return np.array([x]), True, value
@@ -993,6 +1002,23 @@ class _Search:
                 if end in untried:
                     untried.discard(end)
                     trial = end
+                elif (
+                    end in slopes
+                    and slopes[end][1] * (end - x) > 0
+                    and right - left <= _CORNER_BRACKET
+                ):
+                    # The loss rises into that end: the minimum lies between,
+                    # at a kink of a compact kernel's loss, say (a corner,
+                    # which Newton's steps overshoot and golden sections
+                    # approach a factor 0.62 a step). Where the tangents at
+                    # x and at the end meet: the corner itself where the
+                    # loss is straight on either side.
+                    end_value, end_slope = slopes[end]
+                    meet = (end_value - value + gradient * x - end_slope * end) / (
+                        gradient - end_slope
+                    )
+                    if min(x, end) < meet < max(x, end):
+                        trial = meet
             last = _LAST_NEWTON_STEP if trial == newton else _LOG_WIDTH_TOL
             if abs(trial - x) <= last:
                 if trial == newton:
@@ -1014,12 +1040,15 @@ class _Search:
                     left = x
                 else:
                     right = x
+                slopes[x] = (value, gradient)
                 x, value = trial, trial_value
                 gradient, second = trial_gradient[0], trial_second
-            elif trial > x:
-                right = trial
             else:
-                left = trial
+                if trial > x:
+                    right = trial
+                else:
+                    left = trial
+                slopes[trial] = (trial_value, trial_gradient[0])
             if record:
                 self._record(value)
             if abs(gradient) * (right - left) <= 1e-15 * self.baseline:

@@ -1255,6 +1255,42 @@ def test_a_bracket_on_a_slope_ends_at_its_lower_end_in_two_steps(side):
     assert len(orders) <= 2
 
 
+class _Corner:
+    """A loss of one log-width with a corner at ``corner`` (its slope jumps
+    there, as a compact kernel's loss does where a pair enters the support)
+    and curvature on either side; it counts its evaluations."""
+
+    def __init__(self, corner, slopes):
+        self.corner, self.slopes, self.calls = corner, slopes, 0
+
+    def evaluate(self, log_bandwidth, rows=None, order=1):
+        self.calls += 1
+        offset = float(np.ravel(log_bandwidth)[0]) - self.corner
+        slope = self.slopes[1] if offset > 0 else self.slopes[0]
+        value = 1.0 + slope * offset + 3e-3 * offset**2
+        return value, np.array([slope + 6e-3 * offset]), 6e-3
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_the_refinement_steps_onto_a_corner(side):
+    # Newton's steps overshoot a corner and golden sections approach it a
+    # factor 0.62 a step (26 evaluations here); once the bracket is narrow,
+    # the tangents at its two ends meet at the corner itself.
+    corner = -2.3456789
+    loss = _Corner(corner, (-5e-4, 2e-3) if side > 0 else (-2e-3, 5e-4))
+    progress = sknw._loo._Progress("", 0, 1.0)
+    bounds = np.array([-10.0]), np.array([5.0])
+    search = sknw._loo._Search(loss, 2.0, *bounds, 100, progress)
+    left, right = sorted([corner - side * 0.2, corner + side * 0.15])
+    point, converged, value = search._refine(
+        corner - side * 0.05, left, right, record=False
+    )
+    assert converged
+    assert point[0] == pytest.approx(corner, abs=1e-9)
+    assert value == pytest.approx(1.0, abs=1e-11)
+    assert loss.calls <= 14
+
+
 def test_a_one_width_start_above_2000_rows_reads_only_the_scan_subsample():
     # The per-feature search's one-width start above 2,000 rows: the scan's
     # best point on its own subsample, nothing evaluated on every row, and
