@@ -1509,6 +1509,8 @@ def test_the_scan_takes_each_log_width_once():
     points = np.concatenate([coarse, new])
     gaps = np.diff(np.sort(points))
     assert gaps.min() > 0.1
+    # Nothing new: an empty set of log-widths (which the scan then skips).
+    assert _new_points(points, around_third + 1e-15).shape == (0,)
 
 
 class _RowLosses:
