@@ -1275,7 +1275,8 @@ class _Corner:
 def test_the_refinement_steps_onto_a_corner(side):
     # Newton's steps overshoot a corner and golden sections approach it a
     # factor 0.62 a step (26 evaluations here); once the bracket is narrow,
-    # the tangents at its two ends meet at the corner itself.
+    # the tangents at the lowest point and at the end beyond the corner meet
+    # at the corner itself.
     corner = -2.3456789
     loss = _Corner(corner, (-5e-4, 2e-3) if side > 0 else (-2e-3, 5e-4))
     progress = sknw._loo._Progress("", 0, 1.0)
