@@ -86,13 +86,15 @@ def resolve_device(device, *, fall_back=False):
 
 
 def named_block(blocks, name, shape, dtype, device):
-    """A view of ``shape`` on the block called ``name`` in ``blocks``, made
-    (or made larger) when it has fewer rows."""
+    """A view of ``shape`` on the block called ``name`` in ``blocks`` (a
+    contiguous tensor), made anew (flat) when it has fewer elements or
+    another dtype: rows of a fixed width, or bands whose width changes."""
+    size = math.prod(shape)
     buffer = blocks.get(name)
-    if buffer is None or buffer.shape[0] < shape[0]:
-        buffer = torch.empty(shape, dtype=dtype, device=device)
+    if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
+        buffer = torch.empty(size, dtype=dtype, device=device)
         blocks[name] = buffer
-    return buffer[: shape[0]]
+    return buffer.view(-1)[:size].view(shape)
 
 
 def as_tensor(array, dtype, device):

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import torch
 
+from sknw._engine import named_block
+
 # A band is used while it holds at most this fraction of the samples; wider,
 # the whole rows (kept distances, one product for the sums) cost less.
 _BAND_FRACTION = 0.5
@@ -157,41 +159,32 @@ class LineBand:
         start = torch.as_tensor(self.place, device=self.device).index_select(
             0, rows_t
         ) + (self.n_samples - half_width)
-        windows = reused(blocks, "band x", shape, torch.float64, self.device)
+        windows = named_block(blocks, "band x", shape, torch.float64, self.device)
         torch.index_select(self.x_padded.unfold(0, width, 1), 0, start, out=windows)
         centre = self.x_padded.index_select(0, start + half_width)
         windows.sub_(centre[:, None]).square_()
         sq = windows
         if self.dtype != torch.float64:
-            sq = reused(blocks, "band sq", shape, self.dtype, self.device)
+            sq = named_block(blocks, "band sq", shape, self.dtype, self.device)
             sq.copy_(windows)
         sq[:, half_width] = own_pair
         # Column by column: index_select on a one-dimensional unfold reads
         # only the windows (on a two-dimensional one it copies them all).
         columns = []
         for index, column in enumerate(self.columns_padded):
-            out = reused(blocks, f"band column {index}", shape, self.dtype, self.device)
+            out = named_block(
+                blocks, f"band column {index}", shape, self.dtype, self.device
+            )
             torch.index_select(column.unfold(0, width, 1), 0, start, out=out)
             columns.append(out)
         return sq, Band(half_width, columns, blocks)
-
-
-def reused(blocks, name, shape, dtype, device):
-    """A view of ``shape`` on the flat block called ``name`` in ``blocks``,
-    made (or made larger) when it has fewer elements."""
-    size = math.prod(shape)
-    buffer = blocks.get(name)
-    if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
-        buffer = torch.empty(size, dtype=dtype, device=device)
-        blocks[name] = buffer
-    return buffer[:size].view(shape)
 
 
 class Band:
     """The band of a chunk of rows: the columns each weight multiplies (a
     list of blocks of shape (n_rows, 2 K + 1)), each row's own pair at
     column K; ``blocks``, the reused blocks for the products (see
-    :func:`reused`)."""
+    :func:`~sknw._engine.named_block`)."""
 
     def __init__(self, half_width, columns, blocks):
         self.half_width = half_width
@@ -219,7 +212,7 @@ class Band:
     def sums(self, block):
         """``block`` (..., n_rows, 2 K + 1) times the band's columns summed
         over the band: (..., n_rows, n_columns)."""
-        product = reused(
+        product = named_block(
             self.blocks, "band product", block.shape, block.dtype, block.device
         )
         return torch.stack(

@@ -28,7 +28,7 @@ from sknw._engine import (
     weighted_values,
 )
 from sknw._kernels import KERNELS
-from sknw._loo_band import LineBand, reused
+from sknw._loo_band import LineBand
 
 # Blocks of (chunk_n_rows, n_samples) alive at once: squared distances and
 # their spare, the kernel weights, their derivative, one product of the
@@ -442,18 +442,12 @@ class PairwiseObjective:
         """The (n_rows, n_samples) view of the reused block called ``name``
         (the blocks the engine's problems over these samples share), or with
         ``width`` an (n_rows, width) view of a band's block of that name."""
-        if width is None:
-            return named_block(
-                self._thread_blocks(),
-                name,
-                (n_rows, self.n_samples),
-                self.dtype,
-                self.device,
-            )
-        return reused(
+        if width is not None:
+            name = "band " + name
+        return named_block(
             self._thread_blocks(),
-            "band " + name,
-            (n_rows, width),
+            name,
+            (n_rows, self.n_samples if width is None else width),
             self.dtype,
             self.device,
         )
@@ -1561,8 +1555,6 @@ class LeaveOneOutObjective(PairwiseObjective):
         :class:`~sknw._loo_band.Band`)."""
         if band is not None:
             return band.sums(block)
-        if block.dim() == 2:
-            return times(block, self.weighted)
         return times(block.reshape(-1, self.n_samples), self.weighted).view(
             *block.shape[:-1], -1
         )
