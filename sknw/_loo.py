@@ -49,6 +49,11 @@ _SCAN_TOP = 64.0
 _N_BASINS = 3
 _BASIN_MARGIN = 0.05
 
+# The margin is at least this fraction of the best scan loss itself: where
+# that loss is the one of predicting the mean (no width does much better),
+# a basin a hair above it on the grid can hold a lower minimum.
+_BASIN_FLOOR = 1e-3
+
 # Where the rows' total weight squared is at most this (so that weights and
 # repeated rows take the same search), and the objective takes a scan's
 # widths in one pass (the Gaussian's), the scan steps by a quarter of
@@ -485,6 +490,25 @@ def _new_points(known, candidates):
     return np.array(new, dtype=float)
 
 
+def _basin_indices(losses):
+    """The local minima of finite loss on a sorted grid, lowest first; of
+    a run of neighbours that are all minima (a flat stretch, such as the
+    plateau below the nearest neighbours' distances or above the data's
+    diameter), the first alone, so that one flat stretch takes no more than
+    one of the basins refined."""
+    minima = _local_minima(losses) & np.isfinite(losses)
+    minima[1:] &= ~minima[:-1]
+    indices = np.flatnonzero(minima)
+    return indices[np.argsort(losses[indices], kind="stable")]
+
+
+def _basin_margin(baseline, best):
+    """How far above the best scan loss ``best`` another basin of the scan
+    is still refined: _BASIN_MARGIN of its distance to the loss of
+    predicting the mean, ``baseline``, and at least _BASIN_FLOOR of itself."""
+    return max(_BASIN_MARGIN * max(baseline - best, 0.0), _BASIN_FLOOR * abs(best))
+
+
 def _local_minima(losses):
     """Where a loss on a sorted grid is no higher than either neighbour
     (the ends compared with their one neighbour)."""
@@ -755,10 +779,10 @@ class _Search:
         # scanned too, whatever their coarse loss. The start is one more
         # point. The scan counts as the first iteration.
         finite = np.where(np.isfinite(losses), losses, np.inf)
-        minima = np.flatnonzero(_local_minima(finite) & np.isfinite(finite))
+        minima = _basin_indices(finite)
         if len(minima) == 0:
             minima = np.array([int(np.argmin(finite))])
-        centres = grid[minima[np.argsort(finite[minima], kind="stable")][:_N_BASINS]]
+        centres = grid[minima[:_N_BASINS]]
         fine = [*map(fine_around, centres), [] if start is None else start]
         fine = _new_points(grid, np.concatenate(fine))
         fine_losses, fine_row_losses = scan_at(fine)
@@ -805,14 +829,12 @@ class _Search:
         self._record(at_best[0])
         # The loss may have several local minima (it does on clustered
         # data): refine the best few basins of the scan, keep the lowest.
-        basins = np.flatnonzero(_local_minima(losses))
-        basins = basins[np.isfinite(losses[basins])]
-        basins = basins[np.argsort(losses[basins], kind="stable")][:_N_BASINS]
+        basins = _basin_indices(losses)[:_N_BASINS]
         # A basin whose scan loss is far above the best one's is not refined,
         # except on the finer grid of small problems, where refining costs
         # little and a sharp basin's minimum can sit far below its points.
         best_scan = losses[basins[0]]
-        margin = _BASIN_MARGIN * max(self.baseline - best_scan, 0.0)
+        margin = _basin_margin(self.baseline, best_scan)
         if not dense:
             basins = basins[losses[basins] <= best_scan + margin]
         # Under a compact polynomial kernel, a sweep over the kinks finds the
@@ -928,7 +950,7 @@ class _Search:
             noise = _sampling_margin(
                 (row_terms - row_terms[:, best : best + 1]) / total, n_samples
             )
-            margin = _BASIN_MARGIN * max(self.baseline - losses[best], 0.0)
+            margin = _basin_margin(self.baseline, losses[best])
             minima = _local_minima(losses)
             keep = (losses <= losses[best] + noise) | (
                 minima & (losses <= losses[best] + noise + margin)

@@ -7,6 +7,7 @@ support."""
 
 import math
 
+import numpy as np
 import torch
 
 from sknw._engine import weighted_values
@@ -42,6 +43,18 @@ WINDOW_FRACTION = 1 / 64
 # absolute value, the expansion has cancelled too far and the row's sums are
 # taken pair by pair.
 _CANCELLATION = 1e-6
+
+# An interval between two kinks wider than this in log-width has its slope
+# checked at points this far apart inside it too: over a wide interval (the
+# one above the largest distance, say) the loss can turn more than once.
+_INTERIOR_STEP = math.log(2.0) / 16
+
+# At most this many such points in one interval (their step grows beyond).
+_INTERIOR_POINTS = 256
+
+# Points inside a wide interval also lie this far from either end, in
+# log-width, and twice, four times... as far, up to its middle.
+_NEAREST_OFFSET = 2.0**-20
 
 # Bisection steps on the slope inside a kink interval that holds a minimum:
 # enough to rank the intervals; the best are refined on the loss itself.
@@ -319,6 +332,12 @@ class KinkSweep:
         top = math.exp(upper)
         first, window = 0, self.window(self.objective)
         if centre is not None and len(kinks) > window:
+            # A centre on a flat stretch beyond the kinks (every pair in the
+            # support, or none) moves to the kink that ends the stretch: the
+            # dips beside it lie among the kinks nearest that end.
+            centre = min(
+                max(centre, math.log(float(kinks[0]))), math.log(float(kinks[-1]))
+            )
             # The window's kinks, at most WINDOW_SPAN from the centre, and the
             # next one after them as its top (up to which the loss stays
             # smooth).
@@ -376,13 +395,17 @@ class KinkSweep:
         log_kinks = torch.log(kinks)
         for loss, point in zip(value[corners].tolist(), log_kinks[corners].tolist()):
             found.append((loss, point, point, point))
-        # Between two kinks: the slope from one's right to the next's left.
-        # (A slope of 0 to the right of a kink, as at the first one under a
+        # Between two kinks: the slope from one's right to the next's left,
+        # and at points inside the wide intervals (see _INTERIOR_STEP). (A
+        # slope of 0 to the right of a kink, as at the first one under a
         # kernel whose weight enters with slope 0, may still turn down.)
-        inner = torch.nonzero((slope_out <= 0) & (slope_in[1:] > 0))[:, 0]
+        low, high, left, right, support = self._pieces(
+            kinks, ends, slope_out, slope_in[1:]
+        )
+        inner = torch.nonzero((left <= 0) & (right > 0))[:, 0]
         if len(inner):
-            counts = self.counts(kinks[inner])
-            low, high = torch.log(ends[inner]), torch.log(ends[inner + 1])
+            counts = self.counts(support[inner])
+            low, high = low[inner], high[inner]
             a, b = low.clone(), high.clone()
             for _ in range(_BISECTIONS):
                 middle = (a + b) / 2
@@ -398,3 +421,74 @@ class KinkSweep:
             found.append((float(value[-1]), upper, upper, upper))
         found.sort(key=lambda minimum: minimum[0])
         return found
+
+    def _pieces(self, kinks, ends, slope_out, slope_in):
+        """The intervals between kinks, each wider than _INTERIOR_STEP cut
+        at points inside it, with the loss's slope at both ends of every
+        piece.
+
+        The points inside a wide interval lie _INTERIOR_STEP apart, and
+        closer to either end by factors of 2 down to _NEAREST_OFFSET from
+        it: a pair entering the support at a kink can bend the loss within a
+        tiny fraction of the width after it.
+
+        Parameters
+        ----------
+        kinks : tensor of shape (n_kinks,)
+        ends : tensor of shape (n_kinks + 1,)
+            The kinks and the top: interval k runs from ``ends[k]`` to
+            ``ends[k + 1]``.
+        slope_out, slope_in : tensor of shape (n_kinks,)
+            The slope in the log-width to the right of each kink, and to the
+            left of each interval's right end.
+
+        Returns
+        -------
+        low, high : tensor of shape (n_pieces,)
+            The pieces' ends, in log-width.
+        left, right : tensor of shape (n_pieces,)
+            The slope there.
+        support : tensor of shape (n_pieces,)
+            The kink that starts each piece's interval (whose support the
+            piece keeps).
+        """
+        log_ends = torch.log(ends)
+        low, high = log_ends[:-1], log_ends[1:]
+        wide = torch.nonzero(high - low > _INTERIOR_STEP)[:, 0]
+        if len(wide) == 0:
+            return low, high, slope_out, slope_in, kinks
+        # Each wide interval's inner points, as offsets from its left end.
+        halvings = _NEAREST_OFFSET * 2.0 ** np.arange(64)
+        owners, offsets = [], []
+        for index, start, stop in zip(
+            wide.tolist(), low[wide].tolist(), high[wide].tolist()
+        ):
+            width = stop - start
+            n_even = min(math.ceil(width / _INTERIOR_STEP), _INTERIOR_POINTS)
+            near = halvings[halvings < width / 2]
+            inner = np.unique(
+                np.concatenate(
+                    [np.arange(1, n_even) * (width / n_even), near, width - near]
+                )
+            )
+            owners.append(np.full(len(inner), index))
+            offsets.append(inner)
+        owner = torch.as_tensor(np.concatenate(owners), device=kinks.device)
+        points = low[owner] + torch.as_tensor(
+            np.concatenate(offsets), dtype=low.dtype, device=low.device
+        )
+        inner_slopes = self.terms(torch.exp(points), self.counts(kinks[owner]))[1]
+        # Every interval's points in order: its left end, then its inner
+        # points; each piece runs to the next point of its interval, or to
+        # the interval's right end.
+        interval = torch.cat([torch.arange(len(low), device=owner.device), owner])
+        starts = torch.cat([low, points])
+        order = np.lexsort((starts.cpu().numpy(), interval.cpu().numpy()))
+        order = torch.as_tensor(order, device=owner.device)
+        starts, interval = starts[order], interval[order]
+        slopes = torch.cat([slope_out, inner_slopes])[order]
+        last = torch.ones_like(interval, dtype=torch.bool)
+        last[:-1] = interval[1:] != interval[:-1]
+        stops = torch.where(last, high[interval], starts.roll(-1))
+        stop_slopes = torch.where(last, slope_in[interval], slopes.roll(-1))
+        return starts, stops, slopes, stop_slopes, kinks[interval]

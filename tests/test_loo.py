@@ -1656,3 +1656,11 @@ def test_chunks_on_several_threads_change_nothing():
                 assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(previous)
+
+
+def test_basin_indices_take_one_point_of_a_flat_stretch():
+    # Local minima, lowest first (ties in grid order), the first of each run
+    # of equal neighbours alone; points of infinite loss are none.
+    losses = np.array([2.0, 1.0, 1.0, 1.0, 3.0, 0.5, 4.0, 0.5, 0.5, np.inf])
+    assert sknw._loo._basin_indices(losses).tolist() == [5, 7, 1]
+    assert sknw._loo._basin_indices(np.full(4, np.inf)).tolist() == []

@@ -405,3 +405,53 @@ def test_class_sums_just_past_a_kink_are_taken_pair_by_pair():
     losses, _ = sweep.terms(widths, sweep.counts(widths, closed=False))
     expected = [loo_log_loss_slow(X, labels, width, "biweight") for width in widths]
     assert_allclose(losses.numpy(), expected, rtol=1e-9)
+
+
+def test_a_wide_interval_that_turns_twice_is_cut_into_pieces():
+    # 59 rows of one feature: above the largest distance (a single interval
+    # up to the upper bound, a factor e^18 wide) the biweight's loss dips
+    # 0.05 % below the rest of it within 3e-4 of that kink, rises, then
+    # falls to a second, higher minimum at 1.3 times the width. Checked only
+    # at the interval's ends, the sweep saw one turn and missed the dip.
+    X, y = random_problem(20)
+    X = X[:, :1]
+    loo = objective(X, y[:, None], "biweight", "squared_error", {"sample_weight": None})
+    assert_learns_the_grid_minimum(X, y, "biweight", loo)
+
+
+def test_a_centre_beyond_the_largest_kink_sweeps_the_kinks_below_it():
+    # 601 rows, too many for a sweep over every kink: the scan's best point
+    # is on the plateau above the data's diameter, beyond every kink, and
+    # the loss dips 0.07 % below that plateau just under the diameter,
+    # between two points of the scan. The window of kinks is centred on the
+    # largest kink instead: the learned loss is at or below the lowest of
+    # 400 widths around the diameter.
+    X, y = random_problem(9)
+    X = X[:, :1]
+    loo = objective(
+        X, y[:, None], "epanechnikov", "squared_error", {"sample_weight": None}
+    )
+    assert KinkSweep.window(loo) < loo.n_samples * (loo.n_samples - 1) // 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = NadarayaWatsonRegressorCV(kernel="epanechnikov").fit(X, y)
+    learned = loo_squared_error_slow(X, y, float(model.bandwidth_), "epanechnikov")
+    assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
+    diameter = np.ptp(X)
+    grid = np.log(diameter) + np.linspace(np.log(0.9), np.log(1.1), 400)
+    assert learned <= loo.losses_at(grid).min() * (1 + 1e-9)
+
+
+def test_a_flat_stretch_takes_one_of_the_basins_refined():
+    # 241 rows of one feature whose loss barely beats predicting the mean:
+    # the plateau above the diameter, where every grid point ties, is the
+    # scan's best, and its points filled every slot of the basins refined,
+    # leaving out a basin at a small width 0.006 % above the plateau on the
+    # grid whose minimum is 0.01 % below it. One plateau is one basin now,
+    # and a basin within 0.1 % of the best scan loss is refined.
+    X, y = random_problem(0)
+    X = X[:, :1]
+    loo = objective(
+        X, y[:, None], "epanechnikov", "squared_error", {"sample_weight": None}
+    )
+    assert_learns_the_grid_minimum(X, y, "epanechnikov", loo)
