@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state, gen_batches
 from threadpoolctl import ThreadpoolController
 
 from sknw._kernels import KERNELS
-from sknw._loo_kinks import POLYNOMIAL_KERNELS, WINDOW_FRACTION, KinkSweep
+from sknw._loo_kinks import SERIES_KERNELS, WINDOW_FRACTION, KinkSweep
 from sknw._loo_objective import LeaveOneOutObjective
 
 # learning_rate="auto": a step on the relative loss's gradient (sgd), or a
@@ -1441,16 +1441,19 @@ class _Search:
 
 def _kink_sweep(objective):
     """A :class:`~sknw._loo_kinks.KinkSweep` of ``objective`` where one
-    applies: Nadaraya-Watson's loss under a compact polynomial kernel, its
-    squared distances kept, a window of at least WINDOW_FRACTION of the
-    kinks (see :meth:`KinkSweep.window`), and its arrays within
-    ``working_memory``; otherwise None."""
+    applies: Nadaraya-Watson's loss under a kernel of
+    :data:`~sknw._loo_kinks.SERIES_KERNELS`, its squared distances kept, a
+    window of at least WINDOW_FRACTION of the kinks (see
+    :meth:`KinkSweep.window`), its arrays within ``working_memory``, and its
+    powers of the width within range (see :meth:`KinkSweep.in_range`);
+    otherwise None."""
     if (
         type(objective) is not LeaveOneOutObjective
-        or objective.name not in POLYNOMIAL_KERNELS
+        or objective.name not in SERIES_KERNELS
         or KinkSweep.window(objective) < WINDOW_FRACTION * KinkSweep.n_kinks(objective)
         or KinkSweep.memory(objective) > get_config()["working_memory"] * 2**20
         or objective._distance_cache(False) is None
+        or not KinkSweep.in_range(objective)
     ):
         return None
     return KinkSweep(objective)

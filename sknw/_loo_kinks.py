@@ -1,11 +1,13 @@
 """The local minima of the leave-one-out loss over one width of the compact
-polynomial kernels, by a sweep over the widths at which a pair enters the
+kernels that are a polynomial in a power of u below u = 1 (the cosine's to
+within rounding), by a sweep over the widths at which a pair enters the
 support."""
 
 # Authors: the sknw developers
 # License: BSD 3 clause
 
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -13,14 +15,77 @@ import torch
 from sknw._engine import weighted_values
 from sknw._loo_objective import PROBABILITY_FLOOR
 
-# Below u = 1 these kernels are (1 - u^p)^M: their (p, M).
-POLYNOMIAL_KERNELS = {
-    "epanechnikov": (2, 1),
-    "biweight": (2, 2),
-    "triweight": (2, 3),
-    "linear": (1, 1),
-    "tricube": (3, 3),
+
+class SeriesKernel(NamedTuple):
+    """A compact kernel that is, below u = 1, a polynomial w(s) in s = u^p
+    (the cosine's to within float64's rounding): what the sweep needs of
+    it.
+
+    Attributes
+    ----------
+    power : int
+        p.
+    coefficients : tuple of float
+        a_0, ..., a_M of w(s) = sum_m a_m s^m.
+    weight, slope : callable
+        w(s) and w'(s) on a tensor of s in [0, 1], computed directly (not
+        from the coefficients), for the sums whose terms cancel.
+    """
+
+    power: int
+    coefficients: tuple
+    weight: Callable
+    slope: Callable
+
+
+def _binomial(power, degree):
+    """(1 - u^p)^M, expanded in s = u^p."""
+    return SeriesKernel(
+        power,
+        tuple(math.comb(degree, m) * (-1) ** m for m in range(degree + 1)),
+        lambda s: (1 - s).clamp_(min=0) ** degree,
+        lambda s: -degree * (1 - s).clamp_(min=0) ** (degree - 1),
+    )
+
+
+def _cosine_slope(s):
+    """d cos(pi sqrt(s) / 2) / ds, -pi^2 / 8 at s = 0."""
+    root = s.sqrt()
+    quarter = -0.25 * math.pi
+    return torch.where(
+        root > 0,
+        quarter * torch.sin(0.5 * math.pi * root) / torch.where(root > 0, root, 1.0),
+        quarter * 0.5 * math.pi,
+    )
+
+
+# The cosine's Taylor series in s = u^2, cos(pi u / 2) =
+# sum_m (-1)^m (pi / 2)^(2m) s^m / (2m)!, to the degree whose remainder,
+# below (pi / 2)^(2M + 2) / (2M + 2)! on [0, 1], is under 2^-60.
+_COSINE_DEGREE = 11
+
+# The kernels the sweep takes.
+SERIES_KERNELS = {
+    "epanechnikov": _binomial(2, 1),
+    "biweight": _binomial(2, 2),
+    "triweight": _binomial(2, 3),
+    "linear": _binomial(1, 1),
+    "tricube": _binomial(3, 3),
+    "cosine": SeriesKernel(
+        2,
+        tuple(
+            (-1) ** m * (0.5 * math.pi) ** (2 * m) / math.factorial(2 * m)
+            for m in range(_COSINE_DEGREE + 1)
+        ),
+        lambda s: torch.sin(0.5 * math.pi * (1 - s.sqrt()).clamp_(min=0)),
+        _cosine_slope,
+    ),
 }
+
+# The sweep's sums take powers of 1 / h^p up to (1 / h^p)^M at the smallest
+# kink: beyond this (in the natural logarithm) they could overflow, and
+# there is no sweep.
+_LARGEST_LOG_POWER = 600.0
 
 # The sweep gathers at most this many numbers over its (row, kink) pairs,
 # (M + 1) (n_values + 1) a pair: its cost is a few dozen operations on each.
@@ -66,24 +131,26 @@ _BLOCK_NUMBERS = 2**17
 
 
 class KinkSweep:
-    """The leave-one-out loss of one shared width of a compact polynomial
-    kernel, between the widths where a pair enters the support.
+    """The leave-one-out loss of one shared width of a kernel of
+    :data:`SERIES_KERNELS`, between the widths where a pair enters the
+    support.
 
     With u_ij = d_ij / h (d_ij the distance over the local widths) and the
-    kernel (1 - u^p)^M below u = 1, the kernel's weight of a pair in the
-    support is a polynomial in z = h^-p whose coefficients are powers of
-    d_ij^p. Sorting each row's distances, the sums N_i and D_i of the
-    left-out prediction over a support of its c nearest samples are
-    therefore combinations of prefix sums of c_j d_ij^(p m) [y_j, 1],
-    m = 0..M. Between two consecutive kinks (a distance d_ij, where
-    u_ij = 1) the supports do not change: the loss is a smooth function of
-    the width, and its value and slope at any width cost O(n_samples).
-    Evaluating both at the ends of every interval locates the local minima
-    at a kink (a corner: the loss falls into it from the left and rises out
-    of it to the right) and inside an interval whose slope changes sign
-    from its left end to its right (each interval, one of some n^2 / 2,
-    taken to turn at most once: one that rises at both ends around a dip of
-    its own goes unseen).
+    kernel sum_m a_m u^(p m) below u = 1 ((1 - u^p)^M expanded, or the
+    cosine's series), the kernel's weight of a pair in the support is a
+    polynomial in z = h^-p whose coefficients are powers of d_ij^p. Sorting
+    each row's distances, the sums N_i and D_i of the left-out prediction
+    over a support of its c nearest samples are therefore combinations of
+    prefix sums of c_j d_ij^(p m) [y_j, 1], m = 0..M. Between two
+    consecutive kinks (a distance d_ij, where u_ij = 1) the supports do not
+    change: the loss is a smooth function of the width, and its value and
+    slope at any width cost O(n_samples). Evaluating both at the ends of
+    every interval, and at points inside the wide ones (see
+    :meth:`_pieces`), locates the local minima at a kink (a corner: the loss
+    falls into it from the left and rises out of it to the right) and
+    inside a piece whose slope changes sign from its left end to its right
+    (each piece taken to turn at most once: one that rises at both ends
+    around a dip of its own goes unseen).
 
     Parameters
     ----------
@@ -94,7 +161,9 @@ class KinkSweep:
 
     def __init__(self, objective):
         self.objective = objective
-        self.power, self.degree = POLYNOMIAL_KERNELS[objective.name]
+        self.series = SERIES_KERNELS[objective.name]
+        self.power = self.series.power
+        self.degree = len(self.series.coefficients) - 1
         kept = objective._distance_cache(False)[0]
         n_samples = objective.n_samples
         # Each row's others by distance (the own pair, +inf, last).
@@ -114,11 +183,6 @@ class KinkSweep:
             (*terms.shape[:3], n_samples), dtype=dtype, device=device
         )
         torch.cumsum(terms, dim=3, out=self.prefix[..., 1:])
-        self.binomial = torch.tensor(
-            [math.comb(self.degree, m) * (-1) ** m for m in range(self.degree + 1)],
-            dtype=dtype,
-            device=device,
-        )
         self.kept = objective._tensor(
             weighted_values(objective.values_numpy, objective.kept_weight_numpy)
         )
@@ -133,11 +197,24 @@ class KinkSweep:
         return objective.n_samples * (objective.n_samples - 1) // 2
 
     @staticmethod
+    def in_range(objective):
+        """Whether the powers of 1 / h^p the sums take, up to the M-th at the
+        smallest distance between two samples, stay far within float64's
+        range (see _LARGEST_LOG_POWER)."""
+        kept = objective._distance_cache(False)[0]
+        positive = kept[kept > 0]
+        if len(positive) == 0:
+            return True
+        series = SERIES_KERNELS[objective.name]
+        largest = -0.5 * math.log(float(positive.min())) * series.power
+        return largest * (len(series.coefficients) - 1) <= _LARGEST_LOG_POWER
+
+    @staticmethod
     def _per_kink(objective):
         """The numbers gathered at one kink: (M + 1) (n_values + 1) for
         each row."""
-        _, degree = POLYNOMIAL_KERNELS[objective.name]
-        return objective.n_samples * (degree + 1) * objective.weighted.shape[1]
+        n_coefficients = len(SERIES_KERNELS[objective.name].coefficients)
+        return objective.n_samples * n_coefficients * objective.weighted.shape[1]
 
     @staticmethod
     def window(objective):
@@ -154,9 +231,9 @@ class KinkSweep:
         prefix sums, each row's sorted distances and values, and each row's
         count below every kink of the window."""
         n_samples = objective.n_samples
-        _, degree = POLYNOMIAL_KERNELS[objective.name]
+        n_coefficients = len(SERIES_KERNELS[objective.name].coefficients)
         n_columns = objective.weighted.shape[1]
-        prefix = n_samples * n_samples * (degree + 1) * n_columns
+        prefix = n_samples * n_samples * n_coefficients * n_columns
         sorted_pairs = n_samples * n_samples * (n_columns + 2)
         counts = n_samples * (KinkSweep.window(objective) + 2)
         return 8 * (prefix + sorted_pairs + counts)
@@ -194,19 +271,20 @@ class KinkSweep:
         gathered = torch.gather(
             self.prefix, 3, counts[None, None].expand(*self.prefix.shape[:2], -1, -1)
         )
-        # sum_m binomial_m (-z)^m P_m, its derivative in z, and the sum of
-        # the weights' terms in absolute value (for the cancellation).
-        # (Each term added by one fused multiply-add, no temporaries.)
-        sums = gathered[:, 0].clone()
-        slopes = gathered[:, 1] * float(self.binomial[1])
+        # sum_m a_m z^m P_m, its derivative in z, and the sum of the
+        # weights' terms in absolute value (for the cancellation). (Each
+        # term added by one fused multiply-add, no temporaries.)
+        coefficients = self.series.coefficients
+        sums = gathered[:, 0] * float(coefficients[0])
+        slopes = gathered[:, 1] * float(coefficients[1])
         # The columns whose terms are all of one sign: the summed weight,
         # and for the log-loss every class's (its probabilities' logarithm
         # needs them to their own precision).
         checked = slice(None) if self.objective.loss == "log_loss" else slice(-1, None)
-        scale = gathered[checked, 0].clone()
+        scale = gathered[checked, 0] * abs(float(coefficients[0]))
         power = z
         for m in range(1, self.degree + 1):
-            coefficient = float(self.binomial[m])
+            coefficient = float(coefficients[m])
             if m > 1:
                 slopes.addcmul_(gathered[:, m], power * (m * coefficient))
                 power = power * z
@@ -270,9 +348,10 @@ class KinkSweep:
         inside = torch.arange(width, device=z.device)[None] < held[:, None]
         powers = self.distances[rows, :width] ** self.power
         z = z[rows, which] if z.dim() == 2 else z[which]
-        base = (1 - powers * z[:, None]).clamp_(min=0)
-        weights = base**self.degree * inside
-        derivatives = -self.degree * powers * base ** (self.degree - 1) * inside
+        # s = u^p, the weight w(s) and its derivative in z, p^p w'(s).
+        s = (powers * z[:, None]).clamp_(max=1.0)
+        weights = self.series.weight(s.clone()) * inside
+        derivatives = powers * self.series.slope(s) * inside
         values = self.columns[rows, :width]
         sums[:, rows, which] = torch.einsum("fj,fjv->vf", weights, values)
         slopes[:, rows, which] = torch.einsum("fj,fjv->vf", derivatives, values)
@@ -280,17 +359,20 @@ class KinkSweep:
     def _corner_jumps(self, kinks):
         """How much the slope of the loss in the log-width jumps at each of
         ``kinks``, where pairs enter the support with a weight of slope
-        -M d^p in z (nonzero for M = 1 only).
+        d^p w'(1) in z (-M d^p for (1 - u^p)^M: nonzero for M = 1 only;
+        -pi d^2 / 4 for the cosine).
 
         A pair (i, j) entering row i's support at u = 1 changes the
-        derivative of its prediction in z by -c_j d^p (y_j - p_i) / D_i:
+        derivative of its prediction in z by c_j d^p w'(1) (y_j - p_i) / D_i:
         with dz / dlog h = -p z and d^p z = 1 there, the loss's slope in
-        the log-width jumps by p c_j (dloss_i / dp_i) . (y_j - p_i) / D_i
-        (nothing for a row no sample reached before: its first neighbours
-        enter together and it predicts their values, as it did before).
+        the log-width jumps by -p w'(1) c_j (dloss_i / dp_i) . (y_j - p_i) /
+        D_i (nothing for a row no sample reached before: its first
+        neighbours enter together and it predicts their values, as it did
+        before).
         """
         jumps = torch.zeros_like(kinks)
-        if self.degree > 1:
+        entering = float(self.series.slope(torch.ones(1, dtype=kinks.dtype))[0])
+        if entering == 0:
             return jumps
         # Each row's pairs: the support just below their width.
         below = torch.searchsorted(self.distances, self.distances, side="left")
@@ -306,7 +388,9 @@ class KinkSweep:
         where = torch.searchsorted(kinks, distances[finite])
         inside = where < len(kinks)
         inside &= kinks[where.clamp(max=len(kinks) - 1)] == distances[finite]
-        jumps.index_add_(0, where[inside], self.power * change[finite][inside])
+        jumps.index_add_(
+            0, where[inside], -self.power * entering * change[finite][inside]
+        )
         return jumps
 
     def minima(self, lower, upper, centre=None):

@@ -14,7 +14,7 @@ from sknw import NadarayaWatsonClassifierCV, NadarayaWatsonRegressorCV
 from sknw._kernels import KERNELS
 from sknw._loo import _kink_sweep, log_width_bounds
 from sknw._loo_kinks import (
-    POLYNOMIAL_KERNELS,
+    SERIES_KERNELS,
     SWEEP_NUMBERS,
     WINDOW_FRACTION,
     KinkSweep,
@@ -69,7 +69,7 @@ def objective(X, values, kernel, loss, options):
     return loo_objective(X, values, kernel, loss, **options)
 
 
-@pytest.mark.parametrize("kernel", sorted(POLYNOMIAL_KERNELS))
+@pytest.mark.parametrize("kernel", sorted(SERIES_KERNELS))
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
 def test_sweep_loss_and_slope_match_numpy(kernel, loss):
     # From prefix sums over each row's sorted distances, against the NumPy
@@ -94,11 +94,40 @@ def test_sweep_loss_and_slope_match_numpy(kernel, loss):
 
 def test_sweep_applies_to_small_problems_of_polynomial_kernels_only():
     X, values, options = small_problem(0)
-    for kernel in ("gaussian", "cosine", "exponential"):
+    for kernel in ("gaussian", "exponential"):
         assert (
             _kink_sweep(objective(X, values, kernel, "squared_error", options)) is None
         )
-    assert _kink_sweep(objective(X, values, "linear", "squared_error", options))
+    for kernel in ("linear", "cosine"):
+        assert _kink_sweep(objective(X, values, kernel, "squared_error", options))
+
+
+def test_cosine_series_is_the_cosine_to_rounding():
+    # The cosine's truncated Taylor series in s = u^2, and its derivative,
+    # against NumPy's cosine and sine over [0, 1].
+    series = SERIES_KERNELS["cosine"]
+    u = np.linspace(0.0, 1.0, 1001)
+    s = u**2
+    powers = s[:, None] ** np.arange(len(series.coefficients))
+    assert_allclose(powers @ series.coefficients, np.cos(np.pi * u / 2), atol=1e-15)
+    slope = series.slope(torch.as_tensor(s)).numpy()
+    expected = -np.pi / 4 * np.sinc(u / 2) * np.pi / 2
+    assert_allclose(slope, expected, rtol=1e-12)
+    assert_allclose(
+        series.weight(torch.as_tensor(s)).numpy(), np.cos(np.pi * u / 2), atol=1e-15
+    )
+
+
+def test_sweep_is_left_out_where_its_powers_of_the_width_would_overflow():
+    # Two samples 2^-52 apart, on data of extent 1: the cosine's sums take
+    # (1 / h^2)^11 at that distance, about e^793, near float64's limit
+    # (e^709); Epanechnikov's first power stays far within range.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([[[0.25], [0.25 + 2.0**-52]], rng.uniform(size=(30, 1))])
+    values = rng.normal(size=(32, 1))
+    none = {"sample_weight": None}
+    assert _kink_sweep(objective(X, values, "cosine", "squared_error", none)) is None
+    assert _kink_sweep(objective(X, values, "epanechnikov", "squared_error", none))
 
 
 def test_sweep_size_counts_rows_kinks_degree_and_classes():
@@ -152,7 +181,7 @@ def test_sweep_size_counts_rows_kinks_degree_and_classes():
     assert KinkSweep.window(tiny) * KinkSweep._per_kink(tiny) <= SWEEP_NUMBERS
 
 
-@pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight"])
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight", "cosine"])
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
 def test_slope_jumps_at_kinks_match_one_sided_differences(kernel, loss):
     # Where a pair enters at u = 1 with a weight of nonzero slope (M = 1),
@@ -179,7 +208,7 @@ def test_slope_jumps_at_kinks_match_one_sided_differences(kernel, loss):
             assert float(jumps[index]) == pytest.approx(jump, rel=1e-3, abs=1e-6)
 
 
-@pytest.mark.parametrize("kernel", sorted(POLYNOMIAL_KERNELS))
+@pytest.mark.parametrize("kernel", sorted(SERIES_KERNELS))
 def test_sweep_minimum_is_the_dense_grid_minimum(kernel):
     # The lowest of the sweep's minima against 3,000 widths between the bounds
     # (the objective's loss): never above the grid's lowest point, and where
@@ -243,7 +272,7 @@ def test_a_window_of_kinks_finds_the_full_sweeps_minima_inside_it(
         kinks = KinkSweep(loo).kinks
         kinks = kinks[kinks > 0].numpy()
         n_columns = loo.weighted.shape[1]
-        per_kink = loo.n_samples * (POLYNOMIAL_KERNELS[kernel][1] + 1) * n_columns
+        per_kink = loo.n_samples * len(SERIES_KERNELS[kernel].coefficients) * n_columns
         monkeypatch.setattr(
             sknw._loo_kinks, "SWEEP_NUMBERS", per_kink * (len(kinks) // 4)
         )
