@@ -837,7 +837,7 @@ class _Search:
         margin = _basin_margin(self.baseline, best_scan)
         if not dense:
             basins = basins[losses[basins] <= best_scan + margin]
-        # Under a compact polynomial kernel, a sweep over the kinks finds the
+        # Under a kernel of SERIES_KERNELS, a sweep over the kinks finds the
         # local minima between them and at them (see KinkSweep): every one
         # on a small problem, those near the scan's best point above. The
         # loss can dip between two points of the scan, and fall into a

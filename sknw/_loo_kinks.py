@@ -198,15 +198,17 @@ class KinkSweep:
 
     @staticmethod
     def in_range(objective):
-        """Whether the powers of 1 / h^p the sums take, up to the M-th at the
-        smallest distance between two samples, stay far within float64's
-        range (see _LARGEST_LOG_POWER)."""
+        """Whether the powers the sums take stay far within float64's range
+        (see _LARGEST_LOG_POWER): of 1 / h^p up to the M-th at the smallest
+        distance between two samples, and of d^p up to the M-th at the
+        largest."""
         kept = objective._distance_cache(False)[0]
-        positive = kept[kept > 0]
+        positive = kept[(kept > 0) & torch.isfinite(kept)]
         if len(positive) == 0:
             return True
         series = SERIES_KERNELS[objective.name]
-        largest = -0.5 * math.log(float(positive.min())) * series.power
+        log_squares = [math.log(float(positive.min())), math.log(float(positive.max()))]
+        largest = 0.5 * max(abs(value) for value in log_squares) * series.power
         return largest * (len(series.coefficients) - 1) <= _LARGEST_LOG_POWER
 
     @staticmethod
@@ -348,9 +350,9 @@ class KinkSweep:
         inside = torch.arange(width, device=z.device)[None] < held[:, None]
         powers = self.distances[rows, :width] ** self.power
         z = z[rows, which] if z.dim() == 2 else z[which]
-        # s = u^p, the weight w(s) and its derivative in z, p^p w'(s).
+        # s = u^p, the weight w(s) and its derivative in z, d^p w'(s).
         s = (powers * z[:, None]).clamp_(max=1.0)
-        weights = self.series.weight(s.clone()) * inside
+        weights = self.series.weight(s) * inside
         derivatives = powers * self.series.slope(s) * inside
         values = self.columns[rows, :width]
         sums[:, rows, which] = torch.einsum("fj,fjv->vf", weights, values)
@@ -408,9 +410,10 @@ class KinkSweep:
         -------
         minima : list of tuple
             (loss, left, right, point): the loss at ``point`` (at a kink,
-            or bisected on the slope inside the interval [left, right]
-            between two kinks, where the loss is smooth: its minimum there
-            is the refinement's to find), in log-widths.
+            or bisected on the slope inside the stretch [left, right] of an
+            interval between two kinks (see :meth:`_pieces`), where the
+            loss is smooth: its minimum there is the refinement's to find),
+            in log-widths.
         """
         kinks = self.kinks[(self.kinks > 0) & (self.kinks < math.exp(upper))]
         top = math.exp(upper)
@@ -561,7 +564,14 @@ class KinkSweep:
         points = low[owner] + torch.as_tensor(
             np.concatenate(offsets), dtype=low.dtype, device=low.device
         )
-        inner_slopes = self.terms(torch.exp(points), self.counts(kinks[owner]))[1]
+        # In blocks that stay in cache, as the kinks' own terms.
+        inner_slopes = torch.empty_like(points)
+        block = max(1, _BLOCK_NUMBERS // self.prefix[..., 0].numel())
+        for start in range(0, len(points), block):
+            part = slice(start, start + block)
+            inner_slopes[part] = self.terms(
+                torch.exp(points[part]), self.counts(kinks[owner[part]])
+            )[1]
         # Every interval's points in order: its left end, then its inner
         # points; each piece runs to the next point of its interval, or to
         # the interval's right end.

@@ -1,5 +1,6 @@
-"""The sweep over the kinks of a compact polynomial kernel's leave-one-out
-loss of one width, against NumPy and dense grids."""
+"""The sweep over the kinks of a compact kernel's leave-one-out loss of one
+width (the kernels that are a polynomial in a power of u, the cosine's
+series among them), against NumPy and dense grids."""
 
 import warnings
 
@@ -92,7 +93,7 @@ def test_sweep_loss_and_slope_match_numpy(kernel, loss):
             assert float(slope) == pytest.approx(numeric, rel=1e-4, abs=1e-8)
 
 
-def test_sweep_applies_to_small_problems_of_polynomial_kernels_only():
+def test_sweep_applies_to_small_problems_of_series_kernels_only():
     X, values, options = small_problem(0)
     for kernel in ("gaussian", "exponential"):
         assert (
@@ -184,7 +185,8 @@ def test_sweep_size_counts_rows_kinks_degree_and_classes():
 @pytest.mark.parametrize("kernel", ["epanechnikov", "linear", "biweight", "cosine"])
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
 def test_slope_jumps_at_kinks_match_one_sided_differences(kernel, loss):
-    # Where a pair enters at u = 1 with a weight of nonzero slope (M = 1),
+    # Where a pair enters at u = 1 with a weight of nonzero slope (M = 1,
+    # and the cosine),
     # the loss has a corner: its slope jumps by the entering pairs' terms;
     # under the biweight the weight's slope is 0 there and nothing jumps.
     for seed in (0, 1, 3):
@@ -448,7 +450,7 @@ def test_a_wide_interval_that_turns_twice_is_cut_into_pieces():
     assert_learns_the_grid_minimum(X, y, "biweight", loo)
 
 
-def test_a_centre_beyond_the_largest_kink_sweeps_the_kinks_below_it():
+def test_a_centre_beyond_the_largest_kink_sweeps_the_kinks_below_it(monkeypatch):
     # 601 rows, too many for a sweep over every kink: the scan's best point
     # is on the plateau above the data's diameter, beyond every kink, and
     # the loss dips 0.07 % below that plateau just under the diameter,
@@ -461,9 +463,19 @@ def test_a_centre_beyond_the_largest_kink_sweeps_the_kinks_below_it():
         X, y[:, None], "epanechnikov", "squared_error", {"sample_weight": None}
     )
     assert KinkSweep.window(loo) < loo.n_samples * (loo.n_samples - 1) // 2
+    centres = []
+    minima = KinkSweep.minima
+
+    def recorded(sweep, lower, upper, centre=None):
+        centres.append((centre, float(torch.log(sweep.kinks[-1]))))
+        return minima(sweep, lower, upper, centre)
+
+    monkeypatch.setattr(KinkSweep, "minima", recorded)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = NadarayaWatsonRegressorCV(kernel="epanechnikov").fit(X, y)
+    # (The premise: the scan's best point lay beyond the largest kink.)
+    assert len(centres) == 1 and centres[0][0] > centres[0][1]
     learned = loo_squared_error_slow(X, y, float(model.bandwidth_), "epanechnikov")
     assert learned == pytest.approx(model.loss_curve_[-1], rel=1e-9)
     diameter = np.ptp(X)
@@ -484,3 +496,47 @@ def test_a_flat_stretch_takes_one_of_the_basins_refined():
         X, y[:, None], "epanechnikov", "squared_error", {"sample_weight": None}
     )
     assert_learns_the_grid_minimum(X, y, "epanechnikov", loo)
+
+
+@pytest.mark.parametrize("kernel", ["epanechnikov", "cosine"])
+def test_pieces_tile_the_intervals_with_the_slopes_at_their_ends(kernel):
+    # Every interval between two kinks (and the last, up to the top) is cut
+    # into pieces that follow one another end to end, the wide ones at
+    # points inside; the slopes at the pieces' inner ends are the loss's
+    # there, with the interval's support, and the widest interval has
+    # points 2^-20 from either end.
+    X, values, options = small_problem(2)
+    loo = objective(X, values, kernel, "squared_error", options)
+    sweep = KinkSweep(loo)
+    kinks = sweep.kinks[sweep.kinks > 0]
+    top = torch.tensor([float(kinks[-1]) * 50.0], dtype=kinks.dtype)
+    ends = torch.cat([kinks, top])
+    slope_in = sweep.terms(ends, sweep.counts(ends, closed=False))[1]
+    slope_out = sweep.terms(kinks, sweep.counts(kinks))[1]
+    low, high, left, right, support = sweep._pieces(
+        kinks, ends, slope_out, slope_in[1:]
+    )
+    log_ends = torch.log(ends)
+    interval = torch.searchsorted(kinks, support)
+    assert torch.equal(kinks[interval], support)
+    assert torch.all(high > low)
+    # Each interval's pieces, in order, end to end, from its kink to the
+    # next end.
+    starts = torch.nonzero(torch.diff(interval, prepend=interval[:1] - 1))[:, 0]
+    assert torch.equal(interval[starts], torch.arange(len(kinks)))
+    assert torch.equal(low[starts], log_ends[:-1])
+    joined = interval[1:] == interval[:-1]
+    assert torch.equal(low[1:][joined], high[:-1][joined])
+    stops = torch.cat([starts[1:] - 1, torch.tensor([len(low) - 1])])
+    assert torch.equal(high[stops], log_ends[1:])
+    assert torch.equal(left[starts], slope_out)
+    assert torch.equal(right[stops], slope_in[1:])
+    # The slopes at the inner ends: the loss's with the interval's support.
+    inner = torch.nonzero(joined)[:, 0] + 1
+    assert len(inner) > 0
+    expected = sweep.terms(torch.exp(low[inner]), sweep.counts(support[inner]))[1]
+    assert_allclose(left[inner], expected, rtol=1e-12, atol=1e-300)
+    assert_allclose(right[inner - 1], expected, rtol=1e-12, atol=1e-300)
+    last = interval == len(kinks) - 1
+    assert float(low[last][1] - low[last][0]) == pytest.approx(2.0**-20, rel=1e-6)
+    assert float(high[last][-1] - high[last][-2]) == pytest.approx(2.0**-20, rel=1e-6)
