@@ -83,8 +83,8 @@ SERIES_KERNELS = {
 }
 
 # The sweep's sums take powers of 1 / h^p up to (1 / h^p)^M at the smallest
-# kink: beyond this (in the natural logarithm) they could overflow, and
-# there is no sweep.
+# kink, and of d^p up to (d^p)^M at the largest: beyond this (in the natural
+# logarithm) they could overflow, and there is no sweep.
 _LARGEST_LOG_POWER = 600.0
 
 # The sweep gathers at most this many numbers over its (row, kink) pairs,
@@ -358,6 +358,22 @@ class KinkSweep:
         sums[:, rows, which] = torch.einsum("fj,fjv->vf", weights, values)
         slopes[:, rows, which] = torch.einsum("fj,fjv->vf", derivatives, values)
 
+    def _terms_in_blocks(self, widths, counts_of):
+        """:meth:`terms` at ``widths`` in blocks of widths whose gathered
+        numbers stay in cache (_BLOCK_NUMBERS), each block's supports
+        ``counts_of(part)`` for its slice ``part`` of the widths.
+
+        Returns
+        -------
+        loss, slope : tensor of shape (n_widths,)
+        """
+        loss, slope = torch.empty_like(widths), torch.empty_like(widths)
+        block = max(1, _BLOCK_NUMBERS // self.prefix[..., 0].numel())
+        for start in range(0, len(widths), block):
+            part = slice(start, start + block)
+            loss[part], slope[part] = self.terms(widths[part], counts_of(part))
+        return loss, slope
+
     def _corner_jumps(self, kinks):
         """How much the slope of the loss in the log-width jumps at each of
         ``kinks``, where pairs enter the support with a weight of slope
@@ -444,11 +460,6 @@ class KinkSweep:
         top = torch.tensor([top], dtype=kinks.dtype, device=kinks.device)
         ends = torch.cat([kinks, top])
         n_kinks = len(kinks)
-        # At each kink and the upper bound, the loss and its slope from the
-        # left: the support of the pairs below it (at the kink itself an
-        # entering pair has weight 0: the loss is continuous there).
-        value = torch.empty(n_kinks + 1, dtype=kinks.dtype, device=kinks.device)
-        slope_in = torch.empty_like(value)
         # Each row's count below every end at once: where each of its
         # distances falls among the ends, counted and summed along them.
         n_samples = self.distances.shape[0]
@@ -458,10 +469,10 @@ class KinkSweep:
         )
         counts.scatter_add_(1, falls, torch.ones_like(falls))
         counts = counts.cumsum_(dim=1)[:, : n_kinks + 1]
-        block = max(1, _BLOCK_NUMBERS // self.prefix[..., 0].numel())
-        for start in range(0, n_kinks + 1, block):
-            part = slice(start, min(start + block, n_kinks + 1))
-            value[part], slope_in[part] = self.terms(ends[part], counts[:, part])
+        # At each kink and the upper bound, the loss and its slope from the
+        # left: the support of the pairs below it (at the kink itself an
+        # entering pair has weight 0: the loss is continuous there).
+        value, slope_in = self._terms_in_blocks(ends, lambda part: counts[:, part])
         # The log-widths whose minima the sweep finds: from its first kink
         # (from the lower bound where that is the first of all) up to its
         # top.
@@ -564,14 +575,9 @@ class KinkSweep:
         points = low[owner] + torch.as_tensor(
             np.concatenate(offsets), dtype=low.dtype, device=low.device
         )
-        # In blocks that stay in cache, as the kinks' own terms.
-        inner_slopes = torch.empty_like(points)
-        block = max(1, _BLOCK_NUMBERS // self.prefix[..., 0].numel())
-        for start in range(0, len(points), block):
-            part = slice(start, start + block)
-            inner_slopes[part] = self.terms(
-                torch.exp(points[part]), self.counts(kinks[owner[part]])
-            )[1]
+        _, inner_slopes = self._terms_in_blocks(
+            torch.exp(points), lambda part: self.counts(kinks[owner[part]])
+        )
         # Every interval's points in order: its left end, then its inner
         # points; each piece runs to the next point of its interval, or to
         # the interval's right end.
