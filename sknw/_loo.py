@@ -361,7 +361,12 @@ def log_width_bounds(X, kernel, per_feature, sample_weight=None, local_widths=No
         lower = np.concatenate([bound[0] for bound in bounds])
         upper = np.concatenate([bound[1] for bound in bounds])
     else:
-        points, inverse = np.unique(X, axis=0, return_inverse=True)
+        if X.shape[1] == 1:
+            # (The rows of one column are its values: a plain sort.)
+            line, inverse = np.unique(X[:, 0], return_inverse=True)
+            points = line[:, None]
+        else:
+            points, inverse = np.unique(X, axis=0, return_inverse=True)
         weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
         company = np.bincount(inverse.ravel(), weights=weight) > 1
         diameter = float(np.sqrt((np.ptp(points, axis=0) ** 2).sum()))
