@@ -482,7 +482,7 @@ def main():
         default=60.0,
         help="stop a contender whose fits run longer (imports and warm-up apart)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many")
     parser.add_argument(
         "--repeat-below",
         type=float,
