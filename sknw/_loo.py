@@ -117,6 +117,12 @@ _PLATEAU_ITERATIONS = 10
 # each, and goes on from the lower end.
 _RACE_ITERATIONS = 10
 
+# After L-BFGS-B, each feature's width alone is moved by factors 2 and 4 and
+# to its upper bound, and a point lower by more than this fraction of the
+# loss starts L-BFGS-B again, at most _ESCAPES times (see _Search._escape).
+_ESCAPE_MARGIN = 1e-7
+_ESCAPES = 3
+
 # Up to this many pairs of distinct points, their nearest neighbours come
 # from every pair's distance rather than a neighbour search.
 _BRUTE_FORCE_PAIRS = 2**16
@@ -1157,6 +1163,7 @@ class _Search:
         result, converged = self._run_lbfgs(start, None, record=True)
         if rows is None:
             result = self._polish(result)
+        result, converged = self._escape(result, converged, rows)
 
         def loss(point):
             return objective.evaluate(point, rows, order=0)[0]
@@ -1221,6 +1228,82 @@ class _Search:
                 self._record(objective.evaluate(result, order=0)[0], result)
             elif self.last_point is not None:
                 result = self.last_point
+        return result, converged
+
+    def _escape(self, result, converged, rows):
+        """Per feature the loss can have several local minima (on small or
+        rough data), and L-BFGS-B ends in the one its way leads to: compare
+        the loss at each feature's width alone times 1/4, 1/2, 2 and 4 and at
+        its upper bound (where the feature takes no part); from the lowest,
+        where it is lower by more than _ESCAPE_MARGIN, L-BFGS-B again, and
+        keep its end where that is lower. At most _ESCAPES times.
+
+        The trial points are ranked on the subsample of rows the search
+        leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
+        otherwise) and the lowest compared on every row.
+
+        Returns
+        -------
+        log_bandwidth : ndarray of shape (n_features,)
+        converged : bool
+        """
+        objective = self.objective
+        n_rows = objective.n_samples
+        ranking = rows
+        if ranking is None and n_rows // 4 >= _SCAN_ROWS:
+            ranking = _subsample_rows(n_rows, 0, n_rows // 4)
+        steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
+        value = objective.evaluate(result, order=0)[0]
+        for _ in range(_ESCAPES):
+            if len(self.loss_curve) > self.max_iter:
+                break
+            if value < _NEGLIGIBLE_RELATIVE_LOSS * self.baseline:
+                # The left-out predictions are exact to within rounding: no
+                # point can be told from another.
+                break
+            trials = []
+            for feature in range(result.size):
+                widths = np.clip(
+                    result[feature] + steps, self.lower[feature], self.upper[feature]
+                )
+                widths = np.unique(np.append(widths, self.upper[feature]))
+                for width in widths[widths != result[feature]]:
+                    trial = result.copy()
+                    trial[feature] = width
+                    trials.append(trial)
+            if not trials:
+                break
+            trials = np.array(trials)
+            losses = objective.losses_at_points(trials, ranking)
+            losses = np.where(np.isfinite(losses), losses, np.inf)
+            if not np.isfinite(np.min(losses)):
+                break
+            # The first of the lowest to within the margin: equivalent data
+            # (weights or repeated rows), whose losses differ by rounding,
+            # take the same one.
+            best = int(np.argmax(losses <= np.min(losses) * (1 + _ESCAPE_MARGIN)))
+            reference = (
+                value
+                if ranking is None
+                else objective.evaluate(result, ranking, order=0)[0]
+            )
+            if not losses[best] < reference * (1 - _ESCAPE_MARGIN):
+                break
+            trial_value = (
+                losses[best]
+                if ranking is None
+                else objective.evaluate(trials[best], order=0)[0]
+            )
+            if not trial_value < value * (1 - _ESCAPE_MARGIN):
+                break
+            self._record(trial_value, trials[best])
+            end, end_converged = self._run_lbfgs(trials[best], None, record=True)
+            if rows is None:
+                end = self._polish(end)
+            end_value = objective.evaluate(end, order=0)[0]
+            if not end_value < value:
+                break
+            result, converged, value = end, end_converged, end_value
         return result, converged
 
     def _plateau_probe(self, point, rows):
