@@ -122,6 +122,8 @@ _RACE_ITERATIONS = 10
 # loss starts L-BFGS-B again, at most _ESCAPES times (see _Search._escape).
 _ESCAPE_MARGIN = 1e-7
 _ESCAPES = 3
+# An escape is tried only with this many iterations of max_iter left.
+_ESCAPE_BUDGET = 5
 
 # Up to this many pairs of distinct points, their nearest neighbours come
 # from every pair's distance rather than a neighbour search.
@@ -1090,8 +1092,10 @@ class _Search:
 
     def lbfgs(self, starts, *, rows, known=None):
         """L-BFGS-B from the better end of short runs from the two lowest of
-        ``starts`` (from the start alone with one); a result on a bound is
-        checked against the losses on the way there. ``rows``: the
+        ``starts`` (from the start alone with one), and with several starts
+        again from a lower point one feature's move away (see
+        :meth:`_escape`); a result on a bound is checked against the losses
+        on the way there. ``rows``: the
         subsample of rows left out to find the way above _SUBSAMPLE_ROWS
         rows (None below). ``known``: each start's loss on every row where
         it is already known, or None.
@@ -1163,7 +1167,8 @@ class _Search:
         result, converged = self._run_lbfgs(start, None, record=True)
         if rows is None:
             result = self._polish(result)
-        result, converged = self._escape(result, converged, rows)
+        if len(starts) > 1:
+            result, converged = self._escape(result, converged, rows)
 
         def loss(point):
             return objective.evaluate(point, rows, order=0)[0]
@@ -1240,7 +1245,10 @@ class _Search:
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
-        otherwise) and the lowest compared on every row.
+        otherwise) and the lowest compared on every row. Only after the
+        search from several starts (not for ``solver="lbfgs"``, a local
+        search from the given start), and with _ESCAPE_BUDGET iterations
+        left.
 
         Returns
         -------
@@ -1255,7 +1263,9 @@ class _Search:
         steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
         value = objective.evaluate(result, order=0)[0]
         for _ in range(_ESCAPES):
-            if len(self.loss_curve) > self.max_iter:
+            # (With fewer iterations left, a run from the trial could not get
+            # far.)
+            if len(self.loss_curve) + _ESCAPE_BUDGET > self.max_iter:
                 break
             if value < _NEGLIGIBLE_RELATIVE_LOSS * self.baseline:
                 # The left-out predictions are exact to within rounding: no
@@ -1298,10 +1308,12 @@ class _Search:
                 break
             self._record(trial_value, trials[best])
             end, end_converged = self._run_lbfgs(trials[best], None, record=True)
+            curvature, self.curvature = self.curvature, None
             if rows is None:
                 end = self._polish(end)
             end_value = objective.evaluate(end, order=0)[0]
             if not end_value < value:
+                self.curvature = curvature
                 break
             result, converged, value = end, end_converged, end_value
         return result, converged
