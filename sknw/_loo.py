@@ -1307,7 +1307,14 @@ class _Search:
             if not trial_value < value * (1 - _ESCAPE_MARGIN):
                 break
             self._record(trial_value, trials[best])
-            end, end_converged = self._run_lbfgs(trials[best], None, record=True)
+            # (One iteration is kept back: where the run's end is not kept,
+            # the loss curve ends with the result again.)
+            end, end_converged = self._run_lbfgs(
+                trials[best],
+                None,
+                record=True,
+                max_iter=self.max_iter - len(self.loss_curve),
+            )
             curvature, self.curvature = self.curvature, None
             if rows is None:
                 end = self._polish(end)
