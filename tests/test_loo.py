@@ -663,22 +663,6 @@ def test_per_feature_widths_are_no_worse_than_one_width(seed):
     assert learned <= shared * (1 + 1e-8)
 
 
-class _NumpyFeatureLoo:
-    """An independent dense NumPy leave-one-out squared error of per-feature
-    widths."""
-
-    def __init__(self, X, y):
-        self.sq = (X[:, None, :] - X[None, :, :]) ** 2
-        self.y = y
-
-    def __call__(self, widths):
-        u2 = (self.sq / np.asarray(widths) ** 2).sum(axis=-1)
-        np.fill_diagonal(u2, np.inf)
-        weights = np.exp(-(u2 - u2.min(axis=1, keepdims=True)) / 2)
-        predictions = weights @ self.y / weights.sum(axis=1)
-        return np.mean((predictions - self.y) ** 2)
-
-
 @pytest.mark.parametrize("seed", [38, 70])
 def test_per_feature_widths_leave_a_shallow_local_minimum(seed):
     # Two features, 133 and 88 rows: from every start L-BFGS-B ended in a
@@ -687,7 +671,10 @@ def test_per_feature_widths_leave_a_shallow_local_minimum(seed):
     X, y = random_problem(seed)
     assert X.shape[1] == 2
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
-    loss = _NumpyFeatureLoo(X, y)
+
+    def loss(widths):
+        return loo_squared_error_slow(X, y, widths, "gaussian")
+
     axes = [np.geomspace(span * 1e-3, span * 1e3, 25) for span in np.ptp(X, axis=0)]
     points = [np.array([first, second]) for first in axes[0] for second in axes[1]]
     losses = [loss(point) for point in points]
