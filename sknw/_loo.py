@@ -477,15 +477,53 @@ def _parabola_vertex(points, losses, index):
 
 
 def _newton_in_float32(scan, points, index, x):
-    """One Newton step from ``x`` on the float32 copy ``scan`` of the loss,
-    where its second derivative is positive and the step stays between the
-    neighbours of ``points[index]``; ``x`` otherwise."""
+    """One Newton step from ``x`` on the float32 copy ``scan`` of the loss
+    (see :func:`_newton_step`), where the loss is convex there and the step
+    stays between the neighbours of ``points[index]``; ``x`` otherwise."""
     _, gradient, second = scan.evaluate([x], order=2)
-    if not second > 0:
+    newton = _newton_step(x, float(gradient[0]), float(second), _newton_power(scan))
+    if newton is None:
         return x
-    newton = x - float(gradient[0]) / float(second)
     left, right = points[max(index - 1, 0)], points[min(index + 1, len(points) - 1)]
     return newton if left < newton < right else x
+
+
+def _newton_power(objective):
+    """The power c of the width in whose terms Newton's steps on one width
+    are taken (see :func:`_newton_step`): (4 - d) / 3 for d features,
+    within [-1, 1].
+
+    Far from the data's edges the leave-one-out loss of d features is about
+    A h^4 + B / h^d (a squared bias and a variance); in v = h^c it is a
+    sum of two powers of v whose exponents differ by (4 + d) / c, and
+    their third derivative vanishes at the minimum where c = (4 - d) / 3:
+    Newton's steps in v then err by the cube of their distance to it, where
+    steps in log h, along which the curvature grows, err by its square
+    (from below the minimum they overshoot). On one feature's data a step
+    from a factor 1.4 below the minimum landed 1.3 % from it in h, 29 %
+    beyond it in log h.
+    """
+    return min(max((4 - objective.n_features) / 3, -1.0), 1.0)
+
+
+def _newton_step(x, gradient, second, power):
+    """Newton's step from the log-width ``x`` in v = exp(power x), from the
+    gradient and second derivative in the log-width; None where the loss
+    is not convex in v there.
+
+    With g and s those derivatives, d^2 loss / dv^2 is (s - c g) / (c v)^2,
+    and the step in v, -c g v / (s - c g), lands at
+    x + log(1 - c g / (s - c g)) / c (x - g / s where c = 0).
+    """
+    curvature = second - power * gradient
+    if not curvature > 0:
+        return None
+    if power == 0:
+        return x - gradient / second
+    ratio = -power * gradient / curvature
+    if not ratio > -1:
+        return None
+    return x + math.log1p(ratio) / power
 
 
 def _new_points(known, candidates):
@@ -1020,7 +1058,7 @@ class _Search:
         for _ in range(self.max_iter - 1):
             if right - left <= _LOG_WIDTH_TOL:
                 return np.array([x]), True, value
-            newton = x - gradient / second if second > 0 else None
+            newton = _newton_step(x, gradient, second, _newton_power(objective))
             if newton is not None and left < newton < right:
                 trial = newton
             else:

@@ -1,8 +1,10 @@
 """Learning the bandwidth by leave-one-out: the closed forms, the search, the
 solvers and what a user sees."""
 
+import math
 import re
 import warnings
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -1287,6 +1289,8 @@ class _Corner:
     there, as a compact kernel's loss does where a pair enters the support)
     and curvature on either side; it counts its evaluations."""
 
+    n_features = 1
+
     def __init__(self, corner, slopes):
         self.corner, self.slopes, self.calls = corner, slopes, 0
 
@@ -1296,6 +1300,30 @@ class _Corner:
         slope = self.slopes[1] if offset > 0 else self.slopes[0]
         value = 1.0 + slope * offset + 3e-3 * offset**2
         return value, np.array([slope + 6e-3 * offset]), 6e-3
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+def test_newton_steps_in_a_power_of_the_width_land_nearer(n_features):
+    # The loss far from the data's edges, A h^4 + B / h^d, in t = log h:
+    # its third derivative in h^((4 - d) / 3) vanishes at the minimum, so
+    # that Newton's steps from a width 1.5 times wider and 1.5 times
+    # narrower err by as much either way, and by less than the farther of
+    # the two steps in t.
+    A, B, d = 2.0, 3e-3, n_features
+    minimum = math.log(d * B / (4 * A)) / (4 + d)
+    power = sknw._loo._newton_power(SimpleNamespace(n_features=d))
+    assert power == pytest.approx((4 - d) / 3)
+    in_power, in_log = [], []
+    for x in (minimum + math.log(1.5), minimum - math.log(1.5)):
+        gradient = 4 * A * math.exp(4 * x) - d * B * math.exp(-d * x)
+        second = 16 * A * math.exp(4 * x) + d * d * B * math.exp(-d * x)
+        in_power.append(sknw._loo._newton_step(x, gradient, second, power) - minimum)
+        in_log.append(sknw._loo._newton_step(x, gradient, second, 0.0) - minimum)
+        assert in_log[-1] + minimum == pytest.approx(x - gradient / second)
+    assert in_power[0] == pytest.approx(-in_power[1], rel=1e-6)
+    assert abs(in_power[0]) < 0.9 * max(map(abs, in_log))
+    # Not convex in h^c there: no step.
+    assert sknw._loo._newton_step(0.0, -1.0, -2.0, 1.0) is None
 
 
 @pytest.mark.parametrize("side", [-1, 1])
