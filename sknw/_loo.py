@@ -496,12 +496,13 @@ def _newton_power(objective):
     Far from the data's edges the leave-one-out loss of d features is about
     A h^4 + B / h^d (a squared bias and a variance); in v = h^c it is a
     sum of two powers of v whose exponents differ by (4 + d) / c, and
-    their third derivative vanishes at the minimum where c = (4 - d) / 3:
-    Newton's steps in v then err by the cube of their distance to it, where
-    steps in log h, along which the curvature grows, err by its square
-    (from below the minimum they overshoot). On one feature's data a step
-    from a factor 1.4 below the minimum landed 1.3 % from it in h, 29 %
-    beyond it in log h.
+    their third derivative vanishes at the minimum where c = (4 - d) / 3
+    (up to d = 7, beyond which c is clipped): near it, Newton's steps in v
+    then err by the cube of their distance to it, where steps in log h err
+    by its square (with fewer than four features the curvature grows along
+    log h, and steps from below the minimum overshoot). On one feature's
+    data a step from a factor 1.4 below the minimum landed 1.3 % from it
+    in h, 29 % beyond it in log h.
     """
     return min(max((4 - objective.n_features) / 3, -1.0), 1.0)
 
@@ -509,12 +510,14 @@ def _newton_power(objective):
 def _newton_step(x, gradient, second, power):
     """Newton's step from the log-width ``x`` in v = exp(power x), from the
     gradient and second derivative in the log-width; None where the loss
-    is not convex in v there.
+    is not convex in v there, or the step would take v to 0 or below.
 
     With g and s those derivatives, d^2 loss / dv^2 is (s - c g) / (c v)^2,
     and the step in v, -c g v / (s - c g), lands at
     x + log(1 - c g / (s - c g)) / c (x - g / s where c = 0).
     """
+    # Python floats: an infinite gradient gives inf or nan, not a warning.
+    gradient, second = float(gradient), float(second)
     curvature = second - power * gradient
     if not curvature > 0:
         return None

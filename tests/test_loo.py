@@ -4,7 +4,6 @@ solvers and what a user sees."""
 import math
 import re
 import warnings
-from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -1302,28 +1301,77 @@ class _Corner:
         return value, np.array([slope + 6e-3 * offset]), 6e-3
 
 
-@pytest.mark.parametrize("n_features", [1, 2, 3])
-def test_newton_steps_in_a_power_of_the_width_land_nearer(n_features):
-    # The loss far from the data's edges, A h^4 + B / h^d, in t = log h:
-    # its third derivative in h^((4 - d) / 3) vanishes at the minimum, so
-    # that Newton's steps from a width 1.5 times wider and 1.5 times
-    # narrower err by as much either way, and by less than the farther of
-    # the two steps in t.
-    A, B, d = 2.0, 3e-3, n_features
-    minimum = math.log(d * B / (4 * A)) / (4 + d)
-    power = sknw._loo._newton_power(SimpleNamespace(n_features=d))
-    assert power == pytest.approx((4 - d) / 3)
+class _PowerLaw:
+    """The loss far from the data's edges, A h^4 + B / h^d, in t = log h;
+    it counts its evaluations."""
+
+    def __init__(self, n_features, A=2.0, B=3e-3):
+        self.n_features, self.A, self.B, self.calls = n_features, A, B, 0
+        self.minimum = math.log(n_features * B / (4 * A)) / (4 + n_features)
+
+    def evaluate(self, log_bandwidth, rows=None, order=1):
+        self.calls += 1
+        t, d = float(np.ravel(log_bandwidth)[0]), self.n_features
+        wide, narrow = self.A * math.exp(4 * t), self.B * math.exp(-d * t)
+        second = 16 * wide + d * d * narrow
+        return wide + narrow, np.array([4 * wide - d * narrow]), second
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 5, 7])
+def test_newton_steps_in_a_power_of_the_width_err_alike_either_side(n_features):
+    # In h^((4 - d) / 3) the third derivative of A h^4 + B / h^d vanishes at
+    # its minimum: Newton's steps from a width 1.5 times wider and 1.5
+    # times narrower err by as much either way (in the log-width they do
+    # not), and with fewer than four features by less than the farther of
+    # the two steps in the log-width.
+    loss = _PowerLaw(n_features)
+    power = sknw._loo._newton_power(loss)
     in_power, in_log = [], []
-    for x in (minimum + math.log(1.5), minimum - math.log(1.5)):
-        gradient = 4 * A * math.exp(4 * x) - d * B * math.exp(-d * x)
-        second = 16 * A * math.exp(4 * x) + d * d * B * math.exp(-d * x)
-        in_power.append(sknw._loo._newton_step(x, gradient, second, power) - minimum)
-        in_log.append(sknw._loo._newton_step(x, gradient, second, 0.0) - minimum)
-        assert in_log[-1] + minimum == pytest.approx(x - gradient / second)
+    for x in (loss.minimum + math.log(1.5), loss.minimum - math.log(1.5)):
+        _, gradient, second = loss.evaluate([x])
+        in_power.append(sknw._loo._newton_step(x, gradient[0], second, power))
+        in_log.append(sknw._loo._newton_step(x, gradient[0], second, 0.0))
+        assert in_log[-1] == pytest.approx(x - gradient[0] / second)
+    in_power = np.array(in_power) - loss.minimum
+    in_log = np.array(in_log) - loss.minimum
     assert in_power[0] == pytest.approx(-in_power[1], rel=1e-6)
-    assert abs(in_power[0]) < 0.9 * max(map(abs, in_log))
-    # Not convex in h^c there: no step.
+    assert abs(in_log[0] + in_log[1]) > 1e-3
+    if n_features < 4:
+        assert abs(in_power[0]) < 0.9 * np.abs(in_log).max()
+
+
+def test_newton_steps_in_a_power_of_the_width_refuse_what_they_cannot_take():
+    # Not convex in h^c: no step; nor one that would take h^c to 0 or below.
     assert sknw._loo._newton_step(0.0, -1.0, -2.0, 1.0) is None
+    assert sknw._loo._newton_step(0.0, 1.0, 1.5, 1.0) is None
+    assert sknw._loo._newton_step(0.0, -1.0, 1.5, -1.0) is None
+    # An infinite gradient: no step, and no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step = sknw._loo._newton_step(0.0, -np.inf, np.float64(np.inf), 1.0)
+    assert step is None or not np.isfinite(step)
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_the_refinement_takes_its_steps_in_the_power_of_the_width(side, monkeypatch):
+    # One feature, from a factor 1.5 off the minimum: the refinement's
+    # Newton steps in h reach it in fewer evaluations than in log h.
+    calls = {}
+    for power in (None, 0.0):
+        if power is not None:
+            monkeypatch.setattr(sknw._loo, "_newton_power", lambda objective: 0.0)
+        loss = _PowerLaw(1)
+        progress = sknw._loo._Progress("", 0, 1.0)
+        search = sknw._loo._Search(
+            loss, 1.0, np.array([-10.0]), np.array([5.0]), 100, progress
+        )
+        start = loss.minimum + side * math.log(1.5)
+        left, right = sorted([start, loss.minimum - side * math.log(2)])
+        point, converged, _ = search._refine(start, left, right, record=False)
+        assert converged
+        assert point[0] == pytest.approx(loss.minimum, abs=1e-6)
+        calls[power] = loss.calls
+    assert calls[None] < calls[0.0]
 
 
 @pytest.mark.parametrize("side", [-1, 1])
