@@ -371,6 +371,11 @@ class PairwiseObjective:
             [self.evaluate(point, rows, order=0)[0] for point in log_bandwidths]
         )
 
+    def scores_points_in_one_pass(self):
+        """Whether :meth:`losses_at_points` scores per-feature widths on
+        every row in one pass, rather than one evaluation a point."""
+        return False
+
     def _problem(self, bandwidth):
         return PreparedKeys(
             self.X_numpy,
@@ -1319,6 +1324,15 @@ class LeaveOneOutObjective(PairwiseObjective):
             row_out.copy_(row_losses.T)
         return row_losses.sum(dim=1).cpu().numpy()
 
+    def scores_points_in_one_pass(self):
+        """The Gaussian's per-feature widths, their distances kept (see
+        :meth:`losses_at_points`)."""
+        return (
+            self.name == "gaussian"
+            and self.n_features > 1
+            and self._distance_cache(True) is not None
+        )
+
     def losses_at_points(self, log_bandwidths, rows=None):
         """The loss at each of several per-feature widths (see
         :meth:`PairwiseObjective.losses_at_points`).
@@ -1330,12 +1344,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         Otherwise one evaluation a point.
         """
         points = np.asarray(log_bandwidths, dtype=np.float64)
-        cache = None
-        gaussian = self.name == "gaussian" and points.shape[1] > 1
-        if len(points) and rows is None and gaussian:
-            cache = self._distance_cache(True)
-        if cache is None:
+        if not (len(points) and rows is None and self.scores_points_in_one_pass()):
             return super().losses_at_points(points, rows)
+        cache = self._distance_cache(True)
         n_samples = self.n_samples
         everything = torch.arange(n_samples, device=self.device)
         floor = log2_weight_floor(self.dtype)
