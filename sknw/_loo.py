@@ -54,8 +54,9 @@ _BASIN_MARGIN = 0.05
 # a basin a hair above it on the grid can hold a lower minimum.
 _BASIN_FLOOR = 1e-3
 
-# Where the rows' total weight squared is at most this (so that weights and
-# repeated rows take the same search), and the objective takes a scan's
+# Where the rows squared are at most this (their total weight where larger,
+# so that weights and repeated rows take the same search), and the
+# objective takes a scan's
 # widths in one pass (the Gaussian's), the scan steps by a quarter of
 # _SCAN_FACTOR's logarithm everywhere above its knee: on a few dozen rows
 # the loss can dip below its neighbours' within a factor 1.3 of the width
@@ -135,8 +136,9 @@ _BRUTE_FORCE_PAIRS = 2**16
 _SUBSAMPLE_ROWS = 2000
 
 # The grid start of per-feature widths on small problems (see _grid_start):
-# at most this many pairs of rows over all of its points, at most this many
-# points per feature, and no grid with fewer.
+# at most this many pairs of rows (or of units of sample weight) over all
+# of its points, at most this many points per feature, and no grid with
+# fewer.
 _GRID_PAIRS = 2**20
 _GRID_POINTS_PER_FEATURE = 24
 _GRID_MIN_POINTS_PER_FEATURE = 6
@@ -714,17 +716,18 @@ def _grid_start(objective, X, lower, upper):
     widths: G evenly spaced log-widths per feature, from its lower bound to
     16 times its range (or its upper bound), every combination, with G the
     most (up to _GRID_POINTS_PER_FEATURE) that keeps G^d times the squared
-    total sample weight within _GRID_PAIRS; None where fewer than
-    _GRID_MIN_POINTS_PER_FEATURE would.
+    number of rows (or total sample weight, where larger) within
+    _GRID_PAIRS, d the features whose bounds differ (the others keep their
+    one width); None where fewer than _GRID_MIN_POINTS_PER_FEATURE would.
 
     On a few dozen rows the loss of several widths can be rough. Of 60
     random two-feature problems of at most 400 rows, the search from the
     other starts ended more than 1e-7 above a refined 50 x 50 grid's
     minimum on 7 (by up to 9 %), with this start on 3 (by up to 4 %, one
     of them not among the 7, by 0.13 %); of 67 three-feature ones of at
-    most 300 rows, on 8 (by up to 93 %) and on 3, all of more than 200
-    rows, beyond the grid's reach (by up to 1 %). Those fits within its
-    reach took 1.10 to 1.16 times as long.
+    most 300 rows (a refined 14 x 14 x 14 grid), on 8 (by up to 93 %) and
+    on 3, all of more than 200 rows, beyond the grid's reach (by up to
+    1 %). Those fits within its reach took 1.10 to 1.16 times as long.
 
     Returns
     -------
@@ -732,22 +735,29 @@ def _grid_start(objective, X, lower, upper):
     loss : float or None
         Its loss on every row.
     """
-    n_features = X.shape[1]
-    pairs = float(objective.sample_weight_numpy.sum()) ** 2
-    size = min(
-        int((_GRID_PAIRS / pairs) ** (1 / n_features) + 1e-9),
-        _GRID_POINTS_PER_FEATURE,
-    )
+    # The features whose width can move; the others keep their one width.
+    free = upper > lower
+    if not np.any(free):
+        return None, None
+    # Frequency weights count as the rows they repeat (zero weights are
+    # gone): the grid is the repeated rows' and its pairs are within the
+    # budget, in logarithms whatever the weights' scale.
+    rows = max(float(np.sum(objective.sample_weight_numpy)), objective.n_samples)
+    size = math.exp((math.log(_GRID_PAIRS) - 2 * math.log(rows)) / np.sum(free))
+    size = min(int(size + 1e-9), _GRID_POINTS_PER_FEATURE)
     if size < _GRID_MIN_POINTS_PER_FEATURE:
         return None, None
     if not objective.scores_points_in_one_pass():
         return None, None
     spread = np.ptp(X, axis=0)
     top = np.log(np.where(spread > 0, spread, 1.0)) + math.log(16)
-    top = np.maximum(np.where(spread > 0, np.minimum(top, upper), upper), lower)
-    axes = [np.linspace(lower[k], top[k], size) for k in range(n_features)]
+    top = np.clip(top, lower, upper)
+    axes = [
+        np.linspace(lower[k], top[k], size) if free[k] else lower[k : k + 1]
+        for k in range(X.shape[1])
+    ]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    points = points.reshape(-1, n_features)
+    points = points.reshape(-1, X.shape[1])
     losses = objective.losses_at_points(points)
     losses = np.where(np.isfinite(losses), losses, np.inf)
     best = int(np.argmin(losses))
@@ -839,10 +849,10 @@ class _Search:
         # Far below the typical spacing of the data only the rows with a
         # near tie change their prediction: coarser steps there.
         knee = min(max(self.typical - math.log(_SCAN_KNEE), lower), top)
-        dense = (
-            objective.widths_in_one_pass
-            and objective.sample_weight_numpy.sum() ** 2 <= _DENSE_SCAN_PAIRS
-        )
+        # (Frequency weights count as the rows they repeat, and fractional
+        # ones as the rows themselves.)
+        rows = max(float(np.sum(objective.sample_weight_numpy)), objective.n_samples)
+        dense = objective.widths_in_one_pass and rows <= math.sqrt(_DENSE_SCAN_PAIRS)
         grid = np.concatenate(
             [
                 np.arange(lower, knee, 3 * step),

@@ -1344,7 +1344,12 @@ class LeaveOneOutObjective(PairwiseObjective):
         Otherwise one evaluation a point.
         """
         points = np.asarray(log_bandwidths, dtype=np.float64)
-        if not (len(points) and rows is None and self.scores_points_in_one_pass()):
+        if not (
+            len(points)
+            and rows is None
+            and points.shape[1] == self.n_features
+            and self.scores_points_in_one_pass()
+        ):
             return super().losses_at_points(points, rows)
         cache = self._distance_cache(True)
         n_samples = self.n_samples

@@ -714,6 +714,63 @@ def test_per_feature_widths_on_a_few_dozen_rows_reach_a_grid_minimum(seed):
     assert loss(model.bandwidth_) <= best * (1 + 1e-7)
 
 
+@pytest.mark.parametrize("weight", [1e200, 1e-170, 1e-320, "fraction"])
+def test_the_grid_start_counts_rows_whatever_the_weights_scale(weight, monkeypatch):
+    # The grid's size comes from the rows (or the total weight, where
+    # larger: frequency weights count as the rows they repeat): weights of
+    # any scale neither overflow nor underflow it, weights summing to 1 do
+    # not enlarge it beyond 2^20 pairs, and 1e200 copies of each row take
+    # no grid.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=60)
+    weights = np.full(60, 1 / 60 if weight == "fraction" else weight)
+    scored = []
+    original = LeaveOneOutObjective.losses_at_points
+
+    def recorded(self, log_bandwidths, rows=None):
+        scored.append(len(log_bandwidths))
+        return original(self, log_bandwidths, rows)
+
+    monkeypatch.setattr(LeaveOneOutObjective, "losses_at_points", recorded)
+    model = NadarayaWatsonRegressorCV(bandwidth="silverman")
+    model.fit(X, y, sample_weight=weights)
+    assert np.all(np.isfinite(model.bandwidth_))
+    # 2^20 / 60^2 pairs: 291 points, 6 a feature.
+    assert (6**3 in scored) == (weight != 1e200)
+    assert max(scored, default=0) <= 6**3
+
+
+def test_the_grid_start_keeps_a_constant_feature_at_its_one_width(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=40), np.full(40, 2.0), rng.normal(size=40)])
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    scored = []
+    original = LeaveOneOutObjective.losses_at_points
+
+    def recorded(self, log_bandwidths, rows=None):
+        scored.append(np.array(log_bandwidths))
+        return original(self, log_bandwidths, rows)
+
+    monkeypatch.setattr(LeaveOneOutObjective, "losses_at_points", recorded)
+    NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    grid = scored[0]
+    # Two free features: 2^20 / 40^2 pairs, 24 a feature (the cap).
+    assert len(grid) == 24**2
+    assert len(np.unique(grid[:, 1])) == 1
+    assert len(np.unique(grid, axis=0)) == len(grid)
+
+
+def test_one_width_points_on_several_features_are_scored_one_by_one():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=30)
+    loo = objective(X, y[:, None] - y.mean())
+    points = np.array([[-1.0], [0.0]])
+    expected = [loo.evaluate(point, order=0)[0] for point in points]
+    assert_allclose(loo.losses_at_points(points), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("estimator", "params"),
     [
