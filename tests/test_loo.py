@@ -664,6 +664,27 @@ def test_per_feature_widths_are_no_worse_than_one_width(seed):
     assert learned <= shared * (1 + 1e-8)
 
 
+def _refined_grid_minimum(X, y, n_points):
+    """The suite's slow NumPy loss of per-feature widths, and its lowest
+    value: over a grid of ``n_points`` widths a feature from 1e-3 to 1e3
+    times its range, and from the grid's lowest point by Nelder-Mead."""
+
+    def loss(widths):
+        return loo_squared_error_slow(X, y, widths, "gaussian")
+
+    axes = [np.geomspace(span * 1e-3, span * 1e3, n_points) for span in np.ptp(X, 0)]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    points = points.reshape(-1, X.shape[1])
+    losses = [loss(point) for point in points]
+    refined = minimize(
+        lambda log_widths: loss(np.exp(log_widths)),
+        np.log(points[int(np.argmin(losses))]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-15, "maxiter": 4000},
+    )
+    return loss, min(min(losses), refined.fun)
+
+
 @pytest.mark.parametrize("seed", [38, 70])
 def test_per_feature_widths_leave_a_shallow_local_minimum(seed):
     # Two features, 133 and 88 rows: from every start L-BFGS-B ended in a
@@ -672,20 +693,7 @@ def test_per_feature_widths_leave_a_shallow_local_minimum(seed):
     X, y = random_problem(seed)
     assert X.shape[1] == 2
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
-
-    def loss(widths):
-        return loo_squared_error_slow(X, y, widths, "gaussian")
-
-    axes = [np.geomspace(span * 1e-3, span * 1e3, 25) for span in np.ptp(X, axis=0)]
-    points = [np.array([first, second]) for first in axes[0] for second in axes[1]]
-    losses = [loss(point) for point in points]
-    refined = minimize(
-        lambda log_widths: loss(np.exp(log_widths)),
-        np.log(points[int(np.argmin(losses))]),
-        method="Nelder-Mead",
-        options={"xatol": 1e-10, "fatol": 1e-15, "maxiter": 2000},
-    )
-    best = min(min(losses), refined.fun)
+    loss, best = _refined_grid_minimum(X, y, 25)
     assert loss(model.bandwidth_) <= best * (1 + 1e-7)
 
 
@@ -696,21 +704,7 @@ def test_per_feature_widths_on_a_few_dozen_rows_reach_a_grid_minimum(seed):
     # loss; from the lowest point of a grid of widths it reaches it.
     X, y = random_problem(seed)
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
-
-    def loss(widths):
-        return loo_squared_error_slow(X, y, widths, "gaussian")
-
-    axes = [np.geomspace(span * 1e-3, span * 1e3, 13) for span in np.ptp(X, axis=0)]
-    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    points = points.reshape(-1, X.shape[1])
-    losses = [loss(point) for point in points]
-    refined = minimize(
-        lambda log_widths: loss(np.exp(log_widths)),
-        np.log(points[int(np.argmin(losses))]),
-        method="Nelder-Mead",
-        options={"xatol": 1e-10, "fatol": 1e-15, "maxiter": 4000},
-    )
-    best = min(min(losses), refined.fun)
+    loss, best = _refined_grid_minimum(X, y, 13)
     assert loss(model.bandwidth_) <= best * (1 + 1e-7)
 
 
