@@ -710,6 +710,14 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
     return [start], [lowest if known else None]
 
 
+def _row_count(objective):
+    """The number of rows that sizes a search: frequency weights count as
+    the rows they repeat (zero weights are gone), so that weights and
+    repeated rows take the same search; fractional ones, summing to less,
+    as the rows themselves."""
+    return max(float(np.sum(objective.sample_weight_numpy)), objective.n_samples)
+
+
 def _grid_start(objective, X, lower, upper):
     """On a small problem whose objective scores many widths in one pass
     (the Gaussian's), the lowest point of a grid of per-feature
@@ -739,10 +747,9 @@ def _grid_start(objective, X, lower, upper):
     free = upper > lower
     if not np.any(free):
         return None, None
-    # Frequency weights count as the rows they repeat (zero weights are
-    # gone): the grid is the repeated rows' and its pairs are within the
-    # budget, in logarithms whatever the weights' scale.
-    rows = max(float(np.sum(objective.sample_weight_numpy)), objective.n_samples)
+    # The repeated rows' grid, its pairs within the budget, in logarithms
+    # whatever the weights' scale.
+    rows = _row_count(objective)
     size = math.exp((math.log(_GRID_PAIRS) - 2 * math.log(rows)) / np.sum(free))
     size = min(int(size + 1e-9), _GRID_POINTS_PER_FEATURE)
     if size < _GRID_MIN_POINTS_PER_FEATURE:
@@ -849,10 +856,9 @@ class _Search:
         # Far below the typical spacing of the data only the rows with a
         # near tie change their prediction: coarser steps there.
         knee = min(max(self.typical - math.log(_SCAN_KNEE), lower), top)
-        # (Frequency weights count as the rows they repeat, and fractional
-        # ones as the rows themselves.)
-        rows = max(float(np.sum(objective.sample_weight_numpy)), objective.n_samples)
-        dense = objective.widths_in_one_pass and rows <= math.sqrt(_DENSE_SCAN_PAIRS)
+        dense = objective.widths_in_one_pass and _row_count(objective) <= math.sqrt(
+            _DENSE_SCAN_PAIRS
+        )
         grid = np.concatenate(
             [
                 np.arange(lower, knee, 3 * step),
@@ -1132,10 +1138,11 @@ class _Search:
         # the loss and slope at each end evaluated.
         untried = {left, right} - {x}
         slopes = {}
+        power = _newton_power(objective)
         for _ in range(self.max_iter - 1):
             if right - left <= _LOG_WIDTH_TOL:
                 return np.array([x]), True, value
-            newton = _newton_step(x, gradient, second, _newton_power(objective))
+            newton = _newton_step(x, gradient, second, power)
             if newton is not None and left < newton < right:
                 trial = newton
             else:

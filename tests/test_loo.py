@@ -708,6 +708,20 @@ def test_per_feature_widths_on_a_few_dozen_rows_reach_a_grid_minimum(seed):
     assert loss(model.bandwidth_) <= best * (1 + 1e-7)
 
 
+def _recorded_points(monkeypatch):
+    """A list that receives the points of every call of
+    LeaveOneOutObjective.losses_at_points."""
+    scored = []
+    original = LeaveOneOutObjective.losses_at_points
+
+    def recorded(self, log_bandwidths, rows=None):
+        scored.append(np.array(log_bandwidths))
+        return original(self, log_bandwidths, rows)
+
+    monkeypatch.setattr(LeaveOneOutObjective, "losses_at_points", recorded)
+    return scored
+
+
 @pytest.mark.parametrize("weight", [1e200, 1e-170, 1e-320, "fraction"])
 def test_the_grid_start_counts_rows_whatever_the_weights_scale(weight, monkeypatch):
     # The grid's size comes from the rows (or the total weight, where
@@ -719,17 +733,11 @@ def test_the_grid_start_counts_rows_whatever_the_weights_scale(weight, monkeypat
     X = rng.normal(size=(60, 3))
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=60)
     weights = np.full(60, 1 / 60 if weight == "fraction" else weight)
-    scored = []
-    original = LeaveOneOutObjective.losses_at_points
-
-    def recorded(self, log_bandwidths, rows=None):
-        scored.append(len(log_bandwidths))
-        return original(self, log_bandwidths, rows)
-
-    monkeypatch.setattr(LeaveOneOutObjective, "losses_at_points", recorded)
+    recorded = _recorded_points(monkeypatch)
     model = NadarayaWatsonRegressorCV(bandwidth="silverman")
     model.fit(X, y, sample_weight=weights)
     assert np.all(np.isfinite(model.bandwidth_))
+    scored = [len(points) for points in recorded]
     # 2^20 / 60^2 pairs: 291 points, 6 a feature.
     assert (6**3 in scored) == (weight != 1e200)
     assert max(scored, default=0) <= 6**3
@@ -739,14 +747,7 @@ def test_the_grid_start_keeps_a_constant_feature_at_its_one_width(monkeypatch):
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.normal(size=40), np.full(40, 2.0), rng.normal(size=40)])
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
-    scored = []
-    original = LeaveOneOutObjective.losses_at_points
-
-    def recorded(self, log_bandwidths, rows=None):
-        scored.append(np.array(log_bandwidths))
-        return original(self, log_bandwidths, rows)
-
-    monkeypatch.setattr(LeaveOneOutObjective, "losses_at_points", recorded)
+    scored = _recorded_points(monkeypatch)
     NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
     grid = scored[0]
     # Two free features: 2^20 / 40^2 pairs, 24 a feature (the cap).
