@@ -26,7 +26,7 @@ def test_readme_opens_with_what_sknw_is_then_the_two_commands():
         assert command.count("pip install") == 2
         assert "pip install" in command[torch_first + len("pip install torch") :]
     assert setup_run.strip().endswith("python examples/quickstart.py")
-    assert setup_test.strip().endswith("python -m pytest")
+    assert setup_test.strip().endswith("python -m pytest -n auto")
     assert 'pip install -e ".[test]"' in setup_test
 
 
