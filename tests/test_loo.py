@@ -1844,3 +1844,85 @@ def test_basin_indices_take_one_point_of_a_flat_stretch():
     losses = np.array([2.0, 1.0, 1.0, 1.0, 3.0, 0.5, 4.0, 0.5, 0.5, np.inf])
     assert sknw._loo._basin_indices(losses).tolist() == [5, 7, 1]
     assert sknw._loo._basin_indices(np.full(4, np.inf)).tolist() == []
+
+
+def _noise_feature_problem(seed, n_samples=1600):
+    """Two informative features of different scales and one of noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, 3)) * [1.0, 2.0, 1.0]
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] + rng.normal(0, 0.3, n_samples)
+    return X, y
+
+
+def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
+    X, y = _noise_feature_problem(1, 300)
+    loo = objective(X, y[:, None] - y.mean())
+    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
+    progress = sknw._loo._Progress("", 0, 1.0)
+    search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress)
+    # The per-feature minimum, where the loss is curved upward along each.
+    point = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
+    scale = search._curvature_scales(point, None)
+    assert_allclose(np.exp2(np.round(np.log2(scale))), scale, rtol=0)
+    curvature = np.diag(loo.evaluate(point, order=2)[2])
+    assert_allclose(scale, 1 / np.sqrt(curvature), rtol=0.5)
+    # The feature of noise is the least curved: the largest scale.
+    assert np.argmax(scale) == 2
+    # A curvature near 0 gives a scale within a factor 100 of the median
+    # (rounded to a power of 2); one not upward, the median.
+    for diagonal, expected in (
+        ([1.0, 4.0, 1e-8], [1, 0.5, 128]),
+        ([1.0, 4.0, -1.0], [1, 0.5, 1]),
+    ):
+        with mock.patch.object(
+            loo, "evaluate", return_value=(1.0, None, np.diag(diagonal))
+        ):
+            assert_allclose(search._curvature_scales(point, None), expected, rtol=0)
+    # A width on its bound takes the median of the others'.
+    on_bound = point.copy()
+    on_bound[2] = upper[2]
+    bound_scale = search._curvature_scales(on_bound, None)
+    assert bound_scale[2] in (bound_scale[0], bound_scale[1])
+    # One width, or no analytic Hessian: no scale.
+    assert search._curvature_scales(point[:1], None) is None
+    compact = objective(X, y[:, None] - y.mean(), kernel="epanechnikov")
+    search.objective = compact
+    assert search._curvature_scales(point, None) is None
+
+
+def test_the_run_on_every_row_after_a_subsample_is_scaled_by_the_curvature():
+    # Above the subsample's size, the search on a subsample of the rows
+    # ends near the minimum on every row, the width of the feature of noise
+    # the least curved: L-BFGS-B on every row, its widths scaled by the
+    # subsample's curvature, reaches the same minimum in fewer evaluations.
+    original = LeaveOneOutObjective.__call__
+    runs = {}
+    for scaled in (True, False):
+        counts, losses = [], []
+        for seed in (0, 5):
+            X, y = _noise_feature_problem(seed)
+            calls = [0]
+
+            def counted(self, log_bandwidth, rows=None, calls=calls):
+                calls[0] += rows is None
+                return original(self, log_bandwidth, rows)
+
+            with (
+                mock.patch.object(sknw._loo, "_SUBSAMPLE_ROWS", 400),
+                mock.patch.object(LeaveOneOutObjective, "__call__", counted),
+                mock.patch.object(
+                    sknw._loo._Search,
+                    "_curvature_scales",
+                    sknw._loo._Search._curvature_scales
+                    if scaled
+                    else lambda self, point, rows: None,
+                ),
+            ):
+                model = NadarayaWatsonRegressorCV(
+                    bandwidth="scott", random_state=0
+                ).fit(X, y)
+            counts.append(calls[0])
+            losses.append(model.loss_curve_[-1])
+        runs[scaled] = counts, losses
+    assert_allclose(runs[True][1], runs[False][1], rtol=1e-9)
+    assert sum(runs[True][0]) < sum(runs[False][0])
