@@ -1363,7 +1363,10 @@ class _Search:
         """Per feature the loss can have several local minima (on small or
         rough data), and L-BFGS-B ends in the one its way leads to: compare
         the loss at each feature's width alone times 1/4, 1/2, 2 and 4 and at
-        its upper bound (where the feature takes no part); from the lowest,
+        its upper bound (where the feature takes no part), or, for a width
+        beyond 16 times its feature's range (on the plateau where the feature
+        takes almost no part, which such factors do not leave), at 16, 4, 1,
+        1/4, 1/16 and 1/64 times that range; from the lowest,
         where it is lower by more than _ESCAPE_MARGIN, L-BFGS-B again, and
         keep its end where that is lower. At most _ESCAPES times.
 
@@ -1385,6 +1388,14 @@ class _Search:
         if ranking is None and n_rows // 4 >= _SCAN_ROWS:
             ranking = _subsample_rows(n_rows, 0, n_rows // 4)
         steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
+        # Beyond 16 times its range a feature takes almost no part (on its
+        # plateau, or its upper bound): moved by factors up to 4 it stays
+        # there, and its trials are instead widths down from there to its
+        # range / 64, a factor 4 apart.
+        spread = np.ptp(objective.X_numpy, axis=0)
+        spread = np.where(spread > 0, spread, 1.0)
+        plateau = np.log(16 * spread)
+        ladder = -2 * math.log(2.0) * np.arange(6)
         value = objective.evaluate(result, order=0)[0]
         for _ in range(_ESCAPES):
             # (With fewer iterations left, a run from the trial could not get
@@ -1397,8 +1408,11 @@ class _Search:
                 break
             trials = []
             for feature in range(result.size):
+                moves = steps
+                if result[feature] >= plateau[feature]:
+                    moves = plateau[feature] + ladder - result[feature]
                 widths = np.clip(
-                    result[feature] + steps, self.lower[feature], self.upper[feature]
+                    result[feature] + moves, self.lower[feature], self.upper[feature]
                 )
                 widths = np.unique(np.append(widths, self.upper[feature]))
                 for width in widths[widths != result[feature]]:

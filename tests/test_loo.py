@@ -1926,3 +1926,29 @@ def test_the_run_on_every_row_after_a_subsample_is_scaled_by_the_curvature():
         runs[scaled] = counts, losses
     assert_allclose(runs[True][1], runs[False][1], rtol=1e-9)
     assert sum(runs[True][0]) < sum(runs[False][0])
+
+
+def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
+    # A feature of noise whose loss is lowest at a moderate width, and
+    # about flat beyond 16 times its range (its plateau, up to its upper
+    # bound, where it takes no part). From the bound, factors up to 4 keep
+    # it on the plateau; widths down from 16 times its range reach the
+    # minimum inside. (Above 2,000 rows, the search on a subsample of them
+    # put such a feature on its bound: bench_learn's problem at n = 5,000,
+    # d = 4, random_state=2, ended 0.22 % above the minimum.)
+    X, y = _noise_feature_problem(1, 300)
+    loo = objective(X, y[:, None] - y.mean())
+    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
+    progress = sknw._loo._Progress("", 0, 1.0)
+    search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress)
+    inside = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
+    on_plateau = inside.copy()
+    on_plateau[2] = upper[2]
+
+    def loss(point):
+        return loo.evaluate(point, order=0)[0]
+
+    assert loss(inside) < loss(on_plateau) * (1 - 1e-6)
+    escaped, _ = search._escape(on_plateau, True, None)
+    assert escaped[2] < np.log(16 * np.ptp(X[:, 2]))
+    assert loss(escaped) == pytest.approx(loss(inside), rel=1e-9)
