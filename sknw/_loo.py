@@ -1364,9 +1364,9 @@ class _Search:
         rough data), and L-BFGS-B ends in the one its way leads to: compare
         the loss at each feature's width alone times 1/4, 1/2, 2 and 4 and at
         its upper bound (where the feature takes no part), or, for a width
-        beyond 16 times its feature's range (on the plateau where the feature
-        takes almost no part, which such factors do not leave), at 16, 4, 1,
-        1/4, 1/16 and 1/64 times that range; from the lowest,
+        beyond 16 times its feature's range (on the plateau where the weights
+        barely depend on the feature, which such factors do not leave), at
+        16, 4, 1, 1/4, 1/16 and 1/64 times that range; from the lowest,
         where it is lower by more than _ESCAPE_MARGIN, L-BFGS-B again, and
         keep its end where that is lower. At most _ESCAPES times.
 
@@ -1388,10 +1388,11 @@ class _Search:
         if ranking is None and n_rows // 4 >= _SCAN_ROWS:
             ranking = _subsample_rows(n_rows, 0, n_rows // 4)
         steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
-        # Beyond 16 times its range a feature takes almost no part (on its
-        # plateau, or its upper bound): moved by factors up to 4 it stays
-        # there, and its trials are instead widths down from there to its
-        # range / 64, a factor 4 apart.
+        # Beyond 16 times its range the weights barely depend on a feature
+        # (its plateau, up to its upper bound): moved by factors up to 4 it
+        # stays there, and its trials are instead widths from 16 times its
+        # range down to its range / 64, a factor 4 apart, set from the
+        # range itself.
         spread = np.ptp(objective.X_numpy, axis=0)
         spread = np.where(spread > 0, spread, 1.0)
         plateau = np.log(16 * spread)
@@ -1408,12 +1409,10 @@ class _Search:
                 break
             trials = []
             for feature in range(result.size):
-                moves = steps
+                widths = result[feature] + steps
                 if result[feature] >= plateau[feature]:
-                    moves = plateau[feature] + ladder - result[feature]
-                widths = np.clip(
-                    result[feature] + moves, self.lower[feature], self.upper[feature]
-                )
+                    widths = plateau[feature] + ladder
+                widths = np.clip(widths, self.lower[feature], self.upper[feature])
                 widths = np.unique(np.append(widths, self.upper[feature]))
                 for width in widths[widths != result[feature]]:
                     trial = result.copy()
@@ -1596,9 +1595,13 @@ class _Search:
         """Powers of 2 by which to divide the log-widths, so that L-BFGS-B on
         every row sees the loss about equally curved along each: one over
         the square root of its curvature on ``rows`` at ``point`` (the
-        diagonal of the analytic Hessian), within a factor 100 of their
-        median; a width on a bound, or not curved upward there, takes the
-        median. None without an analytic Hessian.
+        diagonal of the analytic Hessian), rounded in its logarithm to a
+        power of 2 and within a factor 64 of their median; a width on a
+        bound, or not curved upward there, takes the median. None without
+        an analytic Hessian, and where the Hessian on ``rows`` would cost
+        more than about one evaluation on every row (its pairs, rows times
+        samples, times the number of features, above twice the squared
+        number of samples).
 
         The search on a subsample of the rows ends near the minimum on
         every row, but a width that matters little (a feature of noise)
@@ -1613,7 +1616,12 @@ class _Search:
         scale : ndarray of shape (n_features,) or None
         """
         objective = self.objective
-        if not objective.feature_hessian or np.size(point) < 2:
+        n_features = np.size(point)
+        if not objective.feature_hessian or n_features < 2:
+            return None
+        n_samples = objective.n_samples
+        n_rows = n_samples if rows is None else len(rows)
+        if n_rows * n_features > 2 * n_samples:
             return None
         hessian = np.atleast_2d(objective.evaluate(point, rows, order=2)[2])
         curvature = np.diag(hessian) / self.baseline
@@ -1621,14 +1629,13 @@ class _Search:
         curved = inside & np.isfinite(curvature) & (curvature > 0)
         if not np.any(curved):
             return None
-        log_scale = np.zeros(np.size(point))
-        log_scale[curved] = -0.5 * np.log2(curvature[curved])
-        median = np.median(log_scale[curved])
+        log_scale = np.zeros(n_features)
+        log_scale[curved] = np.round(-0.5 * np.log2(curvature[curved]))
+        median = np.round(np.median(log_scale[curved]))
         log_scale = np.where(curved, log_scale, median)
-        log_scale = np.clip(log_scale, median - math.log2(100), median + math.log2(100))
         # Powers of 2: the widths the run takes are exactly its points times
         # the scale.
-        return np.exp2(np.round(log_scale))
+        return np.exp2(np.clip(log_scale, median - 6, median + 6))
 
     def _run_lbfgs(
         self, start, rows, *, record, max_iter=None, with_loss=False, scale=None
@@ -1668,6 +1675,8 @@ class _Search:
                 # the targets' spread: no width can be told from another.
                 raise StopIteration
 
+        # The gradient in the scaled widths is the gradient times the scale:
+        # its tolerance times the smallest, never looser than unscaled.
         result = minimize(
             relative,
             np.asarray(start, dtype=float) / scale,
@@ -1675,7 +1684,11 @@ class _Search:
             method="L-BFGS-B",
             bounds=list(zip(self.lower / scale, self.upper / scale)),
             callback=callback,
-            options={"maxiter": max_iter, "gtol": _LBFGS_GTOL, "ftol": _LBFGS_FTOL},
+            options={
+                "maxiter": max_iter,
+                "gtol": _LBFGS_GTOL * float(np.min(scale)),
+                "ftol": _LBFGS_FTOL,
+            },
         )
         end = result.x * scale
         if record and len(self.loss_curve) < 2:

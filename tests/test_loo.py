@@ -1860,34 +1860,38 @@ def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
     lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
     progress = sknw._loo._Progress("", 0, 1.0)
     search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress)
+    rows = np.arange(0, 300, 3)
     # The per-feature minimum, where the loss is curved upward along each.
     point = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
-    scale = search._curvature_scales(point, None)
-    assert_allclose(np.exp2(np.round(np.log2(scale))), scale, rtol=0)
-    curvature = np.diag(loo.evaluate(point, order=2)[2])
-    assert_allclose(scale, 1 / np.sqrt(curvature), rtol=0.5)
+    scale = search._curvature_scales(point, rows)
+    curvature = np.diag(loo.evaluate(point, rows, order=2)[2])
+    assert_allclose(scale, np.exp2(np.round(-0.5 * np.log2(curvature))), rtol=0)
     # The feature of noise is the least curved: the largest scale.
     assert np.argmax(scale) == 2
-    # A curvature near 0 gives a scale within a factor 100 of the median
-    # (rounded to a power of 2); one not upward, the median.
+    # A width on its bound takes the median of the others' (rounded).
+    on_bound = point.copy()
+    on_bound[2] = upper[2]
+    bound_scale = search._curvature_scales(on_bound, rows)
+    others = np.round(
+        -0.5 * np.log2(np.diag(loo.evaluate(on_bound, rows, order=2)[2])[:2])
+    )
+    assert bound_scale[2] == np.exp2(np.round(np.median(others)))
+    # A curvature near 0 gives a scale within a factor 64 of the median; one
+    # not upward, the median.
     for diagonal, expected in (
-        ([1.0, 4.0, 1e-8], [1, 0.5, 128]),
+        ([1.0, 4.0, 1e-8], [1, 0.5, 64]),
         ([1.0, 4.0, -1.0], [1, 0.5, 1]),
     ):
         with mock.patch.object(
             loo, "evaluate", return_value=(1.0, None, np.diag(diagonal))
         ):
-            assert_allclose(search._curvature_scales(point, None), expected, rtol=0)
-    # A width on its bound takes the median of the others'.
-    on_bound = point.copy()
-    on_bound[2] = upper[2]
-    bound_scale = search._curvature_scales(on_bound, None)
-    assert bound_scale[2] in (bound_scale[0], bound_scale[1])
-    # One width, or no analytic Hessian: no scale.
-    assert search._curvature_scales(point[:1], None) is None
-    compact = objective(X, y[:, None] - y.mean(), kernel="epanechnikov")
-    search.objective = compact
+            assert_allclose(search._curvature_scales(point, rows), expected, rtol=0)
+    # On rows whose Hessian costs more than an evaluation on every row (here
+    # all of them, three features), one width, or no analytic Hessian: none.
     assert search._curvature_scales(point, None) is None
+    assert search._curvature_scales(point[:1], rows) is None
+    search.objective = objective(X, y[:, None] - y.mean(), kernel="epanechnikov")
+    assert search._curvature_scales(point, rows) is None
 
 
 def test_the_run_on_every_row_after_a_subsample_is_scaled_by_the_curvature():

@@ -1,6 +1,7 @@
 """The distribution: sdist and wheel hold the licence, the metadata and the tests."""
 
 import email.parser
+import os
 import subprocess
 import sys
 import tarfile
@@ -8,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).parents[1]
 
@@ -26,12 +28,24 @@ def _run(args, cwd):
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory):
-    """Build the sdist, and the wheel from it, as ``python -m build`` does."""
-    out = tmp_path_factory.mktemp("dist")
-    done = _run(
-        ["-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)], ROOT
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    """Build the sdist, and the wheel from it, as ``python -m build`` does.
+
+    The build writes into the repository (its release tree, its egg-info):
+    under pytest-xdist the workers of one run build once, under a lock in
+    the folder they share, and all take those files.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "dist"
+    with FileLock(str(shared / "dist.lock")):
+        if not (out / "built").exists():
+            out.mkdir(exist_ok=True)
+            done = _run(
+                ["-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+                ROOT,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            (out / "built").touch()
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
     return sdist, wheel
