@@ -1854,15 +1854,23 @@ def _noise_feature_problem(seed, n_samples=1600):
     return X, y
 
 
-def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
+def _noise_feature_search():
+    """The per-feature search on 300 rows of :func:`_noise_feature_problem`,
+    its objective, its upper bounds, and the learned widths (the minimum,
+    curved upward along each width, the feature of noise inside)."""
     X, y = _noise_feature_problem(1, 300)
     loo = objective(X, y[:, None] - y.mean())
     lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
     progress = sknw._loo._Progress("", 0, 1.0)
     search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress)
-    rows = np.arange(0, 300, 3)
-    # The per-feature minimum, where the loss is curved upward along each.
     point = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
+    return search, loo, upper, point
+
+
+def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
+    search, loo, upper, point = _noise_feature_search()
+    X, y = _noise_feature_problem(1, 300)
+    rows = np.arange(0, 300, 3)
     scale = search._curvature_scales(point, rows)
     curvature = np.diag(loo.evaluate(point, rows, order=2)[2])
     assert_allclose(scale, np.exp2(np.round(-0.5 * np.log2(curvature))), rtol=0)
@@ -1940,12 +1948,8 @@ def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
     # minimum inside. (Above 2,000 rows, the search on a subsample of them
     # put such a feature on its bound: bench_learn's problem at n = 5,000,
     # d = 4, random_state=2, ended 0.22 % above the minimum.)
-    X, y = _noise_feature_problem(1, 300)
-    loo = objective(X, y[:, None] - y.mean())
-    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
-    progress = sknw._loo._Progress("", 0, 1.0)
-    search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress)
-    inside = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
+    search, loo, upper, inside = _noise_feature_search()
+    X, _ = _noise_feature_problem(1, 300)
     on_plateau = inside.copy()
     on_plateau[2] = upper[2]
 
