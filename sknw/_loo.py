@@ -718,6 +718,13 @@ def _row_count(objective):
     return max(float(np.sum(objective.sample_weight_numpy)), objective.n_samples)
 
 
+def _plateau_log_widths(X):
+    """Each feature's log-width at 16 times its range (a range of 0 counted
+    as 1): beyond it the kernel's weights barely depend on the feature."""
+    spread = np.ptp(X, axis=0)
+    return np.log(np.where(spread > 0, spread, 1.0)) + math.log(16)
+
+
 def _grid_start(objective, X, lower, upper):
     """On a small problem whose objective scores many widths in one pass
     (the Gaussian's), the lowest point of a grid of per-feature
@@ -756,9 +763,7 @@ def _grid_start(objective, X, lower, upper):
         return None, None
     if not objective.scores_points_in_one_pass():
         return None, None
-    spread = np.ptp(X, axis=0)
-    top = np.log(np.where(spread > 0, spread, 1.0)) + math.log(16)
-    top = np.clip(top, lower, upper)
+    top = np.clip(_plateau_log_widths(X), lower, upper)
     axes = [
         np.linspace(lower[k], top[k], size) if free[k] else lower[k : k + 1]
         for k in range(X.shape[1])
@@ -1393,9 +1398,7 @@ class _Search:
         # stays there, and its trials are instead widths from 16 times its
         # range down to its range / 64, a factor 4 apart, set from the
         # range itself.
-        spread = np.ptp(objective.X_numpy, axis=0)
-        spread = np.where(spread > 0, spread, 1.0)
-        plateau = np.log(16 * spread)
+        plateau = _plateau_log_widths(objective.X_numpy)
         ladder = -2 * math.log(2.0) * np.arange(6)
         value = objective.evaluate(result, order=0)[0]
         for _ in range(_ESCAPES):

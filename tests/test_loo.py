@@ -1855,21 +1855,22 @@ def _noise_feature_problem(seed, n_samples=1600):
 
 
 def _noise_feature_search():
-    """The per-feature search on 300 rows of :func:`_noise_feature_problem`,
-    its objective, its upper bounds, and the learned widths (the minimum,
-    curved upward along each width, the feature of noise inside)."""
+    """The per-feature search on 300 rows of :func:`_noise_feature_problem`
+    (its objective ``search.objective``), those rows, and the learned
+    widths (the minimum, curved upward along each width, the feature of
+    noise inside)."""
     X, y = _noise_feature_problem(1, 300)
     loo = objective(X, y[:, None] - y.mean())
     lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
     progress = sknw._loo._Progress("", 0, 1.0)
     search = sknw._loo._Search(loo, 1.0, lower, upper, 100, progress)
     point = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
-    return search, loo, upper, point
+    return search, X, y, point
 
 
 def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
-    search, loo, upper, point = _noise_feature_search()
-    X, y = _noise_feature_problem(1, 300)
+    search, X, y, point = _noise_feature_search()
+    loo, upper = search.objective, search.upper
     rows = np.arange(0, 300, 3)
     scale = search._curvature_scales(point, rows)
     curvature = np.diag(loo.evaluate(point, rows, order=2)[2])
@@ -1948,10 +1949,10 @@ def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
     # minimum inside. (Above 2,000 rows, the search on a subsample of them
     # put such a feature on its bound: bench_learn's problem at n = 5,000,
     # d = 4, random_state=2, ended 0.22 % above the minimum.)
-    search, loo, upper, inside = _noise_feature_search()
-    X, _ = _noise_feature_problem(1, 300)
+    search, X, _, inside = _noise_feature_search()
+    loo = search.objective
     on_plateau = inside.copy()
-    on_plateau[2] = upper[2]
+    on_plateau[2] = search.upper[2]
 
     def loss(point):
         return loo.evaluate(point, order=0)[0]
