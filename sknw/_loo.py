@@ -1256,14 +1256,9 @@ class _Search:
         candidates = [starts[index] for index in np.argsort(start_losses)[:2]]
         if len(candidates) > 1 and np.array_equal(*candidates):
             candidates = candidates[:1]
-        if len(starts) > 1:
+        if rows is None and len(starts) > 1:
             # Choosing among the starts counts as the first iteration.
-            self._record(
-                objective.evaluate(start, order=0)[0]
-                if rows is not None
-                else start_losses[best],
-                start,
-            )
+            self._record(start_losses[best], start)
         if rows is not None and len(starts) > 1:
             start, _ = self._race(candidates, rows, _RACE_ITERATIONS)
             start, _ = self._run_lbfgs(
@@ -1275,6 +1270,11 @@ class _Search:
                     probe, rows, record=False, max_iter=min(50, self.max_iter)
                 )
             scale = self._curvature_scales(start, rows)
+            # Choosing among the starts and the search on the subsample
+            # count as the first iteration, at its end on every row: the
+            # point where L-BFGS-B on every row starts, so that its first
+            # evaluation is this one (kept, see evaluate).
+            self._record(objective.evaluate(start, order=1)[0], start)
         elif len(starts) > 1 and len(self.loss_curve) <= self.max_iter:
             budget = self.max_iter + 1 - len(self.loss_curve)
             end, converged = self._race(candidates, None, min(_RACE_ITERATIONS, budget))

@@ -1941,6 +1941,36 @@ def test_the_run_on_every_row_after_a_subsample_is_scaled_by_the_curvature():
     assert sum(runs[True][0]) < sum(runs[False][0])
 
 
+def test_the_first_iteration_after_a_subsample_is_the_start_of_the_run_on_every_row():
+    # Above the subsample's size, choosing among the starts and the search
+    # on the subsample count as the first iteration, recorded at its end on
+    # every row: the point where L-BFGS-B on every row starts, whose
+    # evaluation serves both. On every row, only the given start's loss is
+    # computed alone before it.
+    X, y = _noise_feature_problem(0, 800)
+    original = LeaveOneOutObjective._evaluate
+    computed = []
+
+    def logged(self, log_bandwidth, rows, order):
+        result = original(self, log_bandwidth, rows, order)
+        if rows is None and self.dtype == torch.float64:
+            computed.append((np.array(log_bandwidth), order, result[0]))
+        return result
+
+    with (
+        mock.patch.object(sknw._loo, "_SUBSAMPLE_ROWS", 400),
+        mock.patch.object(LeaveOneOutObjective, "_evaluate", logged),
+    ):
+        model = NadarayaWatsonRegressorCV(bandwidth="scott", random_state=0).fit(X, y)
+    orders = [order for _, order, _ in computed]
+    first_run = orders.index(1)
+    assert orders[:first_run] == [0]
+    # (The loss curve is in the units of y, the objective's y rescaled.)
+    curve = np.array(model.loss_curve_)
+    assert_allclose(curve[:2] / curve[0], [1, computed[first_run][2] / computed[0][2]])
+    assert curve[2] < curve[1]
+
+
 def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
     # A feature of noise whose loss is lowest at a moderate width, and
     # about flat beyond 16 times its range (its plateau, up to its upper
