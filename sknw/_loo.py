@@ -744,7 +744,8 @@ def _grid_start(objective, X, lower, upper):
     In the same pass, each of two or more such features alone: its
     log-width on _GRID_LINE_FACTOR * G evenly spaced points over the same
     range, every other feature at 16 times its range (its plateau, where
-    it takes almost no part); the lowest of those points, its feature moved
+    it takes almost no part; its plateau clipped to its bounds), beyond the
+    grid's budget of pairs; the lowest of those points, its feature moved
     to the vertex of the parabola through it and its neighbours on the
     line, is a trial of the search's escape (see :meth:`_Search._escape`),
     not a start: from it, a feature on its plateau has no slope to leave it
@@ -1319,8 +1320,15 @@ class _Search:
             # Choosing among the starts and the search on the subsample
             # count as the first iteration, at its end on every row: the
             # point where L-BFGS-B on every row starts, so that its first
-            # evaluation is this one (kept, see evaluate).
-            self._record(objective.evaluate(start, order=1)[0], start)
+            # evaluation is this one (kept, see evaluate; the fused
+            # kernels' float32 gradient is not, and their loss alone is
+            # float64). Where that end is higher on every row than the
+            # given start, the search goes on from the start instead.
+            order = 0 if objective.fused else 1
+            value = objective.evaluate(start, order=order)[0]
+            if not value <= self.loss_curve[0]:
+                start, value = starts[0], self.loss_curve[0]
+            self._record(value, start)
         elif len(starts) > 1 and len(self.loss_curve) <= self.max_iter:
             budget = self.max_iter + 1 - len(self.loss_curve)
             end, converged = self._race(candidates, None, min(_RACE_ITERATIONS, budget))

@@ -298,13 +298,21 @@ def test_per_feature_hessian_matches_numpy(loss, widths, kept):
     assert_allclose(hessian, hessian.T, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("block_rows", [None, 7])
 @pytest.mark.parametrize("n_values", [1, 2])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_whole_problem_per_feature_terms_match_numpy(n_values, weighted):
+def test_whole_problem_per_feature_terms_match_numpy(
+    n_values, weighted, block_rows, monkeypatch
+):
     # Per-feature widths on every row, no local widths and no weight above 1:
     # the loss, gradient and Hessian come from whole-problem operations on
-    # the kept distances; against the NumPy reference's differences, and
-    # against the chunked path's closed forms.
+    # the kept distances (the Hessian a block of rows at a time: one block,
+    # or blocks of 7 rows, the last shorter); against the NumPy reference's
+    # differences, and against the chunked path's closed forms.
+    if block_rows is not None:
+        monkeypatch.setattr(
+            sknw._loo_objective, "_HESSIAN_BLOCK_ELEMENTS", 4 * 50 * block_rows
+        )
     rng = np.random.default_rng(4)
     X, _ = toy_4d(n_samples=50)
     X[:6] = X[0]
@@ -1989,10 +1997,40 @@ def test_the_first_iteration_after_a_subsample_is_the_start_of_the_run_on_every_
     orders = [order for _, order, _ in computed]
     first_run = orders.index(1)
     assert orders[:first_run] == [0]
+    # No point is computed twice on every row.
+    points = [point.tobytes() for point, _, _ in computed]
+    assert len(set(points)) == len(points)
     # (The loss curve is in the units of y, the objective's y rescaled.)
     curve = np.array(model.loss_curve_)
     assert_allclose(curve[:2] / curve[0], [1, computed[first_run][2] / computed[0][2]])
     assert curve[2] < curve[1]
+
+
+def test_the_first_iteration_after_a_subsample_never_rises_above_the_start(
+    monkeypatch,
+):
+    # Where the search on the subsample ends higher on every row than the
+    # given start (here made to go astray, to every lower bound), the
+    # search on every row goes on from the start: the loss curve never
+    # rises.
+    X, y = _noise_feature_problem(0, 800)
+    original = sknw._loo._Search._run_lbfgs
+
+    def astray(self, start, rows, **options):
+        if rows is None:
+            return original(self, start, rows, **options)
+        end = self.lower.copy()
+        if options.get("with_loss"):
+            return end, True, self.objective.evaluate(end, rows, order=0)[0]
+        return end, True
+
+    monkeypatch.setattr(sknw._loo, "_SUBSAMPLE_ROWS", 400)
+    monkeypatch.setattr(sknw._loo._Search, "_run_lbfgs", astray)
+    model = NadarayaWatsonRegressorCV(bandwidth="scott", random_state=0).fit(X, y)
+    curve = np.array(model.loss_curve_)
+    assert curve[1] == curve[0]
+    assert np.all(np.diff(curve) <= 0)
+    assert curve[-1] < curve[0]
 
 
 def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
