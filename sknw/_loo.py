@@ -142,9 +142,12 @@ _SUBSAMPLE_ROWS = 2000
 _GRID_PAIRS = 2**20
 _GRID_POINTS_PER_FEATURE = 24
 _GRID_MIN_POINTS_PER_FEATURE = 6
-# Each feature alone, in the grid's pass, on this many times its points per
-# feature.
-_GRID_LINE_FACTOR = 4
+# The trial of each feature alone on small problems (see _alone_trial): at
+# most this many pairs of rows over all of its points, at most this many
+# points a feature, and no trial with fewer.
+_LINE_PAIRS = 2**20
+_LINE_POINTS = 96
+_LINE_MIN_POINTS = 12
 
 
 def learn_bandwidth(
@@ -308,9 +311,10 @@ def learn_bandwidth(
                 more, losses = _per_feature_starts(
                     objective, X, lower, upper, sample_weight, rows
                 )
-                grid, grid_loss, alone = _grid_start(objective, X, lower, upper)
+                grid, grid_loss = _grid_start(objective, X, lower, upper)
                 if grid is not None:
                     more, losses = more + [grid], losses + [grid_loss]
+                alone = _alone_trial(objective, X, lower, upper)
                 if alone is not None:
                     trials = [alone]
                 starts = starts + [shared] + more
@@ -741,21 +745,6 @@ def _grid_start(objective, X, lower, upper):
     number of rows (or total sample weight, where larger) within
     _GRID_PAIRS, d the features whose bounds differ (the others keep their
     one width); None where fewer than _GRID_MIN_POINTS_PER_FEATURE would.
-    In the same pass, each of two or more such features alone: its
-    log-width on _GRID_LINE_FACTOR * G evenly spaced points over the same
-    range, every other feature at 16 times its range (its plateau, where
-    it takes almost no part; its plateau clipped to its bounds), beyond the
-    grid's budget of pairs; the lowest of those points, its feature moved
-    to the vertex of the parabola through it and its neighbours on the
-    line, is a trial of the search's escape (see :meth:`_Search._escape`),
-    not a start: from it, a feature on its plateau has no slope to leave it
-    by, and L-BFGS-B stays there even where a lower minimum uses it (as a
-    start, it put one three-feature problem of 54 rows 1.3e-4 above the
-    minimum). With that trial, the two-feature problem 0.13 % above the
-    grid's minimum (133 rows, its search ending with both widths narrow)
-    reaches it: 2 of the 60 above 1e-7, none of the 67 three-feature ones
-    changed; the 80 random problems within the grid's reach took about 9 %
-    longer (paired runs of whole processes).
 
     On a few dozen rows the loss of several widths can be rough. Of 60
     random two-feature problems of at most 400 rows, the search from the
@@ -771,57 +760,88 @@ def _grid_start(objective, X, lower, upper):
     start : ndarray of shape (n_features,) or None
     loss : float or None
         Its loss on every row.
-    alone : ndarray of shape (n_features,) or None
-        The lowest point of a feature alone.
     """
     # The features whose width can move; the others keep their one width.
     free = upper > lower
     if not np.any(free):
-        return None, None, None
+        return None, None
     # The repeated rows' grid, its pairs within the budget, in logarithms
     # whatever the weights' scale.
     rows = _row_count(objective)
     size = math.exp((math.log(_GRID_PAIRS) - 2 * math.log(rows)) / np.sum(free))
     size = min(int(size + 1e-9), _GRID_POINTS_PER_FEATURE)
     if size < _GRID_MIN_POINTS_PER_FEATURE:
-        return None, None, None
+        return None, None
     if not objective.scores_points_in_one_pass():
-        return None, None, None
+        return None, None
     top = np.clip(_plateau_log_widths(X), lower, upper)
     axes = [
         np.linspace(lower[k], top[k], size) if free[k] else lower[k : k + 1]
         for k in range(X.shape[1])
     ]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    points = [points.reshape(-1, X.shape[1])]
-    # Each feature alone, the others on their plateau: a finer line.
-    if np.sum(free) > 1:
-        for k in np.flatnonzero(free):
-            line = np.repeat(top[None], _GRID_LINE_FACTOR * size, axis=0)
-            line[:, k] = np.linspace(lower[k], top[k], _GRID_LINE_FACTOR * size)
-            points.append(line)
-    n_grid = len(points[0])
-    points = np.concatenate(points)
+    points = points.reshape(-1, X.shape[1])
     losses = objective.losses_at_points(points)
     losses = np.where(np.isfinite(losses), losses, np.inf)
-    best = int(np.argmin(losses[:n_grid]))
+    best = int(np.argmin(losses))
     if not np.isfinite(losses[best]):
-        return None, None, None
-    alone = None
-    if len(points) > n_grid:
-        # The lowest point of the lines, its feature's log-width moved to
-        # the vertex of the parabola through it and its neighbours.
-        n_line = _GRID_LINE_FACTOR * size
-        index = int(np.argmin(losses[n_grid:]))
-        line, position = divmod(index, n_line)
-        if np.isfinite(losses[n_grid + index]):
-            part = slice(n_grid + line * n_line, n_grid + (line + 1) * n_line)
-            feature = np.flatnonzero(free)[line]
-            alone = points[n_grid + index].copy()
-            alone[feature] = _parabola_vertex(
-                points[part, feature], losses[part], position
-            )
-    return points[best], float(losses[best]), alone
+        return None, None
+    return points[best], float(losses[best])
+
+
+def _alone_trial(objective, X, lower, upper):
+    """On a small problem whose objective scores many widths in one pass
+    (the Gaussian's), with two or more features whose bounds differ: the
+    lowest point of each such feature alone, its log-width on L evenly
+    spaced points from its lower bound to 16 times its range (or its upper
+    bound), every other feature at 16 times its range (its plateau, where
+    it takes almost no part; within its bounds), that feature's log-width
+    then moved to the vertex of the parabola through the point and its
+    neighbours on the line. L is the most, up to _LINE_POINTS, that keeps
+    L times the number of such features times the squared number of rows
+    (or total sample weight, where larger) within _LINE_PAIRS; None where
+    fewer than _LINE_MIN_POINTS would.
+
+    It is a trial of the search's escape (see :meth:`_Search._escape`), not
+    a start: from it, a feature on its plateau has no slope to leave it by,
+    and L-BFGS-B stays there even where a lower minimum uses it (as a
+    start, it put one three-feature problem of 54 rows 1.3e-4 above the
+    minimum). Per-feature widths include every feature alone, and without
+    it the search ended above a feature alone on 1 of 136 random problems
+    of two to four features within the grid's reach (see
+    :func:`_grid_start`), by 0.13 %, and on tiny ones beyond it by up to
+    13 % (31 rows, four features, every width on its upper bound).
+
+    Returns
+    -------
+    trial : ndarray of shape (n_features,) or None
+    """
+    free = np.flatnonzero(upper > lower)
+    if len(free) < 2 or not objective.scores_points_in_one_pass():
+        return None
+    # In logarithms, whatever the weights' scale.
+    n_points = math.exp(
+        math.log(_LINE_PAIRS / len(free)) - 2 * math.log(_row_count(objective))
+    )
+    n_points = int(min(n_points + 1e-9, _LINE_POINTS))
+    if n_points < _LINE_MIN_POINTS:
+        return None
+    top = np.clip(_plateau_log_widths(X), lower, upper)
+    lines = np.repeat(top[None], n_points * len(free), axis=0)
+    for line, feature in enumerate(free):
+        part = slice(line * n_points, (line + 1) * n_points)
+        lines[part, feature] = np.linspace(lower[feature], top[feature], n_points)
+    losses = objective.losses_at_points(lines)
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    index = int(np.argmin(losses))
+    if not np.isfinite(losses[index]):
+        return None
+    line, position = divmod(index, n_points)
+    feature = free[line]
+    part = slice(line * n_points, (line + 1) * n_points)
+    trial = lines[index].copy()
+    trial[feature] = _parabola_vertex(lines[part, feature], losses[part], position)
+    return trial
 
 
 def _ranking_objective(objective, narrowest):
@@ -1429,7 +1449,7 @@ class _Search:
         where it is lower by more than _ESCAPE_MARGIN, L-BFGS-B again, and
         keep its end where that is lower. At most _ESCAPES times. The first
         round also tries each of ``extra``, points from before the search
-        (see :func:`_grid_start`).
+        (see :func:`_alone_trial`).
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
@@ -1477,8 +1497,8 @@ class _Search:
                     trial = result.copy()
                     trial[feature] = width
                     trials.append(trial)
-            # Points from before the search (see _grid_start) are trials of
-            # the first round.
+            # Points from before the search (see _alone_trial) are trials
+            # of the first round.
             trials.extend(extra)
             extra = ()
             if not trials:

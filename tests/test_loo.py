@@ -611,12 +611,15 @@ def test_learned_width_is_the_grid_minimum_on_random_problems(batch):
         assert learned <= 1.001 * best, f"seed {seed}"
 
 
-def test_per_feature_widths_do_no_worse_than_any_feature_alone():
+@pytest.mark.parametrize("seed", [177, 386, 454])
+def test_per_feature_widths_do_no_worse_than_any_feature_alone(seed):
     # Per-feature widths include every feature alone, the others' widths
     # so wide that they take no part. random_problem(177), 133 rows of two
     # features with one far outlier: the search ended with both widths
-    # narrow, 0.13 % above predicting from the first feature alone.
-    X, y = random_problem(177)
+    # narrow, 0.13 % above predicting from the first feature alone; (386),
+    # 49 rows of four, 6.6 % above; (454), 31 rows of four, every width on
+    # its upper bound (predicting the mean), 13 % above.
+    X, y = random_problem(seed)
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
     learned = _NumpyLoo(X / model.bandwidth_, y)(1.0)
     spread = np.ptp(X, axis=0)
@@ -762,10 +765,11 @@ def test_the_grid_start_counts_rows_whatever_the_weights_scale(weight, monkeypat
     model.fit(X, y, sample_weight=weights)
     assert np.all(np.isfinite(model.bandwidth_))
     scored = [len(points) for points in recorded]
-    # 2^20 / 60^2 pairs: 291 points, 6 a feature, and each feature alone
-    # on 4 times as many.
-    assert (6**3 + 3 * 24 in scored) == (weight != 1e200)
-    assert max(scored, default=0) <= 6**3 + 3 * 24
+    # 2^20 / 60^2 pairs: 291 points, 6 a feature; each feature alone on
+    # 2^20 / (3 * 60^2) = 97 points, 96 (the cap).
+    assert (6**3 in scored) == (weight != 1e200)
+    assert (3 * 96 in scored) == (weight != 1e200)
+    assert max(scored, default=0) <= 3 * 96
 
 
 def test_the_grid_start_keeps_a_constant_feature_at_its_one_width(monkeypatch):
@@ -775,13 +779,13 @@ def test_the_grid_start_keeps_a_constant_feature_at_its_one_width(monkeypatch):
     scored = _recorded_points(monkeypatch)
     NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
     # Two free features: 2^20 / 40^2 pairs, 24 a feature (the cap), then
-    # each free feature alone on 96 widths.
-    grid, lines = scored[0][: 24**2], scored[0][24**2 :]
+    # each free feature alone on 96 widths (the cap).
+    grid, lines = scored[0], scored[1]
     assert len(grid) == 24**2
     assert len(np.unique(grid[:, 1])) == 1
     assert len(np.unique(grid, axis=0)) == len(grid)
     assert len(lines) == 2 * 96
-    assert len(np.unique(scored[0][:, 1])) == 1
+    assert len(np.unique(lines[:, 1])) == 1
     # Along each line, the other free feature is on its plateau (16 times
     # its range, within its bounds).
     assert len(np.unique(lines[:96, 2])) == len(np.unique(lines[96:, 0])) == 1
