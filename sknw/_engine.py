@@ -435,7 +435,7 @@ class PreparedKeys:
             log_weights = _shifted(arguments, row_min, slope)
         return log_weights, self._log_shift(row_min, query_widths), row_min
 
-    def scaled_squared_distances(self, queries, differences=False):
+    def scaled_squared_distances(self, queries, differences=False, factor=1.0):
         """Squared distances of queries, as given, to the keys, in the keys'
         scaled units and divided by the keys' local widths squared.
 
@@ -451,6 +451,9 @@ class PreparedKeys:
             widths narrower than this problem's, where the product's rounding
             (the precision times the squared radius, in any width's units)
             would be magnified by the squared ratio of the widths.
+        factor : float, default=1.0
+            Multiplies the distances: within the product at no cost (its
+            few query columns are multiplied), a pass of its own otherwise.
 
         Returns
         -------
@@ -463,6 +466,8 @@ class PreparedKeys:
         if centred is not None and self._within_product_radius(centred):
             ones = torch.ones_like(centred[:, :1])
             augmented = torch.cat([centred, ones, (centred**2).sum(1, True)], 1)
+            if factor != 1.0:
+                augmented.mul_(factor)
             sq = torch.mm(
                 augmented, self.augmented_keys_t, out=self.block(len(queries))
             )
@@ -470,6 +475,8 @@ class PreparedKeys:
                 sq.clamp_(min=0)
         else:
             sq = self.squared_distances(queries * self.scale)
+            if factor != 1.0:
+                sq.mul_(factor)
         if self.key_inverse is not None:
             sq.mul_(self.key_inverse.square())
         return sq

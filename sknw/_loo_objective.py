@@ -1052,8 +1052,9 @@ class LeaveOneOutObjective(PairwiseObjective):
             return rows_of(cache[0]), rows_of(self._kept_minima()), scale
         if cache is None:
             problem = self._problem(bandwidth)
-            sq = problem.scaled_squared_distances(self.X[chunk_t])
-            sq.mul_(1.0 / problem.smallest_width**2)
+            sq = problem.scaled_squared_distances(
+                self.X[chunk_t], factor=1.0 / problem.smallest_width**2
+            )
             if self.row_factor is not None:
                 sq.mul_(self.row_factor[chunk_t, None])
             position = torch.arange(len(chunk), device=self.device)
@@ -1146,7 +1147,21 @@ class LeaveOneOutObjective(PairwiseObjective):
         for block in (weights, first, second):
             if block is not None:
                 block[position, own] = 0.0
-        sums = self._sums(weights, band)
+        products = None
+        if (
+            order >= 1
+            and isinstance(scaled, tuple)
+            and not isinstance(scaled, _Kept)
+            and first is weights
+            and self.weighted_gradient is self.weighted
+        ):
+            # The Gaussian's moment columns begin with c [y, 1]: their one
+            # product with the weights gives the sums too (a copy, which the
+            # weight a row keeps is added to).
+            products = times(weights, scaled[1])
+            sums = products[:, : self.weighted.shape[1]].clone()
+        else:
+            sums = self._sums(weights, band)
         predictions, totals, empty = self._predictions(sums, sq, chunk_t, band)
         row_weight = self.sample_weight[chunk_t]
         row_losses = self._row_losses(predictions, chunk_t)
@@ -1178,7 +1193,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             )
             return loss, gradient, None
         if per_feature:
-            moments = self._feature_moments(first, scaled, chunk_t)
+            moments = self._feature_moments(first, scaled, chunk_t, products)
             derivative = (
                 moments[:, :, :-1] - predictions[:, None, :] * moments[:, :, -1:]
             ) * inverse_totals[:, None, None]
@@ -1463,7 +1478,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         sums = blocks.reshape(len(cache), -1) @ pairs.view(-1)
         return sums.cpu().numpy() / bandwidth**2
 
-    def _feature_moments(self, block, scaled, chunk_t):
+    def _feature_moments(self, block, scaled, chunk_t, products=None):
         """sum_j P_ij a_ijk c_j [y_j, 1] of each row for every feature k, P a
         chunk's block and a_ijk = (x_ik - x_jk)^2 / h_k^2 (over the local
         widths) the feature's share of u^2.
@@ -1474,14 +1489,16 @@ class LeaveOneOutObjective(PairwiseObjective):
         on coordinates centred on the middle of the data's range, where the
         expansion cancels least.
 
+        ``products``, when given, is that product already taken.
+
         Returns
         -------
         moments : tensor of shape (n_rows, n_features, n_values + 1)
         """
         z, columns, _ = scaled
-        products = times(block, columns).reshape(
-            len(chunk_t), 1 + 2 * self.n_features, -1
-        )
+        if products is None:
+            products = times(block, columns)
+        products = products.reshape(len(chunk_t), 1 + 2 * self.n_features, -1)
         plain = products[:, :1]
         linear = products[:, 1 : 1 + self.n_features]
         quadratic = products[:, 1 + self.n_features :]
