@@ -125,6 +125,9 @@ _ESCAPE_MARGIN = 1e-7
 _ESCAPES = 3
 # An escape is tried only with this many iterations of max_iter left.
 _ESCAPE_BUDGET = 5
+# The trials scored on every ranking row, of those ranked first on a quarter
+# of them (see _Search._ranked_losses).
+_ESCAPE_FINALISTS = 3
 
 # Up to this many pairs of distinct points, their nearest neighbours come
 # from every pair's distance rather than a neighbour search.
@@ -1453,10 +1456,11 @@ class _Search:
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
-        otherwise) and the lowest compared on every row. Only after the
-        search from several starts (not for ``solver="lbfgs"``, a local
-        search from the given start), and with _ESCAPE_BUDGET iterations
-        left.
+        otherwise), on a quarter of those first where they are that many
+        (see :meth:`_ranked_losses`), and the lowest compared on every row.
+        Only after the search from several starts (not for
+        ``solver="lbfgs"``, a local search from the given start), and with
+        _ESCAPE_BUDGET iterations left.
 
         Returns
         -------
@@ -1504,8 +1508,7 @@ class _Search:
             if not trials:
                 break
             trials = np.array(trials)
-            losses = objective.losses_at_points(trials, ranking)
-            losses = np.where(np.isfinite(losses), losses, np.inf)
+            losses = self._ranked_losses(trials, ranking)
             if not np.isfinite(np.min(losses)):
                 break
             # The first of the lowest to within the margin: equivalent data
@@ -1544,6 +1547,28 @@ class _Search:
                 break
             result, converged, value = end, end_converged, end_value
         return result, converged
+
+    def _ranked_losses(self, trials, ranking):
+        """The escape's losses of ``trials`` on the rows ``ranking`` (every
+        row when None), +inf where not finite. From 4 * _SCAN_ROWS ranking
+        rows, the trials are first ranked on a quarter of them, and only the
+        _ESCAPE_FINALISTS lowest there are scored on all of them (+inf at
+        the others): at n = 20,000, d = 4, ranking the 20 trials on the
+        search's 2,000 rows took 6.6 s of a 54 s fit."""
+        objective = self.objective
+        if ranking is None or len(ranking) // 4 < _SCAN_ROWS:
+            losses = objective.losses_at_points(trials, ranking)
+            return np.where(np.isfinite(losses), losses, np.inf)
+        quarter = ranking[_subsample_rows(len(ranking), 0, len(ranking) // 4)]
+        rough = objective.losses_at_points(trials, quarter)
+        rough = np.where(np.isfinite(rough), rough, np.inf)
+        finalists = np.argsort(rough, kind="stable")[:_ESCAPE_FINALISTS]
+        finalists = finalists[np.isfinite(rough[finalists])]
+        losses = np.full(len(trials), np.inf)
+        if len(finalists):
+            scored = objective.losses_at_points(trials[finalists], ranking)
+            losses[finalists] = np.where(np.isfinite(scored), scored, np.inf)
+        return losses
 
     def _plateau_probe(self, point, rows):
         """A feature whose width still grows may be on the plateau of an
