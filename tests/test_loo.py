@@ -1904,6 +1904,58 @@ def _noise_feature_search():
     return search, X, y, point
 
 
+def test_escape_ranks_on_a_quarter_then_scores_the_lowest_on_every_ranking_row():
+    # From 4 * _SCAN_ROWS ranking rows: every trial on a quarter of them,
+    # the _ESCAPE_FINALISTS lowest there on all of them, exactly.
+    X, y = _noise_feature_problem(2, 1200)
+    loo = objective(X, y[:, None] - y.mean())
+    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
+    search = sknw._loo._Search(
+        loo, 1.0, lower, upper, 100, sknw._loo._Progress("", 0, 1.0)
+    )
+    ranking = np.random.default_rng(0).choice(1200, 1000, replace=False)
+    centre = np.log([0.4, 0.6, 2.0])
+    trials = centre + np.log(2.0) * np.array(
+        [[a, b, c] for a in (-2, 0, 2) for b in (-1, 1) for c in (0, 3)]
+    )
+    losses = search._ranked_losses(trials, ranking)
+    scored = np.flatnonzero(np.isfinite(losses))
+    assert len(scored) == sknw._loo._ESCAPE_FINALISTS
+    every = loo.losses_at_points(trials, ranking)
+    assert_allclose(losses[scored], every[scored], rtol=1e-12)
+    # These trials differ by far more than sampling: the lowest on every
+    # ranking row is among those scored.
+    assert np.argmin(every) in scored
+    # Fewer ranking rows: every trial on all of them.
+    small = search._ranked_losses(trials, ranking[:999])
+    assert_allclose(small, loo.losses_at_points(trials, ranking[:999]), rtol=1e-12)
+
+
+def test_the_escape_on_a_subsample_leaves_a_features_plateau():
+    # The escape of the search above 2,000 rows, which ranks its trials on
+    # the search's subsample (here 1,000 of 1,200 rows, ranked on a quarter
+    # of them first), still finds the minimum inside the plateau (at about
+    # 1.8 against the plateau's 16 times the range, 106, on these rows).
+    X, y = _noise_feature_problem(3, 1200)
+    loo = objective(X, y[:, None] - y.mean())
+    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
+    search = sknw._loo._Search(
+        loo, 1.0, lower, upper, 100, sknw._loo._Progress("", 0, 1.0)
+    )
+    inside = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
+    on_plateau = inside.copy()
+    on_plateau[2] = upper[2]
+
+    def loss(point):
+        return loo.evaluate(point, order=0)[0]
+
+    assert loss(inside) < loss(on_plateau) * (1 - 1e-6)
+    rows = np.random.default_rng(0).choice(1200, 1000, replace=False)
+    escaped, _ = search._escape(on_plateau, True, rows)
+    assert escaped[2] < np.log(16 * np.ptp(X[:, 2]))
+    assert loss(escaped) < loss(on_plateau) * (1 - 1e-6)
+
+
 def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
     search, X, y, point = _noise_feature_search()
     loo, upper = search.objective, search.upper
