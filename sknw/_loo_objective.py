@@ -383,16 +383,24 @@ class PairwiseObjective:
         return False
 
     def _problem(self, bandwidth):
-        return PreparedKeys(
-            self.X_numpy,
-            bandwidth,
-            self.kernel_name,
-            None,
-            self.dtype,
-            self.device,
-            key_widths=self.key_widths,
-            blocks=self._thread_blocks(),
-        )
+        """The engine's problem over the samples at ``bandwidth``, for the
+        calling thread's blocks: the keys are prepared once for the last
+        bandwidth asked, and shared by every chunk and thread."""
+        key = tuple(np.ravel(bandwidth).tolist())
+        with self._cache_lock:
+            kept = self._cache.get("problem")
+            if kept is None or kept[0] != key:
+                problem = PreparedKeys(
+                    self.X_numpy,
+                    bandwidth,
+                    self.kernel_name,
+                    None,
+                    self.dtype,
+                    self.device,
+                    key_widths=self.key_widths,
+                )
+                kept = self._cache["problem"] = (key, problem)
+        return kept[1].with_blocks(self._thread_blocks())
 
     def _thread_blocks(self):
         """The reused blocks of the calling thread (chunks may be computed
@@ -834,7 +842,7 @@ class LeaveOneOutObjective(PairwiseObjective):
                 copy._cache = {
                     key: None if cache is None else cache.to(torch.float32)
                     for key, cache in self._cache.items()
-                    if key != "minima"
+                    if key not in ("minima", "problem")
                 }
             copy._float32 = copy
             self._float32 = copy

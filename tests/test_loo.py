@@ -451,6 +451,34 @@ def test_scan_a_factor_2_apart_matches_the_reference(loss, monkeypatch):
     assert 0 < sum(calls) <= len(coarse) * len(X) ** 2 / 4
 
 
+def test_the_keys_are_prepared_once_a_width_for_every_chunk_and_thread(monkeypatch):
+    # Over chunks of a few rows (on two threads where torch has them), the
+    # engine's problem is prepared once for each new width, and every chunk
+    # gives the loss and gradient it gives on one chunk.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3))
+    values = (np.sin(X[:, 0]) + 0.1 * rng.normal(size=300))[:, None]
+    point = np.log([0.4, 0.7, 1.5])
+    whole = objective(X, values).evaluate(point, order=1)
+    made = []
+    original = sknw._loo_objective.PreparedKeys
+
+    def counted(*args, **kwargs):
+        made.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sknw._loo_objective, "PreparedKeys", counted)
+    with sklearn.config_context(working_memory=0.3):
+        loo = objective(X, values)
+        assert loo.chunk_n_rows < 30
+        value, gradient, _ = loo.evaluate(point, order=1)
+        assert len(made) == 1
+        loo.evaluate(point + 0.1, order=0)
+        assert len(made) == 2
+    assert value == pytest.approx(whole[0], rel=1e-12)
+    assert_allclose(gradient, whole[1], rtol=1e-10)
+
+
 def test_a_scan_on_small_blocks_takes_one_exponential_pass(monkeypatch):
     # Below _SQUARING_PAIRS pairs a width, every width takes its exponential,
     # all in one pass: the same losses as with squarings.
