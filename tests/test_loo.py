@@ -1918,12 +1918,12 @@ def _noise_feature_problem(seed, n_samples=1600):
     return X, y
 
 
-def _noise_feature_search():
-    """The per-feature search on 300 rows of :func:`_noise_feature_problem`
-    (its objective ``search.objective``), those rows, and the learned
-    widths (the minimum, curved upward along each width, the feature of
-    noise inside)."""
-    X, y = _noise_feature_problem(1, 300)
+def _noise_feature_search(seed=1, n_samples=300):
+    """The per-feature search on ``n_samples`` rows of
+    :func:`_noise_feature_problem` (its objective ``search.objective``),
+    those rows, and the learned widths (with the defaults, the minimum,
+    curved upward along each width, the feature of noise inside)."""
+    X, y = _noise_feature_problem(seed, n_samples)
     loo = objective(X, y[:, None] - y.mean())
     lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
     progress = sknw._loo._Progress("", 0, 1.0)
@@ -1935,12 +1935,8 @@ def _noise_feature_search():
 def test_escape_ranks_on_a_quarter_then_scores_the_lowest_on_every_ranking_row():
     # From 4 * _SCAN_ROWS ranking rows: every trial on a quarter of them,
     # the _ESCAPE_FINALISTS lowest there on all of them, exactly.
-    X, y = _noise_feature_problem(2, 1200)
-    loo = objective(X, y[:, None] - y.mean())
-    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
-    search = sknw._loo._Search(
-        loo, 1.0, lower, upper, 100, sknw._loo._Progress("", 0, 1.0)
-    )
+    search, _, _, _ = _noise_feature_search(2, 1200)
+    loo = search.objective
     ranking = np.random.default_rng(0).choice(1200, 1000, replace=False)
     centre = np.log([0.4, 0.6, 2.0])
     trials = centre + np.log(2.0) * np.array(
@@ -1964,15 +1960,10 @@ def test_the_escape_on_a_subsample_leaves_a_features_plateau():
     # the search's subsample (here 1,000 of 1,200 rows, ranked on a quarter
     # of them first), still finds the minimum inside the plateau (at about
     # 1.8 against the plateau's 16 times the range, 106, on these rows).
-    X, y = _noise_feature_problem(3, 1200)
-    loo = objective(X, y[:, None] - y.mean())
-    lower, upper, _ = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
-    search = sknw._loo._Search(
-        loo, 1.0, lower, upper, 100, sknw._loo._Progress("", 0, 1.0)
-    )
-    inside = np.log(NadarayaWatsonRegressorCV(bandwidth="scott").fit(X, y).bandwidth_)
+    search, X, _, inside = _noise_feature_search(3, 1200)
+    loo = search.objective
     on_plateau = inside.copy()
-    on_plateau[2] = upper[2]
+    on_plateau[2] = search.upper[2]
 
     def loss(point):
         return loo.evaluate(point, order=0)[0]
