@@ -1955,26 +1955,6 @@ def test_escape_ranks_on_a_quarter_then_scores_the_lowest_on_every_ranking_row()
     assert_allclose(small, loo.losses_at_points(trials, ranking[:999]), rtol=1e-12)
 
 
-def test_the_escape_on_a_subsample_leaves_a_features_plateau():
-    # The escape of the search above 2,000 rows, which ranks its trials on
-    # the search's subsample (here 1,000 of 1,200 rows, ranked on a quarter
-    # of them first), still finds the minimum inside the plateau (at about
-    # 1.8 against the plateau's 16 times the range, 106, on these rows).
-    search, X, _, inside = _noise_feature_search(3, 1200)
-    loo = search.objective
-    on_plateau = inside.copy()
-    on_plateau[2] = search.upper[2]
-
-    def loss(point):
-        return loo.evaluate(point, order=0)[0]
-
-    assert loss(inside) < loss(on_plateau) * (1 - 1e-6)
-    rows = np.random.default_rng(0).choice(1200, 1000, replace=False)
-    escaped, _ = search._escape(on_plateau, True, rows)
-    assert escaped[2] < np.log(16 * np.ptp(X[:, 2]))
-    assert loss(escaped) < loss(on_plateau) * (1 - 1e-6)
-
-
 def test_curvature_scales_are_powers_of_2_from_the_hessian_diagonal():
     search, X, y, point = _noise_feature_search()
     loo, upper = search.objective, search.upper
@@ -2108,16 +2088,28 @@ def test_the_first_iteration_after_a_subsample_never_rises_above_the_start(
     assert curve[-1] < curve[0]
 
 
-def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
+@pytest.mark.parametrize(
+    "seed, n_samples, n_ranking", [(1, 300, None), (3, 1200, 1000)]
+)
+def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside(
+    seed, n_samples, n_ranking
+):
     # A feature of noise whose loss is lowest at a moderate width, and
     # about flat beyond 16 times its range (its plateau, up to its upper
     # bound, where it takes no part). From the bound, factors up to 4 keep
     # it on the plateau; widths down from 16 times its range reach the
     # minimum inside. (Above 2,000 rows, the search on a subsample of them
     # put such a feature on its bound: bench_learn's problem at n = 5,000,
-    # d = 4, random_state=2, ended 0.22 % above the minimum.)
-    search, X, _, inside = _noise_feature_search()
+    # d = 4, random_state=2, ended 0.22 % above the minimum.) The escape
+    # of the search above 2,000 rows ranks its trials on the search's
+    # subsample (here 1,000 of 1,200 rows, ranked on a quarter of them
+    # first; the minimum inside at about 1.8, against the plateau's 16
+    # times the range, 106).
+    search, X, _, inside = _noise_feature_search(seed, n_samples)
     loo = search.objective
+    rows = None
+    if n_ranking is not None:
+        rows = np.random.default_rng(0).choice(n_samples, n_ranking, replace=False)
     on_plateau = inside.copy()
     on_plateau[2] = search.upper[2]
 
@@ -2125,6 +2117,6 @@ def test_the_escape_leaves_a_features_plateau_for_a_lower_minimum_inside():
         return loo.evaluate(point, order=0)[0]
 
     assert loss(inside) < loss(on_plateau) * (1 - 1e-6)
-    escaped, _ = search._escape(on_plateau, True, None)
+    escaped, _ = search._escape(on_plateau, True, rows)
     assert escaped[2] < np.log(16 * np.ptp(X[:, 2]))
     assert loss(escaped) == pytest.approx(loss(inside), rel=1e-9)
