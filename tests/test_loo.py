@@ -468,6 +468,8 @@ def test_the_keys_are_prepared_once_a_width_for_every_chunk_and_thread(monkeypat
         return original(*args, **kwargs)
 
     monkeypatch.setattr(sknw._loo_objective, "PreparedKeys", counted)
+    # Two threads share the chunks whatever the machine has.
+    monkeypatch.setattr(sknw._loo_objective, "n_compute_threads", lambda device: 2)
     with sklearn.config_context(working_memory=0.3):
         loo = objective(X, values)
         assert loo.chunk_n_rows < 30
@@ -475,7 +477,14 @@ def test_the_keys_are_prepared_once_a_width_for_every_chunk_and_thread(monkeypat
         assert len(made) == 1
         loo.evaluate(point + 0.1, order=0)
         assert len(made) == 2
+        # The float32 copy prepares its own; a released objective anew.
+        single = loo.in_float32().evaluate(point, order=0)[0]
+        assert len(made) == 3
+        loo.release()
+        assert loo.evaluate(point, order=0)[0] == pytest.approx(value, rel=1e-12)
+        assert len(made) == 4
     assert value == pytest.approx(whole[0], rel=1e-12)
+    assert single == pytest.approx(whole[0], rel=1e-5)
     assert_allclose(gradient, whole[1], rtol=1e-10)
 
 
