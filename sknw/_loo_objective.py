@@ -1407,8 +1407,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         n_samples = self.n_samples
         everything = torch.arange(n_samples, device=self.device)
         floor = log2_weight_floor(self.dtype)
-        # Two blocks a point (its u^2 and its weights) within the budget.
-        per_point = 2 * n_samples**2 * cache.element_size()
+        # One block a point within the budget: its u^2, turned into its
+        # weights in place (one block fewer to fault in at each fit).
+        per_point = n_samples**2 * cache.element_size()
         group = max(1, int(self.block_bytes // per_point))
         losses = []
         for start in range(0, len(points), group):
@@ -1416,15 +1417,16 @@ class LeaveOneOutObjective(PairwiseObjective):
             inverse = torch.as_tensor(
                 np.exp(-2 * part), dtype=self.dtype, device=self.device
             )
-            sq = self._block("points", len(part) * n_samples)
+            sq = self._block("widths", len(part) * n_samples)
             torch.mm(inverse, cache.view(len(cache), -1), out=sq.view(len(part), -1))
             sq = sq.view(len(part), n_samples, n_samples)
             sq[:, everything, everything] = math.inf
             sq_min = self._shifts(sq.amin(dim=2, keepdim=True), everything)
-            weights = self._block("widths", len(part) * n_samples).view(sq.shape)
-            torch.sub(sq, sq_min, out=weights).mul_(-0.5 * LOG2_E)
+            # (The first point's u^2, for rows no other sample reaches.)
+            first = sq[0].clone()
+            weights = sq.sub_(sq_min).mul_(-0.5 * LOG2_E)
             weights.clamp_(min=floor).exp2_()
-            losses.append(self._weights_losses(weights, sq[0], everything))
+            losses.append(self._weights_losses(weights, first, everything))
         return np.concatenate(losses) / self.sample_weight_numpy.sum()
 
     def _gaussian_moment_sums(
