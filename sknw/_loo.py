@@ -739,6 +739,14 @@ def _plateau_log_widths(X):
     return np.log(np.where(spread > 0, spread, 1.0)) + math.log(16)
 
 
+def _point_losses(objective, points, rows=None):
+    """``objective``'s losses at per-feature ``points`` on ``rows`` (every
+    row when None), +inf where not finite: a point whose loss cannot be
+    computed is never the lowest."""
+    losses = objective.losses_at_points(points, rows)
+    return np.where(np.isfinite(losses), losses, np.inf)
+
+
 def _grid_start(objective, X, lower, upper):
     """On a small problem whose objective scores many widths in one pass
     (the Gaussian's), the lowest point of a grid of per-feature
@@ -784,8 +792,7 @@ def _grid_start(objective, X, lower, upper):
     ]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
     points = points.reshape(-1, X.shape[1])
-    losses = objective.losses_at_points(points)
-    losses = np.where(np.isfinite(losses), losses, np.inf)
+    losses = _point_losses(objective, points)
     best = int(np.argmin(losses))
     if not np.isfinite(losses[best]):
         return None, None
@@ -834,8 +841,7 @@ def _alone_trial(objective, X, lower, upper):
     for line, feature in enumerate(free):
         part = slice(line * n_points, (line + 1) * n_points)
         lines[part, feature] = np.linspace(lower[feature], top[feature], n_points)
-    losses = objective.losses_at_points(lines)
-    losses = np.where(np.isfinite(losses), losses, np.inf)
+    losses = _point_losses(objective, lines)
     index = int(np.argmin(losses))
     if not np.isfinite(losses[index]):
         return None
@@ -1558,11 +1564,9 @@ class _Search:
         took 6.6 s of a 54 s fit."""
         objective = self.objective
         if ranking is None or len(ranking) // 4 < _SCAN_ROWS:
-            losses = objective.losses_at_points(trials, ranking)
-            return np.where(np.isfinite(losses), losses, np.inf)
+            return _point_losses(objective, trials, ranking)
         quarter = ranking[_subsample_rows(len(ranking), 0, len(ranking) // 4)]
-        rough = objective.losses_at_points(trials, quarter)
-        rough = np.where(np.isfinite(rough), rough, np.inf)
+        rough = _point_losses(objective, trials, quarter)
         # The lowest few, and every trial within the escape's margin of the
         # last of them: equivalent data, whose losses differ by rounding,
         # score the same trials.
@@ -1572,12 +1576,10 @@ class _Search:
         )
         losses = np.full(len(trials), np.inf)
         if len(finalists):
-            scored = objective.losses_at_points(trials[finalists], ranking)
-            losses[finalists] = np.where(np.isfinite(scored), scored, np.inf)
+            losses[finalists] = _point_losses(objective, trials[finalists], ranking)
         if not np.any(np.isfinite(losses)) and np.any(np.isfinite(rough)):
             # No finalist's loss is finite on every ranking row: every trial.
-            losses = objective.losses_at_points(trials, ranking)
-            losses = np.where(np.isfinite(losses), losses, np.inf)
+            losses = _point_losses(objective, trials, ranking)
         return losses
 
     def _plateau_probe(self, point, rows):
