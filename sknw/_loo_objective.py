@@ -1158,7 +1158,7 @@ class LeaveOneOutObjective(PairwiseObjective):
         products = None
         if (
             order >= 1
-            and isinstance(scaled, tuple)
+            and per_feature
             and not isinstance(scaled, _Kept)
             and first is weights
             and self.weighted_gradient is self.weighted
