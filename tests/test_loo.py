@@ -648,14 +648,18 @@ def test_learned_width_is_the_grid_minimum_on_random_problems(batch):
         assert learned <= 1.001 * best, f"seed {seed}"
 
 
-@pytest.mark.parametrize("seed", [177, 386, 454])
+@pytest.mark.parametrize("seed", [177, 386, 454, 458, 107, 521])
 def test_per_feature_widths_do_no_worse_than_any_feature_alone(seed):
     # Per-feature widths include every feature alone, the others' widths
     # so wide that they take no part. random_problem(177), 133 rows of two
     # features with one far outlier: the search ended with both widths
     # narrow, 0.13 % above predicting from the first feature alone; (386),
     # 49 rows of four, 6.6 % above; (454), 31 rows of four, every width on
-    # its upper bound (predicting the mean), 13 % above.
+    # its upper bound (predicting the mean), 13 % above. Beyond the reach of
+    # the lines of widths (see _alone_trial), each feature's own scan (see
+    # _alone_scans): (458), 222 rows of three, every width on its plateau,
+    # had ended 2.0 % above the third feature alone; (107), 252 rows of four,
+    # 1.6 % above; (521), 440 rows of four, 1.2 % above.
     X, y = random_problem(seed)
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
     learned = _NumpyLoo(X / model.bandwidth_, y)(1.0)
@@ -665,6 +669,48 @@ def test_per_feature_widths_do_no_worse_than_any_feature_alone(seed):
         for k in range(X.shape[1])
     ]
     assert learned <= min(alone) * (1 + 1e-7)
+
+
+@pytest.mark.parametrize("n_samples", [300, 6000])
+def test_each_feature_alone_is_scanned_near_its_own_minimum(n_samples, monkeypatch):
+    # Each trial holds one feature at the vertex of its own scan (at 300
+    # rows within a step of the scan, a factor 2, of a fine NumPy grid's
+    # minimum of that feature alone), every other at 16 times its range; at
+    # 6,000 rows the scan leaves out a subsample within the pair budget.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(n_samples, 2)) * [1.0, 8.0]
+    y = np.sin(3 * X[:, 0]) + 0.2 * X[:, 1] + 0.3 * rng.normal(size=n_samples)
+    values = (y - y.mean())[:, None]
+    scanned = []
+    original = LeaveOneOutObjective.losses_at
+
+    def recorded(self, log_bandwidths, rows=None, **kwargs):
+        n_rows = self.n_samples if rows is None else len(rows)
+        scanned.append((len(log_bandwidths), n_rows))
+        return original(self, log_bandwidths, rows, **kwargs)
+
+    monkeypatch.setattr(LeaveOneOutObjective, "losses_at", recorded)
+    lower, upper, typical = sknw._loo.log_width_bounds(X, KERNELS["gaussian"], True)
+    trials = sknw._loo._alone_scans(
+        lambda X: objective(X, values), X, lower, upper, typical
+    )
+    assert len(trials) == 2
+    plateau = np.log(16 * np.ptp(X, axis=0))
+    for feature, trial in enumerate(trials):
+        other = 1 - feature
+        assert trial[other] == pytest.approx(plateau[other], rel=1e-12)
+        if n_samples <= 300:
+            loss = _NumpyLoo(X[:, [feature]], y)
+            grid = np.geomspace(1e-3, 10, 200) * np.ptp(X[:, feature])
+            best = grid[int(np.argmin([loss(width) for width in grid]))]
+            assert abs(trial[feature] - np.log(best)) < np.log(2)
+    for n_widths, n_rows in scanned:
+        expected = n_samples
+        if n_samples // 4 >= sknw._loo._SCAN_ROWS:
+            budget = sknw._loo._ALONE_PAIRS // (n_samples * n_widths)
+            expected = min(n_samples // 4, max(budget, sknw._loo._SCAN_ROWS // 4))
+            assert expected < n_samples // 4
+        assert n_rows == expected
 
 
 def test_the_example_that_landed_on_the_lower_bound():
