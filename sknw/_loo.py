@@ -152,7 +152,8 @@ _LINE_PAIRS = 2**20
 _LINE_POINTS = 96
 _LINE_MIN_POINTS = 12
 # Beyond the line's reach, each feature alone is scanned over at most this
-# many pairs (rows left out times samples times widths; see _alone_scans).
+# many pairs (rows left out times samples times widths), unless that leaves
+# fewer than _SCAN_ROWS // 4 rows (see _alone_scans).
 _ALONE_PAIRS = 2**25
 
 
@@ -290,7 +291,7 @@ def learn_bandwidth(
         upper,
         max_iter,
         progress,
-        typical=typical,
+        typical=None if per_feature else typical,
     )
     # The search alternates small NumPy and SciPy steps with torch's blocks:
     # BLAS threads of their own, spinning after each step, would contend with
@@ -890,21 +891,23 @@ def _alone_trial(objective, X, lower, upper):
 
 def _alone_scans(make_objective, X, lower, upper, typical):
     """Beyond the reach of :func:`_alone_trial` (where its lines would take
-    too many pairs, or under a kernel other than the Gaussian), each feature
-    alone another way: for each feature whose bounds differ, the widths of
-    a scan of its log-width on its own (as one width's, see
-    :func:`_scan_grid`, up to 16 times its range) ranked in one pass, over
-    a subsample of the rows left out where a quarter of them are at least
-    _SCAN_ROWS (as one width's scan) or where the pairs would exceed
-    _ALONE_PAIRS; the feature's log-width at the vertex of the parabola
-    through the lowest and its neighbours, every other feature at 16 times
-    its range (within its bounds). Trials of the search's escape, as the
-    lines' point is.
+    too many pairs, or the objective cannot score many widths in one pass:
+    a kernel other than the Gaussian, the local linear smoother), each
+    feature alone another way: for each feature whose bounds differ, the
+    widths of a scan of its log-width on its own (on one width's grid, see
+    :func:`_scan_grid`, up to 16 times its range) ranked together, over a
+    subsample of the rows left out where a quarter of them are at least
+    _SCAN_ROWS (a quarter, as one width's scan takes) or where the pairs
+    would exceed _ALONE_PAIRS (fewer, but no fewer than _SCAN_ROWS // 4);
+    the feature's log-width at the vertex of the parabola through the
+    lowest and its neighbours, every other feature at 16 times its range
+    (within its bounds), unless the vertex is there too. Trials of the
+    search's escape, as the lines' point is.
 
     On the random problems of the tests with two to four features (one of
     them relevant) and 170 to 400 rows, beyond the lines' reach, the search
     ended above the best feature alone on 12 of 186 without these trials
-    (by up to 2 %), on 4 with them (by up to 0.15 %); with 400 to 1,000
+    (by up to 2 %), on 3 with them (by up to 0.15 %); with 400 to 1,000
     rows, on 12 of 223 (by up to 1.2 %) and on 2 (by up to 0.13 %).
 
     Returns
@@ -935,7 +938,9 @@ def _alone_scans(make_objective, X, lower, upper, typical):
         trial[feature] = np.clip(
             _parabola_vertex(grid, losses, best), lower[feature], upper[feature]
         )
-        trials.append(trial)
+        # (On its plateau too, the feature takes no part: no trial.)
+        if trial[feature] < top[feature]:
+            trials.append(trial)
     return trials
 
 
@@ -1524,9 +1529,14 @@ class _Search:
         barely depend on the feature, which such factors do not leave), at
         16, 4, 1, 1/4, 1/16 and 1/64 times that range; from the lowest,
         where it is lower by more than _ESCAPE_MARGIN, L-BFGS-B again, and
-        keep its end where that is lower. At most _ESCAPES times. The first
-        round also tries each of ``extra``, points from before the search
-        (see :func:`_alone_trial` and :func:`_alone_scans`).
+        keep its end where that is lower. At most _ESCAPES times. Where the
+        moves find no lower point (or have run _ESCAPES times), one round
+        more ranks the points of ``extra``, from before the search (see
+        :func:`_alone_trial` and :func:`_alone_scans`): the lowest, where it
+        is lower than the escape's start, is followed the same way, the
+        moves going on from the run's end where that is no lower than the
+        moves' own end, which is kept unless the run's (or the moves' from
+        it) is lower.
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
@@ -1555,7 +1565,17 @@ class _Search:
         plateau = _plateau_log_widths(objective.X_numpy)
         ladder = -2 * math.log(2.0) * np.arange(6)
         value = objective.evaluate(result, order=0)[0]
-        for _ in range(_ESCAPES):
+        # The one-feature moves first, then the points from before the
+        # search (see _alone_trial and _alone_scans) in a round of their
+        # own, where they can only lower the end: followed first, one of
+        # them could lead L-BFGS-B away from the minimum the moves reach.
+        # One is followed where it is lower than the escape's start (not
+        # only than the moves' end: from it L-BFGS-B may go lower still),
+        # and from a point of theirs the moves go on.
+        pending = [np.asarray(point, dtype=float) for point in extra]
+        start = result, value
+        moves_left, moving = _ESCAPES, True
+        while True:
             # (With fewer iterations left, a run from the trial could not get
             # far.)
             if len(self.loss_curve) + _ESCAPE_BUDGET > self.max_iter:
@@ -1564,63 +1584,101 @@ class _Search:
                 # The left-out predictions are exact to within rounding: no
                 # point can be told from another.
                 break
-            trials = []
-            for feature in range(result.size):
-                widths = result[feature] + steps
-                if result[feature] >= plateau[feature]:
-                    widths = plateau[feature] + ladder
-                widths = np.clip(widths, self.lower[feature], self.upper[feature])
-                widths = np.unique(np.append(widths, self.upper[feature]))
-                for width in widths[widths != result[feature]]:
-                    trial = result.copy()
-                    trial[feature] = width
-                    trials.append(trial)
-            # Points from before the search (see _alone_trial and
-            # _alone_scans) are trials of the first round.
-            trials.extend(extra)
-            extra = ()
-            if not trials:
+            moving = moving and moves_left > 0
+            if moving:
+                moves_left -= 1
+                trials = []
+                for feature in range(result.size):
+                    widths = result[feature] + steps
+                    if result[feature] >= plateau[feature]:
+                        widths = plateau[feature] + ladder
+                    widths = np.clip(widths, self.lower[feature], self.upper[feature])
+                    widths = np.unique(np.append(widths, self.upper[feature]))
+                    for width in widths[widths != result[feature]]:
+                        trial = result.copy()
+                        trial[feature] = width
+                        trials.append(trial)
+            elif pending:
+                trials, pending = pending, []
+            else:
                 break
-            trials = np.array(trials)
-            losses = self._ranked_losses(trials, ranking)
-            if not np.isfinite(np.min(losses)):
-                break
-            # The first of the lowest to within the margin: equivalent data
-            # (weights or repeated rows), whose losses differ by rounding,
-            # take the same one.
-            best = int(np.argmax(losses <= np.min(losses) * (1 + _ESCAPE_MARGIN)))
-            reference = (
-                value
-                if ranking is None
-                else objective.evaluate(result, ranking, order=0)[0]
-            )
-            if not losses[best] < reference * (1 - _ESCAPE_MARGIN):
-                break
-            trial_value = (
-                losses[best]
-                if ranking is None
-                else objective.evaluate(trials[best], order=0)[0]
-            )
-            if not trial_value < value * (1 - _ESCAPE_MARGIN):
-                break
-            self._record(trial_value, trials[best])
-            # (One iteration is kept back: where the run's end is not kept,
-            # the loss curve ends with the result again.)
-            end, end_converged = self._run_lbfgs(
-                trials[best],
-                None,
-                record=True,
-                max_iter=self.max_iter - len(self.loss_curve),
-            )
-            curvature, self.curvature = self.curvature, None
-            if rows is None:
-                end = self._polish(end)
-            end_value = objective.evaluate(end, order=0)[0]
-            if not end_value < value:
-                self.curvature = curvature
-                break
-            result, converged, value = end, end_converged, end_value
+            moved = False
+            if trials:
+                result, converged, value, moved = self._escape_round(
+                    np.array(trials),
+                    result,
+                    converged,
+                    value,
+                    rows,
+                    ranking,
+                    start if not moving else None,
+                )
+            # After a round of moves that found no lower point, the points
+            # from before the search; after theirs, the moves again.
+            moving = moved if moving else moved and moves_left > 0
         return result, converged
+
+    def _escape_round(
+        self, trials, result, converged, value, rows, ranking, against=None
+    ):
+        """One round of :meth:`_escape`: the lowest of ``trials`` on the
+        ranking rows, where it is lower than ``result`` (or the point of
+        ``against``, a point and its loss; by more than _ESCAPE_MARGIN, there
+        and on every row), then L-BFGS-B from it, its end kept where that is
+        lower than ``value``, the loss at ``result``.
+
+        Returns
+        -------
+        result : ndarray of shape (n_features,)
+        converged : bool
+        value : float
+        moved : bool
+            Whether the end was kept.
+        """
+        objective = self.objective
+        unchanged = result, converged, value, False
+        losses = self._ranked_losses(trials, ranking)
+        if not np.isfinite(np.min(losses)):
+            return unchanged
+        # The first of the lowest to within the margin: equivalent data
+        # (weights or repeated rows), whose losses differ by rounding, take
+        # the same one.
+        best = int(np.argmax(losses <= np.min(losses) * (1 + _ESCAPE_MARGIN)))
+        point, point_value = (result, value) if against is None else against
+        reference = point_value
+        if ranking is not None:
+            reference = objective.evaluate(point, ranking, order=0)[0]
+        if not losses[best] < reference * (1 - _ESCAPE_MARGIN):
+            return unchanged
+        trial_value = (
+            losses[best]
+            if ranking is None
+            else objective.evaluate(trials[best], order=0)[0]
+        )
+        if not trial_value < point_value * (1 - _ESCAPE_MARGIN):
+            return unchanged
+        self._record(trial_value, trials[best])
+        # (One iteration is kept back: where the run's end is not kept, the
+        # loss curve ends with the result again.)
+        end, end_converged = self._run_lbfgs(
+            trials[best],
+            None,
+            record=True,
+            max_iter=self.max_iter - len(self.loss_curve),
+        )
+        curvature, self.curvature = self.curvature, None
+        if rows is None:
+            end = self._polish(end)
+        end_value = objective.evaluate(end, order=0)[0]
+        if not end_value < value and against is not None:
+            # From a point before the search, the moves may go on lower than
+            # the end the moves from the search's own end reached.
+            end, end_converged = self._escape(end, end_converged, rows)
+            end_value = objective.evaluate(end, order=0)[0]
+        if not end_value < value:
+            self.curvature = curvature
+            return unchanged
+        return end, end_converged, end_value, True
 
     def _ranked_losses(self, trials, ranking):
         """The escape's losses of ``trials`` on the rows ``ranking`` (every

@@ -23,6 +23,7 @@ from statsmodels.nonparametric.kernel_regression import KernelReg
 import sknw._loo
 import sknw._loo_objective
 from sknw import (
+    LocalLinearRegressorCV,
     NadarayaWatsonClassifier,
     NadarayaWatsonClassifierCV,
     NadarayaWatsonRegressor,
@@ -711,6 +712,41 @@ def test_each_feature_alone_is_scanned_near_its_own_minimum(n_samples, monkeypat
             expected = min(n_samples // 4, max(budget, sknw._loo._SCAN_ROWS // 4))
             assert expected < n_samples // 4
         assert n_rows == expected
+
+
+@pytest.mark.parametrize(
+    ("estimator", "weighted"),
+    [
+        (NadarayaWatsonRegressorCV, True),
+        (LocalLinearRegressorCV, False),
+    ],
+)
+def test_the_points_of_each_feature_alone_only_lower_the_end(
+    estimator, weighted, monkeypatch
+):
+    # They are tried after the one-feature moves of the escape: ranked with
+    # them, a point of the first feature alone was the lowest trial of both
+    # fits under the Epanechnikov kernel, and the search from it ended
+    # 7.8 % (frequency weights of 0 to 2) and 1.2 % (local linear) above
+    # the search without them.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1, 5, 0.1]
+    y = np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=300)
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(8).integers(0, 3, 300).astype(float)
+
+    def learned():
+        model = estimator(kernel="epanechnikov", bandwidth="silverman")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model.fit(X, y, sample_weight=weights)
+        return model.loss_curve_[-1]
+
+    with_points = learned()
+    monkeypatch.setattr(sknw._loo, "_alone_scans", lambda *args: [])
+    without = learned()
+    assert with_points <= without * (1 + 1e-12)
 
 
 def test_the_example_that_landed_on_the_lower_bound():
