@@ -744,7 +744,7 @@ def _per_feature_starts(objective, X, lower, upper, sample_weight, rows):
         log_relative = np.log(relative)
         losses = ranking.losses_at(scan, rows, log_relative=log_relative)
         # (A width whose loss is not finite is no start.)
-        losses = np.where(np.isfinite(losses), losses, np.inf)
+        losses = _finite_or_inf(losses)
         if np.min(losses) < lowest:
             lowest = float(np.min(losses))
             best = scan[int(np.argmin(losses))] + log_relative
@@ -775,12 +775,16 @@ def _plateau_log_widths(X):
     return np.log(np.where(spread > 0, spread, 1.0)) + math.log(16)
 
 
+def _finite_or_inf(losses):
+    """``losses`` with +inf where not finite: a point whose loss cannot be
+    computed is never the lowest."""
+    return np.where(np.isfinite(losses), losses, np.inf)
+
+
 def _point_losses(objective, points, rows=None):
     """``objective``'s losses at per-feature ``points`` on ``rows`` (every
-    row when None), +inf where not finite: a point whose loss cannot be
-    computed is never the lowest."""
-    losses = objective.losses_at_points(points, rows)
-    return np.where(np.isfinite(losses), losses, np.inf)
+    row when None), +inf where not finite."""
+    return _finite_or_inf(objective.losses_at_points(points, rows))
 
 
 def _grid_start(objective, X, lower, upper):
@@ -927,8 +931,7 @@ def _alone_scans(make_objective, X, lower, upper, typical):
         size = min(size, max(_ALONE_PAIRS // (n_rows * len(grid)), _SCAN_ROWS // 4))
         rows = _subsample_rows(n_rows, 0, size)
         scan = _scan_objective(objective, typical[feature], lower[feature])
-        losses = scan.losses_at(grid, rows)
-        losses = np.where(np.isfinite(losses), losses, np.inf)
+        losses = _finite_or_inf(scan.losses_at(grid, rows))
         best = int(np.argmin(losses))
         if scan is not objective:
             scan.release()
@@ -1060,7 +1063,7 @@ class _Search:
         # can sit far below its coarse points' losses, so the others are
         # scanned too, whatever their coarse loss. The start is one more
         # point. The scan counts as the first iteration.
-        finite = np.where(np.isfinite(losses), losses, np.inf)
+        finite = _finite_or_inf(losses)
         minima = _basin_indices(finite)
         if len(minima) == 0:
             minima = np.array([int(np.argmin(finite))])
@@ -1069,8 +1072,7 @@ class _Search:
         fine = _new_points(grid, np.concatenate(fine))
         fine_losses, fine_row_losses = scan_at(fine)
         points = np.concatenate([grid, fine])
-        losses = np.concatenate([losses, fine_losses])
-        losses[~np.isfinite(losses)] = np.inf
+        losses = _finite_or_inf(np.concatenate([losses, fine_losses]))
         if subsampled and not sampled_only:
             row_losses = np.concatenate([row_losses, fine_row_losses], axis=1)
             order = np.argsort(points, kind="stable")
@@ -1086,7 +1088,7 @@ class _Search:
                 if len(extra):
                     points = np.concatenate([points, extra])
                     losses = np.concatenate([losses, scan.losses_at(extra)])
-            losses[~np.isfinite(losses)] = np.inf
+            losses = _finite_or_inf(losses)
         order = np.argsort(points, kind="stable")
         grid, losses = points[order], losses[order]
         best_index = int(np.argmin(losses))
@@ -1574,6 +1576,18 @@ class _Search:
         # and from a point of theirs the moves go on.
         pending = [np.asarray(point, dtype=float) for point in extra]
         start = result, value
+        ranked = {}
+
+        def ranked_loss(point, point_value):
+            # The loss at a point on the ranking rows, once a point (the
+            # start's serves the first moves and the round of those points).
+            if ranking is None:
+                return point_value
+            key = point.tobytes()
+            if key not in ranked:
+                ranked[key] = objective.evaluate(point, ranking, order=0)[0]
+            return ranked[key]
+
         moves_left, moving = _ESCAPES, True
         while True:
             # (With fewer iterations left, a run from the trial could not get
@@ -1611,6 +1625,7 @@ class _Search:
                     value,
                     rows,
                     ranking,
+                    ranked_loss,
                     start if not moving else None,
                 )
             # After a round of moves that found no lower point, the points
@@ -1619,13 +1634,23 @@ class _Search:
         return result, converged
 
     def _escape_round(
-        self, trials, result, converged, value, rows, ranking, against=None
+        self,
+        trials,
+        result,
+        converged,
+        value,
+        rows,
+        ranking,
+        ranked_loss,
+        against=None,
     ):
         """One round of :meth:`_escape`: the lowest of ``trials`` on the
         ranking rows, where it is lower than ``result`` (or the point of
         ``against``, a point and its loss; by more than _ESCAPE_MARGIN, there
         and on every row), then L-BFGS-B from it, its end kept where that is
-        lower than ``value``, the loss at ``result``.
+        lower than ``value``, the loss at ``result``. ``ranked_loss(point,
+        loss)``: a point's loss on the ranking rows, given its loss on every
+        row.
 
         Returns
         -------
@@ -1645,10 +1670,7 @@ class _Search:
         # the same one.
         best = int(np.argmax(losses <= np.min(losses) * (1 + _ESCAPE_MARGIN)))
         point, point_value = (result, value) if against is None else against
-        reference = point_value
-        if ranking is not None:
-            reference = objective.evaluate(point, ranking, order=0)[0]
-        if not losses[best] < reference * (1 - _ESCAPE_MARGIN):
+        if not losses[best] < ranked_loss(point, point_value) * (1 - _ESCAPE_MARGIN):
             return unchanged
         trial_value = (
             losses[best]
