@@ -663,6 +663,17 @@ def _subsample_rows(n_rows, random_state, size=None):
     return check_random_state(random_state).choice(n_rows, size, replace=False)
 
 
+def _quarter_rows(n_rows, at_most=None):
+    """A quarter of ``n_rows`` rows (no more than ``at_most``), the same for
+    the same ``n_rows``, from 4 * _SCAN_ROWS rows on, or None (all): the
+    rows on which scans and rankings that only compare points first leave
+    out."""
+    if n_rows // 4 < _SCAN_ROWS:
+        return None
+    size = n_rows // 4 if at_most is None else min(n_rows // 4, at_most)
+    return _subsample_rows(n_rows, 0, size)
+
+
 def _one_width_start(search, make_objective, X, x_scale, kernel, local_widths):
     """A start for per-feature widths: every feature at the one-width
     optimum, found by the scan of the one-width search (recording nothing)
@@ -927,9 +938,9 @@ def _alone_scans(make_objective, X, lower, upper, typical):
         objective = make_objective(X[:, [feature]])
         grid = _scan_grid(lower[feature], top[feature], typical[feature], top[feature])
         n_rows = objective.n_samples
-        size = n_rows // 4 if n_rows // 4 >= _SCAN_ROWS else n_rows
-        size = min(size, max(_ALONE_PAIRS // (n_rows * len(grid)), _SCAN_ROWS // 4))
-        rows = _subsample_rows(n_rows, 0, size)
+        rows = _quarter_rows(
+            n_rows, max(_ALONE_PAIRS // (n_rows * len(grid)), _SCAN_ROWS // 4)
+        )
         scan = _scan_objective(objective, typical[feature], lower[feature])
         losses = _finite_or_inf(scan.losses_at(grid, rows))
         best = int(np.argmin(losses))
@@ -1036,9 +1047,7 @@ class _Search:
         # sample is still a key), then scores the points it cannot rule out
         # on every row; the refinement and the ends are exact.
         n_rows = objective.n_samples
-        rows = None
-        if n_rows // 4 >= _SCAN_ROWS:
-            rows = _subsample_rows(n_rows, 0, min(n_rows // 4, _SUBSAMPLE_ROWS))
+        rows = _quarter_rows(n_rows, _SUBSAMPLE_ROWS)
         # The scan only ranks the grid's points, and every basin within a
         # margin of the best is refined in float64.
         scan = _scan_objective(objective, self.typical, lower)
@@ -1555,9 +1564,7 @@ class _Search:
         """
         objective = self.objective
         n_rows = objective.n_samples
-        ranking = rows
-        if ranking is None and n_rows // 4 >= _SCAN_ROWS:
-            ranking = _subsample_rows(n_rows, 0, n_rows // 4)
+        ranking = _quarter_rows(n_rows) if rows is None else rows
         steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
         # Beyond 16 times its range the weights barely depend on a feature
         # (its plateau, up to its upper bound): moved by factors up to 4 it
@@ -1711,9 +1718,10 @@ class _Search:
         n = 20,000, d = 4, ranking the 20 trials on the search's 2,000 rows
         took 6.6 s of a 54 s fit."""
         objective = self.objective
-        if ranking is None or len(ranking) // 4 < _SCAN_ROWS:
+        quarter = None if ranking is None else _quarter_rows(len(ranking))
+        if quarter is None:
             return _point_losses(objective, trials, ranking)
-        quarter = ranking[_subsample_rows(len(ranking), 0, len(ranking) // 4)]
+        quarter = ranking[quarter]
         rough = _point_losses(objective, trials, quarter)
         # The lowest few, and every trial within the escape's margin of the
         # last of them: equivalent data, whose losses differ by rounding,
@@ -1846,9 +1854,9 @@ class _Search:
             Whether its run converged.
         """
         n_rows = self.objective.n_samples if rows is None else len(rows)
-        if len(starts) > 1 and n_rows // 4 >= _SCAN_ROWS:
+        chosen = _quarter_rows(n_rows) if len(starts) > 1 else None
+        if chosen is not None:
             # Only the way is chosen: on a quarter of the rows left out.
-            chosen = _subsample_rows(n_rows, 0, n_rows // 4)
             rows = chosen if rows is None else rows[chosen]
         ends = [
             self._run_lbfgs(
