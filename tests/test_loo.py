@@ -843,6 +843,64 @@ def test_per_feature_widths_leave_a_shallow_local_minimum(seed):
     assert loss(model.bandwidth_) <= best * (1 + 1e-7)
 
 
+def _per_feature_numpy_loss(X, y):
+    """An independent dense NumPy leave-one-out squared error of per-feature
+    log-widths."""
+    squared = (X[:, None, :] - X[None, :, :]) ** 2
+
+    def loss(log_widths):
+        scaled = squared @ np.exp(-2 * np.asarray(log_widths))
+        np.fill_diagonal(scaled, np.inf)
+        weights = np.exp(-(scaled - scaled.min(axis=1, keepdims=True)) / 2)
+        predictions = weights @ y / weights.sum(axis=1)
+        return np.mean((predictions - y) ** 2)
+
+    return loss
+
+
+def _nelder_mead_minimum(loss, start):
+    return minimize(
+        loss,
+        start,
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-14, "maxiter": 2000},
+    ).fun
+
+
+def test_a_feature_on_its_plateau_tries_widths_below_it():
+    # random_problem(128): 263 rows of three features, one row a far
+    # outlier. The search ended at the third feature alone, the second on
+    # its plateau by rounding only (a hair below 16 times its range), where
+    # the escape moved it by factors 2 and 4 along the flat plateau rather
+    # than down the ladder below it: 0.46 % above the lowest loss, which
+    # narrows the second feature to about its interquartile range.
+    X, y = random_problem(128)
+    assert X.shape == (263, 3)
+    loss = _per_feature_numpy_loss(X, y)
+    # From the lower basin: the second and third features at e^-8 and e^-10
+    # times their ranges (the first beyond its plateau).
+    lowest = _nelder_mead_minimum(loss, np.log(np.ptp(X, 0)) + [2.0, -8.0, -10.0])
+    model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    assert loss(np.log(model.bandwidth_)) <= lowest * (1 + 1e-7)
+
+
+def test_a_feature_on_its_plateau_tries_widths_near_its_quartiles():
+    # random_problem(245): 98 rows of two features, one row a far outlier
+    # (1e4 times the others' scale), so that each feature's range is over
+    # 3,000 times its interquartile range. The lowest loss lies in a narrow
+    # valley of both widths near that scale, which no move along the ladder
+    # below the plateau reached: the search ended at the second feature
+    # alone, 4.1 % above it. A feature on its plateau also tries widths at
+    # 4, 1 and 1/4 times its interquartile range; the search then ends
+    # within 0.06 % of that valley's minimum.
+    X, y = random_problem(245)
+    assert X.shape == (98, 2)
+    loss = _per_feature_numpy_loss(X, y)
+    lowest = _nelder_mead_minimum(loss, np.log(np.ptp(X, 0)) + [-6.7, -7.5])
+    model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
+    assert loss(np.log(model.bandwidth_)) <= lowest * 1.001
+
+
 @pytest.mark.parametrize("seed", [142, 242])
 def test_per_feature_widths_on_a_few_dozen_rows_reach_a_grid_minimum(seed):
     # Three features on 21 rows and two on 28: the loss is rough, and from
@@ -1695,6 +1753,29 @@ def test_constant_features_leave_no_width_to_learn(bandwidth, solver):
         np.mean((y - (y.sum() - y) / 19) ** 2), rel=1e-12
     )
     assert_allclose(model.predict(X[:2]), y.mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("adaptive", ["sample", "query"])
+def test_a_constant_feature_keeps_one_width_with_local_widths(adaptive):
+    # The local factors widen each free feature's bounds by their extremes;
+    # a constant feature's width takes no part in the loss, and its bounds
+    # stay one point (they had differed by the factors' spread, so that the
+    # search took it for a free feature, and scanned it alone for nothing).
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.uniform(-2, 2, 300), np.full(300, 1.5)])
+    y = np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=300)
+    factors = np.exp(rng.uniform(-1, 1, 300))
+    kernel = KERNELS["gaussian"]
+    plain = sknw._loo.log_width_bounds(X, kernel, True)
+    lower, upper, _ = sknw._loo.log_width_bounds(X, kernel, True, local_widths=factors)
+    assert lower[0] == pytest.approx(plain[0][0] - np.log(factors.max()))
+    assert upper[0] == pytest.approx(plain[1][0] - np.log(factors.min()))
+    assert lower[1] == upper[1]
+    model = NadarayaWatsonRegressorCV(
+        bandwidth="silverman", adaptive=adaptive, n_neighbors=10
+    ).fit(X, y)
+    assert np.all(np.isfinite(model.bandwidth_))
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
 
 
 @pytest.mark.parametrize("start", [1.0, [1.0, 1.0]])
