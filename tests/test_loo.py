@@ -884,6 +884,30 @@ def test_a_feature_on_its_plateau_tries_widths_below_it():
     assert loss(np.log(model.bandwidth_)) <= lowest * (1 + 1e-7)
 
 
+def test_the_quartile_trials_count_weights_as_repeated_rows():
+    # Interquartile trials only where outliers set the range, and the same
+    # for integer weights as for the rows repeated: the quartiles of the
+    # expanded data (NumPy's inverted CDF).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(101, 3))
+    X[0, :2] *= 1e4
+    counts = rng.integers(1, 4, size=101)
+    below = np.full(3, 100.0)
+    weighted = sknw._loo._bulk_log_widths(X, counts.astype(float), below)
+    expanded = np.repeat(X, counts, axis=0)
+    repeated = sknw._loo._bulk_log_widths(expanded, np.ones(len(expanded)), below)
+    quartiles = np.percentile(expanded, [25, 75], axis=0, method="inverted_cdf")
+    spread = np.log(quartiles[1] - quartiles[0])
+    for feature in range(2):
+        expected = spread[feature] + np.log(4.0) * np.array([1.0, 0.0, -1.0])
+        assert_allclose(weighted[feature], expected, rtol=1e-12)
+        assert_allclose(repeated[feature], expected, rtol=1e-12)
+    # The third feature's range is a few times its interquartile range.
+    assert weighted[2].size == repeated[2].size == 0
+    # Only trials below the ladder's lowest.
+    assert sknw._loo._bulk_log_widths(X, np.ones(101), np.full(3, -50.0))[0].size == 0
+
+
 def test_a_feature_on_its_plateau_tries_widths_near_its_quartiles():
     # random_problem(245): 98 rows of two features, one row a far outlier
     # (1e4 times the others' scale), so that each feature's range is over
