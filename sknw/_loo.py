@@ -793,15 +793,16 @@ def _plateau_log_widths(X):
     return np.log(np.where(spread > 0, spread, 1.0)) + math.log(16)
 
 
-def _bulk_log_widths(X, sample_weight, below):
+def _bulk_log_widths(X, sample_weight):
     """For each feature whose interquartile range is more than 256 times
     below its range (outliers set the range), log-widths at 4, 1 and 1/4
-    times the interquartile range, those below ``below`` (the feature's
-    lowest other trial); none for the others. The quartiles count each
-    row as often as its frequency weight (the lowest value with at least
-    that share of the weight at or below it), as repeated rows would."""
+    times the interquartile range: all below the range / 64 of the
+    escape's ladder. None for the others (a range of 0 or an
+    interquartile range of 0 among them). The quartiles count each row as
+    often as its frequency weight (the lowest value with at least that
+    share of the weight at or below it), as repeated rows would."""
     widths = []
-    for column, below_column in zip(X.T, below):
+    for column in X.T:
         order = np.argsort(column, kind="stable")
         shares = np.cumsum(sample_weight[order])
         places = np.searchsorted(shares, shares[-1] * np.array([0.25, 0.75]))
@@ -810,8 +811,7 @@ def _bulk_log_widths(X, sample_weight, below):
         if not bulk > 0 or 256 * bulk >= np.ptp(column):
             widths.append(np.zeros(0))
             continue
-        points = math.log(bulk) + math.log(4.0) * np.array([1.0, 0.0, -1.0])
-        widths.append(points[points < below_column])
+        widths.append(math.log(bulk) + math.log(4.0) * np.array([1.0, 0.0, -1.0]))
     return widths
 
 
@@ -1607,9 +1607,7 @@ class _Search:
         # its plateau tries widths near its interquartile range too (a
         # far outlier's left-out prediction can depend on them: one such
         # problem ended 0.46 % above the lowest loss without them).
-        bulk = _bulk_log_widths(
-            objective.X_numpy, objective.sample_weight_numpy, plateau + ladder[-1]
-        )
+        bulk = _bulk_log_widths(objective.X_numpy, objective.sample_weight_numpy)
         value = objective.evaluate(result, order=0)[0]
         # The one-feature moves first, then the points from before the
         # search (see _alone_trial and _alone_scans) in a round of their

@@ -892,10 +892,9 @@ def test_the_quartile_trials_count_weights_as_repeated_rows():
     X = rng.normal(size=(101, 3))
     X[0, :2] *= 1e4
     counts = rng.integers(1, 4, size=101)
-    below = np.full(3, 100.0)
-    weighted = sknw._loo._bulk_log_widths(X, counts.astype(float), below)
+    weighted = sknw._loo._bulk_log_widths(X, counts.astype(float))
     expanded = np.repeat(X, counts, axis=0)
-    repeated = sknw._loo._bulk_log_widths(expanded, np.ones(len(expanded)), below)
+    repeated = sknw._loo._bulk_log_widths(expanded, np.ones(len(expanded)))
     quartiles = np.percentile(expanded, [25, 75], axis=0, method="inverted_cdf")
     spread = np.log(quartiles[1] - quartiles[0])
     for feature in range(2):
@@ -904,8 +903,9 @@ def test_the_quartile_trials_count_weights_as_repeated_rows():
         assert_allclose(repeated[feature], expected, rtol=1e-12)
     # The third feature's range is a few times its interquartile range.
     assert weighted[2].size == repeated[2].size == 0
-    # Only trials below the ladder's lowest.
-    assert sknw._loo._bulk_log_widths(X, np.ones(101), np.full(3, -50.0))[0].size == 0
+    # Each below the ladder's lowest rung, the range / 64.
+    for feature in range(2):
+        assert np.all(np.exp(weighted[feature]) < np.ptp(X[:, feature]) / 64)
 
 
 def test_a_feature_on_its_plateau_tries_widths_near_its_quartiles():
