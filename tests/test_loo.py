@@ -600,16 +600,22 @@ def grid_minimum_1d(loss, low, high, n_grid=60):
 
 class _NumpyLoo:
     """An independent dense NumPy leave-one-out squared error of one width,
-    distances computed once."""
+    or of one width per feature (an array), distances computed once."""
 
     def __init__(self, X, y):
-        self.sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=-1)
+        self.squared = (X[:, None, :] - X[None, :, :]) ** 2
+        self.sq = self.squared.sum(axis=-1)
         np.fill_diagonal(self.sq, np.inf)
         self.nearest = self.sq.min(axis=1, keepdims=True)
         self.y = y
 
     def __call__(self, width):
-        weights = np.exp(-(self.sq - self.nearest) / (2 * width**2))
+        if np.ndim(width) == 0:
+            weights = np.exp(-(self.sq - self.nearest) / (2 * width**2))
+        else:
+            scaled = self.squared @ np.asarray(width, dtype=float) ** -2.0
+            np.fill_diagonal(scaled, np.inf)
+            weights = np.exp(-(scaled - scaled.min(axis=1, keepdims=True)) / 2)
         predictions = weights @ self.y / weights.sum(axis=1)
         return np.mean((predictions - self.y) ** 2)
 
@@ -844,24 +850,11 @@ def test_per_feature_widths_leave_a_shallow_local_minimum(seed):
     assert loss(model.bandwidth_) <= best * (1 + 1e-7)
 
 
-def _per_feature_numpy_loss(X, y):
-    """An independent dense NumPy leave-one-out squared error of per-feature
-    log-widths."""
-    squared = (X[:, None, :] - X[None, :, :]) ** 2
-
-    def loss(log_widths):
-        scaled = squared @ np.exp(-2 * np.asarray(log_widths))
-        np.fill_diagonal(scaled, np.inf)
-        weights = np.exp(-(scaled - scaled.min(axis=1, keepdims=True)) / 2)
-        predictions = weights @ y / weights.sum(axis=1)
-        return np.mean((predictions - y) ** 2)
-
-    return loss
-
-
 def _nelder_mead_minimum(loss, start):
+    """The lowest ``loss`` of per-feature widths that Nelder-Mead finds on
+    their logarithms from the log-widths ``start``."""
     return minimize(
-        loss,
+        lambda log_widths: loss(np.exp(log_widths)),
         start,
         method="Nelder-Mead",
         options={"xatol": 1e-8, "fatol": 1e-14, "maxiter": 2000},
@@ -883,19 +876,19 @@ def test_per_feature_widths_reach_a_refined_grid_minimum_on_random_problems(seed
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
-        loss = _per_feature_numpy_loss(X, y)
+        loss = _NumpyLoo(X, y)
         axes = [
             np.log(span) + np.linspace(np.log(1e-3), np.log(1e3), points[X.shape[1]])
             for span in np.ptp(X, axis=0)
         ]
         grid = np.array(list(itertools.product(*axes)))
         with np.errstate(all="ignore"):
-            losses = np.array([loss(point) for point in grid])
+            losses = np.array([loss(np.exp(point)) for point in grid])
             losses = np.where(np.isfinite(losses), losses, np.inf)
             best = min(
                 losses.min(), _nelder_mead_minimum(loss, grid[np.argmin(losses)])
             )
-        assert loss(np.log(model.bandwidth_)) <= 1.001 * best, f"seed {seed}"
+        assert loss(model.bandwidth_) <= 1.001 * best, f"seed {seed}"
 
 
 def test_a_feature_on_its_plateau_tries_widths_below_it():
@@ -907,12 +900,12 @@ def test_a_feature_on_its_plateau_tries_widths_below_it():
     # narrows the second feature to about its interquartile range.
     X, y = random_problem(128)
     assert X.shape == (263, 3)
-    loss = _per_feature_numpy_loss(X, y)
+    loss = _NumpyLoo(X, y)
     # From the lower basin: the second and third features at e^-8 and e^-10
     # times their ranges (the first beyond its plateau).
     lowest = _nelder_mead_minimum(loss, np.log(np.ptp(X, 0)) + [2.0, -8.0, -10.0])
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
-    assert loss(np.log(model.bandwidth_)) <= lowest * (1 + 1e-7)
+    assert loss(model.bandwidth_) <= lowest * (1 + 1e-7)
 
 
 def test_the_quartile_trials_count_weights_as_repeated_rows():
@@ -950,10 +943,10 @@ def test_a_feature_on_its_plateau_tries_widths_near_its_quartiles():
     # within 0.06 % of that valley's minimum.
     X, y = random_problem(245)
     assert X.shape == (98, 2)
-    loss = _per_feature_numpy_loss(X, y)
+    loss = _NumpyLoo(X, y)
     lowest = _nelder_mead_minimum(loss, np.log(np.ptp(X, 0)) + [-6.7, -7.5])
     model = NadarayaWatsonRegressorCV(bandwidth="silverman").fit(X, y)
-    assert loss(np.log(model.bandwidth_)) <= lowest * 1.001
+    assert loss(model.bandwidth_) <= lowest * 1.001
 
 
 @pytest.mark.parametrize("seed", [142, 242])
