@@ -10,7 +10,7 @@ import time
 import warnings
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
@@ -123,6 +123,11 @@ _RACE_ITERATIONS = 10
 # loss starts L-BFGS-B again, at most _ESCAPES times (see _Search._escape).
 _ESCAPE_MARGIN = 1e-7
 _ESCAPES = 3
+# The escape's move of the features off their plateaus together under a
+# compact kernel: the factors it scans, in log-width, and the tolerance of
+# the search between the lowest one's neighbours (see _Search._ray_minimum).
+_RAY_STEPS = math.log(2.0) / 8 * np.array([-8, -6, -4, -3, -2, -1, 1, 2, 3, 4, 6, 8])
+_RAY_TOL = 1e-6
 # A width this close below its plateau (in log-width) is on it: a run from
 # a point on the plateau leaves it there to within rounding.
 _PLATEAU_ROUNDING = 1e-6
@@ -1630,7 +1635,16 @@ class _Search:
                 ranked[key] = objective.evaluate(point, ranking, order=0)[0]
             return ranked[key]
 
-        moves_left, moving = _ESCAPES, True
+        # A compact kernel's loss has a kink wherever a pair enters the
+        # support, and L-BFGS-B can stop at the foot of a steep rise along
+        # which the loss still falls, where no feature's move alone is
+        # lower: where the moves (and the points from before the search)
+        # find no lower point, a round of one trial, the lowest point along
+        # the common scale of the features off their plateaus, then the
+        # moves again where it was lower. It comes last, so that it can
+        # only lower the end the others reach.
+        rays = objective.kernel.compact and result.size > 1
+        moves_left, rays_left, moving, ray = _ESCAPES, _ESCAPES, True, False
         while True:
             # (With fewer iterations left, a run from the trial could not get
             # far.)
@@ -1641,7 +1655,10 @@ class _Search:
                 # point can be told from another.
                 break
             moving = moving and moves_left > 0
+            ray = ray and rays_left > 0
+            against = None
             if moving:
+                kind = "moves"
                 moves_left -= 1
                 trials = []
                 for feature in range(result.size):
@@ -1655,7 +1672,15 @@ class _Search:
                         trial[feature] = width
                         trials.append(trial)
             elif pending:
-                trials, pending = pending, []
+                kind = "points"
+                trials, pending, against = pending, [], start
+            elif ray:
+                kind = "ray"
+                rays_left -= 1
+                together = result < plateau - _PLATEAU_ROUNDING
+                trials = []
+                if np.count_nonzero(together) > 1:
+                    trials = self._ray_minimum(result, together, ranking)
             else:
                 break
             moved = False
@@ -1668,11 +1693,16 @@ class _Search:
                     rows,
                     ranking,
                     ranked_loss,
-                    start if not moving else None,
+                    against,
                 )
             # After a round of moves that found no lower point, the points
-            # from before the search; after theirs, the moves again.
-            moving = moved if moving else moved and moves_left > 0
+            # from before the search, then the ray's (a compact kernel's);
+            # after either, the moves again where it was lower.
+            if kind == "moves":
+                ray = rays and (not moved or moves_left == 0)
+            elif kind == "ray":
+                ray = False
+            moving = moved
         return result, converged
 
     def _escape_round(
@@ -1743,6 +1773,35 @@ class _Search:
             self.curvature = curvature
             return unchanged
         return end, end_converged, end_value, True
+
+    def _ray_minimum(self, result, together, ranking):
+        """The lowest point on the rows ``ranking`` (every row when None)
+        of the features ``together`` moved by one factor from ``result``:
+        the lowest of factors 2^(k/8) up to 2 either way, then Brent's
+        bounded search between its neighbours. An empty list where no factor
+        is lower than ``result``."""
+        objective = self.objective
+
+        def point(shift):
+            moved = np.where(together, result + shift, result)
+            return np.clip(moved, self.lower, self.upper)
+
+        shifts = np.concatenate([_RAY_STEPS, [0.0]])
+        shifts.sort()
+        losses = _point_losses(objective, np.array([point(s) for s in shifts]), ranking)
+        best = int(np.argmin(losses))
+        if shifts[best] == 0.0:
+            return []
+        bounds = shifts[max(best - 1, 0)], shifts[min(best + 1, len(shifts) - 1)]
+        refined = minimize_scalar(
+            lambda shift: _point_losses(objective, point(shift)[None], ranking)[0],
+            bounds=bounds,
+            method="bounded",
+            options={"xatol": _RAY_TOL},
+        )
+        if not refined.fun < losses[best]:
+            return [point(shifts[best])]
+        return [point(refined.x)]
 
     def _ranked_losses(self, trials, ranking):
         """The escape's losses of ``trials`` on the rows ``ranking`` (every

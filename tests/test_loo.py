@@ -949,6 +949,25 @@ def test_a_feature_on_its_plateau_tries_widths_near_its_quartiles():
     assert loss(model.bandwidth_) <= lowest * 1.001
 
 
+def test_a_compact_kernel_moves_the_widths_together_along_a_steep_rise():
+    # random_problem(222): 87 rows of two features, a quarter of them
+    # repeated, under the Epanechnikov kernel. The loss rises by about 30 %
+    # within a few hundredths in log-width across a curve in the plane of
+    # the two widths, and falls toward it; L-BFGS-B stopped at its foot
+    # where no feature's move alone is lower, 6.5 % above the lowest point
+    # along it, which both widths about 1.36 times wider reach.
+    X, y = random_problem(222)
+    assert X.shape == (87, 2)
+
+    def loss(widths):
+        return loo_squared_error_slow(X, y, widths, "epanechnikov")
+
+    lowest = _nelder_mead_minimum(loss, np.log(np.ptp(X, 0)) + [-2.3, -0.5])
+    model = NadarayaWatsonRegressorCV(bandwidth="silverman", kernel="epanechnikov")
+    model.fit(X, y)
+    assert loss(model.bandwidth_) <= lowest * (1 + 1e-7)
+
+
 @pytest.mark.parametrize("seed", [142, 242])
 def test_per_feature_widths_on_a_few_dozen_rows_reach_a_grid_minimum(seed):
     # Three features on 21 rows and two on 28: the loss is rough, and from
