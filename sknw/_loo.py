@@ -1002,6 +1002,35 @@ def _ranking_objective(objective, narrowest):
     return objective
 
 
+class _Escape:
+    """Where an escape (see :meth:`_Search._escape`) stands: its end so far
+    and the loss there, the subsample of rows the search leaves out
+    (``rows``, None for none), and the rows its trials are ranked on
+    (``ranking``: those, or a quarter of the rows from 4 * _SCAN_ROWS on,
+    or None for every row), with each point's loss on them computed once.
+    """
+
+    def __init__(self, search, result, converged, rows):
+        self.objective = search.objective
+        self.result, self.converged = result, converged
+        self.value = self.objective.evaluate(result, order=0)[0]
+        self.rows = rows
+        n_rows = self.objective.n_samples
+        self.ranking = _quarter_rows(n_rows) if rows is None else rows
+        self._ranked = {}
+
+    def ranked_loss(self, point, value):
+        """The loss at ``point`` on the ranking rows, given its loss
+        ``value`` on every row (the start's serves the first moves and the
+        round of the points from before the search)."""
+        if self.ranking is None:
+            return value
+        key = point.tobytes()
+        if key not in self._ranked:
+            self._ranked[key] = self.objective.evaluate(point, self.ranking, order=0)[0]
+        return self._ranked[key]
+
+
 class _Search:
     """The searches over log-widths, recording the loss curve as they go.
 
@@ -1581,7 +1610,10 @@ class _Search:
         is lower than the escape's start, is followed the same way, the
         moves going on from the run's end where that is no lower than the
         moves' own end, which is kept unless the run's (or the moves' from
-        it) is lower.
+        it) is lower. Under a compact kernel, where those find no lower
+        point, a last round takes the lowest point along the common scale
+        of the features off their plateaus (see :meth:`_ray_minimum`), and
+        the moves go on from it where it is lower.
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
@@ -1597,8 +1629,7 @@ class _Search:
         converged : bool
         """
         objective = self.objective
-        n_rows = objective.n_samples
-        ranking = _quarter_rows(n_rows) if rows is None else rows
+        escape = _Escape(self, result, converged, rows)
         steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
         # Beyond 16 times its range the weights barely depend on a feature
         # (its plateau, up to its upper bound): moved by factors up to 4 it
@@ -1613,7 +1644,6 @@ class _Search:
         # far outlier's left-out prediction can depend on them: one such
         # problem ended 4.1 % above the lowest loss without them).
         bulk = _bulk_log_widths(objective.X_numpy, objective.sample_weight_numpy)
-        value = objective.evaluate(result, order=0)[0]
         # The one-feature moves first, then the points from before the
         # search (see _alone_trial and _alone_scans) in a round of their
         # own, where they can only lower the end: followed first, one of
@@ -1622,19 +1652,7 @@ class _Search:
         # only than the moves' end: from it L-BFGS-B may go lower still),
         # and from a point of theirs the moves go on.
         pending = [np.asarray(point, dtype=float) for point in extra]
-        start = result, value
-        ranked = {}
-
-        def ranked_loss(point, point_value):
-            # The loss at a point on the ranking rows, once a point (the
-            # start's serves the first moves and the round of those points).
-            if ranking is None:
-                return point_value
-            key = point.tobytes()
-            if key not in ranked:
-                ranked[key] = objective.evaluate(point, ranking, order=0)[0]
-            return ranked[key]
-
+        start = escape.result, escape.value
         # A compact kernel's loss has a kink wherever a pair enters the
         # support, and L-BFGS-B can stop at the foot of a steep rise along
         # which the loss still falls, where no feature's move alone is
@@ -1650,7 +1668,7 @@ class _Search:
             # far.)
             if len(self.loss_curve) + _ESCAPE_BUDGET > self.max_iter:
                 break
-            if value < _NEGLIGIBLE_RELATIVE_LOSS * self.baseline:
+            if escape.value < _NEGLIGIBLE_RELATIVE_LOSS * self.baseline:
                 # The left-out predictions are exact to within rounding: no
                 # point can be told from another.
                 break
@@ -1661,6 +1679,7 @@ class _Search:
                 kind = "moves"
                 moves_left -= 1
                 trials = []
+                result = escape.result
                 for feature in range(result.size):
                     widths = result[feature] + steps
                     if result[feature] >= plateau[feature] - _PLATEAU_ROUNDING:
@@ -1677,24 +1696,15 @@ class _Search:
             elif ray:
                 kind = "ray"
                 rays_left -= 1
-                together = result < plateau - _PLATEAU_ROUNDING
+                together = escape.result < plateau - _PLATEAU_ROUNDING
                 trials = []
                 if np.count_nonzero(together) > 1:
-                    trials = self._ray_minimum(result, together, ranking)
+                    trials = self._ray_minimum(escape, together)
             else:
                 break
-            moved = False
-            if trials:
-                result, converged, value, moved = self._escape_round(
-                    np.array(trials),
-                    result,
-                    converged,
-                    value,
-                    rows,
-                    ranking,
-                    ranked_loss,
-                    against,
-                )
+            moved = bool(trials) and self._escape_round(
+                escape, np.array(trials), against
+            )
             # After a round of moves that found no lower point, the points
             # from before the search, then the ray's (a compact kernel's);
             # after either, the moves again where it was lower.
@@ -1703,54 +1713,42 @@ class _Search:
             elif kind == "ray":
                 ray = False
             moving = moved
-        return result, converged
+        return escape.result, escape.converged
 
-    def _escape_round(
-        self,
-        trials,
-        result,
-        converged,
-        value,
-        rows,
-        ranking,
-        ranked_loss,
-        against=None,
-    ):
+    def _escape_round(self, escape, trials, against=None):
         """One round of :meth:`_escape`: the lowest of ``trials`` on the
-        ranking rows, where it is lower than ``result`` (or the point of
-        ``against``, a point and its loss; by more than _ESCAPE_MARGIN, there
-        and on every row), then L-BFGS-B from it, its end kept where that is
-        lower than ``value``, the loss at ``result``. ``ranked_loss(point,
-        loss)``: a point's loss on the ranking rows, given its loss on every
-        row.
+        ranking rows, where it is lower than the escape's end (or the point
+        of ``against``, a point and its loss; by more than _ESCAPE_MARGIN,
+        there and on every row), then L-BFGS-B from it, its end kept where
+        that is lower than the escape's.
 
         Returns
         -------
-        result : ndarray of shape (n_features,)
-        converged : bool
-        value : float
         moved : bool
-            Whether the end was kept.
+            Whether the end was kept (and ``escape`` updated).
         """
         objective = self.objective
-        unchanged = result, converged, value, False
-        losses = self._ranked_losses(trials, ranking)
+        losses = self._ranked_losses(trials, escape.ranking)
         if not np.isfinite(np.min(losses)):
-            return unchanged
+            return False
         # The first of the lowest to within the margin: equivalent data
         # (weights or repeated rows), whose losses differ by rounding, take
         # the same one.
         best = int(np.argmax(losses <= np.min(losses) * (1 + _ESCAPE_MARGIN)))
-        point, point_value = (result, value) if against is None else against
-        if not losses[best] < ranked_loss(point, point_value) * (1 - _ESCAPE_MARGIN):
-            return unchanged
+        point, point_value = (
+            (escape.result, escape.value) if against is None else against
+        )
+        if not losses[best] < escape.ranked_loss(point, point_value) * (
+            1 - _ESCAPE_MARGIN
+        ):
+            return False
         trial_value = (
             losses[best]
-            if ranking is None
+            if escape.ranking is None
             else objective.evaluate(trials[best], order=0)[0]
         )
         if not trial_value < point_value * (1 - _ESCAPE_MARGIN):
-            return unchanged
+            return False
         self._record(trial_value, trials[best])
         # (One iteration is kept back: where the run's end is not kept, the
         # loss curve ends with the result again.)
@@ -1761,26 +1759,27 @@ class _Search:
             max_iter=self.max_iter - len(self.loss_curve),
         )
         curvature, self.curvature = self.curvature, None
-        if rows is None:
+        if escape.rows is None:
             end = self._polish(end)
         end_value = objective.evaluate(end, order=0)[0]
-        if not end_value < value and against is not None:
+        if not end_value < escape.value and against is not None:
             # From a point before the search, the moves may go on lower than
             # the end the moves from the search's own end reached.
-            end, end_converged = self._escape(end, end_converged, rows)
+            end, end_converged = self._escape(end, end_converged, escape.rows)
             end_value = objective.evaluate(end, order=0)[0]
-        if not end_value < value:
+        if not end_value < escape.value:
             self.curvature = curvature
-            return unchanged
-        return end, end_converged, end_value, True
+            return False
+        escape.result, escape.converged, escape.value = end, end_converged, end_value
+        return True
 
-    def _ray_minimum(self, result, together, ranking):
-        """The lowest point on the rows ``ranking`` (every row when None)
-        of the features ``together`` moved by one factor from ``result``:
-        the lowest of factors 2^(k/8) up to 2 either way, then Brent's
-        bounded search between its neighbours. An empty list where no factor
-        is lower than ``result``."""
+    def _ray_minimum(self, escape, together):
+        """The lowest point on the escape's ranking rows of the features
+        ``together`` moved by one factor from its end: the lowest of factors
+        2^(k/8) up to 2 either way, then Brent's bounded search between its
+        neighbours. An empty list where no factor is lower than the end."""
         objective = self.objective
+        result, ranking = escape.result, escape.ranking
 
         def point(shift):
             moved = np.where(together, result + shift, result)
