@@ -123,11 +123,15 @@ _RACE_ITERATIONS = 10
 # loss starts L-BFGS-B again, at most _ESCAPES times (see _Search._escape).
 _ESCAPE_MARGIN = 1e-7
 _ESCAPES = 3
-# The escape's move of the features off their plateaus together under a
-# compact kernel: the factors it scans, in log-width, and the tolerance of
-# the search between the lowest one's neighbours (see _Search._ray_minimum).
-_RAY_STEPS = math.log(2.0) / 8 * np.array([-8, -6, -4, -3, -2, -1, 1, 2, 3, 4, 6, 8])
-_RAY_TOL = 1e-6
+# The escape's moves of a feature alone and of the features together along
+# lines under a compact kernel: the factors it scans, in log-width (from
+# 2^(1/32) to 2 either way), and the tolerance of the search between the
+# lowest one's neighbours (see _Search._line_minimum).
+_LINE_STEPS = math.log(2.0) * np.array(
+    [-1, -3 / 4, -1 / 2, -3 / 8, -1 / 4, -1 / 8, -1 / 16, -1 / 32]
+    + [1 / 32, 1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1]
+)
+_LINE_TOL = 1e-6
 # A width this close below its plateau (in log-width) is on it: a run from
 # a point on the plateau leaves it there to within rounding.
 _PLATEAU_ROUNDING = 1e-6
@@ -1010,8 +1014,8 @@ class _Escape:
     or None for every row), with each point's loss on them computed once.
     """
 
-    def __init__(self, search, result, converged, rows):
-        self.objective = search.objective
+    def __init__(self, objective, result, converged, rows):
+        self.objective = objective
         self.result, self.converged = result, converged
         self.value = self.objective.evaluate(result, order=0)[0]
         self.rows = rows
@@ -1059,6 +1063,9 @@ class _Search:
         self.last_point = None
         # The diagonal of the analytic Hessian at the last Newton step.
         self.curvature = None
+        # The ends from which the escape's lines were searched (see
+        # _line_minimum).
+        self._lines_searched = set()
 
     def _record(self, value, point=None):
         self.loss_curve.append(float(value))
@@ -1611,9 +1618,10 @@ class _Search:
         moves going on from the run's end where that is no lower than the
         moves' own end, which is kept unless the run's (or the moves' from
         it) is lower. Under a compact kernel, where those find no lower
-        point, a last round takes the lowest point along the common scale
-        of the features off their plateaus (see :meth:`_ray_minimum`), and
-        the moves go on from it where it is lower.
+        point, a round takes the lowest point along a line from the end
+        (see :meth:`_line_minimum`), and the moves go on from where L-BFGS-B
+        ends from it, where that is lower (the lines again once the moves
+        have run _ESCAPES times, at most _ESCAPES times too).
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
@@ -1629,8 +1637,7 @@ class _Search:
         converged : bool
         """
         objective = self.objective
-        escape = _Escape(self, result, converged, rows)
-        steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
+        escape = _Escape(objective, result, converged, rows)
         # Beyond 16 times its range the weights barely depend on a feature
         # (its plateau, up to its upper bound): moved by factors up to 4 it
         # stays there, and its trials are instead widths from 16 times its
@@ -1654,15 +1661,17 @@ class _Search:
         pending = [np.asarray(point, dtype=float) for point in extra]
         start = escape.result, escape.value
         # A compact kernel's loss has a kink wherever a pair enters the
-        # support, and L-BFGS-B can stop at the foot of a steep rise along
-        # which the loss still falls, where no feature's move alone is
-        # lower: where the moves (and the points from before the search)
-        # find no lower point, a round of one trial, the lowest point along
-        # the common scale of the features off their plateaus, then the
-        # moves again where it was lower. It comes last, so that it can
-        # only lower the end the others reach.
-        rays = objective.kernel.compact and result.size > 1
-        moves_left, rays_left, moving, ray = _ESCAPES, _ESCAPES, True, False
+        # support, and L-BFGS-B can stop at such a kink, or at the foot of a
+        # steep rise along which the loss still falls, where no move by a
+        # factor 2 or 4 is lower. Where the moves (and the points from before
+        # the search) find no lower point, a round of lines follows: the
+        # lowest point along each feature off its plateau alone, and along
+        # their common scale (see _line_minimum); from it the moves go on,
+        # or the lines again once the moves are spent. It comes after the
+        # others, so that it can only lower the end they reach.
+        lines_on = objective.kernel.compact and result.size > 1
+        moves_left, lines_left = _ESCAPES, _ESCAPES
+        moving, lines_due = True, False
         while True:
             # (With fewer iterations left, a run from the trial could not get
             # far.)
@@ -1672,46 +1681,27 @@ class _Search:
                 # The left-out predictions are exact to within rounding: no
                 # point can be told from another.
                 break
-            moving = moving and moves_left > 0
-            ray = ray and rays_left > 0
             against = None
-            if moving:
-                kind = "moves"
+            if moving and moves_left > 0:
+                phase = "moves"
                 moves_left -= 1
-                trials = []
-                result = escape.result
-                for feature in range(result.size):
-                    widths = result[feature] + steps
-                    if result[feature] >= plateau[feature] - _PLATEAU_ROUNDING:
-                        widths = np.append(plateau[feature] + ladder, bulk[feature])
-                    widths = np.clip(widths, self.lower[feature], self.upper[feature])
-                    widths = np.unique(np.append(widths, self.upper[feature]))
-                    for width in widths[widths != result[feature]]:
-                        trial = result.copy()
-                        trial[feature] = width
-                        trials.append(trial)
+                trials = self._move_trials(escape.result, plateau, ladder, bulk)
             elif pending:
-                kind = "points"
+                phase = "points"
                 trials, pending, against = pending, [], start
-            elif ray:
-                kind = "ray"
-                rays_left -= 1
-                together = escape.result < plateau - _PLATEAU_ROUNDING
-                trials = []
-                if np.count_nonzero(together) > 1:
-                    trials = self._ray_minimum(escape, together)
+            elif lines_due and lines_left > 0:
+                phase = "lines"
+                lines_left -= 1
+                trials = self._line_minimum(escape, plateau)
             else:
                 break
             moved = bool(trials) and self._escape_round(
                 escape, np.array(trials), against
             )
-            # After a round of moves that found no lower point, the points
-            # from before the search, then the ray's (a compact kernel's);
-            # after either, the moves again where it was lower.
-            if kind == "moves":
-                ray = rays and (not moved or moves_left == 0)
-            elif kind == "ray":
-                ray = False
+            if phase == "moves":
+                lines_due = lines_on and (not moved or moves_left == 0)
+            elif phase == "lines":
+                lines_due = moved and moves_left == 0
             moving = moved
         return escape.result, escape.converged
 
@@ -1773,34 +1763,73 @@ class _Search:
         escape.result, escape.converged, escape.value = end, end_converged, end_value
         return True
 
-    def _ray_minimum(self, escape, together):
-        """The lowest point on the escape's ranking rows of the features
-        ``together`` moved by one factor from its end: the lowest of factors
-        2^(k/8) up to 2 either way, then Brent's bounded search between its
-        neighbours. An empty list where no factor is lower than the end."""
+    def _move_trials(self, end, plateau, ladder, bulk):
+        """The escape's moves from ``end``: each feature's width alone times
+        1/4, 1/2, 2 and 4 and at its upper bound, or, on its ``plateau``
+        (log-widths), at the ``ladder`` below it and at ``bulk`` (see
+        :meth:`_escape`)."""
+        steps = math.log(2.0) * np.array([-2.0, -1.0, 1.0, 2.0])
+        trials = []
+        for feature in range(end.size):
+            widths = end[feature] + steps
+            if end[feature] >= plateau[feature] - _PLATEAU_ROUNDING:
+                widths = np.append(plateau[feature] + ladder, bulk[feature])
+            widths = np.clip(widths, self.lower[feature], self.upper[feature])
+            widths = np.unique(np.append(widths, self.upper[feature]))
+            for width in widths[widths != end[feature]]:
+                trial = end.copy()
+                trial[feature] = width
+                trials.append(trial)
+        return trials
+
+    def _line_minimum(self, escape, plateau):
+        """The lowest point on the escape's ranking rows along a line from
+        its end: each feature off its ``plateau`` (log-widths) alone, and
+        those features together where two or more are, their widths times
+        2^(k/32) for k = 1, 2, 4, 8, 12, 16, 24 and 32 either way; then
+        Brent's bounded search on the lowest one's line between its
+        neighbours. An empty list where none is lower than the end by more
+        than _ESCAPE_MARGIN, or where the lines were searched from the same
+        end before."""
         objective = self.objective
         result, ranking = escape.result, escape.ranking
+        key = result.tobytes()
+        if key in self._lines_searched:
+            return []
+        self._lines_searched.add(key)
+        off = result < plateau - _PLATEAU_ROUNDING
+        lines = list(np.eye(off.size, dtype=bool)[off])
+        if len(lines) > 1:
+            lines.append(off)
 
-        def point(shift):
-            moved = np.where(together, result + shift, result)
+        def point(line, shift):
+            moved = np.where(line, result + shift, result)
             return np.clip(moved, self.lower, self.upper)
 
-        shifts = np.concatenate([_RAY_STEPS, [0.0]])
-        shifts.sort()
-        losses = _point_losses(objective, np.array([point(s) for s in shifts]), ranking)
+        steps = np.sort(_LINE_STEPS)
+        points = [point(line, step) for line in lines for step in steps]
+        losses = _point_losses(objective, np.array(points + [result]), ranking)
         best = int(np.argmin(losses))
-        if shifts[best] == 0.0:
+        if not losses[best] < losses[-1] * (1 - _ESCAPE_MARGIN):
             return []
-        bounds = shifts[max(best - 1, 0)], shifts[min(best + 1, len(shifts) - 1)]
+        line, index = lines[best // len(steps)], best % len(steps)
+        # Its neighbours among the factors and 1.
+        shifts = np.sort(np.append(steps, 0.0))
+        index += steps[index] > 0
+        bounds = shifts[max(index - 1, 0)], shifts[min(index + 1, len(shifts) - 1)]
+
+        def loss(shift):
+            return _point_losses(objective, point(line, shift)[None], ranking)[0]
+
         refined = minimize_scalar(
-            lambda shift: _point_losses(objective, point(shift)[None], ranking)[0],
+            loss,
             bounds=bounds,
             method="bounded",
-            options={"xatol": _RAY_TOL},
+            options={"xatol": _LINE_TOL},
         )
         if not refined.fun < losses[best]:
-            return [point(shifts[best])]
-        return [point(refined.x)]
+            return [points[best]]
+        return [point(line, refined.x)]
 
     def _ranked_losses(self, trials, ranking):
         """The escape's losses of ``trials`` on the rows ``ranking`` (every
