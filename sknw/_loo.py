@@ -330,10 +330,16 @@ def learn_bandwidth(
                 more, losses = _per_feature_starts(
                     objective, X, lower, upper, sample_weight, rows
                 )
-                grid, grid_loss = _grid_start(objective, X, lower, upper)
+                # The grid start and the trial of each feature alone are the
+                # Gaussian's: a compact kernel's loss is rough, and from the
+                # grid's lowest point its search ended higher about as often
+                # as lower.
+                grid, grid_loss, alone = None, None, None
+                if not objective.kernel.compact:
+                    grid, grid_loss = _grid_start(objective, X, lower, upper)
+                    alone = _alone_trial(objective, X, lower, upper)
                 if grid is not None:
                     more, losses = more + [grid], losses + [grid_loss]
-                alone = _alone_trial(objective, X, lower, upper)
                 if alone is not None:
                     trials = [alone]
                 else:
@@ -838,7 +844,8 @@ def _point_losses(objective, points, rows=None):
 
 def _grid_start(objective, X, lower, upper):
     """On a small problem whose objective scores many widths in one pass
-    (the Gaussian's), the lowest point of a grid of per-feature
+    (the Gaussian kernel's; see learn_bandwidth for the compact ones), the
+    lowest point of a grid of per-feature
     widths: G evenly spaced log-widths per feature, from its lower bound to
     16 times its range (or its upper bound), every combination, with G the
     most (up to _GRID_POINTS_PER_FEATURE) that keeps G^d times the squared
@@ -890,7 +897,8 @@ def _grid_start(objective, X, lower, upper):
 
 def _alone_trial(objective, X, lower, upper):
     """On a small problem whose objective scores many widths in one pass
-    (the Gaussian's), with two or more features whose bounds differ: the
+    (the Gaussian kernel's; see learn_bandwidth for the compact ones), with
+    two or more features whose bounds differ: the
     lowest point of each such feature alone, its log-width on L evenly
     spaced points from its lower bound to 16 times its range (or its upper
     bound), every other feature at 16 times its range (its plateau, where

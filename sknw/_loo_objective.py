@@ -1268,7 +1268,11 @@ class LeaveOneOutObjective(PairwiseObjective):
         totals = sums[..., -1:]
         empty = ~(totals[..., 0] > 0)
         predictions = sums[..., :-1] / torch.where(totals > 0, totals, 1.0)
-        if bool(empty.any()):
+        if bool(empty.any()) and sq.dim() == 3:
+            # One u^2 block for each leading index of ``sums`` (per-feature
+            # widths at several points): each point's nearest samples.
+            predictions[empty] = self._nearest_values(sq[empty])
+        elif bool(empty.any()):
             rows = empty.reshape(-1, len(chunk_t)).any(dim=0)
             nearest = predictions.new_zeros((len(chunk_t), predictions.shape[-1]))
             nearest[rows] = self._nearest_values(
@@ -1377,10 +1381,10 @@ class LeaveOneOutObjective(PairwiseObjective):
         return row_losses.sum(dim=1).cpu().numpy()
 
     def scores_points_in_one_pass(self):
-        """The Gaussian's per-feature widths, their distances kept (see
-        :meth:`losses_at_points`)."""
+        """The Gaussian's and the compact kernels' per-feature widths, their
+        distances kept (see :meth:`losses_at_points`)."""
         return (
-            self.name == "gaussian"
+            (self.name == "gaussian" or self.kernel.compact)
             and self.n_features > 1
             and self._distance_cache(True) is not None
         )
@@ -1389,11 +1393,14 @@ class LeaveOneOutObjective(PairwiseObjective):
         """The loss at each of several per-feature widths (see
         :meth:`PairwiseObjective.losses_at_points`).
 
-        In one pass where the Gaussian's per-feature distances are kept (see
-        :meth:`_distance_cache`) and every row is left out: u^2 at every
-        point is one product of the points' inverse squared widths with the
-        kept distances, and the weights one exponential over all of them.
-        Otherwise one evaluation a point.
+        In one pass where the per-feature distances are kept (see
+        :meth:`_distance_cache`) and every row is left out, for the Gaussian
+        and the compact kernels: u^2 at every point is one product of the
+        points' inverse squared widths with the kept distances, and the
+        weights one exponential over all of them (the Gaussian's) or one
+        pass of each of the kernel's operations. A compact kernel's rows
+        that no other sample reaches take their nearest samples' values by
+        each point's own u^2. Otherwise one evaluation a point.
         """
         points = np.asarray(log_bandwidths, dtype=np.float64)
         if not (
@@ -1403,6 +1410,7 @@ class LeaveOneOutObjective(PairwiseObjective):
             and self.scores_points_in_one_pass()
         ):
             return super().losses_at_points(points, rows)
+        compact = self.kernel.compact
         cache = self._distance_cache(True)
         n_samples = self.n_samples
         everything = torch.arange(n_samples, device=self.device)
@@ -1410,6 +1418,9 @@ class LeaveOneOutObjective(PairwiseObjective):
         # One block a point within the budget: its u^2, turned into its
         # weights in place (one block fewer to fault in at each fit).
         per_point = n_samples**2 * cache.element_size()
+        if compact:
+            # A compact kernel's temporaries take a few blocks a point.
+            per_point *= _COMPACT_BLOCKS
         group = max(1, int(self.block_bytes // per_point))
         losses = []
         for start in range(0, len(points), group):
@@ -1421,6 +1432,11 @@ class LeaveOneOutObjective(PairwiseObjective):
             torch.mm(inverse, cache.view(len(cache), -1), out=sq.view(len(part), -1))
             sq = sq.view(len(part), n_samples, n_samples)
             sq[:, everything, everything] = math.inf
+            if compact:
+                # Each point's u^2 for its rows no other sample reaches.
+                weights = _kernel_terms(self.name, sq, None, 0, False, None)[0]
+                losses.append(self._weights_losses(weights, sq, everything))
+                continue
             sq_min = self._shifts(sq.amin(dim=2, keepdim=True), everything)
             # (The first point's u^2, for rows no other sample reaches.)
             first = sq[0].clone()

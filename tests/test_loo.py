@@ -504,17 +504,20 @@ def test_a_scan_on_small_blocks_takes_one_exponential_pass(monkeypatch):
     assert_allclose(loo.losses_at(grid), losses, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "tricube", "cosine"])
 @pytest.mark.parametrize("working_memory", [None, 1.5, 0.3])
 def test_losses_at_points_match_single_evaluations(kernel, working_memory):
-    # Per-feature points in one pass (the Gaussian's kept distances; at
-    # 1.5 MiB in groups of two within the budget), or one evaluation a point
-    # (another kernel, a subset of rows, or no distances kept at 0.3 MiB):
-    # the same losses.
+    # Per-feature points in one pass (the kept distances; at 1.5 MiB in
+    # groups within the budget), or one evaluation a point (a subset of
+    # rows, or no distances kept at 0.3 MiB): the same losses. The last
+    # point is narrow enough that under a compact kernel some rows reach no
+    # other sample, and predict their nearest ones' values by that point's
+    # own distances.
     X, y = toy_4d(n_samples=80)
     rng = np.random.default_rng(3)
     points = np.log([0.8, 1.5, 0.4, 1.0]) + rng.normal(0, 0.5, size=(7, 4))
     points[2, 3] = 12.0
+    points[6] = np.log([0.05, 0.3, 0.02, 0.6])
     config = {} if working_memory is None else {"working_memory": working_memory}
     with sklearn.config_context(**config):
         loo = objective(X, y[:, None], kernel=kernel)
@@ -527,6 +530,23 @@ def test_losses_at_points_match_single_evaluations(kernel, working_memory):
     assert_allclose(batched, expected, rtol=1e-12)
     expected = [single.evaluate(point, rows, order=0)[0] for point in points]
     assert_allclose(subset, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["epanechnikov", "linear"])
+def test_compact_points_in_one_pass_with_weights_and_log_loss(kernel):
+    # Frequency weights (integer and below 1) and the classifier's log-loss,
+    # narrow points where rows reach no other sample among them.
+    X, y = toy_4d(n_samples=60)
+    rng = np.random.default_rng(5)
+    labels = (y > np.median(y)).astype(int)
+    points = np.log([0.8, 1.5, 0.4, 1.0]) + rng.normal(0, 1.5, size=(9, 4))
+    for weights in [rng.integers(0, 4, size=60), rng.uniform(0.2, 2.0, size=60)]:
+        loo = objective(
+            X, np.eye(2)[labels], kernel, "log_loss", sample_weight=weights * 1.0
+        )
+        assert loo.scores_points_in_one_pass()
+        expected = [loo.evaluate(point, order=0)[0] for point in points]
+        assert_allclose(loo.losses_at_points(points), expected, rtol=1e-12)
 
 
 def test_minibatch_losses_add_up_to_the_full_loss():
