@@ -125,10 +125,10 @@ _ESCAPE_MARGIN = 1e-7
 _ESCAPES = 3
 # The escape's moves of a feature alone and of the features together along
 # lines under a compact kernel: the factors it scans, in log-width (from
-# 2^(1/32) to 2 either way), and the tolerance of the search between the
-# lowest one's neighbours (see _Search._line_minimum).
-_LINE_STEPS = math.log(2.0) * np.array(
-    [-1, -3 / 4, -1 / 2, -3 / 8, -1 / 4, -1 / 8, -1 / 16, -1 / 32]
+# 2^(1/32) to 2 either way, and the end itself), and the tolerance of the
+# search between the lowest one's neighbours (see _Search._line_minimum).
+_LINE_SHIFTS = math.log(2.0) * np.array(
+    [-1, -3 / 4, -1 / 2, -3 / 8, -1 / 4, -1 / 8, -1 / 16, -1 / 32, 0]
     + [1 / 32, 1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1]
 )
 _LINE_TOL = 1e-6
@@ -1625,11 +1625,13 @@ class _Search:
         is lower than the escape's start, is followed the same way, the
         moves going on from the run's end where that is no lower than the
         moves' own end, which is kept unless the run's (or the moves' from
-        it) is lower. Under a compact kernel, where those find no lower
-        point, a round takes the lowest point along a line from the end
-        (see :meth:`_line_minimum`), and the moves go on from where L-BFGS-B
-        ends from it, where that is lower (the lines again once the moves
-        have run _ESCAPES times, at most _ESCAPES times too).
+        it) is lower. Under a compact kernel with two or more features,
+        where those find no lower point (or the moves have run _ESCAPES
+        times), a round takes a lower point along a line from the end (see
+        :meth:`_line_minimum`), followed the same way, and the moves go on
+        from where L-BFGS-B ends from it, where that is lower (the lines
+        again once the moves are spent; at most _ESCAPES times in one
+        escape).
 
         The trial points are ranked on the subsample of rows the search
         leaves out (``rows``; a quarter of the rows from 4 * _SCAN_ROWS on
@@ -1669,17 +1671,19 @@ class _Search:
         pending = [np.asarray(point, dtype=float) for point in extra]
         start = escape.result, escape.value
         # A compact kernel's loss has a kink wherever a pair enters the
-        # support, and L-BFGS-B can stop at such a kink, or at the foot of a
-        # steep rise along which the loss still falls, where no move by a
-        # factor 2 or 4 is lower. Where the moves (and the points from before
-        # the search) find no lower point, a round of lines follows: the
-        # lowest point along each feature off its plateau alone, and along
-        # their common scale (see _line_minimum); from it the moves go on,
-        # or the lines again once the moves are spent. It comes after the
-        # others, so that it can only lower the end they reach.
+        # support, and jumps where a row that no other sample reaches changes
+        # nearest sample: L-BFGS-B can stop at a kink or at the edge of a
+        # jump, where no move by a factor 2 or 4 is lower. Where the moves
+        # find no lower point (or have run _ESCAPES times) and the points
+        # from before the search none either, a round of lines follows: a
+        # lower point along each feature off its plateau alone, or along
+        # their common scale (see _line_minimum); from where L-BFGS-B ends
+        # from it the moves go on, or the lines again once the moves are
+        # spent; the escape ends where the lines find no lower point. They
+        # come after the others, so that they can only lower the end those
+        # reach.
         lines_on = objective.kernel.compact and result.size > 1
-        moves_left, lines_left = _ESCAPES, _ESCAPES
-        moving, lines_due = True, False
+        moves_left, lines_left, moving = _ESCAPES, _ESCAPES, True
         while True:
             # (With fewer iterations left, a run from the trial could not get
             # far.)
@@ -1697,7 +1701,7 @@ class _Search:
             elif pending:
                 phase = "points"
                 trials, pending, against = pending, [], start
-            elif lines_due and lines_left > 0:
+            elif lines_on and lines_left > 0:
                 phase = "lines"
                 lines_left -= 1
                 trials = self._line_minimum(escape, plateau)
@@ -1706,10 +1710,8 @@ class _Search:
             moved = bool(trials) and self._escape_round(
                 escape, np.array(trials), against
             )
-            if phase == "moves":
-                lines_due = lines_on and (not moved or moves_left == 0)
-            elif phase == "lines":
-                lines_due = moved and moves_left == 0
+            if phase == "lines" and not moved:
+                break
             moving = moved
         return escape.result, escape.converged
 
@@ -1791,14 +1793,16 @@ class _Search:
         return trials
 
     def _line_minimum(self, escape, plateau):
-        """The lowest point on the escape's ranking rows along a line from
-        its end: each feature off its ``plateau`` (log-widths) alone, and
-        those features together where two or more are, their widths times
-        2^(k/32) for k = 1, 2, 4, 8, 12, 16, 24 and 32 either way; then
-        Brent's bounded search on the lowest one's line between its
-        neighbours. An empty list where none is lower than the end by more
-        than _ESCAPE_MARGIN, or where the lines were searched from the same
-        end before."""
+        """A lower point along a line from the escape's end, on its ranking
+        rows: each feature off its ``plateau`` (log-widths) alone, and those
+        features together where two or more are, their widths times 2^(k/32)
+        for k = 1, 2, 4, 8, 12, 16, 24 and 32 either way (ranked as the
+        moves are, see :meth:`_ranked_losses`); then Brent's bounded search
+        for a minimum on the lowest one's line between its neighbours (the
+        lowest one itself where that is no lower). Of points equally low, the
+        one nearest the end (points clipped to the same bound tie). An empty
+        list where none is lower than the end by more than _ESCAPE_MARGIN,
+        or where the lines were searched from the same end before."""
         objective = self.objective
         result, ranking = escape.result, escape.ranking
         key = result.tobytes()
@@ -1809,34 +1813,45 @@ class _Search:
         lines = list(np.eye(off.size, dtype=bool)[off])
         if len(lines) > 1:
             lines.append(off)
+        if not lines:
+            return []
 
         def point(line, shift):
             moved = np.where(line, result + shift, result)
             return np.clip(moved, self.lower, self.upper)
 
-        steps = np.sort(_LINE_STEPS)
-        points = [point(line, step) for line in lines for step in steps]
-        losses = _point_losses(objective, np.array(points + [result]), ranking)
-        best = int(np.argmin(losses))
-        if not losses[best] < losses[-1] * (1 - _ESCAPE_MARGIN):
+        centre = int(np.flatnonzero(_LINE_SHIFTS == 0.0)[0])
+        moves = np.delete(_LINE_SHIFTS, centre)
+        points = np.array([point(line, shift) for line in lines for shift in moves])
+        end_loss = escape.ranked_loss(result, escape.value)
+        table = np.insert(
+            self._ranked_losses(points, ranking).reshape(len(lines), -1),
+            centre,
+            end_loss,
+            axis=1,
+        )
+        lowest = np.min(table)
+        if not lowest < end_loss * (1 - _ESCAPE_MARGIN):
             return []
-        line, index = lines[best // len(steps)], best % len(steps)
-        # Its neighbours among the factors and 1.
-        shifts = np.sort(np.append(steps, 0.0))
-        index += steps[index] > 0
-        bounds = shifts[max(index - 1, 0)], shifts[min(index + 1, len(shifts) - 1)]
+        on_line, index = np.nonzero(table == lowest)
+        nearest = int(np.argmin(np.abs(_LINE_SHIFTS[index])))
+        line, index = lines[on_line[nearest]], index[nearest]
+        bounds = (
+            _LINE_SHIFTS[max(index - 1, 0)],
+            _LINE_SHIFTS[min(index + 1, len(_LINE_SHIFTS) - 1)],
+        )
 
         def loss(shift):
             return _point_losses(objective, point(line, shift)[None], ranking)[0]
 
-        refined = minimize_scalar(
-            loss,
-            bounds=bounds,
-            method="bounded",
-            options={"xatol": _LINE_TOL},
-        )
-        if not refined.fun < losses[best]:
-            return [points[best]]
+        # (A loss that cannot be computed is +inf, which Brent's steps only
+        # compare.)
+        with np.errstate(invalid="ignore"):
+            refined = minimize_scalar(
+                loss, bounds=bounds, method="bounded", options={"xatol": _LINE_TOL}
+            )
+        if not refined.fun < lowest:
+            return [point(line, _LINE_SHIFTS[index])]
         return [point(line, refined.x)]
 
     def _ranked_losses(self, trials, ranking):

@@ -969,13 +969,16 @@ def test_a_feature_on_its_plateau_tries_widths_near_its_quartiles():
     assert loss(model.bandwidth_) <= lowest * 1.001
 
 
-def test_a_compact_kernel_moves_the_widths_together_along_a_steep_rise():
+def test_a_compact_kernel_moves_the_widths_together_to_the_edge_of_a_jump():
     # random_problem(222): 87 rows of two features, a quarter of them
-    # repeated, under the Epanechnikov kernel. The loss rises by about 30 %
-    # within a few hundredths in log-width across a curve in the plane of
-    # the two widths, and falls toward it; L-BFGS-B stopped at its foot
-    # where no feature's move alone is lower, 6.5 % above the lowest point
-    # along it, which both widths about 1.36 times wider reach.
+    # repeated, under the Epanechnikov kernel. A row that no other sample
+    # reaches predicts its nearest one's value, and two of its neighbours
+    # are nearly tied: where they change places (a curve in the plane of
+    # the two widths) the loss jumps by about 28 %, and falls toward that
+    # edge. L-BFGS-B stopped where no move of a width by a factor 2 or 4 is
+    # lower, 6.5 % above the lowest point before the edge, which both
+    # widths about 1.36 times wider reach (the learned widths lie within
+    # about 3e-8 in log-width of it).
     X, y = random_problem(222)
     assert X.shape == (87, 2)
 
