@@ -333,7 +333,7 @@ def learn_bandwidth(
                 # The grid start and the trial of each feature alone are the
                 # Gaussian's: a compact kernel's loss is rough, and from the
                 # grid's lowest point its search ended higher about as often
-                # as lower.
+                # as lower; it scans each feature alone instead.
                 grid, grid_loss, alone = None, None, None
                 if not objective.kernel.compact:
                     grid, grid_loss = _grid_start(objective, X, lower, upper)
