@@ -1268,11 +1268,13 @@ class LeaveOneOutObjective(PairwiseObjective):
         totals = sums[..., -1:]
         empty = ~(totals[..., 0] > 0)
         predictions = sums[..., :-1] / torch.where(totals > 0, totals, 1.0)
-        if bool(empty.any()) and sq.dim() == 3:
+        if not bool(empty.any()):
+            return predictions, totals, empty
+        if sq.dim() == 3:
             # One u^2 block for each leading index of ``sums`` (per-feature
             # widths at several points): each point's nearest samples.
             predictions[empty] = self._nearest_values(sq[empty])
-        elif bool(empty.any()):
+        else:
             rows = empty.reshape(-1, len(chunk_t)).any(dim=0)
             nearest = predictions.new_zeros((len(chunk_t), predictions.shape[-1]))
             nearest[rows] = self._nearest_values(
